@@ -1,0 +1,187 @@
+//! Settings and limits, with the reason for each default. `main.rs` fills a [`Config`] from the
+//! command line; tests and embedders build one with [`Config::default`] and change what they need.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How each stored line is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `TIME LEVEL SEQ APP/INSTANCE LOGGER MESSAGE | key=value ...`, for people and grep.
+    #[default]
+    Text,
+    /// One JSON object per line with stable keys, for machines.
+    Json,
+}
+
+/// When the writer calls `fsync` (`sync_data`) on the active file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Leave it to the kernel: fastest, loses what is in the page cache on power loss.
+    Never,
+    /// After every batch, before acks are sent: an ack then means "on disk".
+    Always,
+    /// At most this long after a write.
+    Every(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Reported by `health` and in the welcome frame, so an operator can tell servers apart.
+    pub name: String,
+    /// Loopback by default: a log server should be exposed to a network on purpose, not by accident.
+    pub host: String,
+    pub port: u16,
+    pub grpc_port: u16,
+    pub tcp_only: bool,
+    pub dir: PathBuf,
+    /// 10 MiB: small enough to open in an editor, large enough that rotation is rare.
+    pub max_file_size: u64,
+    /// Rotated files kept (`_main.log.0` .. `_main.log.{N-1}`).
+    pub max_files: usize,
+    pub format: Format,
+    /// Every second by default: at most a second of acknowledged records at risk on power loss,
+    /// for a cost too small to measure.
+    pub fsync: Fsync,
+    /// Event loops; default is the number of cores, since each loop is one busy thread at most.
+    pub workers: usize,
+    /// Connections beyond this are accepted and closed at once, so the listen queue never
+    /// fills with clients that will never be served.
+    pub max_connections: usize,
+    /// Bytes of formatted records between the loops and the writer. When it is full the loops stop
+    /// reading sockets and TCP flow control pushes back on clients. 64 MiB is a few hundred
+    /// milliseconds of writes at full speed: enough to absorb a slow disk moment, small enough to
+    /// never matter for memory.
+    pub max_pending: usize,
+    /// Largest frame payload. 1 MiB holds thousands of records per batch; anything larger is more
+    /// likely an attack or a bug than a log record.
+    pub max_frame: u32,
+    /// Connections silent this long are closed (`None`: never). Clients that vanish without a FIN
+    /// are caught sooner by TCP keepalive.
+    pub idle_timeout: Option<Duration>,
+    /// Also print every stored line to standard output.
+    pub stdout: bool,
+    /// How long a SIGTERM may take to store what was received before the process gives up.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "LogServer".into(),
+            host: "127.0.0.1".into(),
+            port: 4020,
+            grpc_port: 4021,
+            tcp_only: false,
+            dir: PathBuf::from("./logs"),
+            max_file_size: 10 * 1024 * 1024,
+            max_files: 10,
+            format: Format::Text,
+            fsync: Fsync::Every(Duration::from_millis(1000)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 100_000,
+            max_pending: 64 * 1024 * 1024,
+            max_frame: 1024 * 1024,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            stdout: false,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The largest `--max-frame`: a frame's first byte must be 0 for detection (`protocol::detect`),
+/// so lengths stay under 16 MiB.
+pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
+
+/// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`,
+/// all powers of 1024).
+///
+/// # Errors
+/// A message saying what was expected.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: use bytes or a unit, like 10MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}`: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parses a duration: `250ms`, `10s`, `5m`, `1h`; a bare number is seconds.
+///
+/// # Errors
+/// A message saying what was expected.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use a number and ms, s, m or h"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}`: use ms, s, m or h"
+            ));
+        }
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+/// Parses `--fsync`: `never`, `always`, or an interval such as `1000ms`.
+///
+/// # Errors
+/// A message saying what was expected.
+pub fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    match s {
+        "never" => Ok(Fsync::Never),
+        "always" => Ok(Fsync::Always),
+        other => match parse_duration(other) {
+            Ok(d) if d.is_zero() => Ok(Fsync::Always),
+            Ok(d) => Ok(Fsync::Every(d)),
+            Err(_) => Err(format!(
+                "`{other}` is not an fsync policy: use never, always or an interval like 1000ms"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations_and_fsync() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            parse_fsync("1000ms"),
+            Ok(Fsync::Every(Duration::from_secs(1)))
+        );
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert!(parse_fsync("sometimes").is_err());
+    }
+}

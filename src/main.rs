@@ -1,0 +1,257 @@
+//! The `logmill` binary: parses the command line, builds the server, runs it. Thin on purpose;
+//! everything it calls is in the library.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use logmill::config::{self, Config, Format};
+use logmill::server::Server;
+use logmill::server_log::ServerLog;
+
+#[derive(Parser)]
+#[command(
+    name = "logmill",
+    version,
+    about = "A lightweight, fast log server: many TCP clients in, ordered rotating files out.",
+    long_about = "A lightweight, fast log server. Programs send it log records over TCP \
+(length-prefixed Cap'n Proto frames, see schema/logmill.capnp); it stores them in order in \
+rotating files (<dir>/_main.log, then _main.log.0 newest .. _main.log.9 oldest) and never drops \
+a record it has accepted.\n\nWith no subcommand, `logmill` is `logmill serve`.\n\nExamples:\n  \
+logmill                              serve on 127.0.0.1:4020, files in ./logs\n  \
+logmill --port 5000 --grpc_port 5001\n  logmill --tcp_only --name MyLogServer\n  \
+echo health | nc 127.0.0.1 4020      ask a running server how it is",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the log server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Server name, reported by `health` and in the welcome frame.
+    #[arg(long, default_value = "LogServer")]
+    name: String,
+    /// Address to listen on. The default keeps the server on this machine; use 0.0.0.0 or :: to
+    /// accept clients from the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// TCP port for native frames and `health` (0: any free port, printed at start-up).
+    #[arg(long, default_value_t = 4020)]
+    port: u16,
+    /// gRPC port (not served yet by this version: see README).
+    #[arg(long = "grpc-port", alias = "grpc_port", default_value_t = 4021)]
+    grpc_port: u16,
+    /// Serve TCP only, no gRPC.
+    #[arg(long = "tcp-only", aliases = ["tcp_only", "only_tcp", "only-tcp"])]
+    tcp_only: bool,
+    /// Directory for the record files and _server.log (created if missing).
+    #[arg(long, default_value = "./logs")]
+    dir: PathBuf,
+    /// Rotate the active file before it would pass this size (e.g. 10MiB, 512KiB, 4096).
+    #[arg(long = "max-file-size", default_value = "10MiB", value_parser = config::parse_size)]
+    max_file_size: u64,
+    /// Rotated files to keep (_main.log.0 .. _main.log.N-1); the oldest is deleted.
+    #[arg(long = "max-files", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_files: u32,
+    /// Line format of the stored files: text (for people) or json (one object per line).
+    #[arg(long, default_value = "text", value_parser = parse_format)]
+    format: Format,
+    /// When to fsync: never, always (acks mean on disk), or an interval like 1000ms.
+    #[arg(long, default_value = "1000ms", value_parser = config::parse_fsync)]
+    fsync: config::Fsync,
+    /// Event loop threads (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Connections beyond this are accepted and closed at once.
+    #[arg(long = "max-connections", default_value_t = 100_000)]
+    max_connections: usize,
+    /// Memory for records received but not yet written; when full, reading stops (backpressure).
+    #[arg(long = "max-pending", default_value = "64MiB", value_parser = config::parse_size)]
+    max_pending: u64,
+    /// Largest frame payload accepted (at most 16MiB-1); a larger frame closes the connection.
+    #[arg(long = "max-frame", default_value = "1MiB", value_parser = parse_max_frame)]
+    max_frame: u64,
+    /// Close connections silent for this long (e.g. 1h, 300s; 0 = never).
+    #[arg(long = "idle-timeout", default_value = "1h", value_parser = config::parse_duration)]
+    idle_timeout: Duration,
+    /// How long a SIGTERM may take to store what was received.
+    #[arg(long = "shutdown-timeout", default_value = "10s", value_parser = config::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Also print every stored line to standard output.
+    #[arg(long)]
+    stdout: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    match s {
+        "text" => Ok(Format::Text),
+        "json" => Ok(Format::Json),
+        other => Err(format!("unknown format `{other}`: use text or json")),
+    }
+}
+
+fn parse_max_frame(s: &str) -> Result<u64, String> {
+    let n = config::parse_size(s)?;
+    if n == 0 || n > u64::from(config::MAX_FRAME_LIMIT) {
+        return Err(format!(
+            "--max-frame must be between 1 byte and {} bytes (16MiB-1)",
+            config::MAX_FRAME_LIMIT
+        ));
+    }
+    Ok(n)
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Config {
+        let defaults = Config::default();
+        Config {
+            name: self.name,
+            host: self.host,
+            port: self.port,
+            grpc_port: self.grpc_port,
+            tcp_only: self.tcp_only,
+            dir: self.dir,
+            max_file_size: self.max_file_size.max(1),
+            max_files: self.max_files as usize,
+            format: self.format,
+            fsync: self.fsync,
+            workers: self.workers.unwrap_or(defaults.workers).max(1),
+            max_connections: self.max_connections,
+            max_pending: usize::try_from(self.max_pending).unwrap_or(usize::MAX),
+            max_frame: self.max_frame as u32,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            stdout: self.stdout,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve.into_config()),
+        Some(Command::Serve(args)) => serve(args.into_config()),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let log = match ServerLog::open(&config.dir, config.max_file_size, config.max_files) {
+        Ok(log) => Arc::new(log),
+        Err(e) => {
+            eprintln!(
+                "logmill: cannot use the log directory {}: {e}; check it is writable or choose \
+                 another with --dir",
+                config.dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log.info(format_args!("open files limit: {limit}")),
+        Err(e) => log.warn(format_args!("cannot raise the open files limit: {e}")),
+    }
+    let server = match Server::bind(config.clone(), log.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            log.error(format_args!("{e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.tcp_addr();
+    log.info(format_args!(
+        "{} {} listening on tcp {addr} ({} event loops), storing in {}",
+        config.name,
+        env!("CARGO_PKG_VERSION"),
+        config.workers,
+        config.dir.display()
+    ));
+    if !config.tcp_only {
+        log.warn(format_args!(
+            "gRPC is not served by this version: --grpc-port {} is not listening (use --tcp-only \
+             to silence this)",
+            config.grpc_port
+        ));
+    }
+    // One machine-readable line on stdout with every bound address, for scripts and tests.
+    let listening =
+        serde_json::json!({"event": "listening", "tcp": addr.to_string(), "grpc": null});
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{listening}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        log.warn(format_args!(
+            "cannot write the listening line to standard output"
+        ));
+    }
+    drop(stdout);
+
+    let handle = server.handle();
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log.error(format_args!("cannot install signal handlers: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let signals_handle = signals.handle();
+    let signal_log = log.clone();
+    let signal_thread = std::thread::Builder::new()
+        .name("logmill-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for signal in signals.forever() {
+                match signal {
+                    SIGHUP => handle.reopen(),
+                    _ if stopping => {
+                        signal_log.error(format_args!("second stop signal: exiting at once"));
+                        std::process::exit(130);
+                    }
+                    _ => {
+                        stopping = true;
+                        signal_log.info(format_args!(
+                            "stop signal: no new connections; storing what was received"
+                        ));
+                        handle.shutdown();
+                    }
+                }
+            }
+        });
+    let signal_thread = match signal_thread {
+        Ok(t) => t,
+        Err(e) => {
+            log.error(format_args!("cannot start the signal thread: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = server.run();
+    signals_handle.close();
+    if signal_thread.join().is_err() {
+        log.error(format_args!("the signal thread panicked"));
+    }
+    match result {
+        Ok(()) => {
+            log.info(format_args!("stopped; every received record is stored"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log.error(format_args!("{e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The native protocol: Cap'n Proto `ClientFrame`s in, `ServerFrame`s out (`schema/logmill.capnp`).
+//!
+//! Decoding is zero-copy: text fields of a [`Record`] borrow from the frame's payload, and
+//! invalid UTF-8 is replaced (lossily, then owned) rather than rejected, so one bad byte never
+//! costs a record. The Cap'n Proto read limits are proportional to the payload, so a small
+//! frame cannot make the server do large work however its pointers are arranged.
+//!
+//! Encoding of both directions lives here too: the server encodes `ServerFrame`s, and the
+//! bench client, the tests and the fuzz targets encode `ClientFrame`s with the same code.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use capnp::message::{Builder, ReaderOptions};
+use capnp::serialize;
+
+use crate::logmill_capnp::{ErrorCode, Level as WireLevel};
+use crate::logmill_capnp::{client_frame, log_record, server_frame};
+use crate::protocol::frame;
+use crate::record::{Body, Level, Record};
+
+/// The deepest nesting a valid `ClientFrame` has is 4 (frame, batch, record, field); a little
+/// slack and no more, so a hostile message cannot recurse.
+const NESTING_LIMIT: i32 = 16;
+
+/// The optional first frame of a connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub app: String,
+    pub instance: String,
+    pub token: String,
+    pub want_acks: bool,
+}
+
+/// What a `ClientFrame` held, once its records (if any) were handed to the callback.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFrame {
+    Hello(Hello),
+    /// How many records were handed to the callback.
+    Records(usize),
+}
+
+/// A payload that is not a valid `ClientFrame`.
+#[derive(Debug)]
+pub struct DecodeError(capnp::Error);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "payload is not a valid ClientFrame: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<capnp::Error> for DecodeError {
+    fn from(e: capnp::Error) -> Self {
+        DecodeError(e)
+    }
+}
+
+impl From<capnp::NotInSchema> for DecodeError {
+    fn from(e: capnp::NotInSchema) -> Self {
+        DecodeError(e.into())
+    }
+}
+
+fn reader_options(payload_len: usize) -> ReaderOptions {
+    // Traversal is counted in 8-byte words each time a struct or list is fetched; four times the
+    // payload covers every legitimate read of every field with room to spare, and bounds the work
+    // of a malicious message to a constant factor of its size.
+    let words = payload_len / 8;
+    let mut options = ReaderOptions::new();
+    options
+        .traversal_limit_in_words(Some(words.saturating_mul(4).max(1024)))
+        .nesting_limit(NESTING_LIMIT);
+    options
+}
+
+/// Decodes one `ClientFrame` payload, handing each record to `on_record` in order.
+///
+/// On error some records may already have been handed over; a caller that needs the frame to be
+/// all-or-nothing (the server does) keeps a mark and rolls back. Each record borrows the decoded
+/// message and lives only for the call: the caller formats or copies what it keeps.
+///
+/// # Errors
+/// [`DecodeError`] when the payload is not a Cap'n Proto message whose root is a `ClientFrame`.
+pub fn decode_client_frame(
+    payload: &[u8],
+    mut on_record: impl FnMut(Record<'_>),
+) -> Result<ClientFrame, DecodeError> {
+    let mut slice = payload;
+    let message = serialize::read_message_from_flat_slice_no_alloc(
+        &mut slice,
+        reader_options(payload.len()),
+    )?;
+    let root: client_frame::Reader<'_> = message.get_root()?;
+    match root.which()? {
+        client_frame::Record(record) => {
+            on_record(to_record(record?)?);
+            Ok(ClientFrame::Records(1))
+        }
+        client_frame::Batch(records) => {
+            let records = records?;
+            for record in records.iter() {
+                on_record(to_record(record)?);
+            }
+            Ok(ClientFrame::Records(records.len() as usize))
+        }
+        client_frame::Hello(hello) => {
+            let hello = hello?;
+            Ok(ClientFrame::Hello(Hello {
+                app: lossy(hello.get_app()?.as_bytes()).into_owned(),
+                instance: lossy(hello.get_instance()?.as_bytes()).into_owned(),
+                token: lossy(hello.get_token()?.as_bytes()).into_owned(),
+                want_acks: hello.get_want_acks(),
+            }))
+        }
+    }
+}
+
+/// Builds a [`Record`] whose text borrows the message (no copies unless UTF-8 is invalid).
+fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
+    fn text(t: capnp::text::Reader<'_>) -> Cow<'_, str> {
+        lossy(t.as_bytes())
+    }
+    let body = match r.get_body().which()? {
+        log_record::body::Message(t) => Body::Message(text(t?)),
+        log_record::body::Json(t) => Body::Json(text(t?)),
+    };
+    let fields = if r.has_fields() {
+        let list = r.get_fields()?;
+        let mut fields = Vec::with_capacity(list.len() as usize);
+        for field in list.iter() {
+            fields.push((text(field.get_key()?), text(field.get_value()?)));
+        }
+        fields
+    } else {
+        Vec::new()
+    };
+    Ok(Record {
+        timestamp_ns: r.get_timestamp_ns(),
+        level: from_wire_level(r.get_level()),
+        body,
+        logger: text(r.get_logger()?),
+        host: text(r.get_host()?),
+        service: text(r.get_service()?),
+        module: text(r.get_module()?),
+        file: text(r.get_file()?),
+        line: r.get_line(),
+        function: text(r.get_function()?),
+        process_id: r.get_process_id(),
+        process_name: text(r.get_process_name()?),
+        thread_id: r.get_thread_id(),
+        thread_name: text(r.get_thread_name()?),
+        stack_trace: text(r.get_stack_trace()?),
+        fields,
+        parse_error: false,
+        truncated: false,
+    })
+}
+
+/// Text fields are UTF-8 by contract; invalid bytes become U+FFFD so one bad byte costs nothing.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {
+    match level {
+        Ok(WireLevel::Trace) => Level::Trace,
+        Ok(WireLevel::Debug) => Level::Debug,
+        Ok(WireLevel::Notice) => Level::Notice,
+        Ok(WireLevel::Warning) => Level::Warning,
+        Ok(WireLevel::Error) => Level::Error,
+        Ok(WireLevel::Critical) => Level::Critical,
+        Ok(WireLevel::Alert) => Level::Alert,
+        Ok(WireLevel::Emergency) => Level::Emergency,
+        // `unspecified` and values from a newer schema are stored as info.
+        Ok(WireLevel::Info | WireLevel::Unspecified) | Err(_) => Level::Info,
+    }
+}
+
+fn to_wire_level(level: Level) -> WireLevel {
+    match level {
+        Level::Trace => WireLevel::Trace,
+        Level::Debug => WireLevel::Debug,
+        Level::Info => WireLevel::Info,
+        Level::Notice => WireLevel::Notice,
+        Level::Warning => WireLevel::Warning,
+        Level::Error => WireLevel::Error,
+        Level::Critical => WireLevel::Critical,
+        Level::Alert => WireLevel::Alert,
+        Level::Emergency => WireLevel::Emergency,
+    }
+}
+
+/// Why the server sent an `error` frame (`ErrorCode` in the schema).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    FrameTooLarge,
+    Undecodable,
+    HelloNotFirst,
+    ShuttingDown,
+    SlowReader,
+    IdleTimeout,
+}
+
+impl ErrorKind {
+    fn to_wire(self) -> ErrorCode {
+        match self {
+            ErrorKind::FrameTooLarge => ErrorCode::FrameTooLarge,
+            ErrorKind::Undecodable => ErrorCode::Undecodable,
+            ErrorKind::HelloNotFirst => ErrorCode::HelloNotFirst,
+            ErrorKind::ShuttingDown => ErrorCode::ShuttingDown,
+            ErrorKind::SlowReader => ErrorCode::SlowReader,
+            ErrorKind::IdleTimeout => ErrorCode::IdleTimeout,
+        }
+    }
+
+    fn from_wire(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::FrameTooLarge => ErrorKind::FrameTooLarge,
+            ErrorCode::Undecodable => ErrorKind::Undecodable,
+            ErrorCode::HelloNotFirst => ErrorKind::HelloNotFirst,
+            ErrorCode::ShuttingDown => ErrorKind::ShuttingDown,
+            ErrorCode::SlowReader => ErrorKind::SlowReader,
+            ErrorCode::IdleTimeout => ErrorKind::IdleTimeout,
+        }
+    }
+}
+
+/// A decoded `ServerFrame`, as a client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerFrame {
+    Ack {
+        count: u64,
+        last_seq: u64,
+    },
+    Error {
+        kind: Option<ErrorKind>,
+        message: String,
+    },
+    Welcome {
+        server: String,
+        version: String,
+        max_frame: u32,
+    },
+}
+
+/// Appends `frame`, length prefix included, to `out`.
+pub fn encode_server_frame(frame: &ServerFrame, out: &mut Vec<u8>) {
+    let mut message = Builder::new_default();
+    let root = message.init_root::<server_frame::Builder<'_>>();
+    match frame {
+        ServerFrame::Ack { count, last_seq } => {
+            let mut ack = root.init_ack();
+            ack.set_count(*count);
+            ack.set_last_seq(*last_seq);
+        }
+        ServerFrame::Error { kind, message } => {
+            let mut error = root.init_error();
+            error.set_code(kind.unwrap_or(ErrorKind::Undecodable).to_wire());
+            error.set_message(message.as_str());
+        }
+        ServerFrame::Welcome {
+            server,
+            version,
+            max_frame,
+        } => {
+            let mut welcome = root.init_welcome();
+            welcome.set_server(server.as_str());
+            welcome.set_version(version.as_str());
+            welcome.set_max_frame(*max_frame);
+        }
+    }
+    frame::encode(&serialize::write_message_to_words(&message), out);
+}
+
+/// Decodes one `ServerFrame` payload (client side).
+///
+/// # Errors
+/// [`DecodeError`] when the payload is not a `ServerFrame`.
+pub fn decode_server_frame(payload: &[u8]) -> Result<ServerFrame, DecodeError> {
+    let mut slice = payload;
+    let message = serialize::read_message_from_flat_slice_no_alloc(
+        &mut slice,
+        reader_options(payload.len()),
+    )?;
+    let root: server_frame::Reader<'_> = message.get_root()?;
+    Ok(match root.which()? {
+        server_frame::Ack(ack) => {
+            let ack = ack?;
+            ServerFrame::Ack {
+                count: ack.get_count(),
+                last_seq: ack.get_last_seq(),
+            }
+        }
+        server_frame::Error(error) => {
+            let error = error?;
+            ServerFrame::Error {
+                kind: error.get_code().ok().map(ErrorKind::from_wire),
+                message: lossy(error.get_message()?.as_bytes()).into_owned(),
+            }
+        }
+        server_frame::Welcome(welcome) => {
+            let welcome = welcome?;
+            ServerFrame::Welcome {
+                server: lossy(welcome.get_server()?.as_bytes()).into_owned(),
+                version: lossy(welcome.get_version()?.as_bytes()).into_owned(),
+                max_frame: welcome.get_max_frame(),
+            }
+        }
+    })
+}
+
+/// Appends a `hello` frame to `out` (client side).
+pub fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
+    let mut message = Builder::new_default();
+    let mut h = message
+        .init_root::<client_frame::Builder<'_>>()
+        .init_hello();
+    h.set_app(hello.app.as_str());
+    h.set_instance(hello.instance.as_str());
+    h.set_token(hello.token.as_str());
+    h.set_want_acks(hello.want_acks);
+    frame::encode(&serialize::write_message_to_words(&message), out);
+}
+
+/// Appends one frame holding `records` to `out`: a `record` frame for one, a `batch` otherwise.
+///
+/// # Panics
+/// If `records` holds more than `u32::MAX` records.
+pub fn encode_records(records: &[Record<'_>], out: &mut Vec<u8>) {
+    let mut message = Builder::new_default();
+    let root = message.init_root::<client_frame::Builder<'_>>();
+    if let [record] = records {
+        fill_record(root.init_record(), record);
+    } else {
+        let len = u32::try_from(records.len()).expect("batch over u32::MAX records");
+        let mut list = root.init_batch(len);
+        for (i, record) in records.iter().enumerate() {
+            fill_record(list.reborrow().get(i as u32), record);
+        }
+    }
+    frame::encode(&serialize::write_message_to_words(&message), out);
+}
+
+fn fill_record(mut b: log_record::Builder<'_>, r: &Record<'_>) {
+    b.set_timestamp_ns(r.timestamp_ns);
+    b.set_level(to_wire_level(r.level));
+    match &r.body {
+        Body::Message(m) => b.reborrow().init_body().set_message(m.as_ref()),
+        Body::Json(j) => b.reborrow().init_body().set_json(j.as_ref()),
+    }
+    if !r.logger.is_empty() {
+        b.set_logger(r.logger.as_ref());
+    }
+    if !r.host.is_empty() {
+        b.set_host(r.host.as_ref());
+    }
+    if !r.service.is_empty() {
+        b.set_service(r.service.as_ref());
+    }
+    if !r.module.is_empty() {
+        b.set_module(r.module.as_ref());
+    }
+    if !r.file.is_empty() {
+        b.set_file(r.file.as_ref());
+    }
+    b.set_line(r.line);
+    if !r.function.is_empty() {
+        b.set_function(r.function.as_ref());
+    }
+    b.set_process_id(r.process_id);
+    if !r.process_name.is_empty() {
+        b.set_process_name(r.process_name.as_ref());
+    }
+    b.set_thread_id(r.thread_id);
+    if !r.thread_name.is_empty() {
+        b.set_thread_name(r.thread_name.as_ref());
+    }
+    if !r.stack_trace.is_empty() {
+        b.set_stack_trace(r.stack_trace.as_ref());
+    }
+    if !r.fields.is_empty() {
+        let mut list = b.init_fields(r.fields.len() as u32);
+        for (i, (k, v)) in r.fields.iter().enumerate() {
+            let mut f = list.reborrow().get(i as u32);
+            f.set_key(k.as_ref());
+            f.set_value(v.as_ref());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{Frame, decode};
+
+    fn sample() -> Record<'static> {
+        Record {
+            timestamp_ns: 1_700_000_000_123_456_789,
+            level: Level::Warning,
+            body: Body::Message("disk almost full".into()),
+            logger: "app.disk".into(),
+            host: "web-1".into(),
+            line: 42,
+            process_id: 7,
+            fields: vec![("mount".into(), "/var".into())],
+            ..Record::default()
+        }
+    }
+
+    fn payload_of(buf: &[u8]) -> &[u8] {
+        match decode(buf, u32::MAX).unwrap() {
+            Frame::Complete { payload, .. } => payload,
+            Frame::Incomplete { .. } => panic!("incomplete"),
+        }
+    }
+
+    #[test]
+    fn record_round_trip_borrows_the_message() {
+        let mut buf = Vec::new();
+        encode_records(&[sample()], &mut buf);
+        let mut got = Vec::new();
+        let kind = decode_client_frame(payload_of(&buf), |r| {
+            assert!(matches!(r.logger, Cow::Borrowed(_)));
+            got.push(r.into_static())
+        })
+        .unwrap();
+        assert_eq!(kind, ClientFrame::Records(1));
+        assert_eq!(got, vec![sample()]);
+    }
+
+    #[test]
+    fn batch_keeps_order() {
+        let records: Vec<Record<'static>> = (0..50)
+            .map(|i| Record {
+                body: Body::Json(format!("{{\"i\":{i}}}").into()),
+                ..Record::default()
+            })
+            .collect();
+        let mut buf = Vec::new();
+        encode_records(&records, &mut buf);
+        let mut got = Vec::new();
+        decode_client_frame(payload_of(&buf), |r| got.push(r.into_static())).unwrap();
+        assert_eq!(got, records);
+    }
+
+    #[test]
+    fn hello_round_trip() {
+        let hello = Hello {
+            app: "billing".into(),
+            instance: "pod-7".into(),
+            token: String::new(),
+            want_acks: true,
+        };
+        let mut buf = Vec::new();
+        encode_hello(&hello, &mut buf);
+        let got = decode_client_frame(payload_of(&buf), |_| panic!("no records")).unwrap();
+        assert_eq!(got, ClientFrame::Hello(hello));
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        for frame in [
+            ServerFrame::Ack {
+                count: 10,
+                last_seq: 99,
+            },
+            ServerFrame::Error {
+                kind: Some(ErrorKind::FrameTooLarge),
+                message: "too big".into(),
+            },
+            ServerFrame::Welcome {
+                server: "LogServer".into(),
+                version: "0.1.0".into(),
+                max_frame: 1 << 20,
+            },
+        ] {
+            let mut buf = Vec::new();
+            encode_server_frame(&frame, &mut buf);
+            assert_eq!(decode_server_frame(payload_of(&buf)).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for garbage in [
+            &b""[..],
+            b"\x00",
+            b"\xff\xff\xff\xff",
+            b"\x00\x00\x00\x00\x10\x00\x00\x00",
+        ] {
+            assert!(decode_client_frame(garbage, |_| ()).is_err());
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_rejected() {
+        let mut message = Builder::new_default();
+        let mut r = message
+            .init_root::<client_frame::Builder<'_>>()
+            .init_record();
+        r.reborrow()
+            .init_body()
+            .set_message(capnp::text::Reader::from(&b"bad \xff byte"[..]));
+        let words = serialize::write_message_to_words(&message);
+        let mut got = Vec::new();
+        decode_client_frame(&words, |r| got.push(r.into_static())).unwrap();
+        assert_eq!(got[0].body, Body::Message("bad \u{fffd} byte".into()));
+    }
+}

@@ -1,0 +1,172 @@
+//! `Record`: the one type every protocol decodes into, and `Level`, the one severity scale.
+//!
+//! A record borrows its text from the bytes it was decoded from wherever it can (`Cow::Borrowed`),
+//! so decoding a native frame copies no strings: the loop formats the record into its batch and
+//! drops it. Decoders for formats that must unescape text (pickle, syslog, JSON) hand out owned
+//! strings instead. Nothing here does I/O.
+
+use std::borrow::Cow;
+
+/// Severity, on the scale of `schema/logmill.capnp` (`Level`), which documents the mapping from
+/// Python, syslog and OpenTelemetry levels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl Level {
+    /// The name written to the files: lower-case in JSON, upper-case in text lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Notice => "NOTICE",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+            Level::Critical => "CRITICAL",
+            Level::Alert => "ALERT",
+            Level::Emergency => "EMERGENCY",
+        }
+    }
+
+    /// Lower-case name, as written in JSON lines.
+    pub fn as_lower_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Notice => "notice",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Critical => "critical",
+            Level::Alert => "alert",
+            Level::Emergency => "emergency",
+        }
+    }
+
+    /// Syslog severity (0 = emergency .. 7 = debug). `trace` has no syslog value and maps to debug.
+    pub fn from_syslog(severity: u8) -> Level {
+        match severity {
+            0 => Level::Emergency,
+            1 => Level::Alert,
+            2 => Level::Critical,
+            3 => Level::Error,
+            4 => Level::Warning,
+            5 => Level::Notice,
+            6 => Level::Info,
+            _ => Level::Debug,
+        }
+    }
+
+    /// Python's numeric levels: each level covers its number and those up to the next one
+    /// (so a custom level 25 is `info`), as Python's own `getLevelName` ordering implies.
+    pub fn from_python(levelno: i64) -> Level {
+        match levelno {
+            i64::MIN..=9 => Level::Trace,
+            10..=19 => Level::Debug,
+            20..=29 => Level::Info,
+            30..=39 => Level::Warning,
+            40..=49 => Level::Error,
+            _ => Level::Critical,
+        }
+    }
+
+    /// OpenTelemetry SeverityNumber (1..=24, four per range); 0 (unspecified) is `info`.
+    pub fn from_otel(severity_number: i32) -> Level {
+        match severity_number {
+            1..=4 => Level::Trace,
+            5..=8 => Level::Debug,
+            13..=16 => Level::Warning,
+            17..=20 => Level::Error,
+            21..=24 => Level::Critical,
+            _ => Level::Info,
+        }
+    }
+}
+
+/// The body of a record: a plain message or a JSON object held as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    Message(Cow<'a, str>),
+    Json(Cow<'a, str>),
+}
+
+impl Default for Body<'_> {
+    fn default() -> Self {
+        Body::Message(Cow::Borrowed(""))
+    }
+}
+
+/// One log record, as decoded from any protocol. Empty strings and zero numbers mean "not given".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Unix nanoseconds at the source; 0 = stamp on arrival.
+    pub timestamp_ns: u64,
+    pub level: Level,
+    pub body: Body<'a>,
+    pub logger: Cow<'a, str>,
+    pub host: Cow<'a, str>,
+    pub service: Cow<'a, str>,
+    pub module: Cow<'a, str>,
+    pub file: Cow<'a, str>,
+    pub line: u32,
+    pub function: Cow<'a, str>,
+    pub process_id: u32,
+    pub process_name: Cow<'a, str>,
+    pub thread_id: u64,
+    pub thread_name: Cow<'a, str>,
+    pub stack_trace: Cow<'a, str>,
+    /// Extra key/value pairs, in the order the client sent them.
+    pub fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// The decoder could not parse the input and kept it as raw text.
+    pub parse_error: bool,
+    /// The input was longer than the line limit and was cut; this is one piece of it.
+    pub truncated: bool,
+}
+
+fn own(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl Record<'_> {
+    /// Copies every borrowed string, for a record that must outlive its input (tests, clients).
+    pub fn into_static(self) -> Record<'static> {
+        Record {
+            timestamp_ns: self.timestamp_ns,
+            level: self.level,
+            body: match self.body {
+                Body::Message(m) => Body::Message(own(m)),
+                Body::Json(j) => Body::Json(own(j)),
+            },
+            logger: own(self.logger),
+            host: own(self.host),
+            service: own(self.service),
+            module: own(self.module),
+            file: own(self.file),
+            line: self.line,
+            function: own(self.function),
+            process_id: self.process_id,
+            process_name: own(self.process_name),
+            thread_id: self.thread_id,
+            thread_name: own(self.thread_name),
+            stack_trace: own(self.stack_trace),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            parse_error: self.parse_error,
+            truncated: self.truncated,
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! One event loop: a mio `Poll`, a slab of connections, and nothing but moving bytes.
+//!
+//! A turn of the loop:
+//! 1. `poll` for events (timeout 0 while connections still have unread input, else up to a tick).
+//! 2. Accept new connections; mark readable connections ready; send pending output on writable
+//!    ones; on the waker, collect the writer's completions.
+//! 3. Serve the ready list: read each connection, up to a budget so one busy client cannot starve
+//!    the others, and decode what arrived into this loop's batch.
+//! 4. Send the batch to the writer (one channel message per turn, not per record), and the acks.
+//!
+//! Readiness is edge-triggered, so every read, write and accept runs until `WouldBlock`, or the
+//! connection stays on the ready list until it does. When the writer's pending bytes are full
+//! the loop stops reading (the ready list waits) and TCP flow control pushes back on clients.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::connection::{Connection, Context, Phase};
+use crate::config::Config;
+use crate::protocol::native::ErrorKind;
+use crate::server_log::ServerLog;
+use crate::shared::Shared;
+use crate::storage::line::LineFormatter;
+use crate::storage::{BatchBuilder, Command, ConnKey};
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX);
+
+/// Bytes read from one connection per turn before the next connection gets its turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// Send the batch to the writer once it holds this much, even in the middle of a turn, so a
+/// batch never grows far beyond what one turn reads.
+const BATCH_BYTES: usize = 512 * 1024;
+/// Accepts per turn: the listener is shared by all loops, so stopping early lets idle loops take
+/// their share of a burst of connections.
+const ACCEPT_BUDGET: usize = 64;
+/// A client that does not read its acks and error frames gets this much output, then is closed.
+const MAX_OUTPUT: usize = 1024 * 1024;
+/// How often idle timeouts and retried accepts are checked when nothing else happens.
+const TICK: Duration = Duration::from_millis(500);
+
+pub struct EventLoop {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    /// The listener may have connections left (budget reached or accept failed, e.g. EMFILE).
+    accept_more: bool,
+    conns: Slab<Connection>,
+    ready: VecDeque<usize>,
+    scratch: Vec<u8>,
+    batch: BatchBuilder,
+    writer: Sender<Command>,
+    shared: Arc<Shared>,
+    log: Arc<ServerLog>,
+    next_serial: u64,
+    max_frame: u32,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    shutdown_timeout: Duration,
+    last_tick: Instant,
+    refusals_logged_at: Option<Instant>,
+}
+
+impl EventLoop {
+    /// Builds loop `id` around its `poll` (whose waker is in `shared.mailboxes[id]`) and its
+    /// handle on the shared listener.
+    ///
+    /// # Errors
+    /// The error registering the listener.
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        config: &Config,
+        writer: Sender<Command>,
+        shared: Arc<Shared>,
+        log: Arc<ServerLog>,
+    ) -> io::Result<EventLoop> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(EventLoop {
+            id,
+            poll,
+            listener: Some(listener),
+            accept_more: true,
+            conns: Slab::new(),
+            ready: VecDeque::new(),
+            // Big enough for the largest frame plus a header, so a whole frame always fits.
+            scratch: vec![0; (config.max_frame as usize + 4).max(READ_BUDGET)],
+            batch: BatchBuilder::new(id, LineFormatter::new(config.format)),
+            writer,
+            shared,
+            log,
+            next_serial: 0,
+            max_frame: config.max_frame,
+            max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+            last_tick: Instant::now(),
+            refusals_logged_at: None,
+        })
+    }
+
+    /// Runs until shutdown, then stores what was received and tells the writer it is done.
+    ///
+    /// # Errors
+    /// A failing `poll`, which leaves the loop unable to work.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.has_work() {
+                Duration::ZERO
+            } else {
+                TICK
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_more = true,
+                    WAKER => {}
+                    Token(token) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.mark_ready(token);
+                        }
+                        if event.is_writable() {
+                            self.send_output(token);
+                        }
+                    }
+                }
+            }
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                return self.drain_and_stop();
+            }
+            self.take_completions();
+            if self.accept_more {
+                self.accept();
+            }
+            self.serve_ready(false);
+            self.send_batch();
+            if self.last_tick.elapsed() >= TICK {
+                self.tick();
+            }
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        (!self.ready.is_empty() && !self.shared.pending_full())
+            || (self.accept_more && self.conns.len() < self.max_connections)
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays queued; retry at the next tick
+                    // rather than spinning on an error that only time can clear.
+                    self.log.error(format_args!(
+                        "accept failed: {e}; retrying (raise `ulimit -n` if this is EMFILE)"
+                    ));
+                    self.accept_more = false;
+                    return;
+                }
+            };
+            let total = self.shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            if total > self.max_connections {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.refuse(peer);
+                continue; // dropping `stream` closes it
+            }
+            if let Err(e) = super::tune_socket(&stream) {
+                self.log.warn(format_args!(
+                    "connection from {peer}: cannot set keepalive: {e}"
+                ));
+            }
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            let entry = self.conns.vacant_entry();
+            let token = entry.key();
+            let mut conn = Connection::new(stream, ConnKey { token, serial }, peer);
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut conn.stream, Token(token), Interest::READABLE)
+            {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.log
+                    .error(format_args!("connection from {peer}: cannot register: {e}"));
+                continue;
+            }
+            entry.insert(conn);
+            // Data may already be waiting; the edge for it may have come before registration.
+            self.mark_ready(token);
+        }
+        // Budget used up: other loops (woken by the same event) take the rest, or we do next turn.
+    }
+
+    fn refuse(&mut self, peer: std::net::SocketAddr) {
+        let refused = self
+            .shared
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        // One line a second at most: a flood of refusals must not flood the log.
+        let now = Instant::now();
+        if self
+            .refusals_logged_at
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.refusals_logged_at = Some(now);
+            self.log.warn(format_args!(
+                "refused connection from {peer}: --max-connections {} reached ({refused} refused so far)",
+                self.max_connections
+            ));
+        }
+    }
+
+    fn mark_ready(&mut self, token: usize) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+    }
+
+    /// Reads every ready connection once (up to its budget). During shutdown `final_pass` reads
+    /// everything already received, whatever the pending gauge says.
+    fn serve_ready(&mut self, final_pass: bool) {
+        let rounds = self.ready.len();
+        for _ in 0..rounds {
+            if !final_pass && self.is_paused() {
+                return;
+            }
+            let Some(token) = self.ready.pop_front() else {
+                return;
+            };
+            let budget = if final_pass { usize::MAX } else { READ_BUDGET };
+            let drained = self.read(token, budget);
+            if let Some(conn) = self.conns.get_mut(token) {
+                if drained {
+                    conn.queued = false;
+                } else {
+                    self.ready.push_back(token);
+                }
+            }
+            if self.batch.bytes() >= BATCH_BYTES {
+                self.send_batch();
+            }
+            self.send_output(token);
+        }
+    }
+
+    /// True when the writer is full. Sets the mailbox flag so the writer wakes us when it has
+    /// room, then checks again: the writer may have made room between the check and the flag.
+    fn is_paused(&self) -> bool {
+        if !self.shared.pending_full() {
+            return false;
+        }
+        let mailbox = &self.shared.mailboxes[self.id];
+        mailbox.paused.store(true, Ordering::Release);
+        if self.shared.pending_full() {
+            return true;
+        }
+        mailbox.paused.store(false, Ordering::Release);
+        false
+    }
+
+    /// Reads from `token` until `WouldBlock` (returns true) or until `budget` bytes (false).
+    fn read(&mut self, token: usize, budget: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return true;
+        };
+        let mut cx = Context {
+            batch: &mut self.batch,
+            now_ns: now_ns(),
+            max_frame: self.max_frame,
+            shared: &self.shared,
+            log: &self.log,
+        };
+        let mut total = 0usize;
+        loop {
+            if total >= budget {
+                return false;
+            }
+            if conn.phase == Phase::Closing || conn.eof {
+                return true;
+            }
+            let result = if conn.input.is_empty() {
+                // The common case: read into the loop's scratch buffer, decode in place, and keep
+                // only an unfinished tail.
+                match conn.stream.read(&mut self.scratch) {
+                    Ok(n) if n > 0 => {
+                        let used = conn.consume(&self.scratch[..n], &mut cx);
+                        conn.input.extend_from_slice(&self.scratch[used..n]);
+                        Ok(n)
+                    }
+                    other => other,
+                }
+            } else {
+                // A frame is half-way in: read into the connection's own buffer, growing it only
+                // towards what the frame announced.
+                let mut input = std::mem::take(&mut conn.input);
+                let have = input.len();
+                let want = conn
+                    .input_needed
+                    .map_or(4096, |need| need.saturating_sub(have))
+                    .clamp(4096, READ_BUDGET);
+                input.resize(have + want, 0);
+                let result = conn.stream.read(&mut input[have..]);
+                let n = *result.as_ref().unwrap_or(&0);
+                input.truncate(have + n);
+                if n > 0 {
+                    let used = conn.consume(&input, &mut cx);
+                    input.drain(..used);
+                }
+                conn.input = if input.is_empty() { Vec::new() } else { input };
+                result
+            };
+            match result {
+                Ok(0) => {
+                    conn.eof = true;
+                    if !conn.input.is_empty() && conn.phase != Phase::Closing {
+                        self.log.warn(format_args!(
+                            "connection from {} closed in the middle of a frame; {} bytes of an \
+                             incomplete frame discarded",
+                            conn.peer,
+                            conn.input.len()
+                        ));
+                    }
+                    conn.input = Vec::new();
+                    return true;
+                }
+                Ok(n) => {
+                    total += n;
+                    conn.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.log.warn(format_args!(
+                        "connection from {}: read failed: {e}",
+                        conn.peer
+                    ));
+                    conn.eof = true;
+                    conn.phase = Phase::Closing;
+                    conn.output.clear();
+                    conn.output_sent = 0;
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = self.batch.take();
+        self.shared
+            .pending_bytes
+            .fetch_add(batch.cost(), Ordering::AcqRel);
+        if self.writer.send(Command::Write(batch)).is_err() {
+            // Only possible if the writer thread died, which `Server::run` reports; the records
+            // stay unacknowledged, so clients that asked for acks know they were not stored.
+            self.log.error(format_args!(
+                "the writer thread is gone; records not stored"
+            ));
+        }
+    }
+
+    fn take_completions(&mut self) {
+        let mailbox = &self.shared.mailboxes[self.id];
+        let completions = std::mem::take(
+            &mut *mailbox
+                .completions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if mailbox.paused.load(Ordering::Acquire) && !self.shared.pending_full() {
+            mailbox.paused.store(false, Ordering::Release);
+        }
+        let mut touched = Vec::new();
+        for c in completions {
+            if let Some(conn) = self.conns.get_mut(c.conn.token) {
+                if conn.key == c.conn {
+                    conn.completed(c.count, c.last_seq);
+                    touched.push(c.conn.token);
+                }
+            }
+        }
+        for token in touched {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.queue_ack();
+            }
+            self.send_output(token);
+        }
+    }
+
+    /// Writes pending output of `token` until done or `WouldBlock`, keeps WRITABLE interest only
+    /// while output is pending, and closes the connection once it is finished.
+    fn send_output(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let mut failed = false;
+        while conn.has_output() {
+            match conn.stream.write(&conn.output[conn.output_sent..]) {
+                Ok(0) => failed = true,
+                Ok(n) => conn.output_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => failed = true,
+            }
+            if failed {
+                break;
+            }
+        }
+        if failed {
+            // The peer is gone; nothing more can be told to it.
+            conn.output.clear();
+            conn.output_sent = 0;
+            conn.eof = true;
+            conn.phase = Phase::Closing;
+        } else if !conn.has_output() {
+            conn.output = Vec::new();
+            conn.output_sent = 0;
+        } else if conn.output.len() - conn.output_sent > MAX_OUTPUT {
+            self.log.warn(format_args!(
+                "connection from {}: client does not read its acks ({} bytes unsent); closing",
+                conn.peer,
+                conn.output.len() - conn.output_sent
+            ));
+            conn.output.clear();
+            conn.output_sent = 0;
+            conn.phase = Phase::Closing;
+            conn.eof = true;
+        }
+        let want_writable = conn.has_output();
+        if want_writable != conn.writable {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(token), interest)
+            {
+                Ok(()) => conn.writable = want_writable,
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "connection from {}: reregister: {e}",
+                        conn.peer
+                    ));
+                    conn.output.clear();
+                    conn.output_sent = 0;
+                    conn.phase = Phase::Closing;
+                    conn.eof = true;
+                }
+            }
+        }
+        if conn.finished() {
+            self.close(token);
+        }
+    }
+
+    fn close(&mut self, token: usize) {
+        let mut conn = self.conns.remove(token);
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            self.log.warn(format_args!(
+                "connection from {}: deregister: {e}",
+                conn.peer
+            ));
+        }
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        // A token removed from the slab may still sit in the ready list; `read` skips it, and the
+        // serial in `ConnKey` keeps a reused slot from being confused with this connection.
+        if conn.queued {
+            self.ready.retain(|&t| t != token);
+        }
+    }
+
+    /// Idle timeouts and retried accepts.
+    fn tick(&mut self) {
+        self.last_tick = Instant::now();
+        if self.listener.is_some() {
+            self.accept_more = true;
+        }
+        let Some(idle) = self.idle_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.in_flight == 0 && now.duration_since(c.last_active) >= idle)
+            .map(|(t, _)| t)
+            .collect();
+        for token in expired {
+            let conn = &mut self.conns[token];
+            self.log.info(format_args!(
+                "connection from {}: idle for {}s (--idle-timeout); closed",
+                conn.peer,
+                idle.as_secs()
+            ));
+            conn.queue_error(
+                ErrorKind::IdleTimeout,
+                format!("nothing received for {}s; closing", idle.as_secs()),
+            );
+            conn.phase = Phase::Closing;
+            self.send_output(token);
+        }
+    }
+
+    /// Shutdown: stop accepting, store every complete frame already received, wait (bounded) for
+    /// the writer to confirm them so acks can go out, then close everything.
+    fn drain_and_stop(mut self) -> io::Result<()> {
+        if let Some(mut listener) = self.listener.take() {
+            if let Err(e) = self.poll.registry().deregister(&mut listener) {
+                self.log.warn(format_args!("deregister listener: {e}"));
+            }
+        }
+        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for token in tokens {
+            self.read(token, usize::MAX);
+        }
+        self.ready.clear();
+        self.send_batch();
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let mut events = Events::with_capacity(256);
+        while self.conns.iter().any(|(_, c)| c.in_flight > 0) && Instant::now() < deadline {
+            match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.take_completions();
+        }
+        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.queue_ack();
+                conn.queue_error(ErrorKind::ShuttingDown, "server is shutting down".into());
+                conn.phase = Phase::Closing;
+                conn.in_flight = 0;
+                conn.eof = true;
+            }
+            self.send_output(token);
+        }
+        // Whatever is still unsent is dropped with the sockets.
+        if self.writer.send(Command::LoopDone(self.id)).is_err() {
+            self.log
+                .error(format_args!("the writer thread is gone at shutdown"));
+        }
+        Ok(())
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,264 @@
+//! The server: binds the listener, builds the loops and the writer, and runs them on named
+//! threads until a shutdown.
+//!
+//! Listener sharing: there is one listening socket, and every loop registers its own handle on it
+//! (a `dup` of the descriptor). A new connection wakes the loops; each accepts up to a small budget
+//! and the rest get `WouldBlock`. An idle loop wakes first and accepts most, which balances
+//! connections towards loops with spare time. We chose this over `SO_REUSEPORT` listeners, which
+//! would let a second logmill started by mistake on the same port silently take half the clients.
+//!
+//! - [`event_loop`]: one loop, its accept/read/write discipline.
+//! - [`connection`]: one connection's buffers and protocol state.
+
+pub mod connection;
+pub mod event_loop;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+
+use crate::config::Config;
+use crate::server_log::ServerLog;
+use crate::shared::{Mailbox, Shared};
+use crate::storage::Command;
+use crate::storage::writer::{Exit, Writer};
+use event_loop::EventLoop;
+
+/// Why the server could not start or stopped badly. Each says what to do.
+#[derive(Debug)]
+pub enum Error {
+    Bind { addr: String, source: io::Error },
+    Storage { dir: String, source: io::Error },
+    Setup(io::Error),
+    LoopFailed(String),
+    RecordsLost(u64),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {addr}: the port is in use (another logmill?); choose another \
+                 with --port, or --port 0 for any free port"
+            ),
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Storage { dir, source } => write!(
+                f,
+                "cannot use the log directory {dir}: {source}; check it exists and is writable, \
+                 or choose another with --dir"
+            ),
+            Error::Setup(e) => write!(f, "cannot set up the event loops: {e}"),
+            Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
+            Error::RecordsLost(n) => write!(
+                f,
+                "stopped with {n} received records unwritten: the disk kept failing (see _server.log)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A bound, ready-to-run server. [`Server::bind`] does everything that can fail at start-up
+/// (listening, opening and repairing the files), so an error is reported before any thread runs.
+pub struct Server {
+    config: Config,
+    tcp_addr: SocketAddr,
+    loops: Vec<EventLoop>,
+    writer: Writer,
+    writer_tx: Sender<Command>,
+    shared: Arc<Shared>,
+    log: Arc<ServerLog>,
+}
+
+/// Lets another thread (signal handling, a test) stop the server or reopen its files.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    writer_tx: Sender<Command>,
+    log: Arc<ServerLog>,
+}
+
+impl Handle {
+    /// Stop accepting, store what was received, exit [`Server::run`].
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    /// Reopen the record files and `_server.log` (after an external logrotate).
+    pub fn reopen(&self) {
+        self.log.reopen();
+        if self.writer_tx.send(Command::Reopen).is_err() {
+            self.log
+                .warn(format_args!("SIGHUP: the writer is already stopped"));
+        }
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Server {
+    /// Binds `config.host:config.port`, opens the storage, and builds `config.workers` loops.
+    ///
+    /// # Errors
+    /// [`Error::Bind`], [`Error::Storage`] or [`Error::Setup`], each saying what to change.
+    pub fn bind(config: Config, log: Arc<ServerLog>) -> Result<Server, Error> {
+        let addr_text = format!("{}:{}", config.host, config.port);
+        let bind_error = |source| Error::Bind {
+            addr: addr_text.clone(),
+            source,
+        };
+        let addr = addr_text
+            .to_socket_addrs()
+            .map_err(bind_error)?
+            .next()
+            .ok_or_else(|| bind_error(io::ErrorKind::AddrNotAvailable.into()))?;
+        let listener = listen(addr).map_err(bind_error)?;
+        let tcp_addr = listener.local_addr().map_err(bind_error)?;
+
+        let workers = config.workers.max(1);
+        let mut polls = Vec::with_capacity(workers);
+        let mut mailboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new().map_err(Error::Setup)?;
+            let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(Error::Setup)?;
+            mailboxes.push(Mailbox::new(waker));
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared::new(
+            config.name.clone(),
+            config.max_pending,
+            mailboxes,
+        ));
+        let (writer_tx, writer_rx) = mpsc::channel();
+        let writer =
+            Writer::open(&config, shared.clone(), log.clone(), writer_rx).map_err(|source| {
+                Error::Storage {
+                    dir: config.dir.display().to_string(),
+                    source,
+                }
+            })?;
+        let mut loops = Vec::with_capacity(workers);
+        for (id, poll) in polls.into_iter().enumerate() {
+            let handle =
+                mio::net::TcpListener::from_std(listener.try_clone().map_err(Error::Setup)?);
+            loops.push(
+                EventLoop::new(
+                    id,
+                    poll,
+                    handle,
+                    &config,
+                    writer_tx.clone(),
+                    shared.clone(),
+                    log.clone(),
+                )
+                .map_err(Error::Setup)?,
+            );
+        }
+        Ok(Server {
+            config,
+            tcp_addr,
+            loops,
+            writer,
+            writer_tx,
+            shared,
+            log,
+        })
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+            writer_tx: self.writer_tx.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// Runs the loops and the writer until [`Handle::shutdown`], then returns once every received
+    /// record is written and synced (or the shutdown timeout gave up on a failing disk).
+    ///
+    /// # Errors
+    /// [`Error::LoopFailed`] if a loop died, [`Error::RecordsLost`] if records could not be written.
+    pub fn run(self) -> Result<(), Error> {
+        let Server {
+            config,
+            loops,
+            writer,
+            writer_tx,
+            log,
+            ..
+        } = self;
+        // The loops hold the only other senders; the writer stops on LoopDone from each.
+        drop(writer_tx);
+        let shutdown_timeout = config.shutdown_timeout;
+        let writer_thread = thread::Builder::new()
+            .name("logmill-writer".into())
+            .spawn(move || writer.run(shutdown_timeout))
+            .map_err(Error::Setup)?;
+        let mut loop_threads = Vec::with_capacity(loops.len());
+        for (id, event_loop) in loops.into_iter().enumerate() {
+            let thread = thread::Builder::new()
+                .name(format!("logmill-loop-{id}"))
+                .spawn(move || event_loop.run())
+                .map_err(Error::Setup)?;
+            loop_threads.push(thread);
+        }
+        let mut failure = None;
+        for thread in loop_threads {
+            let result = match thread.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "panicked".to_string(),
+            };
+            log.error(format_args!("event loop failed: {result}"));
+            failure = Some(Error::LoopFailed(result));
+        }
+        match writer_thread.join() {
+            Ok(Exit::Clean) => {}
+            Ok(Exit::Lost(n)) => return Err(Error::RecordsLost(n)),
+            Err(_) => return Err(Error::LoopFailed("the writer thread panicked".into())),
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// A nonblocking listening socket with a deep backlog (thousands of clients may connect at once).
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT; it does not let two
+    // servers listen on one port.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Keepalive so peers that vanish without a FIN (a crashed host, a dropped NAT entry) are noticed
+/// within about two minutes and their slots freed; no Nagle delay on acks.
+pub(crate) fn tune_socket(stream: &mio::net::TcpStream) -> io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    socket.set_tcp_keepalive(&keepalive)?;
+    stream.set_nodelay(true)
+}

@@ -1,0 +1,112 @@
+//! The server's own log: its life (start, addresses, errors, refused connections, repairs,
+//! once-a-minute stats) to stderr and to `<dir>/_server.log`, rotated like the record files.
+//!
+//! It is low volume and written synchronously under a mutex by whichever thread logs; it never
+//! goes through the record writer, so the server can still say what is wrong when the writer is
+//! stuck. A failure to write the file is reported on stderr and does not stop the server.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::storage::fileset::FileSet;
+
+pub struct ServerLog {
+    files: Mutex<Option<FileSet>>,
+}
+
+impl ServerLog {
+    /// Opens `<dir>/_server.log` and logs the repairs it needed.
+    ///
+    /// # Errors
+    /// The error creating the directory or the file.
+    pub fn open(dir: &Path, max_file_size: u64, max_files: usize) -> std::io::Result<ServerLog> {
+        let opened = FileSet::open(dir, "_server", max_file_size, max_files)?;
+        let log = ServerLog {
+            files: Mutex::new(Some(opened.files)),
+        };
+        for repair in opened.repairs {
+            log.warn(format_args!("repaired at start-up: {repair}"));
+        }
+        Ok(log)
+    }
+
+    /// A log that only writes to stderr (tools such as `logmill bench`).
+    pub fn stderr_only() -> ServerLog {
+        ServerLog {
+            files: Mutex::new(None),
+        }
+    }
+
+    pub fn info(&self, args: fmt::Arguments<'_>) {
+        self.write("INFO", args);
+    }
+
+    pub fn warn(&self, args: fmt::Arguments<'_>) {
+        self.write("WARNING", args);
+    }
+
+    pub fn error(&self, args: fmt::Arguments<'_>) {
+        self.write("ERROR", args);
+    }
+
+    fn write(&self, level: &str, args: fmt::Arguments<'_>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let time = time::OffsetDateTime::from_unix_timestamp(now.as_secs() as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let mut line = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z {level} ",
+            time.year(),
+            u8::from(time.month()),
+            time.day(),
+            time.hour(),
+            time.minute(),
+            time.second(),
+            now.subsec_micros()
+        );
+        // One event, one line, whatever the message holds.
+        for c in args.to_string().chars() {
+            match c {
+                '\n' => line.push_str("\\n"),
+                c if c.is_control() => line.push_str(&c.escape_default().to_string()),
+                c => line.push(c),
+            }
+        }
+        line.push('\n');
+        eprint!("{line}");
+        let mut guard = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(files) = guard.as_mut() {
+            let len = line.len() as u64;
+            let result = (|| {
+                if files.size() > 0 && files.size() + len > files.max_file_size() {
+                    files.rotate()?;
+                }
+                let mut rest = line.as_bytes();
+                while !rest.is_empty() {
+                    let n = files.write(rest)?;
+                    rest = &rest[n..];
+                }
+                std::io::Result::Ok(())
+            })();
+            if let Err(e) = result {
+                let _ = writeln!(std::io::stderr(), "logmill: cannot write _server.log: {e}");
+            }
+        }
+    }
+}
+
+impl ServerLog {
+    /// Reopens `_server.log` (SIGHUP, after an external logrotate moved it).
+    pub fn reopen(&self) {
+        let mut guard = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(files) = guard.as_mut() {
+            if let Err(e) = files.reopen() {
+                eprintln!("logmill: cannot reopen _server.log: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The storage stage: a writer thread that owns the files and the order.
+//!
+//! - [`line`]: how a record becomes a stored line (formatted by the loops, see there why).
+//! - [`fileset`]: one rotating set of files, its crash repair at start-up.
+//! - [`writer`]: the thread: sequence numbers, batching, rotation, fsync, retries, completions.
+//!
+//! The loops hand the writer [`Batch`]es over a channel; the writer hands back [`Completion`]s
+//! through each loop's mailbox once the lines are written (and fsynced under `--fsync always`).
+
+pub mod fileset;
+pub mod line;
+pub mod writer;
+
+use crate::record::Record;
+use line::{LineFormatter, Origin};
+
+/// Identifies a connection across threads: its slab slot and a per-loop serial number, so a
+/// completion for a closed connection is never credited to a new one in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnKey {
+    pub token: usize,
+    pub serial: u64,
+}
+
+/// "`count` more records of connection `conn` are written; the last has sequence `last_seq`."
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub conn: ConnKey,
+    pub count: u64,
+    pub last_seq: u64,
+}
+
+/// Lines formatted by one loop, waiting for their sequence numbers.
+///
+/// `bytes` holds, per line, the head (before the sequence number) then the tail; `spans` holds the
+/// two lengths; `owners` says which connection sent each run of consecutive lines. A loop sends one
+/// batch per turn for all its connections: this is where records are batched, so the channel and
+/// the writer see one message per turn, not one per record.
+#[derive(Default)]
+pub struct Batch {
+    pub loop_id: usize,
+    pub bytes: Vec<u8>,
+    pub spans: Vec<(u32, u32)>,
+    pub owners: Vec<(ConnKey, u32)>,
+}
+
+impl Batch {
+    /// What this batch counts for in the pending-bytes gauge.
+    pub fn cost(&self) -> usize {
+        self.bytes.len() + self.spans.len() * 8 + self.owners.len() * 24
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// A position in a [`BatchBuilder`] to roll back to (a frame that fails half-way).
+#[derive(Clone, Copy)]
+pub struct Mark {
+    bytes: usize,
+    spans: usize,
+    owners: usize,
+    last_owner_count: u32,
+}
+
+/// Builds a loop's [`Batch`], one record at a time.
+pub struct BatchBuilder {
+    batch: Batch,
+    formatter: LineFormatter,
+}
+
+impl BatchBuilder {
+    pub fn new(loop_id: usize, formatter: LineFormatter) -> Self {
+        BatchBuilder {
+            batch: Batch {
+                loop_id,
+                ..Batch::default()
+            },
+            formatter,
+        }
+    }
+
+    /// Formats `record` and appends it for connection `conn`.
+    pub fn push(&mut self, conn: ConnKey, record: &Record<'_>, origin: &Origin, now_ns: u64) {
+        let (head, tail) = self
+            .formatter
+            .format(record, origin, now_ns, &mut self.batch.bytes);
+        // A line is at most a frame (16 MiB) plus escaping (4x): far below u32::MAX.
+        self.batch.spans.push((head as u32, tail as u32));
+        match self.batch.owners.last_mut() {
+            Some((key, count)) if *key == conn => *count += 1,
+            _ => self.batch.owners.push((conn, 1)),
+        }
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.batch.bytes.len(),
+            spans: self.batch.spans.len(),
+            owners: self.batch.owners.len(),
+            last_owner_count: self.batch.owners.last().map_or(0, |o| o.1),
+        }
+    }
+
+    /// Forgets everything pushed since `mark`.
+    pub fn rollback(&mut self, mark: Mark) {
+        self.batch.bytes.truncate(mark.bytes);
+        self.batch.spans.truncate(mark.spans);
+        self.batch.owners.truncate(mark.owners);
+        if let Some(last) = self.batch.owners.last_mut() {
+            last.1 = mark.last_owner_count;
+        }
+    }
+
+    /// Bytes formatted so far.
+    pub fn bytes(&self) -> usize {
+        self.batch.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Takes the batch, leaving an empty one with the same capacity hint.
+    pub fn take(&mut self) -> Batch {
+        let loop_id = self.batch.loop_id;
+        let hint = self.batch.bytes.len();
+        std::mem::replace(
+            &mut self.batch,
+            Batch {
+                loop_id,
+                bytes: Vec::with_capacity(hint),
+                ..Batch::default()
+            },
+        )
+    }
+}
+
+/// What the writer thread is told.
+pub enum Command {
+    Write(Batch),
+    /// SIGHUP: reopen the active files (an external logrotate moved them).
+    Reopen,
+    /// Loop `n` has sent its last batch (shutdown).
+    LoopDone(usize),
+}
