@@ -1,0 +1,301 @@
+//! The one helper every end-to-end test uses: it starts the real `logmill` binary on an ephemeral
+//! port with a fresh directory, talks to it over real sockets, and reads the files it wrote.
+//!
+//! Every wait here polls a condition against a deadline; nothing sleeps a fixed time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use logmill::protocol::frame::{self, Frame};
+use logmill::protocol::native::{self, Hello, ServerFrame};
+use logmill::record::{Body, Record};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::park_timeout(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "logmill-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.0).is_err() {
+            eprintln!("could not remove {}", self.0.display());
+        }
+    }
+}
+
+/// A running `logmill serve`.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    /// The process's stdout after the listening line (for `--stdout`).
+    pub stdout: Option<BufReader<std::process::ChildStdout>>,
+}
+
+impl Server {
+    /// Starts the server in `dir` with `--port 0 --tcp-only` and `args`, and waits for its
+    /// listening line.
+    pub fn start(dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["serve", "--port", "0", "--tcp-only", "--dir"])
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start logmill");
+        let stderr = child.stderr.take().unwrap();
+        // Echo the server's log into the test output (shown when a test fails).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[logmill] {line}");
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("no listening line");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
+        assert_eq!(v["event"], "listening");
+        let addr = v["tcp"].as_str().unwrap().parse().unwrap();
+        Server {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            stdout: Some(stdout),
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            stream: self.connect(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_for("server exit", DEADLINE, || self.child.try_wait().unwrap())
+    }
+
+    /// `health` answer line.
+    pub fn health(&self) -> String {
+        self.try_health().expect("health check failed")
+    }
+
+    /// `health` answer line, or `None` if the connection was refused or reset.
+    pub fn try_health(&self) -> Option<String> {
+        let mut s = TcpStream::connect(self.addr).ok()?;
+        s.set_read_timeout(Some(DEADLINE)).ok()?;
+        s.write_all(b"health\n").ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    }
+
+    /// All stored lines, oldest file first.
+    pub fn lines(&self) -> Vec<String> {
+        read_lines(&self.dir)
+    }
+
+    /// Waits until the files hold at least `n` lines and returns them.
+    pub fn wait_lines(&self, n: usize) -> Vec<String> {
+        wait_for(&format!("{n} stored lines"), DEADLINE, || {
+            let lines = self.lines();
+            (lines.len() >= n).then_some(lines)
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            if let Err(e) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
+                eprintln!("could not stop the test server: {e}");
+            }
+        }
+    }
+}
+
+/// Every `_main.log*` file's lines, oldest file first (`.N` .. `.0`, then the active file).
+pub fn read_lines(dir: &Path) -> Vec<String> {
+    let mut rotated: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name()?.to_str()?.to_string();
+            let n = name.strip_prefix("_main.log.")?.parse().ok()?;
+            Some((n, path))
+        })
+        .collect();
+    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut lines = Vec::new();
+    for path in rotated
+        .into_iter()
+        .map(|(_, p)| p)
+        .chain([dir.join("_main.log")])
+    {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{} has a torn line",
+                path.display()
+            );
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines
+}
+
+/// The sequence number of a text line (third column).
+pub fn seq_of(line: &str) -> u64 {
+    line.split(' ')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no sequence number in {line:?}"))
+}
+
+/// The message of a text line written with no app and no logger: what follows `- - `.
+pub fn message_of(line: &str) -> &str {
+    let rest = line.splitn(6, ' ').nth(5).unwrap_or("");
+    rest.split(" | ").next().unwrap()
+}
+
+/// Checks sequence numbers are gap-free and increasing from `first`.
+pub fn assert_gap_free(lines: &[String], first: u64) {
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(seq_of(line), first + i as u64, "line {i}: {line}");
+    }
+}
+
+pub fn message(text: &str) -> Record<'static> {
+    Record {
+        body: Body::Message(text.to_string().into()),
+        ..Record::default()
+    }
+}
+
+/// A native-protocol client over a blocking socket.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn hello(&mut self, app: &str, want_acks: bool) -> ServerFrame {
+        let mut out = Vec::new();
+        native::encode_hello(
+            &Hello {
+                app: app.into(),
+                instance: String::new(),
+                token: String::new(),
+                want_acks,
+            },
+            &mut out,
+        );
+        self.stream.write_all(&out).unwrap();
+        self.read_frame().expect("no welcome")
+    }
+
+    pub fn send(&mut self, records: &[Record<'_>]) {
+        let mut out = Vec::new();
+        native::encode_records(records, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next server frame, or `None` at EOF.
+    pub fn read_frame(&mut self) -> Option<ServerFrame> {
+        loop {
+            if let Frame::Complete { payload, consumed } =
+                frame::decode(&self.buf, u32::MAX).unwrap()
+            {
+                let f = native::decode_server_frame(payload).expect("bad server frame");
+                self.buf.drain(..consumed);
+                return Some(f);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+            if n == 0 {
+                assert!(self.buf.is_empty(), "EOF inside a server frame");
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads acks until one reports at least `count` records written; returns its last_seq.
+    pub fn wait_ack(&mut self, count: u64) -> u64 {
+        loop {
+            match self.read_frame() {
+                Some(ServerFrame::Ack { count: c, last_seq }) if c >= count => return last_seq,
+                Some(ServerFrame::Ack { .. }) => {}
+                other => panic!("expected an ack, got {other:?}"),
+            }
+        }
+    }
+}
