@@ -187,20 +187,6 @@ fn serve(config: Config) -> ExitCode {
             config.grpc_port
         ));
     }
-    // One machine-readable line on stdout with every bound address, for scripts and tests.
-    let listening =
-        serde_json::json!({"event": "listening", "tcp": addr.to_string(), "grpc": null});
-    let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{listening}")
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        log.warn(format_args!(
-            "cannot write the listening line to standard output"
-        ));
-    }
-    drop(stdout);
-
     let handle = server.handle();
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
@@ -239,6 +225,22 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Printed only once the signal handlers are in place, so a script that reads this line
+    // and sends SIGTERM at once gets a clean shutdown.
+    // One machine-readable line on stdout with every bound address, for scripts and tests.
+    let listening =
+        serde_json::json!({"event": "listening", "tcp": addr.to_string(), "grpc": null});
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{listening}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        log.warn(format_args!(
+            "cannot write the listening line to standard output"
+        ));
+    }
+    drop(stdout);
+
     let result = server.run();
     signals_handle.close();
     if signal_thread.join().is_err() {

@@ -25,6 +25,7 @@ use slab::Slab;
 
 use super::connection::{Connection, Context, Phase};
 use crate::config::Config;
+use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;
 use crate::server_log::ServerLog;
 use crate::shared::Shared;
@@ -250,6 +251,7 @@ impl EventLoop {
         let rounds = self.ready.len();
         for _ in 0..rounds {
             if !final_pass && self.is_paused() {
+                self.serve_health_while_paused();
                 return;
             }
             let Some(token) = self.ready.pop_front() else {
@@ -268,6 +270,39 @@ impl EventLoop {
                 self.send_batch();
             }
             self.send_output(token);
+        }
+    }
+
+    /// While paused, connections that have not started a protocol are peeked at (not read), so a
+    /// `health` check is still answered when the writer is stuck, which is when it matters most.
+    fn serve_health_while_paused(&mut self) {
+        let mut peeked = [0u8; 16];
+        let detecting: Vec<usize> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|&t| {
+                self.conns
+                    .get(t)
+                    .is_some_and(|c| c.phase == Phase::Detecting)
+            })
+            .collect();
+        for token in detecting {
+            let n = match self.conns[token].stream.peek(&mut peeked) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            let health = matches!(
+                detect::detect(&peeked[..n]),
+                Detect::Decided {
+                    protocol: Protocol::Health,
+                    ..
+                }
+            );
+            if health {
+                self.read(token, READ_BUDGET);
+                self.send_output(token);
+            }
         }
     }
 

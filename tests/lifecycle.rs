@@ -1,0 +1,263 @@
+//! End-to-end life of the process: SIGTERM with data in flight, a full disk (DEGRADED,
+//! backpressure, recovery), and the command line.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use logmill::protocol::native;
+
+/// Records whose frames were fully sent before SIGTERM are all stored; the server exits 0 in
+/// bounded time even with idle connections still open.
+#[test]
+fn sigterm_with_data_in_flight_loses_nothing() {
+    const CONNS: usize = 8;
+    const PER_CONN: usize = 2000;
+    let dir = TempDir::new("sigterm");
+    let server = Server::start(&dir.0, &[]);
+    let idle: Vec<_> = (0..20).map(|_| server.connect()).collect();
+    let senders: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let mut stream = server.connect();
+            std::thread::spawn(move || {
+                for chunk in 0..PER_CONN / 50 {
+                    let batch: Vec<_> = (0..50)
+                        .map(|i| message(&format!("c{c} n{:05}", chunk * 50 + i)))
+                        .collect();
+                    let mut out = Vec::new();
+                    native::encode_records(&batch, &mut out);
+                    stream.write_all(&out).unwrap();
+                }
+                stream
+            })
+        })
+        .collect();
+    let streams: Vec<_> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let lines = read_lines(&dir.0);
+    assert_eq!(lines.len(), CONNS * PER_CONN);
+    assert_gap_free(&lines, 1);
+    drop((idle, streams));
+}
+
+/// Mounts a small tmpfs (needs root, as CI has) and unmounts it when dropped.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new("tmpfs");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("could not unmount {}", self.dir.0.display());
+        }
+    }
+}
+
+/// Fills the file system holding `path` until it refuses a write.
+fn fill(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![b'x'; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling: {e}"),
+        }
+    }
+    if let Err(e) = f.flush() {
+        assert_eq!(e.raw_os_error(), Some(28), "{e}");
+    }
+}
+
+/// On a full disk the server keeps the records, says DEGRADED, stops reading (the client's
+/// sends block instead of the server's memory growing), and writes everything once space
+/// returns; no record is lost and the client gets its acks.
+#[test]
+fn full_disk_degrades_pushes_back_and_recovers() {
+    let Some(fs) = Tmpfs::mount("64m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test: mount -t tmpfs failed"
+        );
+        eprintln!("full-disk test not run: mounting a tmpfs needs root");
+        return;
+    };
+    let server = Server::start(&fs.dir.0, &["--max-pending", "256KiB", "--fsync", "never"]);
+    let filler = fs.dir.0.join("filler");
+    fill(&filler);
+
+    // One stream of frames of 100 records each; sent nonblocking until the server stops reading.
+    let mut frames = Vec::new();
+    let mut ends = Vec::new(); // byte offset where each frame ends
+    for f in 0..20_000 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| message(&format!("f{f:05} r{i:02} {}", "p".repeat(40))))
+            .collect();
+        native::encode_records(&batch, &mut frames);
+        ends.push(frames.len());
+    }
+    let mut client = server.client();
+    client.hello("", true);
+    client.stream.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    let mut last_progress = Instant::now();
+    while last_progress.elapsed() < Duration::from_millis(500) {
+        assert!(
+            sent < frames.len(),
+            "the server never pushed back: it read everything"
+        );
+        match client.stream.write(&frames[sent..]) {
+            Ok(n) => {
+                sent += n;
+                last_progress = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    // Bounded: what the server took is its pending limit plus socket buffers, not the stream.
+    assert!(
+        sent < 48 << 20,
+        "{sent} bytes taken while the disk was full"
+    );
+    let health = wait_for("DEGRADED", DEADLINE, || {
+        server.try_health().filter(|h| h.starts_with("DEGRADED"))
+    });
+    assert!(health.contains("pending_bytes="), "{health}");
+
+    // Space comes back: finish the frame that was half sent, then everything must be written.
+    std::fs::remove_file(&filler).unwrap();
+    client.stream.set_nonblocking(false).unwrap();
+    let frame_end = *ends.iter().find(|&&e| e >= sent).unwrap();
+    client.send_raw(&frames[sent..frame_end]);
+    let records = (ends.iter().position(|&e| e == frame_end).unwrap() + 1) * 100;
+    let last_seq = client.wait_ack(records as u64);
+    assert_eq!(last_seq, records as u64);
+    wait_for("OK again", DEADLINE, || {
+        server.try_health().filter(|h| h.starts_with("OK"))
+    });
+    let lines = server.lines();
+    assert_eq!(lines.len(), records);
+    assert_gap_free(&lines, 1);
+    assert!(server.stop().success());
+}
+
+fn logmill(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_explains_the_flags() {
+    let out = logmill(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--port",
+        "--grpc-port",
+        "--tcp-only",
+        "--dir",
+        "--max-file-size",
+        "--max-files",
+        "--format",
+        "--fsync",
+        "--workers",
+        "--max-connections",
+        "--max-pending",
+        "--max-frame",
+        "--idle-timeout",
+        "--stdout",
+        "bench",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+}
+
+#[test]
+fn bad_flags_say_what_to_do() {
+    let out = logmill(&["--fsync", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("use never, always or an interval"), "{err}");
+    let out = logmill(&["--max-frame", "64MiB"]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("16MiB-1"));
+}
+
+/// The seed spellings run as written, and a port in use is reported with what to do.
+#[test]
+fn seed_flag_spellings_and_port_in_use() {
+    let dir = TempDir::new("seed");
+    for extra in [
+        &["--grpc_port", "5001", "--name", "MyLogServer"][..],
+        &["--tcp_only"],
+        &["--only_tcp"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["--port", "0", "--dir"])
+            .arg(&dir.0)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(
+            line.contains("\"event\":\"listening\""),
+            "{extra:?}: {line}"
+        );
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{extra:?}");
+        let log = String::from_utf8(out.stderr).unwrap();
+        let grpc_warning = log.contains("gRPC is not served");
+        assert_eq!(grpc_warning, extra[0] == "--grpc_port", "{extra:?}: {log}");
+    }
+    let server = Server::start(&dir.0, &[]);
+    let port = server.addr.port().to_string();
+    let out = logmill(&[
+        "--port",
+        &port,
+        "--tcp-only",
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("port is in use"), "{err}");
+    assert!(server.stop().success());
+}
