@@ -103,10 +103,10 @@ impl ServerLog {
     /// Reopens `_server.log` (SIGHUP, after an external logrotate moved it).
     pub fn reopen(&self) {
         let mut guard = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(files) = guard.as_mut() {
-            if let Err(e) = files.reopen() {
-                eprintln!("logmill: cannot reopen _server.log: {e}");
-            }
+        if let Some(files) = guard.as_mut()
+            && let Err(e) = files.reopen()
+        {
+            eprintln!("logmill: cannot reopen _server.log: {e}");
         }
     }
 }

@@ -237,11 +237,11 @@ impl EventLoop {
     }
 
     fn mark_ready(&mut self, token: usize) {
-        if let Some(conn) = self.conns.get_mut(token) {
-            if !conn.queued {
-                conn.queued = true;
-                self.ready.push_back(token);
-            }
+        if let Some(conn) = self.conns.get_mut(token)
+            && !conn.queued
+        {
+            conn.queued = true;
+            self.ready.push_back(token);
         }
     }
 
@@ -437,11 +437,11 @@ impl EventLoop {
         }
         let mut touched = Vec::new();
         for c in completions {
-            if let Some(conn) = self.conns.get_mut(c.conn.token) {
-                if conn.key == c.conn {
-                    conn.completed(c.count, c.last_seq);
-                    touched.push(c.conn.token);
-                }
+            if let Some(conn) = self.conns.get_mut(c.conn.token)
+                && conn.key == c.conn
+            {
+                conn.completed(c.count, c.last_seq);
+                touched.push(c.conn.token);
             }
         }
         for token in touched {
@@ -572,10 +572,10 @@ impl EventLoop {
     /// Shutdown: stop accepting, store every complete frame already received, wait (bounded) for
     /// the writer to confirm them so acks can go out, then close everything.
     fn drain_and_stop(mut self) -> io::Result<()> {
-        if let Some(mut listener) = self.listener.take() {
-            if let Err(e) = self.poll.registry().deregister(&mut listener) {
-                self.log.warn(format_args!("deregister listener: {e}"));
-            }
+        if let Some(mut listener) = self.listener.take()
+            && let Err(e) = self.poll.registry().deregister(&mut listener)
+        {
+            self.log.warn(format_args!("deregister listener: {e}"));
         }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {

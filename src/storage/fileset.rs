@@ -169,10 +169,11 @@ impl FileSet {
             let Some(index) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
                 continue;
             };
-            if let Ok(i) = index.parse::<usize>() {
-                if index == i.to_string() {
-                    present.push(i);
-                }
+            // `.7` counts; `.07` or `.7.gz` (someone else's files) do not.
+            if let Ok(i) = index.parse::<usize>()
+                && index == i.to_string()
+            {
+                present.push(i);
             }
         }
         present.sort_unstable();

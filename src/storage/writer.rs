@@ -378,15 +378,15 @@ impl Writer {
         let Fsync::Every(every) = self.fsync else {
             return;
         };
-        if let Some(since) = self.dirty_since {
-            if now.duration_since(since) >= every {
-                match self.files.sync() {
-                    Ok(()) => self.dirty_since = None,
-                    Err(e) => self.log.error(format_args!(
-                        "fsync of {} failed: {e}",
-                        self.files.active_path().display()
-                    )),
-                }
+        if let Some(since) = self.dirty_since
+            && now.duration_since(since) >= every
+        {
+            match self.files.sync() {
+                Ok(()) => self.dirty_since = None,
+                Err(e) => self.log.error(format_args!(
+                    "fsync of {} failed: {e}",
+                    self.files.active_path().display()
+                )),
             }
         }
     }

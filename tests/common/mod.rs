@@ -170,10 +170,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            if let Err(e) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
-                eprintln!("could not stop the test server: {e}");
-            }
+        if self.child.try_wait().ok().flatten().is_none()
+            && let Err(e) = self.child.kill().and_then(|()| self.child.wait().map(drop))
+        {
+            eprintln!("could not stop the test server: {e}");
         }
     }
 }
@@ -189,7 +189,7 @@ pub fn read_lines(dir: &Path) -> Vec<String> {
             Some((n, path))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut lines = Vec::new();
     for path in rotated
         .into_iter()
