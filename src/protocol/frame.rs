@@ -24,6 +24,14 @@ pub struct TooLarge {
     pub max: u32,
 }
 
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "frame of {} bytes is over the limit of {}", self.len, self.max)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// Decodes the frame at the start of `buf`, refusing payloads over `max_payload` bytes.
 ///
 /// # Errors
