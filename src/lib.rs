@@ -35,9 +35,11 @@
 //! - [`storage`]: the writer thread, line format, rotating files.
 //! - [`shared`]: counters and mailboxes shared across threads.
 //! - [`server_log`]: the server's own log (`_server.log`).
+//! - [`client`]: the sending side: `logmill bench`, a load client with its own event loop.
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 #[allow(clippy::all, unused)]
 pub mod logmill_capnp;

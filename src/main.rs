@@ -39,6 +39,8 @@ struct Cli {
 enum Command {
     /// Run the log server (the default).
     Serve(ServeArgs),
+    /// Measure a server: C connections send M records and wait for their acks.
+    Bench(logmill::client::bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -146,6 +148,29 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(cli.serve.into_config()),
         Some(Command::Serve(args)) => serve(args.into_config()),
+        Some(Command::Bench(args)) => bench(args),
+    }
+}
+
+/// Runs `logmill bench`: the figures for people, then one JSON line for scripts, on stdout.
+fn bench(args: logmill::client::bench::BenchArgs) -> ExitCode {
+    let report = match logmill::client::bench::run(args) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("logmill bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{report}")
+        .and_then(|()| writeln!(stdout, "{}", report.to_json()))
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logmill bench: cannot write the report to standard output: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -26,7 +26,11 @@ pub struct TooLarge {
 
 impl std::fmt::Display for TooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "frame of {} bytes is over the limit of {}", self.len, self.max)
+        write!(
+            f,
+            "frame of {} bytes is over the limit of {}",
+            self.len, self.max
+        )
     }
 }
 

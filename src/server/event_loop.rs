@@ -68,6 +68,8 @@ pub struct EventLoop {
     shutdown_timeout: Duration,
     last_tick: Instant,
     refusals_logged_at: Option<Instant>,
+    /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
+    accepted: u64,
 }
 
 impl EventLoop {
@@ -107,6 +109,7 @@ impl EventLoop {
             shutdown_timeout: config.shutdown_timeout,
             last_tick: Instant::now(),
             refusals_logged_at: None,
+            accepted: 0,
         })
     }
 
@@ -210,6 +213,7 @@ impl EventLoop {
                 continue;
             }
             entry.insert(conn);
+            self.accepted += 1;
             // Data may already be waiting; the edge for it may have come before registration.
             self.mark_ready(token);
         }
@@ -604,6 +608,10 @@ impl EventLoop {
             }
             self.send_output(token);
         }
+        self.log.info(format_args!(
+            "event loop {} stopped; it accepted {} connections",
+            self.id, self.accepted
+        ));
         // Whatever is still unsent is dropped with the sockets.
         if self.writer.send(Command::LoopDone(self.id)).is_err() {
             self.log

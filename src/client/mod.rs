@@ -1,0 +1,8 @@
+//! What runs on the sending side of a logmill connection. Nothing here is used by the server.
+//!
+//! - [`bench`](mod@bench): `logmill bench`, a load client with its own mio event loop. It
+//!   starts a server (or measures one at `--addr`), sends records over many connections, waits
+//!   for their acks, and reports throughput, ack latency and the server's CPU and memory;
+//!   `--idle N` instead measures what N idle connections cost the server.
+
+pub mod bench;
