@@ -89,10 +89,11 @@ pub fn decode_client_frame(
     mut on_record: impl FnMut(Record<'_>),
 ) -> Result<ClientFrame, DecodeError> {
     let mut slice = payload;
-    let message = serialize::read_message_from_flat_slice_no_alloc(
-        &mut slice,
-        reader_options(payload.len()),
-    )?;
+    // The flat-slice reader computes the segment offsets once per message (one small allocation
+    // per frame); the no-alloc reader walks the segment table again at every pointer of a
+    // multi-segment message, which profiling showed costing more than the decoding itself.
+    let message =
+        serialize::read_message_from_flat_slice(&mut slice, reader_options(payload.len()))?;
     let root: client_frame::Reader<'_> = message.get_root()?;
     match root.which()? {
         client_frame::Record(record) => {
@@ -123,6 +124,14 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
     fn text(t: capnp::text::Reader<'_>) -> Cow<'_, str> {
         lossy(t.as_bytes())
     }
+    /// Unset fields are the common case; checking the pointer first skips the bounds checks and
+    /// UTF-8 validation of an empty text.
+    fn optional<'a>(
+        has: bool,
+        get: impl FnOnce() -> capnp::Result<capnp::text::Reader<'a>>,
+    ) -> Result<Cow<'a, str>, DecodeError> {
+        Ok(if has { text(get()?) } else { Cow::Borrowed("") })
+    }
     let body = match r.get_body().which()? {
         log_record::body::Message(t) => Body::Message(text(t?)),
         log_record::body::Json(t) => Body::Json(text(t?)),
@@ -141,18 +150,18 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
         timestamp_ns: r.get_timestamp_ns(),
         level: from_wire_level(r.get_level()),
         body,
-        logger: text(r.get_logger()?),
-        host: text(r.get_host()?),
-        service: text(r.get_service()?),
-        module: text(r.get_module()?),
-        file: text(r.get_file()?),
+        logger: optional(r.has_logger(), || r.get_logger())?,
+        host: optional(r.has_host(), || r.get_host())?,
+        service: optional(r.has_service(), || r.get_service())?,
+        module: optional(r.has_module(), || r.get_module())?,
+        file: optional(r.has_file(), || r.get_file())?,
         line: r.get_line(),
-        function: text(r.get_function()?),
+        function: optional(r.has_function(), || r.get_function())?,
         process_id: r.get_process_id(),
-        process_name: text(r.get_process_name()?),
+        process_name: optional(r.has_process_name(), || r.get_process_name())?,
         thread_id: r.get_thread_id(),
-        thread_name: text(r.get_thread_name()?),
-        stack_trace: text(r.get_stack_trace()?),
+        thread_name: optional(r.has_thread_name(), || r.get_thread_name())?,
+        stack_trace: optional(r.has_stack_trace(), || r.get_stack_trace())?,
         fields,
         parse_error: false,
         truncated: false,
@@ -160,8 +169,12 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
 }
 
 /// Text fields are UTF-8 by contract; invalid bytes become U+FFFD so one bad byte costs nothing.
+/// `from_utf8` checks a word at a time; the lossy decoder, a byte at a time, runs only on failure.
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {

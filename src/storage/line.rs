@@ -10,8 +10,6 @@
 //! Every byte below 0x20, DEL and the backslash is escaped in text lines (`\n`, `\t`, `\x1b`, ...)
 //! and JSON strings are escaped by `serde_json`, so no field can ever start a second line.
 
-use std::io::Write as _;
-
 use crate::config::Format;
 use crate::record::{Body, Record};
 
@@ -103,28 +101,92 @@ impl LineFormatter {
     }
 }
 
-/// Text escaping: control bytes, DEL and `\` become escapes; in a `column`, so do space and `|`,
-/// so the columns before the message split on spaces.
+/// Bytes that must be escaped in a text line: control bytes, DEL and `\`.
+const ESCAPE_TEXT: [bool; 256] = escape_table(false);
+/// In a column (app, instance, logger, field keys) also space and `|`, so columns split on spaces.
+const ESCAPE_COLUMN: [bool; 256] = escape_table(true);
+
+const fn escape_table(column: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20
+            || b == 0x7f
+            || b == b'\\' as usize
+            || (column && (b == b' ' as usize || b == b'|' as usize));
+        b += 1;
+    }
+    table
+}
+
+/// Text escaping, in one pass: runs of plain bytes are copied whole, and each special byte
+/// becomes `\\n`, `\\r`, `\\t`, `\\\\` or `\\xHH`. This is the hottest loop of the server (every
+/// byte of every message goes through it), so it first skips eight bytes at a time while none of
+/// them can be special (see [`may_need_escape`]), then decides byte by byte with a table.
 fn escape_into(s: &str, column: bool, out: &mut Vec<u8>) {
+    let table = if column { &ESCAPE_COLUMN } else { &ESCAPE_TEXT };
     let bytes = s.as_bytes();
-    let special =
-        |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || (column && (b == b' ' || b == b'|'));
-    if !bytes.iter().any(|&b| special(b)) {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    for &b in bytes {
-        match b {
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b if special(b) => {
-                write!(out, "\\x{b:02x}").expect("writing to a Vec cannot fail");
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            if !may_need_escape(word, column) {
+                i += 8;
+                continue;
             }
-            b => out.push(b),
         }
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in bytes[i..end].iter().enumerate() {
+            if !table[b as usize] {
+                continue;
+            }
+            let at = i + j;
+            out.extend_from_slice(&bytes[start..at]);
+            start = at + 1;
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'x',
+                        HEX[(b >> 4) as usize],
+                        HEX[(b & 15) as usize],
+                    ]);
+                }
+            }
+        }
+        i = end;
     }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` that is zero, and maybe in some bytes above a zero byte
+/// (never in a word with no zero byte): the classic "has zero byte" test, as a mask.
+const fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
+/// True if some byte of `word` might need escaping: below 0x20, DEL, `\\` (and in a column, space
+/// or `|`). May say true for a clean word (the caller then checks its bytes); never says false
+/// for a word that needs escaping. Bytes of 0x80 and above are UTF-8 and never special. The masks
+/// are combined with `|`, not `||`, so the test is a dozen instructions and no branch.
+const fn may_need_escape(word: u64, column: bool) -> bool {
+    // (b - 0x20) borrows into bit 7 exactly when b < 0x20, for b < 0x80 (`& !word` drops the rest).
+    let low = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let mut mask =
+        low | zero_bytes(word ^ (ONES * 0x7f)) | zero_bytes(word ^ (ONES * b'\\' as u64));
+    if column {
+        mask |= zero_bytes(word ^ (ONES * b' ' as u64)) | zero_bytes(word ^ (ONES * b'|' as u64));
+    }
+    mask != 0
 }
 
 /// A `key=value` pair of the text format; values with spaces, quotes or `=` are quoted.
@@ -421,6 +483,43 @@ mod tests {
         for format in [Format::Text, Format::Json] {
             let s = line(format, &r, &Origin::default(), 1);
             assert_eq!(s.matches(['\n', '\r']).count(), 1, "{format:?}: {s}");
+        }
+    }
+
+    #[test]
+    fn escaping_agrees_with_a_byte_by_byte_reference() {
+        let reference = |s: &str, column: bool| {
+            let mut out = Vec::new();
+            for &b in s.as_bytes() {
+                let special =
+                    b < 0x20 || b == 0x7f || b == b'\\' || (column && (b == b' ' || b == b'|'));
+                match b {
+                    b'\n' if special => out.extend_from_slice(b"\\n"),
+                    b'\r' if special => out.extend_from_slice(b"\\r"),
+                    b'\t' if special => out.extend_from_slice(b"\\t"),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b if special => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+                    b => out.push(b),
+                }
+            }
+            out
+        };
+        // Every byte value at every position of a 17-byte string (across two words and a tail).
+        let mut inputs: Vec<String> = Vec::new();
+        for b in 0u8..0x80 {
+            for at in 0..17 {
+                let mut s = vec![b'a'; 17];
+                s[at] = b;
+                inputs.push(String::from_utf8(s).unwrap());
+            }
+        }
+        inputs.push("héllo wörld | ünïcode\u{7f}\u{85}".into());
+        for s in &inputs {
+            for column in [false, true] {
+                let mut out = Vec::new();
+                escape_into(s, column, &mut out);
+                assert_eq!(out, reference(s, column), "{s:?} column={column}");
+            }
         }
     }
 
