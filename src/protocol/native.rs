@@ -71,7 +71,7 @@ fn reader_options(payload_len: usize) -> ReaderOptions {
     let words = payload_len / 8;
     let mut options = ReaderOptions::new();
     options
-        .traversal_limit_in_words(Some(words.saturating_mul(4).max(1024)))
+        .traversal_limit_in_words(Some(words.saturating_mul(4).max(64)))
         .nesting_limit(NESTING_LIMIT);
     options
 }
@@ -102,6 +102,16 @@ pub fn decode_client_frame(
         }
         client_frame::Batch(records) => {
             let records = records?;
+            // A list of zero-size structs costs nothing on the wire but a whole stored line per
+            // element; a real record takes at least a word, so more records than payload words is
+            // an amplification attempt (found by fuzzing: 40 bytes made 1,020 records).
+            if records.len() as usize > payload.len() / 8 {
+                return Err(DecodeError(capnp::Error::failed(format!(
+                    "batch declares {} records in {} bytes",
+                    records.len(),
+                    payload.len()
+                ))));
+            }
             for record in records.iter() {
                 on_record(to_record(record)?);
             }
@@ -505,6 +515,24 @@ mod tests {
             b"\x00\x00\x00\x00\x10\x00\x00\x00",
         ] {
             assert!(decode_client_frame(garbage, |_| ()).is_err());
+        }
+    }
+
+    #[test]
+    fn zero_size_records_cannot_amplify() {
+        // Segment table (1 segment of 4 words), root pointer to a struct with 1 data word and
+        // 1 pointer, discriminant 1 (batch), then a list pointer to `n` zero-size structs.
+        for n in [60u32, 1020] {
+            let mut payload = vec![0, 0, 0, 0, 4, 0, 0, 0];
+            payload.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+            payload.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+            payload.extend_from_slice(&[0x01, 0, 0, 0, 0x07, 0, 0, 0]); // composite list, 0 words
+            payload.extend_from_slice(&(n << 2).to_le_bytes());
+            payload.extend_from_slice(&[0, 0, 0, 0]);
+            let mut count = 0;
+            let result = decode_client_frame(&payload, |_| count += 1);
+            assert!(result.is_err(), "{n} records: {result:?}");
+            assert_eq!(count, 0);
         }
     }
 
