@@ -34,6 +34,9 @@ pub struct Config {
     pub port: u16,
     pub grpc_port: u16,
     pub tcp_only: bool,
+    /// UDP port for syslog datagrams and Python's `DatagramHandler`; off unless given, since UDP
+    /// has no flow control and no acks (a datagram the kernel drops is lost silently).
+    pub udp_port: Option<u16>,
     pub dir: PathBuf,
     /// 10 MiB: small enough to open in an editor, large enough that rotation is rare.
     pub max_file_size: u64,
@@ -73,6 +76,7 @@ impl Default for Config {
             port: 4020,
             grpc_port: 4021,
             tcp_only: false,
+            udp_port: None,
             dir: PathBuf::from("./logs"),
             max_file_size: 10 * 1024 * 1024,
             max_files: 10,

@@ -5,8 +5,10 @@
 //! ```text
 //!                      +-------------------+
 //!  clients --TCP-->    | logmill-loop-0..N |  mio Poll, slab of connections, read/write buffers
-//!  (one listener,      |  accept, read,    |  protocol::detect -> protocol::frame -> protocol::native
-//!   shared by loops)   |  decode, format   |  records formatted into one Batch per loop turn
+//!  (one listener,      |  accept, read,    |  protocol::detect -> native | pickle | syslog |
+//!   shared by loops)   |  decode, format   |    jsonl | text; records formatted into one Batch
+//!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc)
+//!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted in Shared (backpressure)
 //!                                v
@@ -22,8 +24,9 @@
 //! ```
 //!
 //! A record's path: bytes arrive on a connection ([`server::event_loop`]), the first bytes pick a
-//! protocol ([`protocol::detect`]), frames are cut ([`protocol::frame`]) and decoded into a
-//! [`record::Record`] ([`protocol::native`]), which is formatted into a line with a gap for its
+//! protocol ([`protocol::detect`]), frames or lines are cut ([`protocol::frame`],
+//! [`protocol::lines`]) and decoded into a [`record::Record`] ([`protocol::native`] and its
+//! siblings; gRPC calls through [`server::grpc`]), which is formatted into a line with a gap for its
 //! sequence number ([`storage::line`]) and appended to the loop's [`storage::Batch`]. The writer
 //! ([`storage::writer`]) numbers the lines, writes them to the rotating files
 //! ([`storage::fileset`]) and hands completions back, which become acks.

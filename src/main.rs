@@ -55,12 +55,16 @@ struct ServeArgs {
     /// TCP port for native frames and `health` (0: any free port, printed at start-up).
     #[arg(long, default_value_t = 4020)]
     port: u16,
-    /// gRPC port (not served yet by this version: see README).
+    /// gRPC port (h2c; logmill.v1.LogService and grpc.health.v1.Health); 0: any free port.
     #[arg(long = "grpc-port", alias = "grpc_port", default_value_t = 4021)]
     grpc_port: u16,
-    /// Serve TCP only, no gRPC.
+    /// Serve TCP only: no gRPC port.
     #[arg(long = "tcp-only", aliases = ["tcp_only", "only_tcp", "only-tcp"])]
     tcp_only: bool,
+    /// Also listen on this UDP port for syslog datagrams and Python's DatagramHandler (off unless
+    /// given; UDP has no acks and no flow control, so prefer TCP).
+    #[arg(long = "udp-port", alias = "udp_port")]
+    udp_port: Option<u16>,
     /// Directory for the record files and _server.log (created if missing).
     #[arg(long, default_value = "./logs")]
     dir: PathBuf,
@@ -126,6 +130,7 @@ impl ServeArgs {
             host: self.host,
             port: self.port,
             grpc_port: self.grpc_port,
+            udp_port: self.udp_port,
             tcp_only: self.tcp_only,
             dir: self.dir,
             max_file_size: self.max_file_size.max(1),
@@ -205,11 +210,9 @@ fn serve(config: Config) -> ExitCode {
         config.workers,
         config.dir.display()
     ));
-    if !config.tcp_only {
-        log.warn(format_args!(
-            "gRPC is not served by this version: --grpc-port {} is not listening (use --tcp-only \
-             to silence this)",
-            config.grpc_port
+    if let Some(grpc) = server.grpc_addr() {
+        log.info(format_args!(
+            "listening on gRPC {grpc} (h2c: logmill.v1.LogService, grpc.health.v1.Health)"
         ));
     }
     let handle = server.handle();
@@ -253,8 +256,18 @@ fn serve(config: Config) -> ExitCode {
     // Printed only once the signal handlers are in place, so a script that reads this line
     // and sends SIGTERM at once gets a clean shutdown.
     // One machine-readable line on stdout with every bound address, for scripts and tests.
-    let listening =
-        serde_json::json!({"event": "listening", "tcp": addr.to_string(), "grpc": null});
+    let udp = server.udp_addr().map(|a| a.to_string());
+    if let Some(udp) = &udp {
+        log.info(format_args!(
+            "listening on udp {udp} (syslog, Python DatagramHandler)"
+        ));
+    }
+    let listening = serde_json::json!({
+        "event": "listening",
+        "tcp": addr.to_string(),
+        "grpc": server.grpc_addr().map(|a| a.to_string()),
+        "udp": udp,
+    });
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{listening}")
         .and_then(|()| stdout.flush())

@@ -186,7 +186,8 @@ fn undecodable_frame_is_skipped_and_connection_goes_on() {
     assert!(server.stop().success());
 }
 
-/// `health` gets one status line and the connection closes; other text gets an explanation.
+/// `health` gets one status line and the connection closes; bytes that are no protocol logmill
+/// speaks get an explanation and a close.
 #[test]
 fn health_and_unknown_protocol() {
     let dir = TempDir::new("health");
@@ -207,7 +208,8 @@ fn health_and_unknown_protocol() {
     assert!(crlf.starts_with("OK "));
 
     let mut s = server.connect();
-    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    // A TLS ClientHello: binary, not text, not a frame.
+    s.write_all(b"\x16\x03\x01\x02\x00\x01").unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.contains("unrecognised protocol"), "{reply}");

@@ -4,8 +4,20 @@
 //!
 //! - [`detect`]: the first bytes of a TCP connection decide which protocol it speaks.
 //! - [`frame`]: the 4-byte big-endian length prefix shared by native frames.
+//! - [`grpc`]: gRPC message framing, gzip, the `proto/` types and their conversion to records.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
+//! - [`lines`]: `\n`-terminated lines, cut into pieces when longer than the limit.
+//! - [`syslog`]: RFC 6587 framing (octet counting or lines) and RFC 5424 / RFC 3164 messages.
+//! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
+//! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
+//! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
 
+pub mod datagram;
 pub mod detect;
 pub mod frame;
+pub mod grpc;
+pub mod jsonl;
+pub mod lines;
 pub mod native;
+pub mod pickle;
+pub mod syslog;

@@ -16,7 +16,10 @@ use mio::net::TcpStream;
 
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::frame::{self, Frame};
+use crate::protocol::lines::{self, Line};
 use crate::protocol::native::{self, ClientFrame, ErrorKind, ServerFrame};
+use crate::protocol::{jsonl, pickle, syslog};
+use crate::record::{Body, Record};
 use crate::server_log::ServerLog;
 use crate::shared::Shared;
 use crate::storage::line::Origin;
@@ -29,6 +32,14 @@ pub enum Phase {
     Detecting,
     /// Native frames.
     Native,
+    /// Python `SocketHandler` pickles.
+    Pickle,
+    /// Syslog, either RFC 6587 framing.
+    Syslog,
+    /// One JSON object per line.
+    JsonLines,
+    /// One plain-text record per line.
+    Text,
     /// No more input is taken; the connection closes once `output` is sent (and, if the client
     /// wants acks, once its records are written).
     Closing,
@@ -63,6 +74,11 @@ pub struct Connection {
     pub queued: bool,
     /// The peer closed its sending side.
     pub eof: bool,
+    /// Syslog: between frames, or inside a long message being stored in pieces.
+    pub syslog: syslog::Continuation,
+    /// JSON lines and text: the current line was cut at the line limit; its remaining pieces are
+    /// stored flagged `truncated` too.
+    pub line_cut: bool,
 }
 
 /// Everything `consume` needs from the loop besides the connection.
@@ -70,12 +86,15 @@ pub struct Context<'a> {
     pub batch: &'a mut BatchBuilder,
     pub now_ns: u64,
     pub max_frame: u32,
+    /// The longest line (syslog, JSON lines, text) stored as one record; longer ones are cut.
+    pub max_line: usize,
     pub shared: &'a Shared,
     pub log: &'a ServerLog,
 }
 
-const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port takes length-prefixed \
-Cap'n Proto frames (see schema/logmill.capnp) or the line `health`.\n";
+const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port takes native frames \
+(schema/logmill.capnp), Python SocketHandler pickles, syslog, JSON lines, plain text lines, or the \
+line `health`.\n";
 
 impl Connection {
     pub fn new(stream: TcpStream, key: ConnKey, peer: SocketAddr) -> Self {
@@ -99,6 +118,8 @@ impl Connection {
             writable: false,
             queued: false,
             eof: false,
+            syslog: syslog::Continuation::Start,
+            line_cut: false,
         }
     }
 
@@ -118,6 +139,70 @@ impl Connection {
                     Detect::Decided { protocol, consumed } => {
                         pos += consumed;
                         self.start(protocol, cx);
+                    }
+                },
+                Phase::Pickle => match frame::decode(rest, cx.max_frame) {
+                    Ok(Frame::Complete { payload, consumed }) => {
+                        pos += consumed;
+                        self.pickle_frame(payload, cx);
+                    }
+                    Ok(Frame::Incomplete { needed }) => {
+                        self.input_needed = needed;
+                        return pos;
+                    }
+                    Err(too_large) => {
+                        // SocketHandler never reads from its socket, so the log is the only place
+                        // to say it; the stream cannot be resynchronised.
+                        cx.log.warn(format_args!(
+                            "connection from {} (Python SocketHandler): {too_large} (--max-frame); \
+                             closing",
+                            self.peer
+                        ));
+                        cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        self.phase = Phase::Closing;
+                        return buf.len();
+                    }
+                },
+                Phase::Syslog => match syslog::decode_frame(rest, cx.max_line, &mut self.syslog) {
+                    syslog::Frame::Message { msg, consumed } => {
+                        pos += consumed;
+                        if !msg.is_empty() {
+                            self.push(&syslog::parse_message(msg), cx);
+                        }
+                    }
+                    syslog::Frame::Truncated {
+                        piece,
+                        consumed,
+                        first,
+                    } => {
+                        pos += consumed;
+                        let mut record = if first {
+                            syslog::parse_message(piece)
+                        } else {
+                            syslog::piece_record(piece)
+                        };
+                        record.truncated = true;
+                        self.push(&record, cx);
+                    }
+                    syslog::Frame::Incomplete => {
+                        self.input_needed = None;
+                        return pos;
+                    }
+                },
+                Phase::JsonLines | Phase::Text => match lines::next_line(rest, cx.max_line) {
+                    Line::Complete { line, consumed } => {
+                        pos += consumed;
+                        let truncated = std::mem::take(&mut self.line_cut);
+                        self.line_record(line, truncated, cx);
+                    }
+                    Line::Truncated { piece, consumed } => {
+                        pos += consumed;
+                        self.line_cut = true;
+                        self.line_record(piece, true, cx);
+                    }
+                    Line::Incomplete => {
+                        self.input_needed = None;
+                        return pos;
                     }
                 },
                 Phase::Native => match frame::decode(rest, cx.max_frame) {
@@ -150,6 +235,10 @@ impl Connection {
     fn start(&mut self, protocol: Protocol, cx: &mut Context<'_>) {
         match protocol {
             Protocol::Native => self.phase = Phase::Native,
+            Protocol::Pickle => self.phase = Phase::Pickle,
+            Protocol::Syslog => self.phase = Phase::Syslog,
+            Protocol::JsonLines => self.phase = Phase::JsonLines,
+            Protocol::Text => self.phase = Phase::Text,
             Protocol::Health => {
                 self.output
                     .extend_from_slice(cx.shared.health_line().as_bytes());
@@ -217,6 +306,80 @@ impl Connection {
                 self.send_error(ErrorKind::Undecodable, format!("frame skipped: {e}"));
             }
         }
+    }
+
+    /// Hands one record to the batch. Records of the line and pickle protocols go through here;
+    /// native frames push whole frames at once (see `native_frame`).
+    fn push(&mut self, record: &Record<'_>, cx: &mut Context<'_>) {
+        cx.batch.push(self.key, record, &self.origin, cx.now_ns);
+        self.seen_records = true;
+        self.in_flight += 1;
+        cx.shared.records_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn pickle_frame(&mut self, payload: &[u8], cx: &mut Context<'_>) {
+        match pickle::decode_record(payload) {
+            Ok(record) => self.push(&record, cx),
+            Err(e) => {
+                let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                cx.log.warn(format_args!(
+                    "connection from {} (Python SocketHandler): pickle of {} bytes rejected ({e}); \
+                     {count} decode errors so far",
+                    self.peer,
+                    payload.len()
+                ));
+            }
+        }
+    }
+
+    /// One line of a JSON-lines or text connection (blank lines are skipped). A piece of a cut
+    /// line is stored as text: a JSON object cut in two is no longer JSON.
+    fn line_record(&mut self, line: &[u8], truncated: bool, cx: &mut Context<'_>) {
+        if line.is_empty() {
+            return;
+        }
+        let mut record = if self.phase == Phase::JsonLines && !truncated {
+            jsonl::parse_line(line)
+        } else {
+            Record {
+                body: Body::Message(String::from_utf8_lossy(line)),
+                ..Record::default()
+            }
+        };
+        record.truncated = truncated;
+        self.push(&record, cx);
+    }
+
+    /// The peer closed its side: a line protocol's last line may lack its newline; store it.
+    /// Returns how many bytes had to be discarded (an unfinished frame).
+    pub fn finish_input(&mut self, cx: &mut Context<'_>) -> usize {
+        let input = std::mem::take(&mut self.input);
+        let discarded = match self.phase {
+            Phase::Text | Phase::JsonLines if !input.is_empty() => {
+                let truncated = std::mem::take(&mut self.line_cut);
+                self.line_record(&input, truncated, cx);
+                0
+            }
+            Phase::Syslog if !input.is_empty() => {
+                match self.syslog {
+                    syslog::Continuation::Start if input[0].is_ascii_digit() => input.len(),
+                    syslog::Continuation::Start => {
+                        self.push(&syslog::parse_message(&input), cx);
+                        0
+                    }
+                    syslog::Continuation::Line => {
+                        self.push(&syslog::piece_record(&input), cx);
+                        0
+                    }
+                    // An octet count promised more than arrived.
+                    syslog::Continuation::Counted { .. } => input.len(),
+                }
+            }
+            Phase::Closing => 0,
+            _ => input.len(),
+        };
+        self.syslog = syslog::Continuation::Start;
+        discarded
     }
 
     fn send_error(&mut self, kind: ErrorKind, message: String) {

@@ -24,7 +24,9 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, Context, Phase};
+use super::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
 use crate::config::Config;
+use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;
 use crate::server_log::ServerLog;
@@ -32,8 +34,32 @@ use crate::shared::Shared;
 use crate::storage::line::LineFormatter;
 use crate::storage::{BatchBuilder, Command, ConnKey};
 
+pub const GRPC_LISTENER: Token = Token(usize::MAX - 3);
+pub const UDP: Token = Token(usize::MAX - 2);
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX);
+
+/// gRPC connections' tokens (and their `ConnKey::token`s) start here, so events and writer
+/// completions are routed to the right slab by range.
+const GRPC_BASE: usize = 1 << 40;
+
+/// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket.
+pub struct Sockets {
+    pub tcp: TcpListener,
+    pub grpc: Option<TcpListener>,
+    pub udp: Option<mio::net::UdpSocket>,
+}
+
+/// The gRPC side of a loop: h2 connections live in their own slab, since h2 owns their sockets
+/// (`server::grpc`), and wake themselves through `ready`.
+struct GrpcSide {
+    listener: Option<TcpListener>,
+    conns: Slab<GrpcConnection>,
+    ready: ReadyQueue,
+    limits: GrpcLimits,
+    /// Scratch list of connections to drive this turn.
+    keys: Vec<ConnKey>,
+}
 
 /// Bytes read from one connection per turn before the next connection gets its turn.
 const READ_BUDGET: usize = 256 * 1024;
@@ -45,6 +71,8 @@ const BATCH_BYTES: usize = 512 * 1024;
 const ACCEPT_BUDGET: usize = 64;
 /// A client that does not read its acks and error frames gets this much output, then is closed.
 const MAX_OUTPUT: usize = 1024 * 1024;
+/// Datagrams read per turn before connections get their turn again.
+const DATAGRAM_BUDGET: usize = 1024;
 /// How often idle timeouts and retried accepts are checked when nothing else happens.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -54,6 +82,9 @@ pub struct EventLoop {
     listener: Option<TcpListener>,
     /// The listener may have connections left (budget reached or accept failed, e.g. EMFILE).
     accept_more: bool,
+    /// `--udp-port` (loop 0 only), and whether it may have datagrams waiting.
+    udp: Option<mio::net::UdpSocket>,
+    udp_ready: bool,
     conns: Slab<Connection>,
     ready: VecDeque<usize>,
     scratch: Vec<u8>,
@@ -70,6 +101,7 @@ pub struct EventLoop {
     refusals_logged_at: Option<Instant>,
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
     accepted: u64,
+    grpc: GrpcSide,
 }
 
 impl EventLoop {
@@ -81,19 +113,41 @@ impl EventLoop {
     pub fn new(
         id: usize,
         poll: Poll,
-        mut listener: TcpListener,
+        sockets: Sockets,
         config: &Config,
         writer: Sender<Command>,
         shared: Arc<Shared>,
         log: Arc<ServerLog>,
     ) -> io::Result<EventLoop> {
+        let Sockets {
+            tcp: mut listener,
+            grpc: mut grpc_listener,
+            mut udp,
+        } = sockets;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(socket) = &mut udp {
+            poll.registry().register(socket, UDP, Interest::READABLE)?;
+        }
+        if let Some(l) = &mut grpc_listener {
+            poll.registry()
+                .register(l, GRPC_LISTENER, Interest::READABLE)?;
+        }
+        let notify = shared.clone();
+        let grpc = GrpcSide {
+            listener: grpc_listener,
+            conns: Slab::new(),
+            ready: ReadyQueue::new(move || notify.mailboxes[id].wake()),
+            limits: GrpcLimits::from_config(config),
+            keys: Vec::new(),
+        };
         Ok(EventLoop {
             id,
             poll,
             listener: Some(listener),
             accept_more: true,
+            udp_ready: udp.is_some(),
+            udp,
             conns: Slab::new(),
             ready: VecDeque::new(),
             // Big enough for the largest frame plus a header, so a whole frame always fits.
@@ -110,6 +164,7 @@ impl EventLoop {
             last_tick: Instant::now(),
             refusals_logged_at: None,
             accepted: 0,
+            grpc,
         })
     }
 
@@ -123,7 +178,14 @@ impl EventLoop {
             let timeout = if self.has_work() {
                 Duration::ZERO
             } else {
-                TICK
+                // gRPC connections keep their own timers (handshake, keepalive, grpc-timeout).
+                let now = Instant::now();
+                self.grpc
+                    .conns
+                    .iter()
+                    .filter_map(|(_, c)| c.next_deadline())
+                    .map(|at| at.saturating_duration_since(now))
+                    .fold(TICK, Duration::min)
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -133,7 +195,10 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_more = true,
+                    UDP => self.udp_ready = true,
+                    GRPC_LISTENER => self.accept_grpc(),
                     WAKER => {}
+                    Token(token) if token >= GRPC_BASE => self.drive_grpc(token - GRPC_BASE),
                     Token(token) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(token);
@@ -151,7 +216,11 @@ impl EventLoop {
             if self.accept_more {
                 self.accept();
             }
+            if self.udp_ready && !self.is_paused() {
+                self.read_datagrams();
+            }
             self.serve_ready(false);
+            self.serve_grpc();
             self.send_batch();
             if self.last_tick.elapsed() >= TICK {
                 self.tick();
@@ -160,7 +229,8 @@ impl EventLoop {
     }
 
     fn has_work(&self) -> bool {
-        (!self.ready.is_empty() && !self.shared.pending_full())
+        ((!self.ready.is_empty() || self.udp_ready || !self.grpc.ready.is_empty())
+            && !self.shared.pending_full())
             || (self.accept_more && self.conns.len() < self.max_connections)
     }
 
@@ -334,6 +404,7 @@ impl EventLoop {
             batch: &mut self.batch,
             now_ns: now_ns(),
             max_frame: self.max_frame,
+            max_line: self.max_frame as usize,
             shared: &self.shared,
             log: &self.log,
         };
@@ -379,15 +450,14 @@ impl EventLoop {
             match result {
                 Ok(0) => {
                     conn.eof = true;
-                    if !conn.input.is_empty() && conn.phase != Phase::Closing {
+                    let discarded = conn.finish_input(&mut cx);
+                    if discarded > 0 {
                         self.log.warn(format_args!(
-                            "connection from {} closed in the middle of a frame; {} bytes of an \
-                             incomplete frame discarded",
+                            "connection from {} closed in the middle of a frame; {discarded} \
+                             bytes of an incomplete frame discarded",
                             conn.peer,
-                            conn.input.len()
                         ));
                     }
-                    conn.input = Vec::new();
                     return true;
                 }
                 Ok(n) => {
@@ -409,6 +479,49 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Reads datagrams until `WouldBlock` or the per-turn budget; each is one record.
+    fn read_datagrams(&mut self) {
+        let Some(socket) = &self.udp else {
+            return;
+        };
+        // Datagrams have no connection: their records carry a key no connection has, so their
+        // completions are simply dropped (UDP has no acks to send).
+        let key = ConnKey {
+            token: UDP.0,
+            serial: 0,
+        };
+        let now_ns = now_ns();
+        let origin = crate::storage::line::Origin::default();
+        for _ in 0..DATAGRAM_BUDGET {
+            let (n, peer) = match socket.recv_from(&mut self.scratch) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.udp_ready = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.log.warn(format_args!("udp receive failed: {e}"));
+                    continue;
+                }
+            };
+            match datagram::decode(&self.scratch[..n]) {
+                Datagram::Syslog(record) => self.batch.push(key, &record, &origin, now_ns),
+                Datagram::Pickle(Ok(record)) => self.batch.push(key, &record, &origin, now_ns),
+                Datagram::Pickle(Err(e)) => {
+                    let count = self.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.log.warn(format_args!(
+                        "udp datagram from {peer} (Python DatagramHandler): pickle rejected \
+                         ({e}); {count} decode errors so far"
+                    ));
+                    continue;
+                }
+            }
+            self.shared.records_received.fetch_add(1, Ordering::Relaxed);
+        }
+        self.send_batch();
     }
 
     fn send_batch(&mut self) {
@@ -441,6 +554,15 @@ impl EventLoop {
         }
         let mut touched = Vec::new();
         for c in completions {
+            if c.conn.token >= GRPC_BASE {
+                // The connection queues itself; its replies go out when it is next driven.
+                if let Some(conn) = self.grpc.conns.get_mut(c.conn.token - GRPC_BASE)
+                    && conn.key() == c.conn
+                {
+                    conn.completed(c.count, c.last_seq);
+                }
+                continue;
+            }
             if let Some(conn) = self.conns.get_mut(c.conn.token)
                 && conn.key == c.conn
             {
@@ -581,21 +703,45 @@ impl EventLoop {
         {
             self.log.warn(format_args!("deregister listener: {e}"));
         }
+        if let Some(mut listener) = self.grpc.listener.take()
+            && let Err(e) = self.poll.registry().deregister(&mut listener)
+        {
+            self.log.warn(format_args!("deregister gRPC listener: {e}"));
+        }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
             self.read(token, usize::MAX);
         }
+        // GOAWAY: calls in flight finish, no new ones start.
+        for (_, conn) in &mut self.grpc.conns {
+            conn.begin_shutdown();
+        }
+        self.serve_grpc();
         self.ready.clear();
         self.send_batch();
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut events = Events::with_capacity(256);
-        while self.conns.iter().any(|(_, c)| c.in_flight > 0) && Instant::now() < deadline {
-            match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
+        while (self.conns.iter().any(|(_, c)| c.in_flight > 0) || !self.grpc.conns.is_empty())
+            && Instant::now() < deadline
+        {
+            match self.poll.poll(&mut events, Some(Duration::from_millis(20))) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
             self.take_completions();
+            let all: Vec<usize> = self.grpc.conns.iter().map(|(i, _)| i).collect();
+            for index in all {
+                self.drive_grpc(index);
+            }
+            self.send_batch();
+        }
+        for conn in self.grpc.conns.drain() {
+            if let Err(e) = conn.deregister(self.poll.registry()) {
+                self.log
+                    .warn(format_args!("deregister gRPC connection: {e}"));
+            }
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
@@ -618,6 +764,114 @@ impl EventLoop {
                 .error(format_args!("the writer thread is gone at shutdown"));
         }
         Ok(())
+    }
+}
+
+impl EventLoop {
+    /// Accepts gRPC connections until `WouldBlock`, within `--max-connections` like TCP ones.
+    fn accept_grpc(&mut self) {
+        loop {
+            let Some(listener) = &self.grpc.listener else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "gRPC accept failed: {e}; retrying (raise `ulimit -n` if this is EMFILE)"
+                    ));
+                    return;
+                }
+            };
+            let total = self.shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            if total > self.max_connections {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.refuse(peer);
+                continue;
+            }
+            if let Err(e) = super::tune_socket(&stream) {
+                self.log.warn(format_args!(
+                    "gRPC connection from {peer}: cannot set keepalive: {e}"
+                ));
+            }
+            let entry = self.grpc.conns.vacant_entry();
+            let index = entry.key();
+            let key = ConnKey {
+                token: GRPC_BASE + index,
+                serial: self.next_serial,
+            };
+            self.next_serial += 1;
+            let conn = GrpcConnection::new(
+                stream,
+                key,
+                peer,
+                &self.grpc.limits,
+                self.grpc.ready.clone(),
+            );
+            if let Err(e) = conn.register(self.poll.registry(), Token(key.token)) {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.log.error(format_args!(
+                    "gRPC connection from {peer}: cannot register: {e}"
+                ));
+                continue;
+            }
+            entry.insert(conn);
+            self.accepted += 1;
+            self.drive_grpc(index);
+        }
+    }
+
+    /// Advances one gRPC connection; removes it (deregistering by raw fd) once it is closed.
+    fn drive_grpc(&mut self, index: usize) {
+        let Some(conn) = self.grpc.conns.get_mut(index) else {
+            return;
+        };
+        let mut cx = GrpcContext {
+            batch: &mut self.batch,
+            now_ns: now_ns(),
+            shared: &self.shared,
+            log: &self.log,
+        };
+        if conn.drive(&mut cx) == Drive::Closed {
+            let conn = self.grpc.conns.remove(index);
+            if let Err(e) = conn.deregister(self.poll.registry()) {
+                self.log
+                    .warn(format_args!("deregister gRPC connection: {e}"));
+            }
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        }
+        if self.batch.bytes() >= BATCH_BYTES {
+            self.send_batch();
+        }
+    }
+
+    /// Drives the gRPC connections that woke and those whose timer is due. While the writer is
+    /// full they take no request data (they re-queue themselves), so the loop marks itself
+    /// paused to be woken when there is room.
+    fn serve_grpc(&mut self) {
+        if self.shared.pending_full() {
+            // Sets the mailbox flag, so the writer wakes this loop once there is room again.
+            self.is_paused();
+        }
+        let mut keys = std::mem::take(&mut self.grpc.keys);
+        self.grpc.ready.take(&mut keys);
+        let now = Instant::now();
+        for (_, conn) in &self.grpc.conns {
+            if conn.next_deadline().is_some_and(|at| at <= now) {
+                keys.push(conn.key());
+            }
+        }
+        keys.sort_unstable_by_key(|k| (k.token, k.serial));
+        keys.dedup();
+        for key in keys.drain(..) {
+            let index = key.token - GRPC_BASE;
+            if self.grpc.conns.get(index).is_some_and(|c| c.key() == key) {
+                self.drive_grpc(index);
+            }
+        }
+        self.grpc.keys = keys;
     }
 }
 

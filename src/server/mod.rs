@@ -12,6 +12,8 @@
 
 pub mod connection;
 pub mod event_loop;
+pub mod grpc;
+pub mod h2_io;
 
 use std::fmt;
 use std::io;
@@ -71,6 +73,8 @@ impl std::error::Error for Error {}
 pub struct Server {
     config: Config,
     tcp_addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
     loops: Vec<EventLoop>,
     writer: Writer,
     writer_tx: Sender<Command>,
@@ -124,6 +128,37 @@ impl Server {
             .ok_or_else(|| bind_error(io::ErrorKind::AddrNotAvailable.into()))?;
         let listener = listen(addr).map_err(bind_error)?;
         let tcp_addr = listener.local_addr().map_err(bind_error)?;
+        let grpc_listener = if config.tcp_only {
+            None
+        } else {
+            let grpc_addr = SocketAddr::new(addr.ip(), config.grpc_port);
+            let grpc_error = |source| Error::Bind {
+                addr: format!("gRPC {grpc_addr}"),
+                source,
+            };
+            Some(listen(grpc_addr).map_err(grpc_error)?)
+        };
+        let grpc_addr = match &grpc_listener {
+            Some(l) => Some(l.local_addr().map_err(Error::Setup)?),
+            None => None,
+        };
+        let mut udp = match config.udp_port {
+            Some(port) => {
+                let udp_addr = SocketAddr::new(addr.ip(), port);
+                let udp_error = |source| Error::Bind {
+                    addr: format!("udp {udp_addr}"),
+                    source,
+                };
+                let socket = std::net::UdpSocket::bind(udp_addr).map_err(udp_error)?;
+                socket.set_nonblocking(true).map_err(udp_error)?;
+                Some(mio::net::UdpSocket::from_std(socket))
+            }
+            None => None,
+        };
+        let udp_addr = match &udp {
+            Some(socket) => Some(socket.local_addr().map_err(bind_error)?),
+            None => None,
+        };
 
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
@@ -155,7 +190,18 @@ impl Server {
                 EventLoop::new(
                     id,
                     poll,
-                    handle,
+                    event_loop::Sockets {
+                        tcp: handle,
+                        grpc: match &grpc_listener {
+                            Some(l) => Some(mio::net::TcpListener::from_std(
+                                l.try_clone().map_err(Error::Setup)?,
+                            )),
+                            None => None,
+                        },
+                        // One socket, one reader: datagrams carry no per-sender order to keep,
+                        // and one loop reads them in arrival order.
+                        udp: if id == 0 { udp.take() } else { None },
+                    },
                     &config,
                     writer_tx.clone(),
                     shared.clone(),
@@ -167,6 +213,8 @@ impl Server {
         Ok(Server {
             config,
             tcp_addr,
+            grpc_addr,
+            udp_addr,
             loops,
             writer,
             writer_tx,
@@ -177,6 +225,16 @@ impl Server {
 
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// The bound gRPC address, unless `--tcp-only`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// The bound UDP address, with `--udp-port`.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
     }
 
     pub fn handle(&self) -> Handle {

@@ -66,6 +66,8 @@ impl Drop for TempDir {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// With `--udp-port`.
+    pub udp: Option<SocketAddr>,
     pub dir: PathBuf,
     /// The process's stdout after the listening line (for `--stdout`).
     pub stdout: Option<BufReader<std::process::ChildStdout>>,
@@ -75,8 +77,13 @@ impl Server {
     /// Starts the server in `dir` with `--port 0 --tcp-only` and `args`, and waits for its
     /// listening line.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Server::start_on(dir, 0, args)
+    }
+
+    /// Like [`Server::start`] on a given TCP port (a restart on the port a client knows).
+    pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
-            .args(["serve", "--port", "0", "--tcp-only", "--dir"])
+            .args(["serve", "--tcp-only", "--port", &port.to_string(), "--dir"])
             .arg(dir)
             .args(args)
             .stdin(Stdio::null())
@@ -98,9 +105,11 @@ impl Server {
             .unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
         assert_eq!(v["event"], "listening");
         let addr = v["tcp"].as_str().unwrap().parse().unwrap();
+        let udp = v["udp"].as_str().map(|a| a.parse().unwrap());
         Server {
             child,
             addr,
+            udp,
             dir: dir.to_path_buf(),
             stdout: Some(stdout),
         }
@@ -152,6 +161,20 @@ impl Server {
         let mut answer = String::new();
         s.read_to_string(&mut answer).ok()?;
         Some(answer)
+    }
+
+    /// All stored lines parsed as JSON (the server must run with `--format json`).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Waits until the files hold at least `n` lines, and returns them parsed as JSON.
+    pub fn wait_json(&self, n: usize) -> Vec<serde_json::Value> {
+        self.wait_lines(n);
+        self.json_lines()
     }
 
     /// All stored lines, oldest file first.

@@ -1,0 +1,641 @@
+//! The fuzz harnesses: one function per target, shared by the fuzz targets and the corpus replay.
+//!
+//! This file is the library of the `logmill-fuzz` crate (`fuzz/Cargo.toml`, `[lib] path`), which
+//! the targets in `fuzz/fuzz_targets/` call, and it is included as a module by
+//! `tests/fuzz_corpus.rs` (`#[path = "../fuzz/harness.rs"]`), so that `cargo test` on stable Rust
+//! replays every corpus file through exactly the code libFuzzer runs (rustls does the same with
+//! `test_read_fuzz_corpus`). It uses only `logmill` and `serde_json`, which both crates have.
+//!
+//! Each harness takes arbitrary bytes, calls one public decoder and panics when an invariant
+//! breaks: that panic is what libFuzzer reports as a crash. What it does not hold: any fix. A
+//! crash here is a bug in `src/`, or an invariant stated too strongly here.
+
+#![forbid(unsafe_code)]
+
+use logmill::config::{Format, MAX_FRAME_LIMIT};
+use logmill::protocol::detect::{self, Detect, Protocol};
+use logmill::protocol::frame::{self, Frame};
+use logmill::protocol::jsonl;
+use logmill::protocol::lines::{self, Line};
+use logmill::protocol::native::{self, ClientFrame, ServerFrame};
+use logmill::protocol::pickle;
+use logmill::protocol::syslog;
+use logmill::record::{Body, Record};
+use logmill::storage::line::{self, LineFormatter, Origin};
+
+// ---------------------------------------------------------------------------------------------
+// frame_stream: detection and framing over a stream cut into arbitrary chunks.
+// ---------------------------------------------------------------------------------------------
+
+/// Frame payload limits the first byte picks from (bits 3..6): tiny ones reach `TooLarge` with
+/// a short input, 1 MiB is the server's default and `MAX_FRAME_LIMIT` its largest setting.
+pub const MAX_PAYLOADS: [u32; 8] = [0, 1, 5, 64, 1000, 4096, 1 << 20, MAX_FRAME_LIMIT];
+
+/// How a `frame_stream` input is laid out: the bytes that describe the chunking, then the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInput<'a> {
+    /// Largest payload [`frame::decode`] accepts.
+    pub max_payload: u32,
+    /// Chunk lengths, used in turn, over and over, until the stream is used up.
+    pub chunks: Vec<usize>,
+    /// The bytes a client would send.
+    pub stream: &'a [u8],
+}
+
+impl<'a> StreamInput<'a> {
+    /// Splits a fuzz input. Byte 0: bits 0..3 are the count `n` of chunk-length bytes that follow
+    /// (`0`: one byte per chunk), bits 3..6 index [`MAX_PAYLOADS`]; then `n` bytes, each a chunk
+    /// length minus one; the rest is the stream. `None` when the input is too short to say.
+    pub fn parse(data: &'a [u8]) -> Option<Self> {
+        let (&control, rest) = data.split_first()?;
+        let n = usize::from(control & 0b111);
+        let max_payload = MAX_PAYLOADS[usize::from((control >> 3) & 0b111)];
+        let lengths = rest.get(..n)?;
+        let chunks = if n == 0 {
+            vec![1]
+        } else {
+            lengths.iter().map(|&b| usize::from(b) + 1).collect()
+        };
+        Some(StreamInput {
+            max_payload,
+            chunks,
+            stream: &rest[n..],
+        })
+    }
+
+    /// The inverse of [`StreamInput::parse`], for writing seeds. `chunks` must hold at most 7
+    /// lengths of 1..=256 each, and `max_index` be under 8.
+    pub fn encode(max_index: u8, chunks: &[usize], stream: &[u8]) -> Vec<u8> {
+        assert!(max_index < 8 && chunks.len() < 8, "not representable");
+        let mut out = vec![(max_index << 3) | chunks.len() as u8];
+        for &c in chunks {
+            out.push(u8::try_from(c - 1).expect("chunk length of 1..=256"));
+        }
+        out.extend_from_slice(stream);
+        out
+    }
+}
+
+/// How a stream ended, once every chunk was delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Still waiting for bytes: `buffered` are held, `needed` is what [`frame::decode`] last
+    /// said (always `None` while detecting).
+    Waiting {
+        needed: Option<usize>,
+        buffered: usize,
+    },
+    /// Detection picked a protocol other than native frames (`health`, unknown, or one with a
+    /// decoder and a target of its own): this target follows the stream no further.
+    Other(Protocol),
+    /// A length prefix over the limit: the connection closes.
+    TooLarge { len: u32, max: u32 },
+}
+
+/// What a whole stream decoded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOutcome {
+    /// The protocol detection decided on, if it did.
+    pub protocol: Option<Protocol>,
+    /// Every complete frame's payload, in order.
+    pub payloads: Vec<Vec<u8>>,
+    pub end: StreamEnd,
+}
+
+/// Detection must decide before this many bytes: the longest prefix any rule needs today is an
+/// RFC 6587 octet count (10 digits and a space); an HTTP/2 preface would be 24.
+const MAX_UNDECIDED: usize = 64;
+
+/// A connection's input side, as `server::connection` runs it: bytes accumulate in `input`,
+/// detection and then [`frame::decode`] take what is complete, and the rest stays for later.
+struct StreamDecoder {
+    max_payload: u32,
+    input: Vec<u8>,
+    outcome: StreamOutcome,
+}
+
+impl StreamDecoder {
+    fn new(max_payload: u32) -> Self {
+        StreamDecoder {
+            max_payload,
+            input: Vec::new(),
+            outcome: StreamOutcome {
+                protocol: None,
+                payloads: Vec::new(),
+                end: StreamEnd::Waiting {
+                    needed: None,
+                    buffered: 0,
+                },
+            },
+        }
+    }
+
+    /// Takes one chunk as a read from the socket would deliver it.
+    fn feed(&mut self, chunk: &[u8]) {
+        if matches!(
+            self.outcome.end,
+            StreamEnd::Other(_) | StreamEnd::TooLarge { .. }
+        ) {
+            return; // The server closes, or hands the rest to another decoder.
+        }
+        self.input.extend_from_slice(chunk);
+        let consumed = consume(&self.input, self.max_payload, &mut self.outcome);
+        assert!(consumed <= self.input.len(), "consumed past the buffer");
+        self.input.drain(..consumed);
+    }
+}
+
+/// Decodes what is complete in `buf` into `outcome` and returns how many bytes that took.
+fn consume(buf: &[u8], max_payload: u32, outcome: &mut StreamOutcome) -> usize {
+    let mut pos = 0;
+    loop {
+        let rest = &buf[pos..];
+        match outcome.protocol {
+            None => match detect::detect(rest) {
+                Detect::Incomplete => {
+                    // Detection decides within a short prefix, or a client could make the
+                    // server buffer without limit before any protocol's checks apply.
+                    assert!(
+                        rest.len() < MAX_UNDECIDED,
+                        "detection still undecided after {rest:?}"
+                    );
+                    outcome.end = StreamEnd::Waiting {
+                        needed: None,
+                        buffered: rest.len(),
+                    };
+                    return pos;
+                }
+                Detect::Decided { protocol, consumed } => {
+                    assert!(consumed <= rest.len(), "detection consumed past the buffer");
+                    outcome.protocol = Some(protocol);
+                    pos += consumed;
+                    assert_eq!(
+                        protocol == Protocol::Health,
+                        rest.starts_with(b"health\n") || rest.starts_with(b"health\r\n"),
+                        "health detected on {rest:?}"
+                    );
+                    if protocol != Protocol::Native {
+                        outcome.end = StreamEnd::Other(protocol);
+                        return buf.len();
+                    }
+                    // A length prefix is under 16 MiB, so native frames start with a 0 byte,
+                    // which belongs to the frame, not to detection.
+                    assert_eq!((consumed, rest.first()), (0, Some(&0)), "native detection");
+                }
+            },
+            Some(_) => match frame::decode(rest, max_payload) {
+                Ok(Frame::Complete { payload, consumed }) => {
+                    assert!(consumed <= rest.len(), "frame consumed past the buffer");
+                    assert_eq!(consumed, frame::HEADER_LEN + payload.len());
+                    assert_eq!(payload, &rest[frame::HEADER_LEN..consumed]);
+                    assert!(
+                        payload.len() <= max_payload as usize,
+                        "payload over the limit"
+                    );
+                    outcome.payloads.push(payload.to_vec());
+                    pos += consumed;
+                }
+                Ok(Frame::Incomplete { needed }) => {
+                    match needed {
+                        None => assert!(rest.len() < frame::HEADER_LEN, "header was there"),
+                        Some(needed) => {
+                            assert!(needed > rest.len(), "incomplete, yet {needed} bytes held");
+                            assert!(
+                                needed as u64 <= u64::from(max_payload) + frame::HEADER_LEN as u64,
+                                "needs {needed} bytes, over the limit {max_payload}"
+                            );
+                        }
+                    }
+                    outcome.end = StreamEnd::Waiting {
+                        needed,
+                        buffered: rest.len(),
+                    };
+                    return pos;
+                }
+                Err(e) => {
+                    assert!(e.len > max_payload && e.max == max_payload, "{e:?}");
+                    outcome.end = StreamEnd::TooLarge {
+                        len: e.len,
+                        max: e.max,
+                    };
+                    return buf.len();
+                }
+            },
+        }
+    }
+}
+
+fn decode_stream<'c>(
+    stream: &[u8],
+    max_payload: u32,
+    chunks: impl Iterator<Item = &'c [u8]>,
+) -> StreamOutcome {
+    let mut decoder = StreamDecoder::new(max_payload);
+    let mut fed = 0;
+    for chunk in chunks {
+        fed += chunk.len();
+        decoder.feed(chunk);
+    }
+    assert_eq!(fed, stream.len(), "chunks do not cover the stream");
+    decoder.outcome
+}
+
+/// The `frame_stream` target: decodes the stream in one chunk and in the chunks the input asks
+/// for, checking each step, and requires both to give the same payloads and the same end.
+/// Returns the outcome (`None` for an input too short to hold its chunking).
+pub fn frame_stream(data: &[u8]) -> Option<StreamOutcome> {
+    let input = StreamInput::parse(data)?;
+    let whole = decode_stream(
+        input.stream,
+        input.max_payload,
+        std::iter::once(input.stream),
+    );
+    let mut rest = input.stream;
+    let pieces = input.chunks.iter().cycle().map_while(|&len| {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rest.split_at(len.min(rest.len()));
+        rest = tail;
+        Some(chunk)
+    });
+    let chunked = decode_stream(input.stream, input.max_payload, pieces);
+    assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
+    Some(whole)
+}
+
+// ---------------------------------------------------------------------------------------------
+// native_record: ClientFrame payloads, the lines they format to, and their round trip.
+// ---------------------------------------------------------------------------------------------
+
+/// Stamp for records without a time of their own (2025-11-22T00:26:13.123456789Z).
+const NOW_NS: u64 = 1_763_771_173_123_456_789;
+
+/// The sequence number spliced between head and tail.
+const SEQ: u64 = 42;
+
+/// Formats `record` in both formats for each origin and checks every line.
+fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins: &[Origin; 2]) {
+    for origin in origins {
+        for (formatter, format) in formatters.iter_mut().zip([Format::Text, Format::Json]) {
+            // A non-empty buffer, as in a batch: head and tail count from where the line starts.
+            let mut out = b"previous line\n".to_vec();
+            let start = out.len();
+            let (head, tail) = formatter.format(record, origin, NOW_NS, &mut out);
+            assert_eq!(start + head + tail, out.len(), "{format:?}: head + tail");
+            let mut line = out[start..start + head].to_vec();
+            line.extend_from_slice(SEQ.to_string().as_bytes());
+            line.extend_from_slice(&out[start + head..]);
+            check_line(format, record, &line);
+        }
+    }
+}
+
+fn check_line(format: Format, record: &Record<'_>, line: &[u8]) {
+    let text = std::str::from_utf8(line).expect("a line is UTF-8");
+    assert_eq!(
+        line.iter().position(|&b| b == b'\n'),
+        Some(line.len() - 1),
+        "{format:?}: one newline, at the end: {text:?}"
+    );
+    // Control bytes are escaped in both formats (DEL too in text), so no byte can start a line
+    // or move the cursor of whoever reads the file.
+    let body = &line[..line.len() - 1];
+    assert!(
+        !body
+            .iter()
+            .any(|&b| b < 0x20 || (format == Format::Text && b == 0x7f)),
+        "{format:?}: raw control byte in {text:?}"
+    );
+    // Start-up recovery finds the sequence number in either format.
+    assert_eq!(line::parse_seq(line), Some(SEQ), "{format:?}: {text:?}");
+    if format == Format::Json {
+        let value: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+        assert_eq!(value["seq"], SEQ, "{text:?}");
+        assert_eq!(value["level"], record.level.as_lower_str(), "{text:?}");
+        if let Body::Message(m) = &record.body {
+            assert_eq!(value["message"].as_str(), Some(&**m), "message: {text:?}");
+        }
+    }
+}
+
+/// What [`native_record`] decoded: the decoder's result and the records it handed over (some
+/// may come before an error, which the server then rolls back).
+#[derive(Debug)]
+pub struct ClientOutcome {
+    pub result: Result<ClientFrame, native::DecodeError>,
+    pub records: Vec<Record<'static>>,
+}
+
+/// The `native_record` target: decodes `data` as a `ClientFrame` payload, formats every record
+/// it yields as text and JSON, and checks that encoding what was decoded decodes to the same.
+pub fn native_record(data: &[u8]) -> ClientOutcome {
+    let mut formatters = [
+        LineFormatter::new(Format::Text),
+        LineFormatter::new(Format::Json),
+    ];
+    let origins = [
+        Origin::default(),
+        Origin {
+            app: "app |x=\"1\"\n".into(),
+            instance: "pod 7\\\u{7f}".into(),
+        },
+    ];
+    let mut records = Vec::new();
+    let result = native::decode_client_frame(data, |r| {
+        check_lines(&r, &mut formatters, &origins);
+        records.push(r.into_static());
+    });
+    match &result {
+        Ok(ClientFrame::Records(n)) => {
+            assert_eq!(
+                *n,
+                records.len(),
+                "count differs from the records handed over"
+            );
+            let mut encoded = Vec::new();
+            native::encode_records(&records, &mut encoded);
+            let mut again = Vec::new();
+            let result = native::decode_client_frame(only_payload(&encoded), |r| {
+                again.push(r.into_static())
+            });
+            assert_eq!(
+                result.expect("re-encoded records decode"),
+                ClientFrame::Records(records.len())
+            );
+            assert_eq!(again, records, "records changed in a round trip");
+        }
+        Ok(ClientFrame::Hello(hello)) => {
+            assert!(records.is_empty(), "a hello with records");
+            let mut encoded = Vec::new();
+            native::encode_hello(hello, &mut encoded);
+            let again = native::decode_client_frame(only_payload(&encoded), |_| {
+                panic!("a re-encoded hello yields records")
+            })
+            .expect("a re-encoded hello decodes");
+            assert_eq!(again, ClientFrame::Hello(hello.clone()), "hello round trip");
+        }
+        Err(_) => {}
+    }
+    ClientOutcome { result, records }
+}
+
+/// The payload of the one frame `buf` holds.
+fn only_payload(buf: &[u8]) -> &[u8] {
+    match frame::decode(buf, u32::MAX) {
+        Ok(Frame::Complete { payload, consumed }) if consumed == buf.len() => payload,
+        other => panic!("an encoder wrote something other than one frame: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// server_frame: what a client decodes.
+// ---------------------------------------------------------------------------------------------
+
+/// The `server_frame` target: decodes `data` as a `ServerFrame` payload and, when that works,
+/// checks that encoding the result decodes to the same frame.
+///
+/// One loss is by design: an error code from a newer schema decodes as `kind: None`, and
+/// `encode_server_frame` writes `None` as `undecodable`, so that is what the round trip expects.
+pub fn server_frame(data: &[u8]) -> Option<ServerFrame> {
+    let decoded = native::decode_server_frame(data).ok()?;
+    let mut encoded = Vec::new();
+    native::encode_server_frame(&decoded, &mut encoded);
+    let again =
+        native::decode_server_frame(only_payload(&encoded)).expect("a re-encoded frame decodes");
+    let expected = match decoded.clone() {
+        ServerFrame::Error {
+            kind: None,
+            message,
+        } => ServerFrame::Error {
+            kind: Some(native::ErrorKind::Undecodable),
+            message,
+        },
+        other => other,
+    };
+    assert_eq!(again, expected, "server frame round trip");
+    Some(decoded)
+}
+
+// ---------------------------------------------------------------------------------------------
+// syslog, jsonl: line-based streams cut into arbitrary chunks; pickle: SocketHandler payloads.
+// ---------------------------------------------------------------------------------------------
+
+/// What a line-based stream decoded to, once every chunk was delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinesOutcome {
+    /// One record per message, line or piece, in order.
+    pub records: Vec<Record<'static>>,
+    /// Bytes still held, waiting for the rest of a message.
+    pub buffered: usize,
+}
+
+/// The clock RFC 3164 timestamps are dated by: fixed, so a corpus file decodes the same on any
+/// day (November 2025).
+fn november_2025() -> (i32, u8) {
+    (2025, 11)
+}
+
+/// Formatters and origins for [`check_lines`], one pair of each.
+fn line_checker() -> ([LineFormatter; 2], [Origin; 2]) {
+    (
+        [
+            LineFormatter::new(Format::Text),
+            LineFormatter::new(Format::Json),
+        ],
+        [
+            Origin::default(),
+            Origin {
+                app: "app |x=\"1\"\n".into(),
+                instance: "pod 7\\\u{7f}".into(),
+            },
+        ],
+    )
+}
+
+/// Runs a connection's input loop over `chunks`: after each chunk, `step` takes what is complete
+/// at the front of the buffer (returning the bytes it consumed, `None` when it needs more), and
+/// at most `bound` bytes may stay buffered.
+fn decode_lines<'c>(
+    stream: &[u8],
+    chunks: impl Iterator<Item = &'c [u8]>,
+    bound: usize,
+    mut step: impl FnMut(&[u8], &mut Vec<Record<'static>>) -> Option<usize>,
+) -> LinesOutcome {
+    let mut input = Vec::new();
+    let mut records = Vec::new();
+    let mut fed = 0;
+    for chunk in chunks {
+        fed += chunk.len();
+        input.extend_from_slice(chunk);
+        let mut pos = 0;
+        while let Some(consumed) = step(&input[pos..], &mut records) {
+            assert!(consumed > 0, "no progress");
+            assert!(pos + consumed <= input.len(), "consumed past the buffer");
+            pos += consumed;
+        }
+        input.drain(..pos);
+        assert!(
+            input.len() <= bound,
+            "{} bytes buffered, over {bound}",
+            input.len()
+        );
+    }
+    assert_eq!(fed, stream.len(), "chunks do not cover the stream");
+    LinesOutcome {
+        records,
+        buffered: input.len(),
+    }
+}
+
+/// Decodes `input` in one chunk and in the chunks it asks for; both must agree. `decode` is
+/// told whether to check the stored lines: once is enough, as the records must be equal.
+fn whole_and_chunked(
+    input: &StreamInput<'_>,
+    decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, bool) -> LinesOutcome,
+) -> LinesOutcome {
+    let whole = decode(&mut std::iter::once(input.stream), true);
+    let mut rest = input.stream;
+    let mut pieces = input.chunks.iter().cycle().map_while(|&len| {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rest.split_at(len.min(rest.len()));
+        rest = tail;
+        Some(chunk)
+    });
+    let chunked = decode(&mut pieces, false);
+    assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
+    whole
+}
+
+/// The `syslog` target: RFC 6587 frames over a stream (laid out as for `frame_stream`, the
+/// limit being the line limit), every message parsed with `syslog::parse_message` and every
+/// record checked as a stored line. Frames and pieces stay within the limit, buffering within
+/// a count header plus the limit, a message that does not parse is kept whole, and any chunking
+/// gives the same records. `None` for an input too short to hold its chunking.
+pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
+    let input = StreamInput::parse(data)?;
+    let max = (input.max_payload as usize).max(1);
+    Some(whole_and_chunked(&input, |chunks, check| {
+        let (mut formatters, origins) = line_checker();
+        let mut cont = syslog::Continuation::default();
+        let bound = syslog::MAX_LEN_DIGITS + 2 + max;
+        decode_lines(input.stream, chunks, bound, |buf, records| {
+            let (record, consumed) = match syslog::decode_frame(buf, max, &mut cont) {
+                syslog::Frame::Incomplete => return None,
+                syslog::Frame::Message { msg, consumed } => {
+                    assert!(msg.len() <= max, "message of {}", msg.len());
+                    assert!(msg.len() < consumed && consumed <= buf.len());
+                    let record = syslog::parse_message_with_clock(msg, november_2025);
+                    if record.parse_error {
+                        let raw = String::from_utf8_lossy(msg);
+                        assert_eq!(record.body, Body::Message(raw), "kept whole");
+                    }
+                    (record.into_static(), consumed)
+                }
+                syslog::Frame::Truncated {
+                    piece,
+                    consumed,
+                    first,
+                } => {
+                    assert!(
+                        !piece.is_empty() && piece.len() <= max,
+                        "piece of {}",
+                        piece.len()
+                    );
+                    assert!(piece.len() <= consumed && consumed <= buf.len());
+                    let mut record = if first {
+                        syslog::parse_message_with_clock(piece, november_2025).into_static()
+                    } else {
+                        syslog::piece_record(piece).into_static()
+                    };
+                    record.truncated = true;
+                    (record, consumed)
+                }
+            };
+            if check {
+                check_lines(&record, &mut formatters, &origins);
+            }
+            records.push(record);
+            Some(consumed)
+        })
+    }))
+}
+
+/// The `jsonl` target: lines over a stream (laid out as for `frame_stream`, the limit being the
+/// line limit), each line parsed with `jsonl::parse_line`, each piece of a cut line kept as text,
+/// and every record checked as a stored line. Lines and pieces stay within the limit and hold no
+/// newline; when the stream is UTF-8 and the limit fits a character, every piece is UTF-8 too
+/// (cuts fall between characters); what is not a JSON object is kept whole; any chunking gives
+/// the same records. `None` for an input too short to hold its chunking.
+pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
+    let input = StreamInput::parse(data)?;
+    let max = (input.max_payload as usize).max(1);
+    let utf8 = std::str::from_utf8(input.stream).is_ok() && max >= 4;
+    Some(whole_and_chunked(&input, |chunks, check| {
+        let (mut formatters, origins) = line_checker();
+        let mut continuing = false;
+        decode_lines(input.stream, chunks, max + 1, |buf, records| {
+            let (text, consumed, cut) = match lines::next_line(buf, max) {
+                Line::Incomplete => return None,
+                Line::Complete { line, consumed } => {
+                    assert!(line.len() < consumed && consumed <= buf.len());
+                    (line, consumed, std::mem::take(&mut continuing))
+                }
+                Line::Truncated { piece, consumed } => {
+                    assert!(!piece.is_empty() && piece.len() == consumed);
+                    continuing = true;
+                    (piece, consumed, true)
+                }
+            };
+            assert!(text.len() <= max && !text.contains(&b'\n'), "{text:?}");
+            assert!(
+                !utf8 || std::str::from_utf8(text).is_ok(),
+                "cut inside a character"
+            );
+            let record = if cut {
+                Record {
+                    body: Body::Message(String::from_utf8_lossy(text).into_owned().into()),
+                    truncated: true,
+                    ..Record::default()
+                }
+            } else {
+                let record = jsonl::parse_line(text);
+                if record.parse_error {
+                    let raw = String::from_utf8_lossy(text);
+                    assert_eq!(record.body, Body::Message(raw), "kept whole");
+                }
+                record
+            };
+            if check {
+                check_lines(&record, &mut formatters, &origins);
+            }
+            records.push(record);
+            Some(consumed)
+        })
+    }))
+}
+
+/// The `pickle` target: `pickle::decode_record` on arbitrary payloads. A record it returns must
+/// have passed `pickle::check` and format to one line in both formats; an error must say what
+/// it found. Its limits are what keep libFuzzer's memory and time limits from tripping: a
+/// payload that passes the check yet blows up in `serde-pickle` is a crash (out of memory or
+/// timeout) here.
+pub fn pickle(data: &[u8]) -> Result<Record<'static>, pickle::PickleError> {
+    let result = pickle::decode_record(data);
+    match &result {
+        Ok(record) => {
+            assert_eq!(
+                pickle::check(data),
+                Ok(()),
+                "decoded without passing the check"
+            );
+            let (mut formatters, origins) = line_checker();
+            check_lines(record, &mut formatters, &origins);
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    result
+}
