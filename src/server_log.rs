@@ -92,8 +92,10 @@ impl ServerLog {
                 }
                 std::io::Result::Ok(())
             })();
-            if let Err(e) = result {
-                let _ = writeln!(std::io::stderr(), "logmill: cannot write _server.log: {e}");
+            if let Err(e) = result
+                && writeln!(std::io::stderr(), "logmill: cannot write _server.log: {e}").is_err()
+            {
+                // Neither the file nor stderr takes it: there is nowhere left to say it.
             }
         }
     }

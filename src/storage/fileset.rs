@@ -262,7 +262,9 @@ mod tests {
 
     fn tempdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("logmill-fileset-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        if d.exists() {
+            fs::remove_dir_all(&d).unwrap();
+        }
         d
     }
 
