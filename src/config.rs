@@ -66,6 +66,8 @@ pub struct Config {
     pub stdout: bool,
     /// How long a SIGTERM may take to store what was received before the process gives up.
     pub shutdown_timeout: Duration,
+    /// How often the server logs its stats line (records/s, bytes/s, connections, pending).
+    pub stats_interval: Duration,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(3600)),
             stdout: false,
             shutdown_timeout: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(60),
         }
     }
 }

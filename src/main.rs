@@ -98,6 +98,9 @@ struct ServeArgs {
     /// How long a SIGTERM may take to store what was received.
     #[arg(long = "shutdown-timeout", default_value = "10s", value_parser = config::parse_duration)]
     shutdown_timeout: Duration,
+    /// How often to log a stats line (records/s, bytes/s, connections, pending bytes).
+    #[arg(long = "stats-interval", default_value = "60s", value_parser = config::parse_duration)]
+    stats_interval: Duration,
     /// Also print every stored line to standard output.
     #[arg(long)]
     stdout: bool,
@@ -144,6 +147,7 @@ impl ServeArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout,
+            stats_interval: self.stats_interval.max(Duration::from_secs(1)),
         }
     }
 }

@@ -262,3 +262,26 @@ fn max_connections_refuses_cleanly() {
     assert!(log.contains("refused connection"), "{log}");
     assert!(server.stop().success());
 }
+
+/// Accepted sockets have TCP keepalive on, so peers that vanish without a FIN are noticed.
+#[test]
+fn accepted_sockets_have_keepalive() {
+    let dir = TempDir::new("keepalive");
+    let server = Server::start(&dir.0, &[]);
+    let mut client = server.client();
+    client.hello("", false);
+    let port = server.addr.port();
+    let local = client.stream.local_addr().unwrap().port();
+    // The server's side of this connection: source port = server port, peer = our port.
+    let out = std::process::Command::new("ss")
+        .args(["-Htno", "state", "established"])
+        .arg(format!("( sport = :{port} and dport = :{local} )"))
+        .output()
+        .expect("ss (iproute2) is needed for this test");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("timer:(keepalive"),
+        "no keepalive timer: {text:?}"
+    );
+    assert!(server.stop().success());
+}

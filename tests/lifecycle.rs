@@ -261,3 +261,63 @@ fn seed_flag_spellings_and_port_in_use() {
     assert!(err.contains("port is in use"), "{err}");
     assert!(server.stop().success());
 }
+
+/// The server logs a stats line on its interval (60 s by default; 1 s here).
+#[test]
+fn stats_line_in_the_server_log() {
+    let dir = TempDir::new("stats");
+    let server = Server::start(&dir.0, &["--stats-interval", "1s"]);
+    let mut client = server.client();
+    client.hello("", true);
+    client.send(&[message("counted")]);
+    client.wait_ack(1);
+    let line = wait_for("a stats line", DEADLINE, || {
+        let log = std::fs::read_to_string(dir.0.join("_server.log")).ok()?;
+        log.lines()
+            .find(|l| l.contains("stats:"))
+            .map(str::to_string)
+    });
+    for part in ["records/s", "bytes/s", "connections", "pending bytes"] {
+        assert!(line.contains(part), "{line}");
+    }
+    assert!(server.stop().success());
+}
+
+/// At start-up the soft open-files limit is raised to the hard limit.
+#[test]
+fn open_files_limit_is_raised() {
+    let dir = TempDir::new("nofile");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} --port 0 --tcp-only --dir {}",
+            env!("CARGO_BIN_EXE_logmill"),
+            dir.0.display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft limit not raised: {row}");
+    assert_ne!(numbers[0], "256", "{row}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}

@@ -35,7 +35,6 @@ const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(160),
 ];
 const DEGRADED_RETRY: Duration = Duration::from_secs(1);
-const STATS_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Writer {
     files: FileSet,
@@ -62,6 +61,7 @@ pub struct Writer {
     rx: Receiver<Command>,
     loops_done: usize,
     stats_at: Instant,
+    stats_interval: Duration,
     stats_records: u64,
     stats_bytes: u64,
 }
@@ -130,6 +130,7 @@ impl Writer {
             rx,
             loops_done: 0,
             stats_at: Instant::now(),
+            stats_interval: config.stats_interval,
             stats_records: 0,
             stats_bytes: 0,
         })
@@ -393,7 +394,7 @@ impl Writer {
 
     fn periodic_stats(&mut self, now: Instant) {
         let elapsed = now.duration_since(self.stats_at);
-        if elapsed < STATS_EVERY {
+        if elapsed < self.stats_interval {
             return;
         }
         let secs = elapsed.as_secs_f64();
