@@ -86,6 +86,8 @@ pub enum PickleError {
     NotData { what: String, at: usize },
     /// Over one of the limits (nesting, expanded size, number length).
     TooComplex { what: String, at: usize },
+    /// Plain data that `serde-pickle` cannot decode safely (a set of floats).
+    Unsupported { what: String, at: usize },
     /// Not a well-formed pickle: unknown opcode, stack underflow, wrong operand types, ...
     Malformed { what: String, at: usize },
     /// Passed the check, yet `serde-pickle` refused it (an invalid literal, say).
@@ -105,6 +107,9 @@ impl fmt::Display for PickleError {
             ),
             PickleError::TooComplex { what, at } => {
                 write!(f, "pickle is too complex at byte {at}: {what}")
+            }
+            PickleError::Unsupported { what, at } => {
+                write!(f, "pickle holds {what} at byte {at}")
             }
             PickleError::Malformed { what, at } => {
                 write!(f, "malformed pickle at byte {at}: {what}")
@@ -170,6 +175,8 @@ struct Shape<'p> {
     depth: u32,
     /// Nodes plus bytes of text, memo references expanded: what decoding it will build.
     size: u64,
+    /// A float is in it (or is it): see [`Machine::no_floats_in_sets`].
+    float: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,6 +268,7 @@ fn scalar<'p>(len: usize) -> Shape<'p> {
         kind: Kind::Scalar,
         depth: 0,
         size: (len as u64).saturating_add(1),
+        float: false,
     }
 }
 
@@ -269,6 +277,7 @@ fn empty(kind: Kind<'_>) -> Shape<'_> {
         kind,
         depth: 1,
         size: 1,
+        float: false,
     }
 }
 
@@ -349,7 +358,10 @@ impl<'p> Machine<'p> {
                 // INT, LONG, FLOAT as text
                 let line = self.line()?;
                 self.number(line.len())?;
-                self.push(scalar(line.len()))?;
+                self.push(Shape {
+                    float: op == b'F',
+                    ..scalar(line.len())
+                })?;
             }
             b'S' | b'V' => {
                 // STRING (escaped), UNICODE (raw-unicode-escape), as text
@@ -364,7 +376,14 @@ impl<'p> Machine<'p> {
                     ..scalar(line.len())
                 })?;
             }
-            b'G' => self.fixed(8)?, // BINFLOAT
+            b'G' => {
+                // BINFLOAT
+                self.bytes(8)?;
+                self.push(Shape {
+                    float: true,
+                    ..scalar(8)
+                })?;
+            }
             b'J' => self.fixed(4)?, // BININT
             b'K' => self.fixed(1)?, // BININT1
             b'M' => self.fixed(2)?, // BININT2
@@ -663,9 +682,24 @@ impl<'p> Machine<'p> {
             let item = self.element(item)?;
             shape.depth = shape.depth.max(item.depth + 1);
             shape.size = shape.size.saturating_add(item.size);
+            shape.float |= item.float;
         }
         if shape.depth > MAX_DEPTH {
             return Err(self.too_complex(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        self.no_floats_in_sets(shape)
+    }
+
+    /// serde-pickle sorts the elements of a set with an order that is not total once floats
+    /// are involved (NaN; an int and a float compared through a lossy cast), and Rust's sort
+    /// panics when it notices. A set holding a float, itself or inside a tuple, is refused
+    /// (Python loggers hardly ever send one; a float anywhere else is fine).
+    fn no_floats_in_sets(&self, shape: &Shape<'p>) -> Result<(), PickleError> {
+        if shape.float && matches!(shape.kind, Kind::Set | Kind::FrozenSet) {
+            return Err(PickleError::Unsupported {
+                what: "a set holding a float, which serde-pickle cannot order".into(),
+                at: self.at,
+            });
         }
         Ok(())
     }
@@ -771,7 +805,9 @@ impl<'p> Machine<'p> {
             Builtin::List => Kind::List,
             Builtin::ByteArray | Builtin::Int | Builtin::Encode => Kind::Scalar,
         };
-        self.push(Shape { kind, ..args })
+        let result = Shape { kind, ..args };
+        self.no_floats_in_sets(&result)?;
+        self.push(result)
     }
 
     fn builtin(&self, module: &[u8], name: &[u8], op: &str) -> Result<Builtin, PickleError> {
@@ -1420,6 +1456,33 @@ mod tests {
             r.fields,
             vec![("a".into(), "hi".into()), ("b".into(), "hi".into())]
         );
+    }
+
+    /// `{1, 2.0, nan}` and friends: serde-pickle's sort of set elements would panic.
+    #[test]
+    fn sets_of_floats_are_refused() {
+        let nan = b"G\x7f\xf8\x00\x00\x00\x00\x00\x00";
+        let half = b"G\x3f\xe0\x00\x00\x00\x00\x00\x00";
+        let mut items = Vec::new();
+        for i in 0..20u8 {
+            items.extend(if i % 3 == 0 { &nan[..] } else { &half[..] });
+            items.extend([b'K', i]);
+        }
+        let wrap = |open: &[u8], close: &[u8]| {
+            [&b"}(X\x01\x00\x00\x00k"[..], open, &items, close, b"u."].concat()
+        };
+        for payload in [
+            wrap(b"\x8f(", b"\x90"),                 // EMPTY_SET, ADDITEMS
+            wrap(b"(", b"\x91"),                     // FROZENSET
+            wrap(b"c__builtin__\nset\n(](", b"etR"), // set([...]) as protocol 1 writes it
+            wrap(b"\x8f((", b"t\x90"),               // a float inside a tuple inside a set
+        ] {
+            let e = refused(&payload);
+            assert!(matches!(e, PickleError::Unsupported { .. }), "{e}");
+        }
+        // Floats elsewhere are fine.
+        let r = decode_record(&wrap(b"(", b"l")).unwrap();
+        assert!(field(&r, "k").is_some_and(|v| v.starts_with("[nan, 0, 0.5, 1")));
     }
 
     #[test]
