@@ -37,15 +37,18 @@ measure() { # NAME PORT PID GLOB
   local name=$1 port=$2 pid=$3 glob=$4 before after out rate
   before=$(cpu_ticks "$pid")
   out=$(python3 "$PEERS/loadgen.py" --port "$port" -c "$C" -m "$M" --size "$SIZE" --framing lf \
-        --count-glob "$glob" --timeout "$TIMEOUT" --json | tail -n 1)
+        --count-glob "$glob" --timeout "$TIMEOUT" --json | sed -n 's/^JSON //p')
   after=$(cpu_ticks "$pid")
-  rate=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(round(d.get("msgs_per_sec") or d.get("rate") or 0))' "$out")
+  rate=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["msgs_per_s"] or 0))' "$out")
   local cpu_us
   cpu_us=$(python3 -c "print(round(($after-$before)/$ticks*1e6/$M, 2))")
   results+=("$(printf '%-10s %12s %14s %12s' "$name" "$rate" "$cpu_us" "$(($(peak_kib "$pid") / 1024))")")
   echo "$name: $out" >&2
 }
 
+# A peer left running by an interrupted run would hold its port; stop it on any exit too.
+for peer in rsyslog syslog-ng; do bash "$PEERS/stop.sh" "$peer" >/dev/null 2>&1 || true; done
+trap 'for p in rsyslog syslog-ng; do bash "$PEERS/stop.sh" "$p" >/dev/null 2>&1 || true; done' EXIT
 for peer in rsyslog syslog-ng; do
   pid=$(bash "$PEERS/start.sh" "$peer")
   port=$([ "$peer" = rsyslog ] && echo 15140 || echo 15141)
@@ -59,7 +62,7 @@ rm -rf "$dir" && mkdir -p "$dir"
 "$ROOT/target/release/logmill" --port 0 --tcp-only --dir "$dir" --fsync never \
   --max-file-size 64GiB --max-files 1 >"$dir/stdout" 2>"$dir/stderr" &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null || true' EXIT
+trap 'kill -TERM $pid 2>/dev/null || true' EXIT  # (replaces the peers' trap: they are stopped)
 for _ in $(seq 1 100); do [ -s "$dir/stdout" ] && break; sleep 0.1; done
 port=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["tcp"].rsplit(":",1)[1])' "$dir/stdout")
 measure logmill "$port" "$pid" "$dir/_main.log*"
