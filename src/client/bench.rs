@@ -5,6 +5,17 @@
 //! record is acknowledged. It reports records/s, MB/s of record text, the ack latency of batches
 //! and, when bench started the server itself, the server's CPU time and memory (from `/proc`).
 //!
+//! `--proto` picks the wire protocol (the encoders are in `load.rs`):
+//!
+//! - `native` (the default) is the above.
+//! - `syslog`, `json` and `pickle` have no hello and no acks: the connections just send. The
+//!   run is over when the server has *written* every record, which bench learns by asking
+//!   `health` on a short connection of its own (the line's `records_written`, against its
+//!   value before the run) every [`HEALTH_INTERVAL`]. No latency is measured.
+//! - `grpc` sends to the gRPC port, through `h2` driven from the same kind of loop
+//!   (`bench_grpc.rs`): one `PushStream` call per connection, or `Push` calls with
+//!   `--grpc-calls` in flight. A reply means the call's records are written.
+//!
 //! Idle mode (`--idle N`): N connections say hello, wait for the server's welcome and stay
 //! silent; the server's RSS before and after says what an idle connection costs.
 //!
@@ -17,7 +28,6 @@
 //! standard output so the server can never block on a full pipe. This file is a measuring tool,
 //! not a client library: programs that send records use `protocol::native`'s encoders.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
@@ -35,14 +45,19 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::bench_grpc;
+use super::load::Template;
 use crate::config;
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::native::{self, ErrorKind, Hello, ServerFrame};
-use crate::record::{Body, Record};
 
 /// Longest wait in `poll`, so the deadline and the progress bar are looked at even when no
 /// socket has anything to say.
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
+/// How often a protocol without acks asks `health` whether every record is written: the
+/// resolution of its elapsed time (5 ms is 0.5% of a 1-second run), at the cost of one short
+/// connection to the server each time.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(5);
 /// Connections being set up (connect, hello, welcome) at once. The server's accept queue holds
 /// 4096; staying well under it means no SYN is dropped and retransmitted a second later, which
 /// would make `--idle 10000` slow for reasons that have nothing to do with the server.
@@ -59,14 +74,13 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors this process needs besides its connections (stdio, poll, pipes, /proc).
 const FD_SPARE: u64 = 64;
-/// Digits of the per-connection record counter in each message (`n0000000042`).
-const COUNTER_DIGITS: usize = 10;
 
 /// Options of `logmill bench`. Public so tests and other tools can build them and call [`run`].
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Server to measure (HOST:PORT). Without it, bench starts `logmill serve` itself, on a free
-    /// port with a fresh directory and --fsync never, and also reports its CPU and memory.
+    /// Server to measure (HOST:PORT; for --proto grpc its gRPC port). Without it, bench starts
+    /// `logmill serve` itself, on a free port with a fresh directory and --fsync never, and also
+    /// reports its CPU and memory.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// Connections sending at once.
@@ -88,7 +102,7 @@ pub struct BenchArgs {
     /// Bytes in each record's message.
     #[arg(short = 's', long, default_value_t = 200)]
     pub size: u32,
-    /// Records per batch frame.
+    /// Records per batch frame (syslog, json, pickle: per write; grpc: per message).
     #[arg(
         long,
         default_value_t = 256,
@@ -103,6 +117,18 @@ pub struct BenchArgs {
     /// Wire protocol to send.
     #[arg(long, value_enum, default_value_t = Proto::Native)]
     pub proto: Proto,
+    /// With --proto grpc: one PushStream call per connection, or unary Push calls of --batch
+    /// records each.
+    #[arg(long = "grpc-mode", value_enum, default_value_t = GrpcMode::Stream)]
+    pub grpc_mode: GrpcMode,
+    /// With --proto grpc --grpc-mode unary: calls each connection keeps in flight.
+    #[arg(
+        long = "grpc-calls",
+        default_value_t = 8,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    pub grpc_calls: u32,
     /// Instead of sending records, hold N idle connections and report the server's memory per
     /// connection.
     #[arg(
@@ -131,19 +157,40 @@ pub struct BenchArgs {
     pub no_progress: bool,
 }
 
-/// Wire protocols bench can send. Only the native one exists so far.
+/// Wire protocols bench can send.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
-    /// Length-prefixed Cap'n Proto frames (schema/logmill.capnp).
+    /// Length-prefixed Cap'n Proto frames (schema/logmill.capnp), acked.
     Native,
+    /// RFC 5424 lines, newline framing; no acks.
+    Syslog,
+    /// JSON lines; no acks.
+    Json,
+    /// Python SocketHandler frames (length, protocol-2 pickle); no acks.
+    Pickle,
+    /// gRPC (proto/logmill.proto) on the gRPC port; each call's reply is its ack.
+    Grpc,
 }
 
 impl Proto {
     pub fn name(self) -> &'static str {
         match self {
             Proto::Native => "native",
+            Proto::Syslog => "syslog",
+            Proto::Json => "json",
+            Proto::Pickle => "pickle",
+            Proto::Grpc => "grpc",
         }
     }
+}
+
+/// How `--proto grpc` sends its records.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcMode {
+    /// One client-streaming PushStream call per connection, --batch records per message.
+    Stream,
+    /// Unary Push calls of --batch records, --grpc-calls in flight per connection.
+    Unary,
 }
 
 /// What a run measured. `Display` gives the lines for people, [`Report::to_json`] the one line
@@ -158,15 +205,20 @@ pub enum Report {
 #[derive(Clone, Debug)]
 pub struct LoadReport {
     pub proto: Proto,
+    /// Only for `Proto::Grpc`.
+    pub grpc_mode: Option<GrpcMode>,
     pub connections: usize,
     pub records: u64,
     pub size: usize,
     pub batch: usize,
     /// Unacked records allowed per connection (0: no limit).
     pub window: u64,
-    /// From the first record byte handed to a socket to the last ack (set-up excluded).
+    /// From the first record byte handed to a socket to the last ack (set-up excluded); for a
+    /// protocol without acks, to the `health` answer that counted every record written.
     pub elapsed: Duration,
-    pub latency: Latency,
+    /// Ack latency of batches (native) or of calls (gRPC unary); `None` where nothing answers
+    /// per batch (syslog, json, pickle, a gRPC stream's one reply).
+    pub latency: Option<Latency>,
     /// This process's CPU time during the load: when it nears `elapsed`, the client was the limit.
     pub client_cpu: Option<Duration>,
     /// Only when bench started the server (and `/proc` could be read).
@@ -174,6 +226,16 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// `native`, `syslog`, ..., `grpc-stream` or `grpc-unary`: the report's first word and its
+    /// JSON `bench`.
+    pub fn bench_name(&self) -> &'static str {
+        match self.grpc_mode {
+            Some(GrpcMode::Stream) => "grpc-stream",
+            Some(GrpcMode::Unary) => "grpc-unary",
+            None => self.proto.name(),
+        }
+    }
+
     pub fn records_per_sec(&self) -> f64 {
         per_sec(self.records as f64, self.elapsed)
     }
@@ -206,7 +268,7 @@ pub struct Latency {
 
 impl Latency {
     /// Sorts `samples` and takes the percentiles.
-    fn from_samples(samples: &mut [Duration]) -> Latency {
+    pub(super) fn from_samples(samples: &mut [Duration]) -> Latency {
         samples.sort_unstable();
         Latency {
             batches: samples.len(),
@@ -262,7 +324,7 @@ impl Report {
             Report::Load(r) => {
                 let records = r.records as f64;
                 json_object(&[
-                    ("bench", json!(r.proto.name())),
+                    ("bench", json!(r.bench_name())),
                     ("connections", json!(r.connections)),
                     ("records", json!(r.records)),
                     ("size", json!(r.size)),
@@ -271,10 +333,10 @@ impl Report {
                     ("seconds", json!(round(r.elapsed.as_secs_f64(), 4))),
                     ("records_per_sec", json!(r.records_per_sec().round() as u64)),
                     ("mb_per_sec", json!(round(r.mb_per_sec(), 2))),
-                    ("ack_p50_us", json!(micros(r.latency.p50))),
-                    ("ack_p90_us", json!(micros(r.latency.p90))),
-                    ("ack_p99_us", json!(micros(r.latency.p99))),
-                    ("ack_max_us", json!(micros(r.latency.max))),
+                    ("ack_p50_us", json!(r.latency.map(|l| micros(l.p50)))),
+                    ("ack_p90_us", json!(r.latency.map(|l| micros(l.p90)))),
+                    ("ack_p99_us", json!(r.latency.map(|l| micros(l.p99)))),
+                    ("ack_max_us", json!(r.latency.map(|l| micros(l.max)))),
                     (
                         "client_cpu_s",
                         json!(r.client_cpu.map(|c| round(c.as_secs_f64(), 3))),
@@ -346,7 +408,7 @@ impl fmt::Display for Report {
                 writeln!(
                     f,
                     "{}: {} connections sent {} records of {} bytes in batches of {}{}",
-                    r.proto.name(),
+                    r.bench_name(),
                     r.connections,
                     r.records,
                     r.size,
@@ -359,8 +421,13 @@ impl fmt::Display for Report {
                 )?;
                 writeln!(
                     f,
-                    "  elapsed      {:.3} s (first record byte sent to last ack)",
-                    r.elapsed.as_secs_f64()
+                    "  elapsed      {:.3} s (first record byte sent to {})",
+                    r.elapsed.as_secs_f64(),
+                    match r.proto {
+                        Proto::Native => "last ack",
+                        Proto::Grpc => "last reply",
+                        _ => "health counting all written",
+                    }
                 )?;
                 writeln!(
                     f,
@@ -368,16 +435,22 @@ impl fmt::Display for Report {
                     r.records_per_sec(),
                     r.mb_per_sec()
                 )?;
-                let l = &r.latency;
-                writeln!(
-                    f,
-                    "  ack latency  p50 {}, p90 {}, p99 {}, max {} ({} batches)",
-                    Millis(l.p50),
-                    Millis(l.p90),
-                    Millis(l.p99),
-                    Millis(l.max),
-                    l.batches
-                )?;
+                let (what, unit) = match r.grpc_mode {
+                    Some(_) => ("call latency", "calls"),
+                    None => ("ack latency ", "batches"),
+                };
+                match &r.latency {
+                    Some(l) => writeln!(
+                        f,
+                        "  {what} p50 {}, p90 {}, p99 {}, max {} ({} {unit})",
+                        Millis(l.p50),
+                        Millis(l.p90),
+                        Millis(l.p99),
+                        Millis(l.max),
+                        l.batches
+                    )?,
+                    None => writeln!(f, "  {what} n/a (no answer per batch)")?,
+                }
                 if let Some(cpu) = r.client_cpu {
                     writeln!(f, "  client CPU   {:.2} s", cpu.as_secs_f64())?;
                 }
@@ -457,8 +530,16 @@ pub enum BenchError {
         kind: Option<ErrorKind>,
         message: String,
     },
+    /// A gRPC call on connection `conn` ended with a status other than OK.
+    GrpcStatus {
+        conn: usize,
+        status: String,
+        message: String,
+    },
     /// The server broke the protocol on connection `conn` (bad frame, impossible ack).
     Protocol { conn: usize, detail: String },
+    /// Asking the server's `health` (to count records written) failed.
+    Health(String),
     /// The server closed connection `conn` early.
     Closed { conn: usize, detail: String },
     /// A batch frame is over the server's `--max-frame`.
@@ -506,10 +587,23 @@ impl fmt::Display for BenchError {
                     "the server sent an error on connection {conn}: {kind}: {message}"
                 )
             }
+            BenchError::GrpcStatus {
+                conn,
+                status,
+                message,
+            } => write!(
+                f,
+                "a gRPC call on connection {conn} failed with grpc-status {status}: {message}"
+            ),
             BenchError::Protocol { conn, detail } => write!(
                 f,
                 "the server broke the protocol on connection {conn}: {detail}; this is a server \
                  bug worth reporting"
+            ),
+            BenchError::Health(detail) => write!(
+                f,
+                "asking the server's health failed: {detail}; without it bench cannot tell when \
+                 the records are written"
             ),
             BenchError::Closed { conn, detail } => write!(
                 f,
@@ -547,7 +641,7 @@ impl std::error::Error for BenchError {
     }
 }
 
-fn setup(what: &str) -> impl FnOnce(io::Error) -> BenchError + '_ {
+pub(super) fn setup(what: &str) -> impl FnOnce(io::Error) -> BenchError + '_ {
     move |source| BenchError::Setup {
         what: what.to_string(),
         source,
@@ -571,20 +665,29 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             Duration::ZERO
         };
     let connections = args.idle.unwrap_or(args.connections);
+    if args.idle.is_some() && args.proto != Proto::Native {
+        return Err(BenchError::Usage(
+            "--idle measures native connections only; drop --proto".into(),
+        ));
+    }
     raise_fd_limit(u64::from(connections))?;
 
+    let grpc = args.proto == Proto::Grpc;
     let (addr, mut server) = match &args.addr {
         Some(addr) => (resolve(addr)?, None),
         None => {
             let extra = args.server_args.as_deref().unwrap_or("");
-            let server = SpawnedServer::start(extra, deadline, args.timeout)?;
+            let server = SpawnedServer::start(extra, grpc, deadline, args.timeout)?;
+            let addr = match server.grpc_addr {
+                Some(grpc_addr) if grpc => grpc_addr,
+                _ => server.addr,
+            };
             eprintln!(
-                "logmill bench: started a server (pid {}) on {}, files in {}",
+                "logmill bench: started a server (pid {}) on {addr}, files in {}",
                 server.child.id(),
-                server.addr,
                 server.base.display()
             );
-            (server.addr, Some(server))
+            (addr, Some(server))
         }
     };
     let result = match args.idle {
@@ -597,7 +700,14 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             args.timeout,
         )
         .map(Report::Idle),
-        None => load(&args, addr, server.as_ref(), deadline).map(Report::Load),
+        None => match args.proto {
+            Proto::Native => load(&args, addr, server.as_ref(), deadline),
+            Proto::Grpc => bench_grpc::load(&args, addr, server.as_ref(), deadline),
+            Proto::Syslog | Proto::Json | Proto::Pickle => {
+                load_unacked(&args, addr, server.as_ref(), deadline)
+            }
+        }
+        .map(Report::Load),
     };
     if let Some(server) = server.as_mut() {
         match (&result, server.stop(result.is_err())) {
@@ -637,7 +747,7 @@ fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
 // ---------------------------------------------------------------------------------------------
 // Load mode
 
-/// Opens the connections, sends every record, waits for every ack, and measures.
+/// Native: opens the connections, sends every record, waits for every ack, and measures.
 fn load(
     args: &BenchArgs,
     addr: SocketAddr,
@@ -657,7 +767,7 @@ fn load(
         .enumerate()
         .map(|(i, link)| {
             let total = share(i, n, args.records);
-            LoadConn::new(link, i, total, batch, args.window, size)
+            LoadConn::new(link, Proto::Native, i, total, batch, args.window, size)
         })
         .collect();
     if let Some(bytes) = conns.iter().map(LoadConn::largest_frame).max() {
@@ -678,8 +788,7 @@ fn load(
     let mut acked: u64 = 0;
     let mut remaining = conns.len();
 
-    let server_cpu_before = server.and_then(SpawnedServer::cpu);
-    let client_cpu_before = cpu_time("self");
+    let usage = Usage::before(server);
     eprintln!(
         "logmill bench: sending {} records of {size} bytes in batches of {batch}",
         args.records
@@ -738,37 +847,222 @@ fn load(
         progress.update(acked, start.elapsed());
     }
     progress.finish();
-    let elapsed = end - start;
-
-    let client_cpu = client_cpu_before
-        .zip(cpu_time("self"))
-        .map(|(before, after)| after.saturating_sub(before));
-    let server = server.and_then(|s| {
-        let cpu = server_cpu_before.zip(s.cpu())?;
-        let memory = s.memory()?;
-        Some(ServerUsage {
-            cpu: cpu.1.saturating_sub(cpu.0),
-            rss_kib: memory.rss_kib,
-            hwm_kib: memory.hwm_kib,
-        })
-    });
+    let (client_cpu, server) = usage.after(server);
     Ok(LoadReport {
         proto: args.proto,
+        grpc_mode: None,
         connections: n,
         records: args.records,
         size,
         batch: args.batch as usize,
         window: args.window,
-        elapsed,
-        latency: Latency::from_samples(&mut latencies),
+        elapsed: end - start,
+        latency: Some(Latency::from_samples(&mut latencies)),
         client_cpu,
         server,
     })
 }
 
+/// CPU time of this process and of a spawned server when the clock starts, to take the
+/// difference when it stops.
+pub(super) struct Usage {
+    client: Option<Duration>,
+    server: Option<Duration>,
+}
+
+impl Usage {
+    pub(super) fn before(server: Option<&SpawnedServer>) -> Usage {
+        Usage {
+            server: server.and_then(SpawnedServer::cpu),
+            client: cpu_time("self"),
+        }
+    }
+
+    /// This process's CPU time since [`Usage::before`], and the server's CPU time and memory.
+    pub(super) fn after(
+        &self,
+        server: Option<&SpawnedServer>,
+    ) -> (Option<Duration>, Option<ServerUsage>) {
+        let client_cpu = self
+            .client
+            .zip(cpu_time("self"))
+            .map(|(before, after)| after.saturating_sub(before));
+        let server = server.and_then(|s| {
+            let cpu = self.server.zip(s.cpu())?;
+            let memory = s.memory()?;
+            Some(ServerUsage {
+                cpu: cpu.1.saturating_sub(cpu.0),
+                rss_kib: memory.rss_kib,
+                hwm_kib: memory.hwm_kib,
+            })
+        });
+        (client_cpu, server)
+    }
+}
+
+/// Syslog, JSON lines, pickle: opens plain connections, sends every record, then asks `health`
+/// until the server has written them all, and measures.
+///
+/// The baseline is read before anything is sent, so a server that already holds records (an
+/// `--addr` one) is measured right, as long as nobody else sends to it meanwhile.
+fn load_unacked(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    server: Option<&SpawnedServer>,
+    deadline: Instant,
+) -> Result<LoadReport, BenchError> {
+    let n = args.connections as usize;
+    let batch = u64::from(args.batch);
+    let size = args.size as usize;
+    let baseline = records_written(addr, deadline, args.timeout)?;
+    let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
+    eprintln!("logmill bench: opening {n} connections to {addr}");
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut stream = connect(addr, deadline, args.timeout)?;
+        poll.registry()
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(setup("cannot register a connection with mio"))?;
+        let total = share(i, n, args.records);
+        conns.push(LoadConn::new(
+            Link::plain(stream),
+            args.proto,
+            i,
+            total,
+            batch,
+            0,
+            size,
+        ));
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut progress = Progress::new(!args.no_progress, args.records);
+    let target = baseline.saturating_add(args.records);
+
+    let usage = Usage::before(server);
+    eprintln!(
+        "logmill bench: sending {} {} records of {size} bytes, {batch} per write",
+        args.records,
+        args.proto.name()
+    );
+    let start = Instant::now();
+    let mut sending = 0;
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send()
+            .map_err(|source| BenchError::Io { conn: i, source })?;
+        sending += usize::from(conn.queued < conn.total);
+    }
+    // Phase 1: hand every record to the sockets. Phase 2: ask `health` until all are written,
+    // polling the sockets in between so a connection the server closes is noticed.
+    let mut next_health = start;
+    let end = loop {
+        let now = Instant::now();
+        if sending == 0 && now >= next_health {
+            let written = records_written(addr, deadline, args.timeout)?;
+            progress.update(written.saturating_sub(baseline), start.elapsed());
+            if written >= target {
+                break Instant::now();
+            }
+            next_health = Instant::now() + HEALTH_INTERVAL;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let queued: u64 = conns.iter().map(|c| c.queued).sum();
+            return Err(BenchError::Timeout {
+                timeout: args.timeout,
+                waiting_for: format!(
+                    "the server to write every record ({queued} of {} sent)",
+                    args.records
+                ),
+            });
+        }
+        let wait = if sending == 0 {
+            next_health.saturating_duration_since(now)
+        } else {
+            TICK
+        };
+        poll_once(&mut poll, &mut events, wait.min(deadline - now))?;
+        for event in events.iter() {
+            let i = event.token().0;
+            let conn = &mut conns[i];
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                conn.link.expect_silence(i, &mut scratch)?;
+            }
+            if event.is_writable() && conn.queued < conn.total {
+                conn.send()
+                    .map_err(|source| BenchError::Io { conn: i, source })?;
+                sending -= usize::from(conn.queued == conn.total);
+            }
+        }
+        if sending > 0 {
+            let queued: u64 = conns.iter().map(|c| c.queued).sum();
+            progress.update(queued, start.elapsed());
+        }
+    };
+    progress.finish();
+    let (client_cpu, server) = usage.after(server);
+    Ok(LoadReport {
+        proto: args.proto,
+        grpc_mode: None,
+        connections: n,
+        records: args.records,
+        size,
+        batch: args.batch as usize,
+        window: 0,
+        elapsed: end - start,
+        latency: None,
+        client_cpu,
+        server,
+    })
+}
+
+/// Asks the server's `health` on a connection of its own and returns its `records_written`.
+///
+/// # Errors
+/// [`BenchError::Connect`] when the server cannot be reached, [`BenchError::Health`] when the
+/// exchange fails or the answer has no count.
+fn records_written(
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<u64, BenchError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(BenchError::Timeout {
+            timeout,
+            waiting_for: "the health answer".into(),
+        });
+    }
+    let io = |e: io::Error| BenchError::Health(e.to_string());
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, left)
+        .map_err(|source| BenchError::Connect { addr, source })?;
+    stream.set_read_timeout(Some(left)).map_err(io)?;
+    stream.write_all(b"health\n").map_err(io)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(io)?;
+    parse_records_written(&answer).ok_or_else(|| {
+        BenchError::Health(format!(
+            "its answer has no records_written: {}",
+            answer.trim()
+        ))
+    })
+}
+
+/// `records_written` from a health line, `OK name=x ... records_written=42 ...`.
+fn parse_records_written(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("records_written="))?
+        .parse()
+        .ok()
+}
+
 /// Connection `i`'s share of `total` records over `n` connections: the remainder goes to the
 /// first connections, one each.
-fn share(i: usize, n: usize, total: u64) -> u64 {
+pub(super) fn share(i: usize, n: usize, total: u64) -> u64 {
     let n = n as u64;
     total / n + u64::from((i as u64) < total % n)
 }
@@ -798,7 +1092,15 @@ struct LoadConn {
 }
 
 impl LoadConn {
-    fn new(link: Link, conn: usize, total: u64, batch: u64, window: u64, size: usize) -> LoadConn {
+    fn new(
+        link: Link,
+        proto: Proto,
+        conn: usize,
+        total: u64,
+        batch: u64,
+        window: u64,
+        size: usize,
+    ) -> LoadConn {
         let tail = total % batch;
         LoadConn {
             link,
@@ -810,8 +1112,8 @@ impl LoadConn {
             acked: 0,
             complete: total == 0,
             unacked: VecDeque::new(),
-            full: (total >= batch).then(|| Template::new(conn, batch as usize, size)),
-            tail: (tail > 0).then(|| Template::new(conn, tail as usize, size)),
+            full: (total >= batch).then(|| Template::new(proto, conn, batch as usize, size)),
+            tail: (tail > 0).then(|| Template::new(proto, conn, tail as usize, size)),
         }
     }
 
@@ -895,115 +1197,6 @@ impl LoadConn {
         self.acked = count;
         Ok(newly)
     }
-}
-
-/// One batch frame encoded once, and where each record's counter digits sit in it, so the same
-/// bytes can be sent again and again with new record numbers instead of encoding every batch.
-struct Template {
-    /// The whole frame, length prefix included.
-    frame: Vec<u8>,
-    records: u64,
-    /// Offset in `frame` of each record's counter digits; empty when `--size` is too short to
-    /// hold the counter (then every batch repeats the same records).
-    counters: Vec<usize>,
-}
-
-impl Template {
-    /// Encodes `records` records of connection `conn`, each with a `size`-byte message.
-    fn new(conn: usize, records: usize, size: usize) -> Template {
-        let messages: Vec<String> = (0..records as u64)
-            .map(|n| record_message(conn, n, size))
-            .collect();
-        let batch: Vec<Record<'_>> = messages
-            .iter()
-            .map(|m| Record {
-                body: Body::Message(Cow::Borrowed(m.as_str())),
-                logger: Cow::Borrowed("bench"),
-                ..Record::default()
-            })
-            .collect();
-        let mut frame = Vec::new();
-        native::encode_records(&batch, &mut frame);
-
-        // Cap'n Proto stores text as plain bytes, but not necessarily in the order it was set
-        // (a large message spills into new segments while small texts still fill old ones). So
-        // scan the frame once for this connection's `c00012 n` markers and read, from the digits
-        // after each, which record the counter belongs to.
-        let marker = message_prefix(conn, 0);
-        let marker = &marker.as_bytes()[..marker.len() - COUNTER_DIGITS - 1];
-        let mut counters = vec![usize::MAX; records];
-        if size >= message_prefix(conn, 0).len() {
-            let mut from = 0;
-            while let Some(at) = find(&frame[from..], marker) {
-                let digits = from + at + marker.len();
-                from = digits;
-                let Some(j) = read_counter(&frame[digits..]) else {
-                    continue;
-                };
-                if let Some(slot) = counters.get_mut(j) {
-                    *slot = digits;
-                }
-            }
-        }
-        if counters.contains(&usize::MAX) {
-            // Some record was not found (or `size` cannot hold the counter): send as encoded.
-            counters.clear();
-        }
-        Template {
-            frame,
-            records: records as u64,
-            counters,
-        }
-    }
-
-    /// Numbers the records `first`, `first + 1`, ...: the only per-record work while the clock
-    /// runs, a few byte stores each.
-    fn stamp(&mut self, first: u64) {
-        for (j, &at) in self.counters.iter().enumerate() {
-            write_digits(&mut self.frame[at..at + COUNTER_DIGITS], first + j as u64);
-        }
-    }
-}
-
-/// The record number in `COUNTER_DIGITS` digits and a space at the start of `bytes`.
-fn read_counter(bytes: &[u8]) -> Option<usize> {
-    let (digits, rest) = bytes.split_at_checked(COUNTER_DIGITS)?;
-    if rest.first() != Some(&b' ') || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Writes `n` in decimal into `out`, zero-padded on the left; digits that do not fit are dropped.
-fn write_digits(out: &mut [u8], mut n: u64) {
-    for byte in out.iter_mut().rev() {
-        *byte = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-}
-
-/// `c00012 n0000000042 `: which connection sent the record and its number there, so a stored
-/// line can be traced back (and gaps or duplicates found) by reading the files.
-fn message_prefix(conn: usize, n: u64) -> String {
-    format!("c{conn:05} n{n:0width$} ", width = COUNTER_DIGITS)
-}
-
-/// The message of record `n` of connection `conn`: its prefix, then filler, `size` bytes in all
-/// (the prefix is cut if `size` is shorter).
-fn record_message(conn: usize, n: u64, size: usize) -> String {
-    const FILLER: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut message = message_prefix(conn, n).into_bytes();
-    message.truncate(size);
-    while message.len() < size {
-        let take = (size - message.len()).min(FILLER.len());
-        message.extend_from_slice(&FILLER[..take]);
-    }
-    // Only ASCII went in.
-    String::from_utf8(message).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1095,6 +1288,45 @@ impl Link {
             hello_sent: 0,
             welcomed: false,
             input: Vec::new(),
+        }
+    }
+
+    /// A connection that is already established and says no hello (syslog, JSON, pickle).
+    fn plain(stream: TcpStream) -> Link {
+        Link {
+            stream,
+            connected: true,
+            hello: Vec::new(),
+            hello_sent: 0,
+            welcomed: true,
+            input: Vec::new(),
+        }
+    }
+
+    /// Reads what a server sent on a protocol where it never answers: anything at all, or a
+    /// close, means it refused the records (it writes an error line and closes).
+    fn expect_silence(&mut self, conn: usize, scratch: &mut [u8]) -> Result<(), BenchError> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    return Err(BenchError::Closed {
+                        conn,
+                        detail: "while it was sending records".into(),
+                    });
+                }
+                Ok(n) => {
+                    return Err(BenchError::Protocol {
+                        conn,
+                        detail: format!(
+                            "it answered a protocol that has no answers: {}",
+                            String::from_utf8_lossy(&scratch[..n.min(200)]).trim()
+                        ),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(BenchError::Io { conn, source }),
+            }
         }
     }
 
@@ -1272,8 +1504,36 @@ fn open(
     Ok((links, max_frame))
 }
 
+/// Connects to `addr` (blocking, within the deadline), turns Nagle off (it would hold the tail
+/// of each batch back for up to a delayed ack) and returns the stream nonblocking, for mio.
+/// Used where nothing needs to overlap connection set-up: a few connections, before the clock.
+pub(super) fn connect(
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream, BenchError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(BenchError::Timeout {
+            timeout,
+            waiting_for: "connections".into(),
+        });
+    }
+    let stream = std::net::TcpStream::connect_timeout(&addr, left)
+        .map_err(|source| BenchError::Connect { addr, source })?;
+    stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_nonblocking(true))
+        .map_err(|source| BenchError::Connect { addr, source })?;
+    Ok(TcpStream::from_std(stream))
+}
+
 /// One `poll`, with an interrupted wait counted as a wait with no events.
-fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<(), BenchError> {
+pub(super) fn poll_once(
+    poll: &mut Poll,
+    events: &mut Events,
+    timeout: Duration,
+) -> Result<(), BenchError> {
     match poll.poll(events, Some(timeout)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -1292,13 +1552,15 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<
 
 /// A `logmill serve` child process, its temp directory and its address. Dropping it without
 /// [`SpawnedServer::stop`] kills it and keeps its files.
-struct SpawnedServer {
+pub(super) struct SpawnedServer {
     child: Child,
     /// `<temp>/logmill-bench-<pid>-<nanos>`: `data/` is the server's --dir, `server.stderr` its
     /// standard error (its log).
     base: PathBuf,
     /// Where it listens (the listening line's `tcp`).
     addr: SocketAddr,
+    /// Its gRPC port (the listening line's `grpc`), when started for `--proto grpc`.
+    grpc_addr: Option<SocketAddr>,
     /// Drains the server's standard output.
     reader: Option<JoinHandle<()>>,
     stopped: bool,
@@ -1313,9 +1575,11 @@ struct Memory {
 
 impl SpawnedServer {
     /// Starts this executable as `serve --port 0 --tcp-only --fsync never --dir <fresh dir>`
-    /// plus `extra`, and waits for its listening line.
+    /// plus `extra`, and waits for its listening line. With `grpc`, `--grpc-port 0` replaces
+    /// `--tcp-only`.
     fn start(
         extra: &str,
+        grpc: bool,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<SpawnedServer, BenchError> {
@@ -1335,16 +1599,15 @@ impl SpawnedServer {
                 what: format!("cannot create {}", base.join("server.stderr").display()),
                 source,
             })?;
+        let ports: &[&str] = if grpc {
+            &["--grpc-port", "0"]
+        } else {
+            &["--tcp-only"]
+        };
         let mut child = Command::new(&exe)
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--tcp-only",
-                "--fsync",
-                "never",
-                "--dir",
-            ])
+            .args(["serve", "--port", "0"])
+            .args(ports)
+            .args(["--fsync", "never", "--dir"])
             .arg(base.join("data"))
             .args(extra.split_whitespace())
             .stdin(Stdio::null())
@@ -1362,6 +1625,7 @@ impl SpawnedServer {
             base,
             // Replaced by the listening line's address below.
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            grpc_addr: None,
             reader: None,
             stopped: false,
         };
@@ -1372,9 +1636,21 @@ impl SpawnedServer {
                 return Err(setup("cannot start a thread")(e));
             }
         }
-        match server.wait_listening(&rx, deadline, timeout) {
-            Ok(addr) => {
+        let listening = server
+            .wait_listening(&rx, deadline, timeout)
+            .and_then(|line| {
+                let tcp = parse_listening(&line, "tcp")?;
+                let grpc_addr = if grpc {
+                    Some(parse_listening(&line, "grpc")?)
+                } else {
+                    None
+                };
+                Ok((tcp, grpc_addr))
+            });
+        match listening {
+            Ok((addr, grpc_addr)) => {
                 server.addr = addr;
+                server.grpc_addr = grpc_addr;
                 Ok(server)
             }
             Err(e) => {
@@ -1385,13 +1661,13 @@ impl SpawnedServer {
         }
     }
 
-    /// Waits for the listening line and returns the address it names.
+    /// Waits for the listening line and returns it.
     fn wait_listening(
         &mut self,
         rx: &mpsc::Receiver<io::Result<String>>,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<SocketAddr, BenchError> {
+    ) -> Result<String, BenchError> {
         let wait = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(wait) {
             Ok(Ok(line)) => line,
@@ -1422,7 +1698,7 @@ impl SpawnedServer {
                 self.stderr_tail()
             )));
         }
-        parse_listening(&line).map_err(BenchError::ServerStart)
+        Ok(line)
     }
 
     fn pid(&self) -> String {
@@ -1612,10 +1888,17 @@ fn drain_stdout(stdout: Option<ChildStdout>, tx: &mpsc::Sender<io::Result<String
     }
 }
 
-/// Reads the server's address from its listening line,
+/// Reads the server's address `key` (`tcp` or `grpc`) from its listening line,
 /// `{"event":"listening","grpc":null,"tcp":"127.0.0.1:41819"}`. An unspecified address
 /// (`0.0.0.0`, `::`) becomes the loopback address of its family.
-fn parse_listening(line: &str) -> Result<SocketAddr, String> {
+///
+/// # Errors
+/// [`BenchError::ServerStart`] saying what is wrong with the line.
+fn parse_listening(line: &str, key: &str) -> Result<SocketAddr, BenchError> {
+    parse_listening_text(line, key).map_err(BenchError::ServerStart)
+}
+
+fn parse_listening_text(line: &str, key: &str) -> Result<SocketAddr, String> {
     let value: serde_json::Value = serde_json::from_str(line.trim())
         .map_err(|e| format!("its first line is not JSON ({e}): {}", line.trim()))?;
     if value.get("event").and_then(serde_json::Value::as_str) != Some("listening") {
@@ -1624,13 +1907,13 @@ fn parse_listening(line: &str) -> Result<SocketAddr, String> {
             line.trim()
         ));
     }
-    let tcp = value
-        .get("tcp")
+    let text = value
+        .get(key)
         .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| format!("its listening line has no tcp address: {}", line.trim()))?;
-    let mut addr: SocketAddr = tcp
+        .ok_or_else(|| format!("its listening line has no {key} address: {}", line.trim()))?;
+    let mut addr: SocketAddr = text
         .parse()
-        .map_err(|e| format!("its tcp address `{tcp}` is not HOST:PORT ({e})"))?;
+        .map_err(|e| format!("its {key} address `{text}` is not HOST:PORT ({e})"))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -1691,14 +1974,14 @@ fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
 
 /// The progress bar: drawn on stderr only when it is a terminal, not switched off, and the run
 /// has lasted [`PROGRESS_AFTER`].
-struct Progress {
+pub(super) struct Progress {
     enabled: bool,
     total: u64,
     bar: Option<ProgressBar>,
 }
 
 impl Progress {
-    fn new(allowed: bool, total: u64) -> Progress {
+    pub(super) fn new(allowed: bool, total: u64) -> Progress {
         Progress {
             enabled: allowed && io::stderr().is_terminal(),
             total,
@@ -1706,7 +1989,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, acked: u64, elapsed: Duration) {
+    pub(super) fn update(&mut self, acked: u64, elapsed: Duration) {
         if self.bar.is_none() && self.enabled && elapsed >= PROGRESS_AFTER {
             let style = ProgressStyle::with_template(
                 "{bar:40} {human_pos}/{human_len} records acked ({per_sec}, {eta} left)",
@@ -1721,7 +2004,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -1782,33 +2065,44 @@ mod tests {
     fn listening_line() {
         let line = "{\"event\":\"listening\",\"grpc\":null,\"tcp\":\"127.0.0.1:41819\"}\n";
         assert_eq!(
-            parse_listening(line),
+            parse_listening_text(line, "tcp"),
             Ok("127.0.0.1:41819".parse().unwrap())
         );
         assert_eq!(
-            parse_listening("{\"event\":\"listening\",\"tcp\":\"0.0.0.0:5000\"}"),
+            parse_listening_text("{\"event\":\"listening\",\"tcp\":\"0.0.0.0:5000\"}", "tcp"),
             Ok("127.0.0.1:5000".parse().unwrap())
         );
         assert_eq!(
-            parse_listening("{\"event\":\"listening\",\"tcp\":\"[::]:5000\"}"),
+            parse_listening_text("{\"event\":\"listening\",\"tcp\":\"[::]:5000\"}", "tcp"),
             Ok("[::1]:5000".parse().unwrap())
         );
-        assert!(parse_listening("2024-01-01 INFO listening").is_err());
-        assert!(parse_listening("{\"event\":\"listening\",\"tcp\":null}").is_err());
-        assert!(parse_listening("{\"event\":\"stopped\",\"tcp\":\"127.0.0.1:1\"}").is_err());
-        assert!(parse_listening("{\"event\":\"listening\",\"tcp\":\"nowhere\"}").is_err());
+        assert!(parse_listening_text("2024-01-01 INFO listening", "tcp").is_err());
+        let both = "{\"event\":\"listening\",\"grpc\":\"127.0.0.1:4021\",\"tcp\":\"127.0.0.1:1\"}";
+        assert_eq!(
+            parse_listening_text(both, "grpc"),
+            Ok("127.0.0.1:4021".parse().unwrap())
+        );
+        assert!(parse_listening_text(line, "grpc").is_err(), "grpc is null");
+        assert!(parse_listening_text("{\"event\":\"listening\",\"tcp\":null}", "tcp").is_err());
+        assert!(
+            parse_listening_text("{\"event\":\"stopped\",\"tcp\":\"127.0.0.1:1\"}", "tcp").is_err()
+        );
+        assert!(
+            parse_listening_text("{\"event\":\"listening\",\"tcp\":\"nowhere\"}", "tcp").is_err()
+        );
     }
 
     #[test]
-    fn record_messages_have_their_size() {
-        let m = record_message(12, 42, 200);
-        assert_eq!(m.len(), 200);
-        assert!(m.starts_with("c00012 n0000000042 abcdef"), "{m}");
-        assert_eq!(record_message(12, 42, 10), "c00012 n00");
-        assert_eq!(record_message(0, 0, 0), "");
-        let long = record_message(1, 2, 100);
-        assert_eq!(&long[19..55], "abcdefghijklmnopqrstuvwxyz0123456789");
-        assert_eq!(&long[55..60], "abcde");
+    fn health_lines_give_records_written() {
+        let line = "OK name=logmill version=0.1.0 uptime=3s connections=2 records_written=42 \
+                    pending_bytes=0\n";
+        assert_eq!(parse_records_written(line), Some(42));
+        assert_eq!(
+            parse_records_written("DEGRADED name=x records_written=7"),
+            Some(7)
+        );
+        assert_eq!(parse_records_written("OK name=x"), None);
+        assert_eq!(parse_records_written("OK records_written=many"), None);
     }
 
     #[test]
@@ -1820,67 +2114,6 @@ mod tests {
             2_000_000
         );
         assert_eq!(share(3, 4, 2), 0);
-    }
-
-    fn messages_of(frame: &[u8]) -> Vec<String> {
-        let Frame::Complete { payload, .. } = frame::decode(frame, u32::MAX).unwrap() else {
-            panic!("incomplete frame")
-        };
-        let mut messages = Vec::new();
-        native::decode_client_frame(payload, |r| match r.body {
-            Body::Message(m) => messages.push(m.into_owned()),
-            Body::Json(_) => panic!("json body"),
-        })
-        .unwrap();
-        messages
-    }
-
-    #[test]
-    fn stamped_templates_number_their_records() {
-        // Sizes and counts that make multi-segment messages, where text is not laid out in order.
-        for size in [19, 40, 60, 200, 1000] {
-            for records in [1, 5, 100, 256, 1000] {
-                let mut template = Template::new(3, records, size);
-                assert_eq!(
-                    template.counters.len(),
-                    records,
-                    "{records} of {size} bytes"
-                );
-                for first in [1000, 7_654_321] {
-                    template.stamp(first);
-                    let expected: Vec<String> = (0..records as u64)
-                        .map(|j| record_message(3, first + j, size))
-                        .collect();
-                    assert_eq!(messages_of(&template.frame), expected);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn counters_are_read_only_when_well_formed() {
-        assert_eq!(read_counter(b"0000000042 abc"), Some(42));
-        assert_eq!(read_counter(b"0000000042x"), None);
-        assert_eq!(read_counter(b"00000000x2 "), None);
-        assert_eq!(read_counter(b"0000000042"), None);
-    }
-
-    #[test]
-    fn short_messages_are_sent_unnumbered() {
-        let mut template = Template::new(3, 4, 8);
-        assert!(template.counters.is_empty());
-        template.stamp(99);
-        assert_eq!(messages_of(&template.frame), vec!["c00003 n"; 4]);
-    }
-
-    #[test]
-    fn digits_are_zero_padded() {
-        let mut out = [b'x'; 10];
-        write_digits(&mut out, 42);
-        assert_eq!(&out, b"0000000042");
-        let mut short = [0u8; 2];
-        write_digits(&mut short, 1234);
-        assert_eq!(&short, b"34");
     }
 
     #[test]

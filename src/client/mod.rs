@@ -4,5 +4,10 @@
 //!   starts a server (or measures one at `--addr`), sends records over many connections, waits
 //!   for their acks, and reports throughput, ack latency and the server's CPU and memory;
 //!   `--idle N` instead measures what N idle connections cost the server.
+//! - `bench_grpc`: `logmill bench --proto grpc`, the same load sent as gRPC
+//!   calls through `h2`, driven by hand from bench's mio loop.
+//! - [`load`](mod@load): what bench sends, encoded once per batch in each wire protocol.
 
 pub mod bench;
+mod bench_grpc;
+pub mod load;

@@ -1,0 +1,649 @@
+//! `logmill bench --proto grpc`: the load of `bench.rs` sent as gRPC calls, with `h2`'s client
+//! driven by hand from bench's own mio loop (no tokio runtime), as `server::grpc` drives its
+//! server side.
+//!
+//! # How `h2` runs without a runtime
+//!
+//! Each connection's socket is registered with the loop's `Poll` (edge-triggered, READABLE |
+//! WRITABLE) and then handed to `h2` inside [`H2Io`], which turns `WouldBlock` into `Pending`.
+//! Any event on the socket makes the loop call [`GrpcConn::drive`], which polls the `h2`
+//! connection (reads and writes frames) and every call on it. `h2` also wakes tasks itself, for
+//! instance a call waiting for flow-control capacity once a WINDOW_UPDATE is read: each
+//! connection's [`Waker`] only sets a flag, and `drive` goes round again while the flag is set.
+//! Everything happens on the loop's thread, so a wake never needs to interrupt `poll`.
+//!
+//! # The load
+//!
+//! - `--grpc-mode stream`: each connection opens one `PushStream` call, sends its share of the
+//!   records as `PushRequest` messages of `--batch` records, ends the stream and waits for the
+//!   one `PushResponse`. No latency is measured (there is one reply per connection).
+//! - `--grpc-mode unary`: each connection issues `Push` calls of `--batch` records, keeping
+//!   `--grpc-calls` in flight; the latency of a call runs from opening it to its status.
+//!
+//! Every call must end with `grpc-status: 0` and a `PushResponse` whose `accepted` is the
+//! call's record count. Messages come from a [`Template`] per connection, stamped with the
+//! record numbers: the per-batch work while the clock runs is that stamp and one copy of the
+//! message into a `Bytes` (which `h2` keeps until the bytes are on the wire). Data is handed to
+//! `h2` only as flow-control capacity is assigned, so nothing piles up in its send buffers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::client::{Connection, ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::header::{CONTENT_TYPE, HeaderMap, TE};
+use http::{Method, Request, StatusCode, Uri};
+use mio::{Events, Interest, Token};
+use prost::Message as _;
+
+use super::bench::{
+    BenchArgs, BenchError, GrpcMode, Latency, LoadReport, Progress, Proto, SpawnedServer, TICK,
+    Usage, connect, poll_once, setup, share,
+};
+use super::load::Template;
+use crate::protocol::grpc::logmill_v1::PushResponse;
+use crate::protocol::grpc::{self as grpc_wire};
+use crate::server::h2_io::H2Io;
+
+/// The largest reply accepted: a `PushResponse` is three varints.
+const MAX_REPLY: usize = 1 << 16;
+
+/// Sends every record as gRPC calls to `addr` (the server's gRPC port), waits for every reply,
+/// and measures.
+///
+/// # Errors
+/// [`BenchError`] when a connection fails, a call ends with a status other than OK, a reply
+/// does not account for the call's records, or `--timeout` passes.
+pub(super) fn load(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    server: Option<&SpawnedServer>,
+    deadline: Instant,
+) -> Result<LoadReport, BenchError> {
+    let n = args.connections as usize;
+    let size = args.size as usize;
+    let mut poll = mio::Poll::new().map_err(setup("cannot create a mio Poll"))?;
+    eprintln!("logmill bench: opening {n} HTTP/2 connections to {addr}");
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut stream = connect(addr, deadline, args.timeout)?;
+        poll.registry()
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(setup("cannot register a connection with mio"))?;
+        let total = share(i, n, args.records);
+        conns.push(GrpcConn::new(i, stream, args, addr, total, size)?);
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut latencies = Vec::new();
+
+    // Set-up (the HTTP/2 preface and settings) happens before the clock starts.
+    for conn in &mut conns {
+        conn.drive(&mut latencies)?;
+    }
+    while conns.iter().any(|c| !c.is_open()) {
+        let opened = conns.iter().filter(|c| c.is_open()).count();
+        wait(&mut poll, &mut events, deadline, args.timeout, || {
+            format!("HTTP/2 handshakes ({opened} of {n} done)")
+        })?;
+        for event in events.iter() {
+            conns[event.token().0].drive(&mut latencies)?;
+        }
+    }
+
+    let mut progress = Progress::new(!args.no_progress, args.records);
+    let usage = Usage::before(server);
+    eprintln!(
+        "logmill bench: sending {} records of {size} bytes as gRPC {} calls, {} per message",
+        args.records,
+        match args.grpc_mode {
+            GrpcMode::Stream => "PushStream",
+            GrpcMode::Unary => "Push",
+        },
+        args.batch
+    );
+    let start = Instant::now();
+    let mut accepted = 0;
+    let mut end = start;
+    for conn in &mut conns {
+        conn.started = true;
+        accepted += conn.drive(&mut latencies)?;
+    }
+    if accepted > 0 {
+        end = Instant::now();
+    }
+    while conns.iter().any(|c| !c.complete()) {
+        wait(&mut poll, &mut events, deadline, args.timeout, || {
+            format!("replies ({accepted} of {} records accepted)", args.records)
+        })?;
+        for event in events.iter() {
+            let newly = conns[event.token().0].drive(&mut latencies)?;
+            if newly > 0 {
+                accepted += newly;
+                end = Instant::now();
+            }
+        }
+        progress.update(accepted, start.elapsed());
+    }
+    progress.finish();
+    let (client_cpu, server) = usage.after(server);
+    if accepted != args.records {
+        return Err(BenchError::Protocol {
+            conn: 0,
+            detail: format!(
+                "the replies accepted {accepted} records in all, not {}",
+                args.records
+            ),
+        });
+    }
+    Ok(LoadReport {
+        proto: Proto::Grpc,
+        grpc_mode: Some(args.grpc_mode),
+        connections: n,
+        records: args.records,
+        size,
+        batch: args.batch as usize,
+        window: 0,
+        elapsed: end - start,
+        latency: (args.grpc_mode == GrpcMode::Unary).then(|| Latency::from_samples(&mut latencies)),
+        client_cpu,
+        server,
+    })
+}
+
+/// One `poll` within the deadline; `waiting_for` names what a timeout was waiting for.
+fn wait(
+    poll: &mut mio::Poll,
+    events: &mut Events,
+    deadline: Instant,
+    timeout: Duration,
+    waiting_for: impl FnOnce() -> String,
+) -> Result<(), BenchError> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(BenchError::Timeout {
+            timeout,
+            waiting_for: waiting_for(),
+        });
+    }
+    poll_once(poll, events, TICK.min(deadline - now))
+}
+
+/// A waker that only raises a flag: the connection's `drive` looks at it before returning.
+struct Woken(AtomicBool);
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+type Handshake =
+    Pin<Box<dyn Future<Output = Result<(SendRequest<Bytes>, Connection<H2Io, Bytes>), h2::Error>>>>;
+
+/// Where a connection's HTTP/2 stands.
+enum State {
+    Handshaking(Handshake),
+    Open {
+        send: SendRequest<Bytes>,
+        /// Boxed: the connection state is over a kilobyte, the handshake a pointer.
+        h2: Box<Connection<H2Io, Bytes>>,
+    },
+}
+
+/// One HTTP/2 connection, its share of the records and its calls in flight.
+struct GrpcConn {
+    index: usize,
+    woken: Arc<Woken>,
+    waker: Waker,
+    state: State,
+    /// The clock runs: calls may be opened.
+    started: bool,
+    load: Load,
+}
+
+/// A connection's share of the records and its calls in flight (apart from [`State`], so both
+/// can be borrowed at once).
+struct Load {
+    uri: Uri,
+    instance: String,
+    /// Calls in flight at most: 1 for a stream, `--grpc-calls` for unary.
+    max_calls: usize,
+    mode: GrpcMode,
+    /// Records this connection sends in all, put into calls so far, and accepted by replies.
+    total: u64,
+    called: u64,
+    accepted: u64,
+    messages: Messages,
+    calls: Vec<Call>,
+}
+
+/// The connection's message templates and the next record number.
+struct Messages {
+    batch: u64,
+    queued: u64,
+    /// A message of `batch` records; present when `total >= batch`.
+    full: Option<Template>,
+    /// A message of the last `total % batch` records; present when that is not zero.
+    tail: Option<Template>,
+}
+
+impl Messages {
+    /// The next message, of `batch` records or (once fewer are `left`) the tail, numbered from
+    /// `queued`, and how many records it holds.
+    fn next(&mut self, left: u64) -> (Bytes, u64) {
+        let template = if left >= self.batch {
+            self.full.as_mut()
+        } else {
+            self.tail.as_mut()
+        }
+        .expect("`full` exists while a batch remains, `tail` when fewer remain");
+        template.stamp(self.queued);
+        self.queued += template.records;
+        (Bytes::copy_from_slice(&template.frame), template.records)
+    }
+}
+
+/// One call in flight.
+struct Call {
+    records: u64,
+    /// Records already turned into messages.
+    sent: u64,
+    stream: SendStream<Bytes>,
+    /// The part of the current message not yet handed to `h2`.
+    pending: Bytes,
+    /// END_STREAM is sent: the request is complete.
+    ended: bool,
+    reply: Reply,
+    opened: Instant,
+}
+
+enum Reply {
+    Waiting(ResponseFuture),
+    Body { body: RecvStream, data: Vec<u8> },
+}
+
+impl GrpcConn {
+    fn new(
+        index: usize,
+        stream: mio::net::TcpStream,
+        args: &BenchArgs,
+        addr: SocketAddr,
+        total: u64,
+        size: usize,
+    ) -> Result<GrpcConn, BenchError> {
+        let method = match args.grpc_mode {
+            GrpcMode::Stream => "PushStream",
+            GrpcMode::Unary => "Push",
+        };
+        let uri: Uri = format!("http://{addr}/logmill.v1.LogService/{method}")
+            .parse()
+            .map_err(|e| BenchError::Usage(format!("no URI for {addr}: {e}")))?;
+        let batch = u64::from(args.batch);
+        let tail = total % batch;
+        let woken = Arc::new(Woken(AtomicBool::new(false)));
+        let handshake: Handshake =
+            Box::pin(h2::client::Builder::new().handshake(H2Io::new(stream, Vec::new())));
+        Ok(GrpcConn {
+            index,
+            waker: Waker::from(woken.clone()),
+            woken,
+            state: State::Handshaking(handshake),
+            started: false,
+            load: Load {
+                uri,
+                instance: format!("c{index:05}"),
+                max_calls: match args.grpc_mode {
+                    GrpcMode::Stream => 1,
+                    GrpcMode::Unary => args.grpc_calls as usize,
+                },
+                mode: args.grpc_mode,
+                total,
+                called: 0,
+                accepted: 0,
+                messages: Messages {
+                    batch,
+                    queued: 0,
+                    full: (total >= batch)
+                        .then(|| Template::new(Proto::Grpc, index, batch as usize, size)),
+                    tail: (tail > 0)
+                        .then(|| Template::new(Proto::Grpc, index, tail as usize, size)),
+                },
+                calls: Vec::new(),
+            },
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    fn complete(&self) -> bool {
+        self.load.accepted == self.load.total
+    }
+
+    /// Polls the connection and its calls until nothing is left to do without new input.
+    /// Returns how many records replies newly accepted; pushes unary call latencies.
+    fn drive(&mut self, latencies: &mut Vec<Duration>) -> Result<u64, BenchError> {
+        let mut newly = 0;
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            self.woken.0.store(false, Ordering::Relaxed);
+            match &mut self.state {
+                State::Handshaking(handshake) => match handshake.as_mut().poll(&mut cx) {
+                    Poll::Ready(Ok((send, h2))) => {
+                        self.state = State::Open {
+                            send,
+                            h2: Box::new(h2),
+                        };
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Err(h2_error(self.index, e)),
+                    Poll::Pending => {}
+                },
+                State::Open { send, h2 } => {
+                    if self.started {
+                        newly += self.load.step(self.index, send, &mut cx, latencies)?;
+                    }
+                    if let Poll::Ready(result) = Pin::new(h2.as_mut()).poll(&mut cx) {
+                        result.map_err(|e| h2_error(self.index, e))?;
+                        if self.load.accepted != self.load.total {
+                            return Err(BenchError::Closed {
+                                conn: self.index,
+                                detail: format!(
+                                    "after {} of its {} records were accepted",
+                                    self.load.accepted, self.load.total
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            if !self.woken.0.load(Ordering::Relaxed) {
+                return Ok(newly);
+            }
+        }
+    }
+}
+
+impl Load {
+    /// Opens calls while there is room and records, reads replies, sends request data.
+    fn step(
+        &mut self,
+        conn: usize,
+        send: &mut SendRequest<Bytes>,
+        cx: &mut Context<'_>,
+        latencies: &mut Vec<Duration>,
+    ) -> Result<u64, BenchError> {
+        while self.calls.len() < self.max_calls && self.called < self.total {
+            match send.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(h2_error(conn, e)),
+                Poll::Pending => break,
+            }
+            let records = match self.mode {
+                GrpcMode::Stream => self.total - self.called,
+                GrpcMode::Unary => self.messages.batch.min(self.total - self.called),
+            };
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(self.uri.clone())
+                .header(CONTENT_TYPE, "application/grpc")
+                .header(TE, "trailers")
+                .header("logmill-app", "logmill-bench")
+                .header("logmill-instance", self.instance.as_str())
+                .body(())
+                .map_err(|e| BenchError::Usage(format!("cannot build a request: {e}")))?;
+            let (response, stream) = send
+                .send_request(request, false)
+                .map_err(|e| h2_error(conn, e))?;
+            self.called += records;
+            self.calls.push(Call {
+                records,
+                sent: 0,
+                stream,
+                pending: Bytes::new(),
+                ended: false,
+                reply: Reply::Waiting(response),
+                opened: Instant::now(),
+            });
+        }
+        let mut newly = 0;
+        let mut i = 0;
+        while i < self.calls.len() {
+            let call = &mut self.calls[i];
+            // The reply first: a server that fails a call early says why in its status.
+            if let Some(accepted) = call.receive(conn, cx)? {
+                if accepted != call.records {
+                    return Err(BenchError::Protocol {
+                        conn,
+                        detail: format!(
+                            "a reply accepted {accepted} records of a call that sent {}",
+                            call.records
+                        ),
+                    });
+                }
+                if self.mode == GrpcMode::Unary {
+                    // Not the `now` of the event: a fast reply can open and end a call within
+                    // one `drive`.
+                    latencies.push(call.opened.elapsed());
+                }
+                newly += accepted;
+                self.calls.swap_remove(i);
+                continue;
+            }
+            call.feed(conn, &mut self.messages, cx)?;
+            i += 1;
+        }
+        self.accepted += newly;
+        Ok(newly)
+    }
+}
+
+impl Call {
+    /// Hands request data to `h2` as far as flow control allows; the last byte carries
+    /// END_STREAM.
+    fn feed(
+        &mut self,
+        conn: usize,
+        messages: &mut Messages,
+        cx: &mut Context<'_>,
+    ) -> Result<(), BenchError> {
+        while !self.ended {
+            if self.pending.is_empty() {
+                let (message, records) = messages.next(self.records - self.sent);
+                self.pending = message;
+                self.sent += records;
+            }
+            self.stream.reserve_capacity(self.pending.len());
+            let mut capacity = self.stream.capacity();
+            if capacity == 0 {
+                match self.stream.poll_capacity(cx) {
+                    Poll::Pending => return Ok(()),
+                    Poll::Ready(Some(Ok(n))) => capacity = n,
+                    Poll::Ready(Some(Err(e))) => return Err(h2_error(conn, e)),
+                    Poll::Ready(None) => {
+                        return Err(BenchError::Closed {
+                            conn,
+                            detail: "a call's stream before its request was sent".into(),
+                        });
+                    }
+                }
+            }
+            let chunk = self
+                .pending
+                .split_to(capacity.min(self.pending.len()).max(1));
+            let end = self.pending.is_empty() && self.sent == self.records;
+            self.stream
+                .send_data(chunk, end)
+                .map_err(|e| h2_error(conn, e))?;
+            self.ended = end;
+        }
+        Ok(())
+    }
+
+    /// Reads the reply as far as it has come: `Some(accepted)` once the trailers say OK.
+    fn receive(&mut self, conn: usize, cx: &mut Context<'_>) -> Result<Option<u64>, BenchError> {
+        loop {
+            match &mut self.reply {
+                Reply::Waiting(response) => match Pin::new(response).poll(cx) {
+                    Poll::Pending => return Ok(None),
+                    Poll::Ready(Err(e)) => return Err(h2_error(conn, e)),
+                    Poll::Ready(Ok(response)) => {
+                        if response.status() != StatusCode::OK {
+                            return Err(BenchError::Protocol {
+                                conn,
+                                detail: format!("a call answered HTTP {}", response.status()),
+                            });
+                        }
+                        let (head, body) = response.into_parts();
+                        // A trailers-only answer (an error) has its status in the headers.
+                        if head.headers.contains_key("grpc-status") {
+                            check_status(conn, &head.headers)?;
+                        }
+                        self.reply = Reply::Body {
+                            body,
+                            data: Vec::new(),
+                        };
+                    }
+                },
+                Reply::Body { body, data } => {
+                    loop {
+                        match body.poll_data(cx) {
+                            Poll::Pending => return Ok(None),
+                            Poll::Ready(Some(Ok(chunk))) => {
+                                body.flow_control()
+                                    .release_capacity(chunk.len())
+                                    .map_err(|e| h2_error(conn, e))?;
+                                if data.len() + chunk.len() > MAX_REPLY {
+                                    return Err(BenchError::Protocol {
+                                        conn,
+                                        detail: format!("a reply over {MAX_REPLY} bytes"),
+                                    });
+                                }
+                                data.extend_from_slice(&chunk);
+                            }
+                            Poll::Ready(Some(Err(e))) => return Err(h2_error(conn, e)),
+                            Poll::Ready(None) => break,
+                        }
+                    }
+                    let trailers = match body.poll_trailers(cx) {
+                        Poll::Pending => return Ok(None),
+                        Poll::Ready(Err(e)) => return Err(h2_error(conn, e)),
+                        Poll::Ready(Ok(trailers)) => trailers.unwrap_or_default(),
+                    };
+                    check_status(conn, &trailers)?;
+                    return decode_reply(data)
+                        .map(Some)
+                        .map_err(|detail| BenchError::Protocol { conn, detail });
+                }
+            }
+        }
+    }
+}
+
+/// The `accepted` count of the one `PushResponse` in a reply body.
+fn decode_reply(data: &[u8]) -> Result<u64, String> {
+    match grpc_wire::decode_message(data, MAX_REPLY) {
+        Ok(grpc_wire::Message::Complete {
+            compressed: false,
+            payload,
+            consumed,
+        }) if consumed == data.len() => PushResponse::decode(payload)
+            .map(|r| r.accepted)
+            .map_err(|e| format!("a reply is not a PushResponse: {e}")),
+        Ok(_) => Err(format!(
+            "a reply body of {} bytes is not one uncompressed message",
+            data.len()
+        )),
+        Err(e) => Err(format!("a reply: {e}")),
+    }
+}
+
+/// OK, or the call's `grpc-status` and `grpc-message` as an error (a missing status too).
+fn check_status(conn: usize, headers: &HeaderMap) -> Result<(), BenchError> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    match text("grpc-status").as_deref() {
+        Some("0") => Ok(()),
+        status => Err(BenchError::GrpcStatus {
+            conn,
+            status: status.unwrap_or("(missing)").to_string(),
+            message: grpc_wire::percent_decode(&text("grpc-message").unwrap_or_default()),
+        }),
+    }
+}
+
+fn h2_error(conn: usize, e: h2::Error) -> BenchError {
+    if !e.is_io() {
+        return BenchError::Protocol {
+            conn,
+            detail: format!("HTTP/2: {e}"),
+        };
+    }
+    match e.into_io() {
+        Some(source) => BenchError::Io { conn, source },
+        None => BenchError::Protocol {
+            conn,
+            detail: "HTTP/2 I/O error".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::grpc::logmill_v1::PushResponse;
+
+    #[test]
+    fn replies_decode_to_their_count() {
+        let mut body = Vec::new();
+        let reply = PushResponse {
+            accepted: 256,
+            first_seq: 1,
+            last_seq: 256,
+        };
+        grpc_wire::encode_message(&reply.encode_to_vec(), &mut body);
+        assert_eq!(decode_reply(&body), Ok(256));
+        assert!(decode_reply(&body[..body.len() - 1]).is_err());
+        assert!(decode_reply(&[]).is_err());
+        let mut twice = body.clone();
+        twice.extend_from_slice(&body);
+        assert!(decode_reply(&twice).is_err());
+    }
+
+    #[test]
+    fn statuses_other_than_ok_are_errors() {
+        let mut headers = HeaderMap::new();
+        assert!(check_status(0, &headers).is_err(), "missing");
+        headers.insert("grpc-status", "0".parse().unwrap());
+        assert!(check_status(0, &headers).is_ok());
+        headers.insert("grpc-status", "8".parse().unwrap());
+        headers.insert("grpc-message", "too%20busy".parse().unwrap());
+        match check_status(3, &headers) {
+            Err(BenchError::GrpcStatus {
+                conn: 3,
+                status,
+                message,
+            }) => assert_eq!((status.as_str(), message.as_str()), ("8", "too busy")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
