@@ -18,6 +18,12 @@ pub struct Mailbox {
     /// Set by the loop when it stopped reading because `pending_bytes` was full; the writer wakes
     /// the loop once it has written enough to make room.
     pub paused: AtomicBool,
+    /// Connections the loop holds, published by the loop itself: other loops read it to leave
+    /// new connections to the least loaded loop.
+    pub connections: AtomicUsize,
+    /// Set by a loop that left waiting connections to this one (see `EventLoop::over_share`):
+    /// accept even though the listener's edge may have been consumed already.
+    pub accept_hint: AtomicBool,
 }
 
 impl Mailbox {
@@ -26,6 +32,8 @@ impl Mailbox {
             completions: Mutex::new(Vec::new()),
             waker,
             paused: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            accept_hint: AtomicBool::new(false),
         }
     }
 

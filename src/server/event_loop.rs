@@ -213,6 +213,12 @@ impl EventLoop {
                 return self.drain_and_stop();
             }
             self.take_completions();
+            if self.shared.mailboxes[self.id]
+                .accept_hint
+                .swap(false, Ordering::AcqRel)
+            {
+                self.accept_more = true;
+            }
             if self.accept_more {
                 self.accept();
             }
@@ -241,11 +247,13 @@ impl EventLoop {
             };
             // Every loop is woken by a new connection; whichever is first would take most of
             // them (measured: 97 of 128 on one of two loops, leaving the other core half idle).
-            // A loop holding more than its share leaves the connection to the others, one of
-            // which is at or under the share and was woken by the same event.
-            let loops = self.shared.mailboxes.len();
-            let total = self.shared.connections.load(Ordering::Acquire);
-            if loops > 1 && self.conns.len() + self.grpc.conns.len() > total / loops {
+            // A loop with two more connections than the least loaded loop leaves the new one to
+            // it: that loop never declines, and was woken by the same event.
+            if let Some(fewest) = self.over_share() {
+                // Its edge for these connections may be spent: tell it to accept anyway.
+                let other = &self.shared.mailboxes[fewest];
+                other.accept_hint.store(true, Ordering::Release);
+                other.wake();
                 self.accept_more = false;
                 return;
             }
@@ -294,10 +302,33 @@ impl EventLoop {
             }
             entry.insert(conn);
             self.accepted += 1;
+            self.publish_count();
             // Data may already be waiting; the edge for it may have come before registration.
             self.mark_ready(token);
         }
         // Budget used up: other loops (woken by the same event) take the rest, or we do next turn.
+    }
+
+    /// The loop to leave a new connection to, when it holds at least two connections fewer than
+    /// this one.
+    fn over_share(&self) -> Option<usize> {
+        let mine = self.conns.len() + self.grpc.conns.len();
+        let (id, fewest) = self
+            .shared
+            .mailboxes
+            .iter()
+            .enumerate()
+            .filter(|&(id, _)| id != self.id)
+            .map(|(id, m)| (id, m.connections.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, n)| n)?;
+        (mine > fewest + 1).then_some(id)
+    }
+
+    /// Publishes this loop's connection count for [`EventLoop::over_share`] in other loops.
+    fn publish_count(&self) {
+        self.shared.mailboxes[self.id]
+            .connections
+            .store(self.conns.len() + self.grpc.conns.len(), Ordering::Relaxed);
     }
 
     fn refuse(&mut self, peer: std::net::SocketAddr) {
@@ -659,6 +690,7 @@ impl EventLoop {
 
     fn close(&mut self, token: usize) {
         let mut conn = self.conns.remove(token);
+        self.publish_count();
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             self.log.warn(format_args!(
                 "connection from {}: deregister: {e}",
@@ -829,6 +861,7 @@ impl EventLoop {
             }
             entry.insert(conn);
             self.accepted += 1;
+            self.publish_count();
             self.drive_grpc(index);
         }
     }
@@ -846,6 +879,7 @@ impl EventLoop {
         };
         if conn.drive(&mut cx) == Drive::Closed {
             let conn = self.grpc.conns.remove(index);
+            self.publish_count();
             if let Err(e) = conn.deregister(self.poll.registry()) {
                 self.log
                     .warn(format_args!("deregister gRPC connection: {e}"));
