@@ -220,7 +220,7 @@ impl EventLoop {
                 self.accept_more = true;
             }
             if self.accept_more {
-                self.accept();
+                self.accept(false);
             }
             if self.udp_ready && !self.is_paused() {
                 self.read_datagrams();
@@ -240,8 +240,16 @@ impl EventLoop {
             || (self.accept_more && self.conns.len() < self.max_connections)
     }
 
-    fn accept(&mut self) {
-        for _ in 0..ACCEPT_BUDGET {
+    /// Accepts up to a budget of new connections. In the `final_pass` of a shutdown it takes
+    /// every connection the kernel has completed, whatever the balance: their clients may
+    /// already have sent records, which count as received.
+    fn accept(&mut self, final_pass: bool) {
+        let budget = if final_pass {
+            usize::MAX
+        } else {
+            ACCEPT_BUDGET
+        };
+        for _ in 0..budget {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -249,7 +257,7 @@ impl EventLoop {
             // them (measured: 97 of 128 on one of two loops, leaving the other core half idle).
             // A loop with two more connections than the least loaded loop leaves the new one to
             // it: that loop never declines, and was woken by the same event.
-            if let Some(fewest) = self.over_share() {
+            if let Some(fewest) = self.over_share().filter(|_| !final_pass) {
                 // Its edge for these connections may be spent: tell it to accept anyway.
                 let other = &self.shared.mailboxes[fewest];
                 other.accept_hint.store(true, Ordering::Release);
@@ -740,6 +748,7 @@ impl EventLoop {
     /// Shutdown: stop accepting, store every complete frame already received, wait (bounded) for
     /// the writer to confirm them so acks can go out, then close everything.
     fn drain_and_stop(mut self) -> io::Result<()> {
+        self.accept(true);
         if let Some(mut listener) = self.listener.take()
             && let Err(e) = self.poll.registry().deregister(&mut listener)
         {
