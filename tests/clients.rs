@@ -410,3 +410,34 @@ fn plain_text_lines_and_the_line_limit() {
     assert!(got[5].get("truncated").is_none());
     assert!(server.stop().success());
 }
+
+/// A pickle that would run `os.system` (and one holding a class instance) is refused with a
+/// counted error in the server's log; the connection goes on and the next record is stored.
+#[test]
+fn hostile_pickles_are_refused_and_the_connection_goes_on() {
+    let dir = TempDir::new("evil-pickle");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pickle");
+    let mut stream = server.connect();
+    // The good frame first: a connection is detected as pickle by its first frame.
+    let good = std::fs::read(fixtures.join("info.pickle")).unwrap();
+    stream.write_all(&good).unwrap();
+    for evil in ["evil-reduce.bin", "instance-protocol2.bin"] {
+        let payload = std::fs::read(fixtures.join(evil)).unwrap();
+        stream
+            .write_all(&(payload.len() as u32).to_be_bytes())
+            .unwrap();
+        stream.write_all(&payload).unwrap();
+    }
+    stream.write_all(&good).unwrap();
+    let got = server.wait_json(2);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["message"], got[1]["message"]);
+    let log = wait_for("two refusals in the log", DEADLINE, || {
+        let log = std::fs::read_to_string(dir.0.join("_server.log")).ok()?;
+        (log.matches("pickle of").count() == 2).then_some(log)
+    });
+    assert!(log.contains("system"), "{log}");
+    assert!(log.contains("2 decode errors so far"), "{log}");
+    assert!(server.stop().success());
+}
