@@ -2,10 +2,11 @@
 //! threads until a shutdown.
 //!
 //! Listener sharing: there is one listening socket, and every loop registers its own handle on it
-//! (a `dup` of the descriptor). A new connection wakes the loops; each accepts up to a small budget
-//! and the rest get `WouldBlock`. An idle loop wakes first and accepts most, which balances
-//! connections towards loops with spare time. We chose this over `SO_REUSEPORT` listeners, which
-//! would let a second logmill started by mistake on the same port silently take half the clients.
+//! (a `dup` of the descriptor). A new connection wakes the loops; a loop holding two more
+//! connections than the least loaded one leaves it to that loop and wakes it with an accept hint
+//! (`EventLoop::over_share`), so connections spread evenly. We chose this over `SO_REUSEPORT`
+//! listeners, which would let a second logmill started by mistake on the same port silently take
+//! half the clients.
 //!
 //! - [`event_loop`]: one loop, its accept/read/write discipline.
 //! - [`connection`]: one connection's buffers and protocol state.
