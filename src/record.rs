@@ -139,6 +139,14 @@ fn own(s: Cow<'_, str>) -> Cow<'static, str> {
 }
 
 impl Record<'_> {
+    /// The value of the first field named `key`, if any.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
     /// Copies every borrowed string, for a record that must outlive its input (tests, clients).
     pub fn into_static(self) -> Record<'static> {
         Record {

@@ -336,10 +336,7 @@ mod tests {
     use super::*;
 
     fn field<'r>(r: &'r Record<'_>, key: &str) -> Option<&'r str> {
-        r.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+        r.field(key)
     }
 
     #[test]

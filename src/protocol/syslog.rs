@@ -645,10 +645,7 @@ mod tests {
     }
 
     fn field<'r>(r: &'r Record<'_>, key: &str) -> Option<&'r str> {
-        r.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+        r.field(key)
     }
 
     #[test]
