@@ -18,11 +18,13 @@ use logmill::server_log::ServerLog;
 #[command(
     name = "logmill",
     version,
-    about = "A lightweight, fast log server: many TCP clients in, ordered rotating files out.",
-    long_about = "A lightweight, fast log server. Programs send it log records over TCP \
-(length-prefixed Cap'n Proto frames, see schema/logmill.capnp); it stores them in order in \
-rotating files (<dir>/_main.log, then _main.log.0 newest .. _main.log.9 oldest) and never drops \
-a record it has accepted.\n\nWith no subcommand, `logmill` is `logmill serve`.\n\nExamples:\n  \
+    about = "A lightweight, fast log server: many clients in, ordered rotating files out.",
+    long_about = "A lightweight, fast log server. Programs send it log records on one TCP port \
+(native length-prefixed Cap'n Proto frames with acks, Python's logging SocketHandler, syslog, JSON \
+lines or plain text, told apart by their first bytes) or over gRPC (proto/logmill.proto); it \
+stores them in order in rotating files (<dir>/_main.log, then _main.log.0 newest .. _main.log.9 \
+oldest) and never drops a record it has accepted.\n\nWith no subcommand, `logmill` is `logmill \
+serve`.\n\nExamples:\n  \
 logmill                              serve on 127.0.0.1:4020, files in ./logs\n  \
 logmill --port 5000 --grpc_port 5001\n  logmill --tcp_only --name MyLogServer\n  \
 echo health | nc 127.0.0.1 4020      ask a running server how it is",
