@@ -9,6 +9,8 @@
 //! Every wait is bounded; nothing sleeps a fixed time to let something happen, except where a
 //! test proves that something does *not* happen (a reply held back by the writer).
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io::{Read, Write};
@@ -470,12 +472,9 @@ async fn call(
     finish(response).await
 }
 
+/// Polls `f` until it holds, with the deadline of the shared test helper.
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for(what, DEADLINE, || f().then_some(()));
 }
 
 fn messages_of(lines: &[serde_json::Value], logger: &str) -> Vec<(u64, String)> {
