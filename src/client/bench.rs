@@ -1563,6 +1563,9 @@ pub(super) struct SpawnedServer {
     grpc_addr: Option<SocketAddr>,
     /// Drains the server's standard output.
     reader: Option<JoinHandle<()>>,
+    /// Disconnected when the reader reaches the end of the server's standard output, which is
+    /// when the server exits: a wait for the exit with a deadline, without polling.
+    stdout_closed: Option<mpsc::Receiver<io::Result<String>>>,
     stopped: bool,
 }
 
@@ -1627,6 +1630,7 @@ impl SpawnedServer {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             grpc_addr: None,
             reader: None,
+            stdout_closed: None,
             stopped: false,
         };
         match reader {
@@ -1651,6 +1655,7 @@ impl SpawnedServer {
             Ok((addr, grpc_addr)) => {
                 server.addr = addr;
                 server.grpc_addr = grpc_addr;
+                server.stdout_closed = Some(rx);
                 Ok(server)
             }
             Err(e) => {
@@ -1761,27 +1766,21 @@ impl SpawnedServer {
                 "`kill -TERM {pid}` failed ({kill})"
             )));
         }
-        let until = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    return Err(BenchError::ServerStop(format!(
-                        "it exited with {status} after SIGTERM"
-                    )));
-                }
-                Ok(None) if Instant::now() >= until => {
-                    return Err(BenchError::ServerStop(format!(
-                        "it was still running {} s after SIGTERM, and was killed",
-                        STOP_TIMEOUT.as_secs()
-                    )));
-                }
-                // No portable way to wait for a child with a time limit; 10 ms polls are cheap.
-                Ok(None) => thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    return Err(BenchError::ServerStop(format!("cannot wait for it: {e}")));
-                }
-            }
+        // std has no wait with a time limit; the end of the server's stdout is its exit.
+        if let Some(closed) = &self.stdout_closed
+            && let Err(mpsc::RecvTimeoutError::Timeout) = closed.recv_timeout(STOP_TIMEOUT)
+        {
+            return Err(BenchError::ServerStop(format!(
+                "it was still running {} s after SIGTERM, and was killed",
+                STOP_TIMEOUT.as_secs()
+            )));
+        }
+        match self.child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(BenchError::ServerStop(format!(
+                "it exited with {status} after SIGTERM"
+            ))),
+            Err(e) => Err(BenchError::ServerStop(format!("cannot wait for it: {e}"))),
         }
     }
 
