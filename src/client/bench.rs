@@ -1144,19 +1144,14 @@ impl LoadConn {
             if self.offset == 0 {
                 template.stamp(self.queued);
             }
-            match self.link.stream.write(&template.frame[self.offset..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.offset += n;
-                    if self.offset == template.frame.len() {
-                        self.offset = 0;
-                        self.queued += template.records;
-                        self.unacked.push_back((self.queued, Instant::now()));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            let Some(n) = write_some(&mut self.link.stream, &template.frame[self.offset..])? else {
+                return Ok(());
+            };
+            self.offset += n;
+            if self.offset == template.frame.len() {
+                self.offset = 0;
+                self.queued += template.records;
+                self.unacked.push_back((self.queued, Instant::now()));
             }
         }
         Ok(())
@@ -1354,12 +1349,9 @@ impl Link {
     /// Sends what is left of the hello, until done or the socket would block.
     fn write_hello(&mut self) -> io::Result<()> {
         while self.hello_sent < self.hello.len() {
-            match self.stream.write(&self.hello[self.hello_sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.hello_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            match write_some(&mut self.stream, &self.hello[self.hello_sent..])? {
+                Some(n) => self.hello_sent += n,
+                None => return Ok(()),
             }
         }
         Ok(())
@@ -1502,6 +1494,20 @@ fn open(
         }
     }
     Ok((links, max_frame))
+}
+
+/// One nonblocking write: `Some(n)` bytes taken, `None` when the socket would block.
+/// `Interrupted` is retried; a write of 0 bytes is an error (the peer can take nothing more).
+pub(super) fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<Option<usize>> {
+    loop {
+        match stream.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Connects to `addr` (blocking, within the deadline), turns Nagle off (it would hold the tail
