@@ -10,6 +10,9 @@
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
+// The gRPC target's harness; its seeds and their checks are in tests/grpc_fuzz_corpus.rs.
+#[path = "../fuzz/grpc_harness.rs"]
+mod grpc_harness;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -25,13 +28,14 @@ use logmill::record::{Body, Level, Record};
 /// fails the test instead of replaying nothing.
 const MIN_FILES: usize = 10;
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "frame_stream",
     "native_record",
     "server_frame",
     "syslog",
     "jsonl",
     "pickle",
+    "grpc_message",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -62,6 +66,10 @@ fn run(target: &str, data: &[u8]) {
         "pickle" => {
             // An error is an answer, not a failure: only a panic is.
             harness::pickle(data).ok();
+        }
+        "grpc_message" => {
+            // Every outcome, refusals included, is an answer: only a panic fails.
+            grpc_harness::grpc_message(data);
         }
         _ => panic!("unknown fuzz target {target}"),
     }

@@ -1,53 +1,20 @@
-//! Replays `fuzz/corpus/grpc_message/` on stable Rust through the harness the `grpc_message` fuzz
-//! target calls (`fuzz/grpc_harness.rs`, included below), and writes its seeds.
-//!
-//! The seeds (`seed-*`) are made here from the real encoders, and each states what it must decode
-//! to (`seeds_decode_as_intended`). To rewrite them after a wire change:
+//! Seeds for `fuzz/corpus/grpc_message/`, made from the real encoders, and what each must decode
+//! to (`seeds_decode_as_intended`); the corpus itself is replayed with every other target's by
+//! `tests/fuzz_corpus.rs`. To rewrite the seeds after a wire change:
 //! `LOGMILL_WRITE_CORPUS=1 cargo test --test grpc_fuzz_corpus`.
 
 #[path = "../fuzz/grpc_harness.rs"]
 mod grpc_harness;
 
 use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use grpc_harness::GrpcOutcome;
 use logmill::protocol::grpc::{self, MessageError};
 use logmill::record::{Body, Level, Record};
 
-/// A lost or emptied corpus directory must fail, not replay nothing.
-const MIN_FILES: usize = 10;
-
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/grpc_message")
-}
-
-#[test]
-fn replay_grpc_fuzz_corpus() {
-    let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= MIN_FILES,
-        "{}: {} files",
-        dir.display(),
-        files.len()
-    );
-    let failures: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).expect("a readable corpus file");
-            catch_unwind(AssertUnwindSafe(|| grpc_harness::grpc_message(&data))).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    eprintln!("grpc_message: replayed {} files", files.len());
-    assert!(failures.is_empty(), "corpus files that fail: {failures:#?}");
 }
 
 /// Byte 0 of an input: the limit's index in `MAX_MESSAGES` and the chunk size.
