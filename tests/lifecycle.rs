@@ -216,36 +216,17 @@ fn seed_flag_spellings_and_port_in_use() {
         &["--tcp_only"],
         &["--only_tcp"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        // No `serve` subcommand: the seed command lines, exactly.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+        command
             .args(["--port", "0", "--dir"])
             .arg(&dir.0)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert!(
-            line.contains("\"event\":\"listening\""),
-            "{extra:?}: {line}"
-        );
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{extra:?}");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let serves_grpc = v["grpc"].as_str().is_some_and(|a| !a.ends_with(":0"));
-        assert_eq!(serves_grpc, extra[0] == "--grpc_port", "{extra:?}: {line}");
+            .args(extra);
+        let server = Server::spawn(command, &dir.0);
+        let grpc = server.listening["grpc"].clone();
+        assert!(server.stop().success(), "{extra:?}");
+        let serves_grpc = grpc.as_str().is_some_and(|a| !a.ends_with(":0"));
+        assert_eq!(serves_grpc, extra[0] == "--grpc_port", "{extra:?}: {grpc}");
     }
     let server = Server::start(&dir.0, &[]);
     let port = server.addr.port().to_string();
@@ -287,24 +268,14 @@ fn stats_line_in_the_server_log() {
 #[test]
 fn open_files_limit_is_raised() {
     let dir = TempDir::new("nofile");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -Sn 256 && exec {} --port 0 --tcp-only --dir {}",
-            env!("CARGO_BIN_EXE_logmill"),
-            dir.0.display()
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(format!(
+        "ulimit -Sn 256 && exec {} --port 0 --tcp-only --dir {}",
+        env!("CARGO_BIN_EXE_logmill"),
+        dir.0.display()
+    ));
+    let server = Server::spawn(command, &dir.0);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
     let row = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
@@ -312,12 +283,5 @@ fn open_files_limit_is_raised() {
     let numbers: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers[0], numbers[1], "soft limit not raised: {row}");
     assert_ne!(numbers[0], "256", "{row}");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.wait().unwrap().success());
+    assert!(server.stop().success());
 }

@@ -68,6 +68,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// With `--udp-port`.
     pub udp: Option<SocketAddr>,
+    /// The whole listening line.
+    pub listening: serde_json::Value,
     pub dir: PathBuf,
     /// The process's stdout after the listening line (for `--stdout`).
     pub stdout: Option<BufReader<std::process::ChildStdout>>,
@@ -82,10 +84,18 @@ impl Server {
 
     /// Like [`Server::start`] on a given TCP port (a restart on the port a client knows).
     pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+        command
             .args(["serve", "--tcp-only", "--port", &port.to_string(), "--dir"])
             .arg(dir)
-            .args(args)
+            .args(args);
+        Server::spawn(command, dir)
+    }
+
+    /// Runs `command` (which starts logmill with `--dir dir`, however it is spelled) and waits
+    /// for the listening line.
+    pub fn spawn(mut command: Command, dir: &Path) -> Server {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,15 +111,16 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).expect("no listening line");
-        let v: serde_json::Value = serde_json::from_str(&line)
+        let listening: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
-        assert_eq!(v["event"], "listening");
-        let addr = v["tcp"].as_str().unwrap().parse().unwrap();
-        let udp = v["udp"].as_str().map(|a| a.parse().unwrap());
+        assert_eq!(listening["event"], "listening");
+        let addr = listening["tcp"].as_str().unwrap().parse().unwrap();
+        let udp = listening["udp"].as_str().map(|a| a.parse().unwrap());
         Server {
             child,
             addr,
             udp,
+            listening,
             dir: dir.to_path_buf(),
             stdout: Some(stdout),
         }
