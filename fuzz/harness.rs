@@ -337,10 +337,7 @@ pub fn native_record(data: &[u8]) -> ClientOutcome {
     ];
     let origins = [
         Origin::default(),
-        Origin {
-            app: "app |x=\"1\"\n".into(),
-            instance: "pod 7\\\u{7f}".into(),
-        },
+        Origin::new("app |x=\"1\"\n".into(), "pod 7\\\u{7f}".into()),
     ];
     let mut records = Vec::new();
     let result = native::decode_client_frame(data, |r| {
@@ -446,10 +443,7 @@ fn line_checker() -> ([LineFormatter; 2], [Origin; 2]) {
         ],
         [
             Origin::default(),
-            Origin {
-                app: "app |x=\"1\"\n".into(),
-                instance: "pod 7\\\u{7f}".into(),
-            },
+            Origin::new("app |x=\"1\"\n".into(), "pod 7\\\u{7f}".into()),
         ],
     )
 }

@@ -30,7 +30,7 @@ pub fn parse_line(line: &[u8]) -> Record<'static> {
     match serde_json::from_slice::<Object>(json) {
         Ok(Object(entries)) => to_record(entries),
         Err(_) => Record {
-            body: Body::Message(Cow::Owned(String::from_utf8_lossy(line).into_owned())),
+            body: Body::Message(Cow::Owned(crate::record::lossy_utf8(line).into_owned())),
             parse_error: true,
             ..Record::default()
         },

@@ -17,7 +17,7 @@ use capnp::serialize;
 use crate::logmill_capnp::{ErrorCode, Level as WireLevel};
 use crate::logmill_capnp::{client_frame, log_record, server_frame};
 use crate::protocol::frame;
-use crate::record::{Body, Level, Record};
+use crate::record::{Body, Level, Record, lossy_utf8};
 
 /// The deepest nesting a valid `ClientFrame` has is 4 (frame, batch, record, field); a little
 /// slack and no more, so a hostile message cannot recurse.
@@ -120,9 +120,9 @@ pub fn decode_client_frame(
         client_frame::Hello(hello) => {
             let hello = hello?;
             Ok(ClientFrame::Hello(Hello {
-                app: lossy(hello.get_app()?.as_bytes()).into_owned(),
-                instance: lossy(hello.get_instance()?.as_bytes()).into_owned(),
-                token: lossy(hello.get_token()?.as_bytes()).into_owned(),
+                app: lossy_utf8(hello.get_app()?.as_bytes()).into_owned(),
+                instance: lossy_utf8(hello.get_instance()?.as_bytes()).into_owned(),
+                token: lossy_utf8(hello.get_token()?.as_bytes()).into_owned(),
                 want_acks: hello.get_want_acks(),
             }))
         }
@@ -132,7 +132,7 @@ pub fn decode_client_frame(
 /// Builds a [`Record`] whose text borrows the message (no copies unless UTF-8 is invalid).
 fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
     fn text(t: capnp::text::Reader<'_>) -> Cow<'_, str> {
-        lossy(t.as_bytes())
+        lossy_utf8(t.as_bytes())
     }
     /// Unset fields are the common case; checking the pointer first skips the bounds checks and
     /// UTF-8 validation of an empty text.
@@ -176,15 +176,6 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
         parse_error: false,
         truncated: false,
     })
-}
-
-/// Text fields are UTF-8 by contract; invalid bytes become U+FFFD so one bad byte costs nothing.
-/// `from_utf8` checks a word at a time; the lossy decoder, a byte at a time, runs only on failure.
-fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
 }
 
 fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {
@@ -321,14 +312,14 @@ pub fn decode_server_frame(payload: &[u8]) -> Result<ServerFrame, DecodeError> {
             let error = error?;
             ServerFrame::Error {
                 kind: error.get_code().ok().map(ErrorKind::from_wire),
-                message: lossy(error.get_message()?.as_bytes()).into_owned(),
+                message: lossy_utf8(error.get_message()?.as_bytes()).into_owned(),
             }
         }
         server_frame::Welcome(welcome) => {
             let welcome = welcome?;
             ServerFrame::Welcome {
-                server: lossy(welcome.get_server()?.as_bytes()).into_owned(),
-                version: lossy(welcome.get_version()?.as_bytes()).into_owned(),
+                server: lossy_utf8(welcome.get_server()?.as_bytes()).into_owned(),
+                version: lossy_utf8(welcome.get_version()?.as_bytes()).into_owned(),
                 max_frame: welcome.get_max_frame(),
             }
         }

@@ -205,7 +205,7 @@ fn header(buf: &[u8]) -> Header {
 /// A later piece of a cut message, as a record: its text, flagged `truncated`.
 pub fn piece_record(piece: &[u8]) -> Record<'_> {
     Record {
-        body: Body::Message(String::from_utf8_lossy(piece)),
+        body: Body::Message(crate::record::lossy_utf8(piece)),
         truncated: true,
         ..Record::default()
     }
@@ -241,7 +241,7 @@ fn now_year_month() -> (i32, u8) {
 
 /// [`parse_message`], with the clock that dates RFC 3164 timestamps given as (year, month).
 pub fn parse_message_with_clock(msg: &[u8], clock: fn() -> (i32, u8)) -> Record<'_> {
-    match String::from_utf8_lossy(msg) {
+    match crate::record::lossy_utf8(msg) {
         Cow::Borrowed(text) => parse_text(text, clock),
         Cow::Owned(text) => parse_text(&text, clock).into_static(),
     }

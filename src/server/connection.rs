@@ -280,10 +280,7 @@ impl Connection {
                     );
                     return;
                 }
-                self.origin = Origin {
-                    app: hello.app,
-                    instance: hello.instance,
-                };
+                self.origin = Origin::new(hello.app, hello.instance);
                 self.want_acks = hello.want_acks;
                 native::encode_server_frame(
                     &ServerFrame::Welcome {
@@ -342,7 +339,7 @@ impl Connection {
             jsonl::parse_line(line)
         } else {
             Record {
-                body: Body::Message(String::from_utf8_lossy(line)),
+                body: Body::Message(crate::record::lossy_utf8(line)),
                 ..Record::default()
             }
         };

@@ -978,10 +978,7 @@ impl GrpcConnection {
             encoding: Encoding::from_header(
                 head.headers.get("grpc-encoding").map(HeaderValue::as_bytes),
             ),
-            origin: Origin {
-                app: text("logmill-app"),
-                instance: text("logmill-instance"),
-            },
+            origin: Origin::new(text("logmill-app"), text("logmill-instance")),
             deadline,
             messages: 0,
             pushed: 0,

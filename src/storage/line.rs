@@ -14,10 +14,44 @@ use crate::config::Format;
 use crate::record::{Body, Record};
 
 /// Who sent a record: the connection's hello, if any.
-#[derive(Clone, Debug, Default)]
+///
+/// The text format's `app/instance` column is escaped once, here, not once per record: it is
+/// the same for every record of a connection.
+#[derive(Clone, Debug)]
 pub struct Origin {
-    pub app: String,
-    pub instance: String,
+    app: String,
+    instance: String,
+    text_column: Vec<u8>,
+}
+
+impl Origin {
+    pub fn new(app: String, instance: String) -> Self {
+        let mut text_column = Vec::new();
+        column(&app, &mut text_column);
+        if !instance.is_empty() {
+            text_column.push(b'/');
+            escape_into(&instance, true, &mut text_column);
+        }
+        Origin {
+            app,
+            instance,
+            text_column,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin::new(String::new(), String::new())
+    }
 }
 
 /// Formats records, caching the date and time to the second (formatting a calendar date is the
@@ -101,92 +135,113 @@ impl LineFormatter {
     }
 }
 
-/// Bytes that must be escaped in a text line: control bytes, DEL and `\`.
-const ESCAPE_TEXT: [bool; 256] = escape_table(false);
-/// In a column (app, instance, logger, field keys) also space and `|`, so columns split on spaces.
-const ESCAPE_COLUMN: [bool; 256] = escape_table(true);
+/// True if `b` must be escaped in a text line: control bytes, DEL and `\`; in a column (app,
+/// instance, logger, field keys) also space and `|`, so columns split on spaces.
+#[inline(always)]
+const fn special<const COLUMN: bool>(b: u8) -> bool {
+    (b < 0x20) | (b == 0x7f) | (b == b'\\') | (COLUMN & ((b == b' ') | (b == b'|')))
+}
 
-const fn escape_table(column: bool) -> [bool; 256] {
+/// [`special`] as tables, for the byte-at-a-time path.
+const ESCAPE_TEXT: [bool; 256] = escape_table::<false>();
+const ESCAPE_COLUMN: [bool; 256] = escape_table::<true>();
+
+const fn escape_table<const COLUMN: bool>() -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        table[b] = b < 0x20
-            || b == 0x7f
-            || b == b'\\' as usize
-            || (column && (b == b' ' as usize || b == b'|' as usize));
+        table[b] = special::<COLUMN>(b as u8);
         b += 1;
     }
     table
 }
 
+/// Bytes checked at once by [`chunk_is_special`].
+const CHUNK: usize = 32;
+
+/// True if some byte of `chunk` must be escaped. A branch-free fold over a fixed-size array is
+/// what the compiler turns into a handful of SIMD compares (SSE2 on x86-64, NEON on aarch64), so
+/// 32 bytes cost about what the byte loop spends on four, with no `unsafe` and no intrinsics.
+#[inline(always)]
+fn chunk_is_special<const COLUMN: bool>(chunk: &[u8; CHUNK]) -> bool {
+    chunk
+        .iter()
+        .fold(false, |any, &b| any | special::<COLUMN>(b))
+}
+
 /// Text escaping, in one pass: runs of plain bytes are copied whole, and each special byte
 /// becomes `\\n`, `\\r`, `\\t`, `\\\\` or `\\xHH`. This is the hottest loop of the server (every
-/// byte of every message goes through it), so it first skips eight bytes at a time while none of
-/// them can be special (see [`may_need_escape`]), then decides byte by byte with a table.
+/// byte of every message goes through it), so it checks 32 bytes at a time (see
+/// [`chunk_is_special`]) and looks at single bytes only in a chunk that has a special one, or in
+/// a string shorter than a chunk.
 fn escape_into(s: &str, column: bool, out: &mut Vec<u8>) {
-    let table = if column { &ESCAPE_COLUMN } else { &ESCAPE_TEXT };
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            if !may_need_escape(word, column) {
-                i += 8;
-                continue;
-            }
-        }
-        let end = (i + 8).min(bytes.len());
-        for (j, &b) in bytes[i..end].iter().enumerate() {
-            if !table[b as usize] {
-                continue;
-            }
-            let at = i + j;
-            out.extend_from_slice(&bytes[start..at]);
-            start = at + 1;
-            match b {
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(&[
-                        b'\\',
-                        b'x',
-                        HEX[(b >> 4) as usize],
-                        HEX[(b & 15) as usize],
-                    ]);
-                }
-            }
-        }
-        i = end;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// High bit set in each byte of `word` that is zero, and maybe in some bytes above a zero byte
-/// (never in a word with no zero byte): the classic "has zero byte" test, as a mask.
-const fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & HIGHS
-}
-
-/// True if some byte of `word` might need escaping: below 0x20, DEL, `\\` (and in a column, space
-/// or `|`). May say true for a clean word (the caller then checks its bytes); never says false
-/// for a word that needs escaping. Bytes of 0x80 and above are UTF-8 and never special. The masks
-/// are combined with `|`, not `||`, so the test is a dozen instructions and no branch.
-const fn may_need_escape(word: u64, column: bool) -> bool {
-    // (b - 0x20) borrows into bit 7 exactly when b < 0x20, for b < 0x80 (`& !word` drops the rest).
-    let low = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    let mut mask =
-        low | zero_bytes(word ^ (ONES * 0x7f)) | zero_bytes(word ^ (ONES * b'\\' as u64));
     if column {
-        mask |= zero_bytes(word ^ (ONES * b' ' as u64)) | zero_bytes(word ^ (ONES * b'|' as u64));
+        escape::<true>(s.as_bytes(), out);
+    } else {
+        escape::<false>(s.as_bytes(), out);
     }
-    mask != 0
+}
+
+fn escape<const COLUMN: bool>(bytes: &[u8], out: &mut Vec<u8>) {
+    // `copied`: bytes before it are in `out` already (escaped); the rest is copied in runs.
+    let mut copied = 0;
+    let mut chunks = bytes.chunks_exact(CHUNK);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let chunk: &[u8; CHUNK] = chunk.try_into().expect("chunks_exact yields whole chunks");
+        if chunk_is_special::<COLUMN>(chunk) {
+            escape_bytes::<COLUMN>(bytes, at..at + CHUNK, &mut copied, out);
+        }
+        at += CHUNK;
+    }
+    // The tail: a string of a chunk or more checks its last 32 bytes at once (overlapping bytes
+    // already checked, harmlessly); a shorter one goes byte by byte.
+    let tail_is_plain = !chunks.remainder().is_empty()
+        && bytes.len() >= CHUNK
+        && !chunk_is_special::<COLUMN>(
+            bytes[bytes.len() - CHUNK..]
+                .try_into()
+                .expect("the last CHUNK bytes"),
+        );
+    if !tail_is_plain {
+        escape_bytes::<COLUMN>(bytes, at..bytes.len(), &mut copied, out);
+    }
+    out.extend_from_slice(&bytes[copied..]);
+}
+
+/// Escapes each special byte in `bytes[range]`, first copying the plain run before it.
+fn escape_bytes<const COLUMN: bool>(
+    bytes: &[u8],
+    range: std::ops::Range<usize>,
+    copied: &mut usize,
+    out: &mut Vec<u8>,
+) {
+    // A table lookup is cheaper than the five compares of `special` one byte at a time.
+    let table = if COLUMN { &ESCAPE_COLUMN } else { &ESCAPE_TEXT };
+    let from = range.start;
+    for (i, &b) in bytes[range].iter().enumerate() {
+        if !table[b as usize] {
+            continue;
+        }
+        let at = from + i;
+        out.extend_from_slice(&bytes[*copied..at]);
+        *copied = at + 1;
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
+            }
+        }
+    }
 }
 
 /// A `key=value` pair of the text format; values with spaces, quotes or `=` are quoted.
@@ -225,11 +280,7 @@ fn column(s: &str, out: &mut Vec<u8>) {
 
 fn write_text(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
     out.push(b' ');
-    column(&origin.app, out);
-    if !origin.instance.is_empty() {
-        out.push(b'/');
-        escape_into(&origin.instance, true, out);
-    }
+    out.extend_from_slice(&origin.text_column);
     out.push(b' ');
     column(&r.logger, out);
     out.push(b' ');
@@ -328,7 +379,7 @@ fn json_key(key: &str, out: &mut Vec<u8>) {
 }
 
 fn write_json(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
-    for (k, v) in [("app", &origin.app), ("instance", &origin.instance)] {
+    for (k, v) in [("app", origin.app()), ("instance", origin.instance())] {
         if !v.is_empty() {
             json_key(k, out);
             json_str(v, out);
@@ -433,10 +484,7 @@ mod tests {
 
     #[test]
     fn text_line() {
-        let origin = Origin {
-            app: "billing".into(),
-            instance: "pod-7".into(),
-        };
+        let origin = Origin::new("billing".into(), "pod-7".into());
         assert_eq!(
             line(Format::Text, &sample(), &origin, 42),
             "2025-11-22T00:26:13.123456Z ERROR 42 billing/pod-7 app.db connection lost\\nFAKE 2 forged line | host=web-1 line=12 retry=3 why=\"peer reset\"\n"
@@ -504,15 +552,21 @@ mod tests {
             }
             out
         };
-        // Every byte value at every position of a 17-byte string (across two words and a tail).
+        // Every byte value at every position of strings shorter than a chunk, of exactly one,
+        // of one and a tail (the overlapping tail check) and of two and a tail.
         let mut inputs: Vec<String> = Vec::new();
-        for b in 0u8..0x80 {
-            for at in 0..17 {
-                let mut s = vec![b'a'; 17];
-                s[at] = b;
-                inputs.push(String::from_utf8(s).unwrap());
+        for len in [17, CHUNK, CHUNK + 13, 2 * CHUNK + 6] {
+            for b in 0u8..0x80 {
+                for at in 0..len {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    inputs.push(String::from_utf8(s).unwrap());
+                }
             }
         }
+        // Two special bytes, one in a chunk and one in the tail, and one in each of two chunks.
+        inputs.push(format!("{}\n{}\t", "a".repeat(CHUNK - 1), "b".repeat(10)));
+        inputs.push(format!("\\{}|{}", "a".repeat(CHUNK), "b".repeat(CHUNK)));
         inputs.push("héllo wörld | ünïcode\u{7f}\u{85}".into());
         for s in &inputs {
             for column in [false, true] {
