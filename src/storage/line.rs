@@ -11,7 +11,7 @@
 //! and JSON strings are escaped by `serde_json`, so no field can ever start a second line.
 
 use crate::config::Format;
-use crate::record::{Body, Record};
+use crate::record::{Body, Level, Record};
 
 /// Who sent a record: the connection's hello, if any.
 ///
@@ -54,20 +54,32 @@ impl Default for Origin {
     }
 }
 
-/// Formats records, caching the date and time to the second (formatting a calendar date is the
-/// slowest part of a line, and consecutive records almost always share their second).
+/// Formats records, caching the formatted time: consecutive records almost always share their
+/// second (the calendar date is the slowest part of a line to format) and, when the server
+/// stamps them on arrival, their microsecond too.
 pub struct LineFormatter {
     format: Format,
-    cached_second: i64,
-    cached_prefix: Vec<u8>,
+    /// `ts_ns / 1000` of `time`, or `u64::MAX` before the first record.
+    cached_micros: u64,
+    /// `2026-11-22T00:26:13.123456Z`: RFC 3339 UTC with microseconds.
+    time: [u8; TIME_LEN],
+    /// The text format's head (`time level `) and the level it was made with.
+    text_head: Vec<u8>,
+    text_head_level: Option<Level>,
 }
+
+const TIME_LEN: usize = 27;
+/// Where the microseconds start in [`LineFormatter::time`].
+const MICROS_AT: usize = 20;
 
 impl LineFormatter {
     pub fn new(format: Format) -> Self {
         LineFormatter {
             format,
-            cached_second: i64::MIN,
-            cached_prefix: Vec::new(),
+            cached_micros: u64::MAX,
+            time: [0; TIME_LEN],
+            text_head: Vec::with_capacity(TIME_LEN + 12),
+            text_head_level: None,
         }
     }
 
@@ -86,12 +98,19 @@ impl LineFormatter {
             record.timestamp_ns
         };
         let start = out.len();
+        let time_changed = self.update_time(ts);
         match self.format {
             Format::Text => {
-                self.write_time(ts, out);
-                out.push(b' ');
-                out.extend_from_slice(record.level.as_str().as_bytes());
-                out.push(b' ');
+                if time_changed || self.text_head_level != Some(record.level) {
+                    self.text_head.clear();
+                    self.text_head.extend_from_slice(&self.time);
+                    self.text_head.push(b' ');
+                    self.text_head
+                        .extend_from_slice(record.level.as_str().as_bytes());
+                    self.text_head.push(b' ');
+                    self.text_head_level = Some(record.level);
+                }
+                out.extend_from_slice(&self.text_head);
                 let head = out.len() - start;
                 write_text(record, origin, out);
                 (head, out.len() - start - head)
@@ -100,7 +119,7 @@ impl LineFormatter {
                 out.extend_from_slice(b"{\"seq\":");
                 let head = out.len() - start;
                 out.extend_from_slice(b",\"time\":\"");
-                self.write_time(ts, out);
+                out.extend_from_slice(&self.time);
                 out.extend_from_slice(b"\",\"level\":\"");
                 out.extend_from_slice(record.level.as_lower_str().as_bytes());
                 out.push(b'"');
@@ -110,28 +129,33 @@ impl LineFormatter {
         }
     }
 
-    /// RFC 3339 UTC with microseconds: `2026-11-22T00:26:13.123456Z`.
-    fn write_time(&mut self, ts_ns: u64, out: &mut Vec<u8>) {
-        let second = (ts_ns / 1_000_000_000) as i64;
-        if second != self.cached_second {
-            self.cached_second = second;
-            self.cached_prefix.clear();
+    /// Makes `self.time` the time of `ts_ns`; true if it changed.
+    fn update_time(&mut self, ts_ns: u64) -> bool {
+        let micros = ts_ns / 1000;
+        if micros == self.cached_micros {
+            return false;
+        }
+        let second = micros / 1_000_000;
+        if self.cached_micros == u64::MAX || second != self.cached_micros / 1_000_000 {
             // u64 nanoseconds end in the year 2554, well inside what `time` formats.
-            let t = time::OffsetDateTime::from_unix_timestamp(second)
+            let t = time::OffsetDateTime::from_unix_timestamp(second as i64)
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             let fmt =
                 time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-            t.format_into(&mut self.cached_prefix, &fmt)
+            let mut date = Vec::with_capacity(MICROS_AT);
+            t.format_into(&mut date, &fmt)
                 .expect("formatting a valid date into a Vec cannot fail");
+            self.time[..MICROS_AT - 1].copy_from_slice(&date);
+            self.time[MICROS_AT - 1] = b'.';
+            self.time[TIME_LEN - 1] = b'Z';
         }
-        out.extend_from_slice(&self.cached_prefix);
-        let micros = (ts_ns % 1_000_000_000) / 1000;
-        out.push(b'.');
-        let mut digits = itoa::Buffer::new();
-        let s = digits.format(micros);
-        out.extend(std::iter::repeat_n(b'0', 6 - s.len()));
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'Z');
+        let mut fraction = micros % 1_000_000;
+        for digit in self.time[MICROS_AT..TIME_LEN - 1].iter_mut().rev() {
+            *digit = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        self.cached_micros = micros;
+        true
     }
 }
 
@@ -575,6 +599,64 @@ mod tests {
                 assert_eq!(out, reference(s, column), "{s:?} column={column}");
             }
         }
+    }
+
+    #[test]
+    fn the_time_cache_never_shows_a_stale_time_or_level() {
+        // Same microsecond, next microsecond, next second, next day, back in time, the epoch,
+        // with the level changing under an unchanged time: each line must equal the line a
+        // fresh formatter (empty cache) makes.
+        let times = [
+            1_763_770_773_123_456_789,
+            1_763_770_773_123_456_999,
+            1_763_770_773_123_457_000,
+            1_763_770_773_999_999_999,
+            1_763_770_774_000_000_000,
+            1_763_856_000_000_001_000,
+            1_700_000_000_000_000_000,
+            1,
+        ];
+        for format in [Format::Text, Format::Json] {
+            let mut cached = LineFormatter::new(format);
+            for &ts in &times {
+                for level in [Level::Info, Level::Error, Level::Info] {
+                    let r = Record {
+                        timestamp_ns: ts,
+                        level,
+                        ..sample()
+                    };
+                    let mut out = Vec::new();
+                    cached.format(&r, &Origin::default(), 0, &mut out);
+                    let mut fresh = Vec::new();
+                    LineFormatter::new(format).format(&r, &Origin::default(), 0, &mut fresh);
+                    assert_eq!(out, fresh, "{format:?} {ts} {level:?}");
+                }
+            }
+        }
+        assert!(
+            line(
+                Format::Text,
+                &Record {
+                    timestamp_ns: 1,
+                    ..sample()
+                },
+                &Origin::default(),
+                1
+            )
+            .starts_with("1970-01-01T00:00:00.000000Z ERROR 1 ")
+        );
+        assert!(
+            line(
+                Format::Text,
+                &Record {
+                    timestamp_ns: 1_763_770_773_000_001_999,
+                    ..sample()
+                },
+                &Origin::default(),
+                1
+            )
+            .starts_with("2025-11-22T00:19:33.000001Z ")
+        );
     }
 
     #[test]
