@@ -132,8 +132,8 @@ pub fn grpc_message(data: &[u8]) -> GrpcOutcome {
         for record in &records {
             for formatter in &mut formatters {
                 let mut out = Vec::new();
-                let (head, tail) = formatter.format(record, &Origin::default(), 1, &mut out);
-                assert_eq!(head + tail, out.len());
+                let (head, tail) = formatter.format(record, &Origin::default(), 1, 2, &mut out);
+                assert_eq!(head + 2 + tail, out.len());
                 assert_eq!(out.last(), Some(&b'\n'), "a line ends with its newline");
                 assert!(
                     !out[..out.len() - 1].contains(&b'\n'),

@@ -281,12 +281,18 @@ fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins
             // A non-empty buffer, as in a batch: head and tail count from where the line starts.
             let mut out = b"previous line\n".to_vec();
             let start = out.len();
-            let (head, tail) = formatter.format(record, origin, NOW_NS, &mut out);
-            assert_eq!(start + head + tail, out.len(), "{format:?}: head + tail");
-            let mut line = out[start..start + head].to_vec();
-            line.extend_from_slice(SEQ.to_string().as_bytes());
-            line.extend_from_slice(&out[start + head..]);
-            check_line(format, record, &line);
+            // The slot for the sequence number, which the writer fills in.
+            let seq = SEQ.to_string();
+            let (head, tail) = formatter.format(record, origin, NOW_NS, seq.len(), &mut out);
+            assert_eq!(
+                start + head + seq.len() + tail,
+                out.len(),
+                "{format:?}: head + seq + tail"
+            );
+            let slot = start + head..start + head + seq.len();
+            out[slot].copy_from_slice(seq.as_bytes());
+            let line = &out[start..];
+            check_line(format, record, line);
         }
     }
 }

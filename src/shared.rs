@@ -61,6 +61,9 @@ pub struct Shared {
     /// The writer could not write after its retries; it keeps the records and keeps trying.
     pub degraded: AtomicBool,
     pub shutdown: AtomicBool,
+    /// The writer's next sequence number, published after each batch: the loops read it to
+    /// reserve the right number of digits in the lines they format (see `storage::Batch`).
+    pub next_seq: AtomicU64,
     pub mailboxes: Vec<Mailbox>,
 }
 
@@ -79,6 +82,7 @@ impl Shared {
             pending_bytes: AtomicUsize::new(0),
             degraded: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            next_seq: AtomicU64::new(1),
             mailboxes,
         }
     }

@@ -165,7 +165,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
     let notify_shared = shared.clone();
     let ready = ReadyQueue::new(move || notify_shared.mailboxes[0].wake());
     let mut conns: Slab<GrpcConnection> = Slab::new();
-    let mut batch = BatchBuilder::new(0, LineFormatter::new(Format::Json));
+    let mut batch = BatchBuilder::new(0, LineFormatter::new(Format::Json), 1);
     let mut held: Vec<Batch> = Vec::new();
     let mut next_seq = 1u64;
     let mut serial = 0u64;
@@ -253,7 +253,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
         control.connections.store(conns.len(), Ordering::SeqCst);
         // The batch goes to the writer once per turn, as in the server.
         if !batch.is_empty() {
-            let b = batch.take();
+            let b = batch.take(next_seq);
             shared.pending_bytes.fetch_add(b.cost(), Ordering::SeqCst);
             held.push(b);
         }
@@ -262,24 +262,19 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
         }
         // The fake writer: number the lines, keep them, complete in order.
         for b in held.drain(..) {
-            let mut pos = 0;
             let mut owners = b.owners.iter().copied();
             let mut run = owners.next();
             let mut in_run = 0;
             let mut lines = control.lines.lock().unwrap();
-            for &(head, tail) in &b.spans {
-                let (head, tail) = (head as usize, tail as usize);
+            for (head, tail) in b.lines() {
                 let seq = next_seq;
                 next_seq += 1;
                 if control.keep_lines {
-                    let mut line = String::from_utf8(b.bytes[pos..pos + head].to_vec()).unwrap();
+                    let mut line = String::from_utf8(head.to_vec()).unwrap();
                     line.push_str(&seq.to_string());
-                    line.push_str(
-                        std::str::from_utf8(&b.bytes[pos + head..pos + head + tail]).unwrap(),
-                    );
+                    line.push_str(std::str::from_utf8(tail).unwrap());
                     lines.push(line);
                 }
-                pos += head + tail;
                 control.written.fetch_add(1, Ordering::SeqCst);
                 let (conn_key, count) = run.expect("a line without an owner");
                 in_run += 1;

@@ -152,7 +152,11 @@ impl EventLoop {
             ready: VecDeque::new(),
             // Big enough for the largest frame plus a header, so a whole frame always fits.
             scratch: vec![0; (config.max_frame as usize + 4).max(READ_BUDGET)],
-            batch: BatchBuilder::new(id, LineFormatter::new(config.format)),
+            batch: BatchBuilder::new(
+                id,
+                LineFormatter::new(config.format),
+                shared.next_seq.load(Ordering::Relaxed),
+            ),
             writer,
             shared,
             log,
@@ -577,7 +581,9 @@ impl EventLoop {
         if self.batch.is_empty() {
             return;
         }
-        let batch = self.batch.take();
+        let batch = self
+            .batch
+            .take(self.shared.next_seq.load(Ordering::Relaxed));
         self.shared
             .pending_bytes
             .fetch_add(batch.cost(), Ordering::AcqRel);

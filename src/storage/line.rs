@@ -83,13 +83,15 @@ impl LineFormatter {
         }
     }
 
-    /// Appends the head and the tail of `record`'s line to `out` and returns their lengths.
+    /// Appends the head of `record`'s line, `seq_slot` bytes for the sequence number (the
+    /// writer fills them in) and the tail to `out`, and returns the head and tail lengths.
     /// `now_ns` stamps records that carry no time of their own.
     pub fn format(
         &mut self,
         record: &Record<'_>,
         origin: &Origin,
         now_ns: u64,
+        seq_slot: usize,
         out: &mut Vec<u8>,
     ) -> (usize, usize) {
         let ts = if record.timestamp_ns == 0 {
@@ -112,19 +114,21 @@ impl LineFormatter {
                 }
                 out.extend_from_slice(&self.text_head);
                 let head = out.len() - start;
+                out.resize(out.len() + seq_slot, b'0');
                 write_text(record, origin, out);
-                (head, out.len() - start - head)
+                (head, out.len() - start - head - seq_slot)
             }
             Format::Json => {
                 out.extend_from_slice(b"{\"seq\":");
                 let head = out.len() - start;
+                out.resize(out.len() + seq_slot, b'0');
                 out.extend_from_slice(b",\"time\":\"");
                 out.extend_from_slice(&self.time);
                 out.extend_from_slice(b"\",\"level\":\"");
                 out.extend_from_slice(record.level.as_lower_str().as_bytes());
                 out.push(b'"');
                 write_json(record, origin, out);
-                (head, out.len() - start - head)
+                (head, out.len() - start - head - seq_slot)
             }
         }
     }
@@ -482,7 +486,7 @@ mod tests {
     fn line(format: Format, r: &Record<'_>, origin: &Origin, seq: u64) -> String {
         let mut f = LineFormatter::new(format);
         let mut out = Vec::new();
-        let (head, tail) = f.format(r, origin, 0, &mut out);
+        let (head, tail) = f.format(r, origin, 0, 0, &mut out);
         assert_eq!(head + tail, out.len());
         let mut s = String::from_utf8(out[..head].to_vec()).unwrap();
         s.push_str(&seq.to_string());
@@ -626,9 +630,9 @@ mod tests {
                         ..sample()
                     };
                     let mut out = Vec::new();
-                    cached.format(&r, &Origin::default(), 0, &mut out);
+                    cached.format(&r, &Origin::default(), 0, 0, &mut out);
                     let mut fresh = Vec::new();
-                    LineFormatter::new(format).format(&r, &Origin::default(), 0, &mut fresh);
+                    LineFormatter::new(format).format(&r, &Origin::default(), 0, 0, &mut fresh);
                     assert_eq!(out, fresh, "{format:?} {ts} {level:?}");
                 }
             }

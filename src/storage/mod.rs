@@ -32,16 +32,24 @@ pub struct Completion {
 
 /// Lines formatted by one loop, waiting for their sequence numbers.
 ///
-/// `bytes` holds, per line, the head (before the sequence number) then the tail; `spans` holds the
-/// two lengths; `owners` says which connection sent each run of consecutive lines. A loop sends one
-/// batch per turn for all its connections: this is where records are batched, so the channel and
-/// the writer see one message per turn, not one per record.
+/// `bytes` holds, per line, the head (before the sequence number), `seq_width` bytes reserved
+/// for the number, then the tail; `spans` holds the head and tail lengths; `owners` says which
+/// connection sent each run of consecutive lines. A loop sends one batch per turn for all its
+/// connections: this is where records are batched, so the channel and the writer see one message
+/// per turn, not one per record.
+///
+/// The reserved width is that of the writer's next sequence number when the batch was started
+/// ([`Shared::next_seq`](crate::shared::Shared)). When the numbers the writer gives the batch
+/// have that width, which is all but the batches that cross a power of ten, the writer prints
+/// them into the reserved bytes and writes `bytes` as it is: the lines are never copied on their
+/// way to the file.
 #[derive(Default)]
 pub struct Batch {
     pub loop_id: usize,
     pub bytes: Vec<u8>,
     pub spans: Vec<(u32, u32)>,
     pub owners: Vec<(ConnKey, u32)>,
+    pub seq_width: usize,
 }
 
 impl Batch {
@@ -57,6 +65,22 @@ impl Batch {
     pub fn len(&self) -> usize {
         self.spans.len()
     }
+
+    /// Each line's head and tail, without the bytes reserved for its sequence number.
+    pub fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut pos = 0;
+        self.spans.iter().map(move |&(head, tail)| {
+            let (head, tail) = (head as usize, tail as usize);
+            let line = &self.bytes[pos..pos + head + self.seq_width + tail];
+            pos += line.len();
+            (&line[..head], &line[head + self.seq_width..])
+        })
+    }
+}
+
+/// Decimal digits of `n`: the bytes a line reserves for a sequence number near `n`.
+pub fn decimal_width(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// A position in a [`BatchBuilder`] to roll back to (a frame that fails half-way).
@@ -75,10 +99,13 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    pub fn new(loop_id: usize, formatter: LineFormatter) -> Self {
+    /// `next_seq`: the writer's next sequence number, or a recent value of it (the width to
+    /// reserve for the numbers; see [`Batch`]).
+    pub fn new(loop_id: usize, formatter: LineFormatter, next_seq: u64) -> Self {
         BatchBuilder {
             batch: Batch {
                 loop_id,
+                seq_width: decimal_width(next_seq),
                 ..Batch::default()
             },
             formatter,
@@ -87,9 +114,13 @@ impl BatchBuilder {
 
     /// Formats `record` and appends it for connection `conn`.
     pub fn push(&mut self, conn: ConnKey, record: &Record<'_>, origin: &Origin, now_ns: u64) {
-        let (head, tail) = self
-            .formatter
-            .format(record, origin, now_ns, &mut self.batch.bytes);
+        let (head, tail) = self.formatter.format(
+            record,
+            origin,
+            now_ns,
+            self.batch.seq_width,
+            &mut self.batch.bytes,
+        );
         // A line is at most a frame (16 MiB) plus escaping (4x): far below u32::MAX.
         self.batch.spans.push((head as u32, tail as u32));
         match self.batch.owners.last_mut() {
@@ -126,8 +157,9 @@ impl BatchBuilder {
         self.batch.is_empty()
     }
 
-    /// Takes the batch, leaving an empty one with the same capacity hint.
-    pub fn take(&mut self) -> Batch {
+    /// Takes the batch, leaving an empty one with the same capacity hint that reserves the
+    /// width of `next_seq` for its sequence numbers.
+    pub fn take(&mut self, next_seq: u64) -> Batch {
         let loop_id = self.batch.loop_id;
         let hint = self.batch.bytes.len();
         std::mem::replace(
@@ -135,6 +167,7 @@ impl BatchBuilder {
             Batch {
                 loop_id,
                 bytes: Vec::with_capacity(hint),
+                seq_width: decimal_width(next_seq),
                 ..Batch::default()
             },
         )
