@@ -497,7 +497,10 @@ mod tests {
             .iter()
             .flat_map(|p| {
                 let text = std::fs::read_to_string(p).unwrap();
-                assert!(text.is_empty() || text.ends_with('\n'), "{p:?} ends mid-line");
+                assert!(
+                    text.is_empty() || text.ends_with('\n'),
+                    "{p:?} ends mid-line"
+                );
                 text.lines().map(str::to_string).collect::<Vec<_>>()
             })
             .collect()
@@ -521,7 +524,11 @@ mod tests {
         };
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let shared = Arc::new(Shared::new("t".into(), usize::MAX, vec![Mailbox::new(waker)]));
+        let shared = Arc::new(Shared::new(
+            "t".into(),
+            usize::MAX,
+            vec![Mailbox::new(waker)],
+        ));
         let (tx, rx) = mpsc::channel();
         let writer = Writer::open(
             &config,
