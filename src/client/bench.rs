@@ -280,11 +280,31 @@ impl Latency {
     }
 }
 
+/// CPU time of a process, from `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl CpuTime {
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    fn since(&self, before: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
+}
+
 /// A spawned server's use of the machine during a load run.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerUsage {
     /// User and system CPU time spent between the first record byte and the last ack.
-    pub cpu: Duration,
+    pub cpu: CpuTime,
     /// Resident memory right after the last ack.
     pub rss_kib: u64,
     /// Peak resident memory over the server's life.
@@ -343,13 +363,27 @@ impl Report {
                     ),
                     (
                         "server_cpu_s",
-                        json!(r.server.map(|s| round(s.cpu.as_secs_f64(), 3))),
+                        json!(r.server.map(|s| round(s.cpu.total().as_secs_f64(), 3))),
                     ),
                     (
                         "server_cpu_us_per_record",
                         json!(
                             r.server
-                                .map(|s| round(s.cpu.as_secs_f64() * 1e6 / records, 3))
+                                .map(|s| round(s.cpu.total().as_secs_f64() * 1e6 / records, 3))
+                        ),
+                    ),
+                    (
+                        "server_user_us_per_record",
+                        json!(
+                            r.server
+                                .map(|s| round(s.cpu.user.as_secs_f64() * 1e6 / records, 3))
+                        ),
+                    ),
+                    (
+                        "server_sys_us_per_record",
+                        json!(
+                            r.server
+                                .map(|s| round(s.cpu.system.as_secs_f64() * 1e6 / records, 3))
                         ),
                     ),
                     ("server_rss_kib", json!(r.server.map(|s| s.rss_kib))),
@@ -458,9 +492,11 @@ impl fmt::Display for Report {
                     Some(s) => {
                         writeln!(
                             f,
-                            "  server CPU   {:.2} s, {:.3} µs per record",
-                            s.cpu.as_secs_f64(),
-                            s.cpu.as_secs_f64() * 1e6 / r.records as f64
+                            "  server CPU   {:.2} s, {:.3} µs per record ({:.3} user + {:.3} system)",
+                            s.cpu.total().as_secs_f64(),
+                            s.cpu.total().as_secs_f64() * 1e6 / r.records as f64,
+                            s.cpu.user.as_secs_f64() * 1e6 / r.records as f64,
+                            s.cpu.system.as_secs_f64() * 1e6 / r.records as f64,
                         )?;
                         writeln!(
                             f,
@@ -866,8 +902,8 @@ fn load(
 /// CPU time of this process and of a spawned server when the clock starts, to take the
 /// difference when it stops.
 pub(super) struct Usage {
-    client: Option<Duration>,
-    server: Option<Duration>,
+    client: Option<CpuTime>,
+    server: Option<CpuTime>,
 }
 
 impl Usage {
@@ -886,12 +922,12 @@ impl Usage {
         let client_cpu = self
             .client
             .zip(cpu_time("self"))
-            .map(|(before, after)| after.saturating_sub(before));
+            .map(|(before, after)| after.since(before).total());
         let server = server.and_then(|s| {
             let cpu = self.server.zip(s.cpu())?;
             let memory = s.memory()?;
             Some(ServerUsage {
-                cpu: cpu.1.saturating_sub(cpu.0),
+                cpu: cpu.1.since(cpu.0),
                 rss_kib: memory.rss_kib,
                 hwm_kib: memory.hwm_kib,
             })
@@ -1716,8 +1752,8 @@ impl SpawnedServer {
         self.child.id().to_string()
     }
 
-    /// User + system CPU time so far.
-    fn cpu(&self) -> Option<Duration> {
+    /// User and system CPU time so far.
+    fn cpu(&self) -> Option<CpuTime> {
         cpu_time(&self.pid())
     }
 
@@ -1932,10 +1968,14 @@ fn parse_listening_text(line: &str, key: &str) -> Result<SocketAddr, String> {
 // /proc
 
 /// CPU time of process `pid` (or `self`), user and system.
-fn cpu_time(pid: &str) -> Option<Duration> {
+fn cpu_time(pid: &str) -> Option<CpuTime> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks = parse_stat_ticks(&stat)?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    let (user, system) = parse_stat_ticks(&stat)?;
+    let seconds = |ticks: u64| Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64);
+    Some(CpuTime {
+        user: seconds(user),
+        system: seconds(system),
+    })
 }
 
 /// Clock ticks per second, the unit of `/proc/<pid>/stat` times: `getconf CLK_TCK`, asked once
@@ -1954,16 +1994,16 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// utime + stime (fields 14 and 15, in clock ticks) from the text of `/proc/<pid>/stat`. The
+/// utime and stime (fields 14 and 15, in clock ticks) from the text of `/proc/<pid>/stat`. The
 /// command name (field 2) may hold spaces and parentheses, so fields are counted after its
 /// last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
+fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     // The first field after the name is field 3, so field 14 is the 12th.
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// A `kB` value such as `VmRSS:   12345 kB` from the text of `/proc/<pid>/status`.
@@ -2127,7 +2167,7 @@ mod tests {
         let stat = "4242 (log mill) S 1 4242 4242 0 -1 4194560 2100 0 0 0 150 25 0 0 20 0 5 0 \
                     123456 104857600 2560 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 \
                     0 0 0 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(175));
+        assert_eq!(parse_stat_ticks(stat), Some((150, 25)));
         assert_eq!(parse_stat_ticks("4242 (x) S 1"), None);
         assert_eq!(parse_stat_ticks("garbage"), None);
     }
