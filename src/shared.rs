@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::storage::Completion;
+use crate::storage::{Batch, Completion};
 
 /// Where the writer leaves completions for one loop, and how it wakes that loop.
 pub struct Mailbox {
@@ -24,6 +24,10 @@ pub struct Mailbox {
     /// Set by a loop that left waiting connections to this one (see `EventLoop::over_share`):
     /// accept even though the listener's edge may have been consumed already.
     pub accept_hint: AtomicBool,
+    /// Batches the writer has written and hands back, emptied, for reuse: a loop that
+    /// allocated its batch buffers anew each turn had glibc give their pages back to the kernel
+    /// and fault them in again, zeroed (22,000 page faults per 2 M records).
+    pub spare_batches: Mutex<Vec<Batch>>,
 }
 
 impl Mailbox {
@@ -34,6 +38,7 @@ impl Mailbox {
             paused: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             accept_hint: AtomicBool::new(false),
+            spare_batches: Mutex::new(Vec::new()),
         }
     }
 

@@ -253,7 +253,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
         control.connections.store(conns.len(), Ordering::SeqCst);
         // The batch goes to the writer once per turn, as in the server.
         if !batch.is_empty() {
-            let b = batch.take(next_seq);
+            let b = batch.take(next_seq, None);
             shared.pending_bytes.fetch_add(b.cost(), Ordering::SeqCst);
             held.push(b);
         }

@@ -124,6 +124,41 @@ fn acks_report_written_records() {
     }
 }
 
+/// Frames of nearly --max-frame (far more than one read of the server's) written back to back,
+/// with small frames between them, are stored whole and in order, and acked.
+#[test]
+fn frames_larger_than_a_read_are_stored_whole() {
+    let dir = TempDir::new("bigframes");
+    let server = Server::start(&dir.0, &[]);
+    let mut client = server.client();
+    client.hello("big", true);
+    let big = "x".repeat(300 * 1024);
+    let mut stream = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        // Three 300 KiB records: a frame of about 900 KiB, under the 1 MiB default.
+        let records: Vec<_> = (0..3)
+            .map(|j| message(&format!("big {i}.{j} {big}")))
+            .collect();
+        native::encode_records(&records, &mut stream);
+        expected.extend((0..3).map(|j| format!("big {i}.{j} ")));
+        native::encode_records(&[message(&format!("small {i}"))], &mut stream);
+        expected.push(format!("small {i}"));
+    }
+    client.send_raw(&stream);
+    client.wait_ack(expected.len() as u64);
+    let lines = server.wait_lines(expected.len());
+    assert_gap_free(&lines, 1);
+    for (line, start) in lines.iter().zip(&expected) {
+        let message = message_of(line);
+        assert!(message.starts_with(start.as_str()), "{start}");
+        if start.starts_with("big") {
+            assert_eq!(message.len(), start.len() + big.len(), "{start}");
+        }
+    }
+    assert!(server.stop().success());
+}
+
 /// A length prefix over --max-frame gets an error frame and the connection is closed.
 #[test]
 fn oversized_frame_gets_error_and_close() {

@@ -150,8 +150,10 @@ impl EventLoop {
             udp,
             conns: Slab::new(),
             ready: VecDeque::new(),
-            // Big enough for the largest frame plus a header, so a whole frame always fits.
-            scratch: vec![0; (config.max_frame as usize + 4).max(READ_BUDGET)],
+            // One read's worth (a frame that does not fit continues in its connection's own
+            // buffer) and at least a UDP datagram; small enough that a read and the batch it
+            // turns into stay in L2 cache together.
+            scratch: vec![0; READ_BUDGET.max(64 * 1024)],
             batch: BatchBuilder::new(
                 id,
                 LineFormatter::new(config.format),
@@ -581,9 +583,14 @@ impl EventLoop {
         if self.batch.is_empty() {
             return;
         }
+        let spare = self.shared.mailboxes[self.id]
+            .spare_batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         let batch = self
             .batch
-            .take(self.shared.next_seq.load(Ordering::Relaxed));
+            .take(self.shared.next_seq.load(Ordering::Relaxed), spare);
         self.shared
             .pending_bytes
             .fetch_add(batch.cost(), Ordering::AcqRel);

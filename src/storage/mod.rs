@@ -78,6 +78,12 @@ impl Batch {
     }
 }
 
+/// Written batches kept per loop for reuse ([`Mailbox::spare_batches`](crate::shared::Mailbox)):
+/// about what the writer holds between two writes. Beyond these, and batches whose buffer grew
+/// past `SPARE_CAPACITY` (a turn of very large frames), are freed.
+pub const SPARE_BATCHES: usize = 8;
+pub const SPARE_CAPACITY: usize = 2 * 1024 * 1024;
+
 /// Decimal digits of `n`: the bytes a line reserves for a sequence number near `n`.
 pub fn decimal_width(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
@@ -157,18 +163,22 @@ impl BatchBuilder {
         self.batch.is_empty()
     }
 
-    /// Takes the batch, leaving an empty one with the same capacity hint that reserves the
-    /// width of `next_seq` for its sequence numbers.
-    pub fn take(&mut self, next_seq: u64) -> Batch {
+    /// Takes the batch, leaving an empty one that reserves the width of `next_seq` for its
+    /// sequence numbers: `spare` (an emptied batch the writer handed back) or, without one, a
+    /// new one with as much room as the batch taken had.
+    pub fn take(&mut self, next_seq: u64, spare: Option<Batch>) -> Batch {
         let loop_id = self.batch.loop_id;
-        let hint = self.batch.bytes.len();
+        let next = spare.unwrap_or_else(|| Batch {
+            bytes: Vec::with_capacity(self.batch.bytes.capacity()),
+            spans: Vec::with_capacity(self.batch.spans.capacity()),
+            ..Batch::default()
+        });
         std::mem::replace(
             &mut self.batch,
             Batch {
                 loop_id,
-                bytes: Vec::with_capacity(hint),
                 seq_width: decimal_width(next_seq),
-                ..Batch::default()
+                ..next
             },
         )
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::fileset::FileSet;
 use super::line::parse_seq;
-use super::{Batch, Command, Completion, decimal_width};
+use super::{Batch, Command, Completion, SPARE_BATCHES, SPARE_CAPACITY, decimal_width};
 use crate::config::Fsync;
 use crate::server_log::ServerLog;
 use crate::shared::Shared;
@@ -40,6 +40,8 @@ const DEGRADED_RETRY: Duration = Duration::from_secs(1);
 /// One batch's numbered lines.
 struct Pending {
     bytes: Vec<u8>,
+    /// The batch `bytes` came from, emptied: its loop gets it back once `bytes` is written.
+    shell: Batch,
     /// `bytes[..written]` is in the file.
     written: usize,
     /// Offsets in `bytes` before which the file must be rotated.
@@ -253,16 +255,16 @@ impl Writer {
         let Batch {
             loop_id,
             mut bytes,
-            spans,
-            owners,
+            mut spans,
+            mut owners,
             ..
         } = batch;
 
         let max = self.files.max_file_size();
         let mut rotations = VecDeque::new();
         let mut digits = itoa::Buffer::new();
-        let mut owners = owners.iter();
-        let mut run = owners.next().copied();
+        let mut runs = owners.iter();
+        let mut run = runs.next().copied();
         let mut in_run = 0u32;
         let (mut from, mut to) = (0usize, 0usize);
         for (seq, &(head, tail)) in (first..).zip(&spans) {
@@ -293,7 +295,7 @@ impl Writer {
                         count: u64::from(count),
                         last_seq: seq,
                     });
-                    run = owners.next().copied();
+                    run = runs.next().copied();
                     in_run = 0;
                 }
             }
@@ -302,8 +304,16 @@ impl Writer {
         self.shared.next_seq.store(self.next_seq, Ordering::Relaxed);
         let bytes = copy.unwrap_or(bytes);
         self.appended += bytes.len();
+        spans.clear();
+        owners.clear();
         self.pending.push_back(Pending {
             bytes,
+            shell: Batch {
+                loop_id,
+                spans,
+                owners,
+                ..Batch::default()
+            },
             written: 0,
             rotations,
             records: count,
@@ -344,6 +354,25 @@ impl Writer {
         }
     }
 
+    /// Hands a written batch back to its loop, emptied, unless the loop has enough spares or
+    /// the batch grew oversized.
+    fn recycle(&self, done: Pending) {
+        let Pending {
+            mut bytes, shell, ..
+        } = done;
+        if bytes.capacity() > SPARE_CAPACITY {
+            return;
+        }
+        bytes.clear();
+        let mut spare = self.shared.mailboxes[shell.loop_id]
+            .spare_batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BATCHES {
+            spare.push(Batch { bytes, ..shell });
+        }
+    }
+
     fn write_out(&mut self) -> io::Result<()> {
         while let Some(p) = self.pending.front_mut() {
             loop {
@@ -371,7 +400,9 @@ impl Writer {
             }
             self.unwritten_records -= p.records;
             self.written_records += p.records;
-            self.pending.pop_front();
+            if let Some(done) = self.pending.pop_front() {
+                self.recycle(done);
+            }
         }
         if self.fsync == Fsync::Always {
             self.files.sync()?;
@@ -547,7 +578,7 @@ mod tests {
         };
         let mut sent = 0;
         for (records, hint) in plan {
-            builder.take(hint);
+            builder.take(hint, None);
             for _ in 0..records {
                 sent += 1;
                 let record = Record {
@@ -557,7 +588,7 @@ mod tests {
                 };
                 builder.push(conn, &record, &Origin::default(), 0);
             }
-            tx.send(Command::Write(builder.take(hint))).unwrap();
+            tx.send(Command::Write(builder.take(hint, None))).unwrap();
         }
         tx.send(Command::LoopDone(0)).unwrap();
         assert_eq!(writer.run(Duration::from_secs(5)), Exit::Clean);
@@ -576,6 +607,14 @@ mod tests {
             "rotations happened"
         );
         assert_eq!(shared.next_seq.load(Ordering::Relaxed), sent as u64 + 1);
+        // Written batches went back to their loop for reuse, emptied, no more than it keeps.
+        let spare = shared.mailboxes[0].spare_batches.lock().unwrap();
+        assert_eq!(spare.len(), plan.len());
+        assert!(
+            spare
+                .iter()
+                .all(|b| b.bytes.is_empty() && b.is_empty() && b.owners.is_empty())
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
