@@ -66,8 +66,8 @@ pub struct Shared {
     /// The writer could not write after its retries; it keeps the records and keeps trying.
     pub degraded: AtomicBool,
     pub shutdown: AtomicBool,
-    /// The writer's next sequence number, published after each batch: the loops read it to
-    /// reserve the right number of digits in the lines they format (see `storage::Batch`).
+    /// The next sequence number to give: each loop takes a range for each batch it sends
+    /// (`storage::Batch::number`). Set from the files by the writer before the loops start.
     pub next_seq: AtomicU64,
     pub mailboxes: Vec<Mailbox>,
 }

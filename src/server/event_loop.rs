@@ -588,9 +588,12 @@ impl EventLoop {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop();
-        let batch = self
-            .batch
-            .take(self.shared.next_seq.load(Ordering::Relaxed), spare);
+        // The batch's sequence numbers, taken from the shared counter and printed here, where
+        // the lines are still in this core's cache; the writer stores batches in number order.
+        let count = self.batch.len() as u64;
+        let first = self.shared.next_seq.fetch_add(count, Ordering::Relaxed);
+        let mut batch = self.batch.take(first + count, spare);
+        batch.number(first);
         self.shared
             .pending_bytes
             .fetch_add(batch.cost(), Ordering::AcqRel);

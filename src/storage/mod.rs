@@ -38,11 +38,13 @@ pub struct Completion {
 /// connections: this is where records are batched, so the channel and the writer see one message
 /// per turn, not one per record.
 ///
-/// The reserved width is that of the writer's next sequence number when the batch was started
-/// ([`Shared::next_seq`](crate::shared::Shared)). When the numbers the writer gives the batch
-/// have that width, which is all but the batches that cross a power of ten, the writer prints
-/// them into the reserved bytes and writes `bytes` as it is: the lines are never copied on their
-/// way to the file.
+/// Sequence numbers are given by the loop when it sends the batch ([`Batch::number`]): it takes
+/// a range from the shared counter ([`Shared::next_seq`](crate::shared::Shared)) and prints the
+/// numbers into the reserved digits while the lines are still in its own core's cache. The
+/// reserved width is that of the counter when the batch was started; a batch whose numbers turn
+/// out wider or narrower (it crosses a power of ten) is rebuilt once with the right digits. The
+/// writer then writes `bytes` as they are, in the order of the numbers: the lines are never
+/// copied on their way to the file.
 #[derive(Default)]
 pub struct Batch {
     pub loop_id: usize,
@@ -50,6 +52,8 @@ pub struct Batch {
     pub spans: Vec<(u32, u32)>,
     pub owners: Vec<(ConnKey, u32)>,
     pub seq_width: usize,
+    /// The number of the first line, once [`Batch::number`] has given them (0 before).
+    pub first_seq: u64,
 }
 
 impl Batch {
@@ -66,7 +70,39 @@ impl Batch {
         self.spans.len()
     }
 
-    /// Each line's head and tail, without the bytes reserved for its sequence number.
+    /// Gives the lines the numbers `first..`: printed into the digits each line reserved or,
+    /// when the numbers have another width than was reserved, by rebuilding the lines with the
+    /// right digits. Afterwards line `i` is `head`, the digits of `first + i`, `tail`.
+    pub fn number(&mut self, first: u64) {
+        self.first_seq = first;
+        let Some(last) = (self.len() as u64).checked_sub(1).map(|n| first + n) else {
+            return;
+        };
+        let width = self.seq_width;
+        let mut digits = itoa::Buffer::new();
+        let mut pos = 0;
+        if decimal_width(first) == width && decimal_width(last) == width {
+            for (seq, &(head, tail)) in (first..).zip(&self.spans) {
+                let (head, tail) = (head as usize, tail as usize);
+                self.bytes[pos + head..pos + head + width]
+                    .copy_from_slice(digits.format(seq).as_bytes());
+                pos += head + width + tail;
+            }
+            return;
+        }
+        let mut lines = Vec::with_capacity(self.bytes.len() + self.len());
+        for (seq, &(head, tail)) in (first..).zip(&self.spans) {
+            let (head, tail) = (head as usize, tail as usize);
+            lines.extend_from_slice(&self.bytes[pos..pos + head]);
+            lines.extend_from_slice(digits.format(seq).as_bytes());
+            lines.extend_from_slice(&self.bytes[pos + head + width..pos + head + width + tail]);
+            pos += head + width + tail;
+        }
+        self.bytes = lines;
+    }
+
+    /// Each line's head and tail, without the bytes reserved for its sequence number (before
+    /// [`Batch::number`]).
     pub fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let mut pos = 0;
         self.spans.iter().map(move |&(head, tail)| {
@@ -161,6 +197,11 @@ impl BatchBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
+    }
+
+    /// Lines pushed so far.
+    pub fn len(&self) -> usize {
+        self.batch.len()
     }
 
     /// Takes the batch, leaving an empty one that reserves the width of `next_seq` for its

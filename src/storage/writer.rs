@@ -13,7 +13,7 @@
 //! clients are pushed back by TCP. Nothing is dropped; when the disk recovers, the writer carries
 //! on where it stopped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -62,6 +62,8 @@ pub struct Writer {
     stdout: bool,
     /// Numbered lines waiting to be written, one buffer per batch, in order.
     pending: VecDeque<Pending>,
+    /// Batches that arrived before one with lower numbers, by their first number.
+    waiting: BTreeMap<u64, Batch>,
     /// Bytes appended since everything was last written (what `FLUSH_AT` counts).
     appended: usize,
     /// Size the active file will have once `pending` is written (since the last planned rotation).
@@ -139,6 +141,7 @@ impl Writer {
             fsync: config.fsync,
             stdout: config.stdout,
             pending: VecDeque::new(),
+            waiting: BTreeMap::new(),
             appended: 0,
             completions: vec![Vec::new(); loops],
             unwritten_records: 0,
@@ -182,6 +185,16 @@ impl Writer {
             self.periodic_stats(now);
 
             if self.loops_done == self.completions.len() {
+                // Every loop has sent its last batch: a batch still waiting for lower numbers
+                // waits for numbers that were taken and never sent (a loop failed between the
+                // two). Store it rather than lose it.
+                while let Some((first, batch)) = self.waiting.pop_first() {
+                    self.log.error(format_args!(
+                        "sequence numbers {}..{first} were never sent; storing the records after them",
+                        self.next_seq
+                    ));
+                    self.append(batch);
+                }
                 let began = *shutdown_began.get_or_insert(now);
                 if self.pending.is_empty() {
                     if let Err(e) = self.files.sync() {
@@ -216,7 +229,7 @@ impl Writer {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Write(batch) => self.append(batch),
+            Command::Write(batch) => self.receive(batch),
             Command::Reopen => {
                 self.flush();
                 match self.files.reopen() {
@@ -236,25 +249,40 @@ impl Writer {
         }
     }
 
-    /// Numbers the batch's lines, plans the rotations that fall among them and queues them. This
-    /// is the writer's per-record work: print a number into the digits the loop reserved, no
-    /// copy, no allocation, no syscall. A batch whose numbers have another width than it reserved
-    /// (it crossed a power of ten, or started before the writer's last batch did) is copied once,
-    /// each line with its number, instead.
-    fn append(&mut self, batch: Batch) {
-        let count = batch.len() as u64;
-        if count == 0 {
+    /// Takes a numbered batch from a loop. Loops take their numbers from a shared counter and
+    /// send their batches independently, so a batch may arrive before one with lower numbers
+    /// that another loop is about to send; it waits for that one.
+    fn receive(&mut self, batch: Batch) {
+        if batch.is_empty() {
             return;
         }
-        let first = self.next_seq;
-        let last = first + count - 1;
-        let width = batch.seq_width;
-        let in_place = decimal_width(first) == width && decimal_width(last) == width;
-        let mut copy = (!in_place).then(|| Vec::with_capacity(batch.bytes.len() + batch.len()));
+        if batch.first_seq > self.next_seq {
+            self.waiting.insert(batch.first_seq, batch);
+            return;
+        }
+        if batch.first_seq < self.next_seq {
+            self.log.error(format_args!(
+                "a batch numbered from {} arrived after number {}; stored as it is",
+                batch.first_seq,
+                self.next_seq - 1
+            ));
+        }
+        self.append(batch);
+        while let Some(next) = self.waiting.remove(&self.next_seq) {
+            self.append(next);
+        }
+    }
+
+    /// Plans the rotations that fall among the batch's lines and queues them. This is the
+    /// writer's per-record work: a line length and a completion count; the lines themselves are
+    /// neither read nor copied here.
+    fn append(&mut self, batch: Batch) {
+        let count = batch.len() as u64;
+        let first = batch.first_seq;
         let cost = batch.cost();
         let Batch {
             loop_id,
-            mut bytes,
+            bytes,
             mut spans,
             mut owners,
             ..
@@ -262,29 +290,17 @@ impl Writer {
 
         let max = self.files.max_file_size();
         let mut rotations = VecDeque::new();
-        let mut digits = itoa::Buffer::new();
         let mut runs = owners.iter();
         let mut run = runs.next().copied();
         let mut in_run = 0u32;
-        let (mut from, mut to) = (0usize, 0usize);
+        let mut at = 0usize;
         for (seq, &(head, tail)) in (first..).zip(&spans) {
-            let (head, tail) = (head as usize, tail as usize);
-            let number = digits.format(seq).as_bytes();
-            let len = head + number.len() + tail;
+            let len = head as usize + decimal_width(seq) + tail as usize;
             if self.planned_size > 0 && self.planned_size + len as u64 > max {
-                rotations.push_back(to);
+                rotations.push_back(at);
                 self.planned_size = 0;
             }
-            match &mut copy {
-                None => bytes[from + head..from + head + width].copy_from_slice(number),
-                Some(out) => {
-                    out.extend_from_slice(&bytes[from..from + head]);
-                    out.extend_from_slice(number);
-                    out.extend_from_slice(&bytes[from + head + width..from + head + width + tail]);
-                }
-            }
-            from += head + width + tail;
-            to += len;
+            at += len;
             self.planned_size += len as u64;
 
             if let Some((conn, count)) = run {
@@ -300,9 +316,7 @@ impl Writer {
                 }
             }
         }
-        self.next_seq = last + 1;
-        self.shared.next_seq.store(self.next_seq, Ordering::Relaxed);
-        let bytes = copy.unwrap_or(bytes);
+        self.next_seq = first + count;
         self.appended += bytes.len();
         spans.clear();
         owners.clear();
@@ -537,11 +551,12 @@ mod tests {
             .collect()
     }
 
-    /// Batches whose reserved width is right (numbered in place) and wrong (copied): crossing 9
-    /// to 10 and 99 to 100 inside a batch, and a stale hint far behind; rotations fall inside
-    /// batches. Every line must come out whole, in order, with its own number.
+    /// Batches numbered as the loops number them, their reserved width right (printed in place)
+    /// and wrong (rebuilt): crossing 9 to 10 and 99 to 100 inside a batch, and a stale hint far
+    /// behind. They arrive out of order, and rotations fall inside batches. Every line must come
+    /// out whole, in number order, with its own number.
     #[test]
-    fn lines_are_numbered_in_place_or_copied_and_rotate_whole() {
+    fn numbered_batches_are_stored_in_number_order_and_rotate_whole() {
         let dir = std::env::temp_dir().join(format!("logmill-writer-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).unwrap();
@@ -577,6 +592,7 @@ mod tests {
             serial: 0,
         };
         let mut sent = 0;
+        let mut batches = Vec::new();
         for (records, hint) in plan {
             builder.take(hint, None);
             for _ in 0..records {
@@ -588,7 +604,14 @@ mod tests {
                 };
                 builder.push(conn, &record, &Origin::default(), 0);
             }
-            tx.send(Command::Write(builder.take(hint, None))).unwrap();
+            let first = shared.next_seq.fetch_add(records, Ordering::Relaxed);
+            let mut batch = builder.take(hint, None);
+            batch.number(first);
+            batches.push(Some(batch));
+        }
+        for i in [1, 0, 4, 3, 2] {
+            let batch = batches[i].take().unwrap();
+            tx.send(Command::Write(batch)).unwrap();
         }
         tx.send(Command::LoopDone(0)).unwrap();
         assert_eq!(writer.run(Duration::from_secs(5)), Exit::Clean);
