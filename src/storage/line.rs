@@ -1,8 +1,8 @@
 //! The stored line format: a [`Record`] becomes one line of text or JSON.
 //!
-//! Lines are formatted by the event loops, in parallel, not by the writer: a line is split into a
-//! head and a tail around its sequence number, which only the writer knows. The writer then does
-//! nothing per record but copy the head, print the number and copy the tail.
+//! Lines are formatted by the event loops, in parallel, not by the writer: a line is a head, room
+//! for its sequence number and a tail; the loop prints the number when it sends the batch (see
+//! [`Batch`](super::Batch)), and the writer writes the bytes as they are.
 //!
 //! Text: `2026-11-22T00:26:13.123456Z INFO 42 billing/pod-7 app.db connection lost | host=web-1 retry=3`
 //! JSON: `{"seq":42,"time":"2026-11-22T00:26:13.123456Z","level":"info","app":"billing",...}`

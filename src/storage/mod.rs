@@ -141,7 +141,7 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// `next_seq`: the writer's next sequence number, or a recent value of it (the width to
+    /// `next_seq`: the next sequence number to give, or a recent value of it (the width to
     /// reserve for the numbers; see [`Batch`]).
     pub fn new(loop_id: usize, formatter: LineFormatter, next_seq: u64) -> Self {
         BatchBuilder {

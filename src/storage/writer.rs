@@ -1,10 +1,10 @@
 //! The writer thread: the only code that touches the record files.
 //!
-//! It receives [`Batch`]es from the loops, gives each line the next sequence number (printed into
-//! the digits the loop reserved, so the batch's bytes go to the file as they are), and writes each
-//! batch with one `write` call, two when a rotation falls inside it (this is the batching the
-//! issue asks for). Rotation points are decided while lines are numbered, so a line is never split
-//! across files.
+//! It receives numbered [`Batch`]es from the loops, puts them in number order (a loop may send a
+//! batch before another loop sends the lower numbers it took first), and writes each batch's bytes
+//! as they are with one `write` call, two when a rotation falls inside it (this is the batching the
+//! issue asks for). Rotation points are decided from the line lengths as batches are queued, so a
+//! line is never split across files.
 //!
 //! When a write fails, the pending batches, the position in the first and their rotations stay as
 //! they are and the write is retried (3 retries, exponential backoff). If the disk still refuses, the writer marks
