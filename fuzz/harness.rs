@@ -350,6 +350,25 @@ pub fn native_record(data: &[u8]) -> ClientOutcome {
         check_lines(&r, &mut formatters, &origins);
         records.push(r.into_static());
     });
+    // The fast path (`native_fast`) must agree with the crate: the same frame and records, or an
+    // error from both (records handed over before an error may differ; the server drops them).
+    let mut reference = Vec::new();
+    let reference_result =
+        native::decode_client_frame_with_crate(data, |r| reference.push(r.into_static()));
+    match (&result, &reference_result) {
+        (Ok(fast), Ok(crate_frame)) => {
+            assert_eq!(
+                fast, crate_frame,
+                "fast path and crate decode different frames"
+            );
+            assert_eq!(
+                records, reference,
+                "fast path and crate decode different records"
+            );
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("fast path and crate disagree: {result:?} vs {reference_result:?}"),
+    }
     match &result {
         Ok(ClientFrame::Records(n)) => {
             assert_eq!(

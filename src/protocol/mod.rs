@@ -6,6 +6,7 @@
 //! - [`frame`]: the 4-byte big-endian length prefix shared by native frames.
 //! - [`grpc`]: gRPC message framing, gzip, the `proto/` types and their conversion to records.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
+//! - [`native_fast`]: the fast path for record and batch frames, checked against the crate.
 //! - [`lines`]: `\n`-terminated lines, cut into pieces when longer than the limit.
 //! - [`syslog`]: RFC 6587 framing (octet counting or lines) and RFC 5424 / RFC 3164 messages.
 //! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
@@ -19,5 +20,6 @@ pub mod grpc;
 pub mod jsonl;
 pub mod lines;
 pub mod native;
+pub mod native_fast;
 pub mod pickle;
 pub mod syslog;

@@ -16,7 +16,7 @@ use capnp::serialize;
 
 use crate::logmill_capnp::{ErrorCode, Level as WireLevel};
 use crate::logmill_capnp::{client_frame, log_record, server_frame};
-use crate::protocol::frame;
+use crate::protocol::{frame, native_fast};
 use crate::record::{Body, Level, Record, lossy_utf8};
 
 /// The deepest nesting a valid `ClientFrame` has is 4 (frame, batch, record, field); a little
@@ -64,14 +64,17 @@ impl From<capnp::NotInSchema> for DecodeError {
     }
 }
 
+/// Traversal is counted in 8-byte words each time a struct or list is fetched; four times the
+/// payload covers every legitimate read of every field with room to spare, and bounds the work
+/// of a malicious message to a constant factor of its size.
+pub(super) fn traversal_limit(payload_len: usize) -> usize {
+    (payload_len / 8).saturating_mul(4).max(64)
+}
+
 fn reader_options(payload_len: usize) -> ReaderOptions {
-    // Traversal is counted in 8-byte words each time a struct or list is fetched; four times the
-    // payload covers every legitimate read of every field with room to spare, and bounds the work
-    // of a malicious message to a constant factor of its size.
-    let words = payload_len / 8;
     let mut options = ReaderOptions::new();
     options
-        .traversal_limit_in_words(Some(words.saturating_mul(4).max(64)))
+        .traversal_limit_in_words(Some(traversal_limit(payload_len)))
         .nesting_limit(NESTING_LIMIT);
     options
 }
@@ -85,6 +88,24 @@ fn reader_options(payload_len: usize) -> ReaderOptions {
 /// # Errors
 /// [`DecodeError`] when the payload is not a Cap'n Proto message whose root is a `ClientFrame`.
 pub fn decode_client_frame(
+    payload: &[u8],
+    mut on_record: impl FnMut(Record<'_>),
+) -> Result<ClientFrame, DecodeError> {
+    // Record and batch frames as encoders write them take the fast path; it hands over nothing
+    // unless it takes the whole frame, so the crate can always start again from the beginning.
+    let limit = traversal_limit(payload.len());
+    match native_fast::decode(payload, limit, max_records(payload), &mut on_record) {
+        Ok(records) => Ok(ClientFrame::Records(records)),
+        Err(native_fast::Unsupported) => decode_client_frame_with_crate(payload, on_record),
+    }
+}
+
+/// [`decode_client_frame`] by the `capnp` crate alone: the reference the fast path is tested
+/// against, and the decoder of every frame the fast path leaves to it.
+///
+/// # Errors
+/// [`DecodeError`] when the payload is not a Cap'n Proto message whose root is a `ClientFrame`.
+pub fn decode_client_frame_with_crate(
     payload: &[u8],
     mut on_record: impl FnMut(Record<'_>),
 ) -> Result<ClientFrame, DecodeError> {
@@ -105,7 +126,7 @@ pub fn decode_client_frame(
             // A list of zero-size structs costs nothing on the wire but a whole stored line per
             // element; a real record takes at least a word, so more records than payload words is
             // an amplification attempt (found by fuzzing: 40 bytes made 1,020 records).
-            if records.len() as usize > payload.len() / 8 {
+            if records.len() as usize > max_records(payload) {
                 return Err(DecodeError(capnp::Error::failed(format!(
                     "batch declares {} records in {} bytes",
                     records.len(),
@@ -176,6 +197,17 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
         parse_error: false,
         truncated: false,
     })
+}
+
+/// A real record takes at least a word, so a batch may not declare more records than its payload
+/// has words.
+pub(super) fn max_records(payload: &[u8]) -> usize {
+    payload.len() / 8
+}
+
+/// The level of a `LogRecord.level` value.
+pub(super) fn level_from_wire(value: u16) -> Level {
+    from_wire_level(WireLevel::try_from(value))
 }
 
 fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {
