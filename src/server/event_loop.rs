@@ -150,10 +150,10 @@ impl EventLoop {
             udp,
             conns: Slab::new(),
             ready: VecDeque::new(),
-            // One read's worth (a frame that does not fit continues in its connection's own
-            // buffer) and at least a UDP datagram; small enough that a read and the batch it
-            // turns into stay in L2 cache together.
-            scratch: vec![0; READ_BUDGET.max(64 * 1024)],
+            // One read's worth (small enough that a read and the batch it turns into stay in L2
+            // cache together), then room for the rest of a frame the read cut (see
+            // `read_rest_of_frame`); at least a UDP datagram.
+            scratch: vec![0; (READ_BUDGET + config.max_frame as usize + 4).max(64 * 1024)],
             batch: BatchBuilder::new(
                 id,
                 LineFormatter::new(config.format),
@@ -474,11 +474,12 @@ impl EventLoop {
             let result = if conn.input.is_empty() {
                 // The common case: read into the loop's scratch buffer, decode in place, and keep
                 // only an unfinished tail.
-                match conn.stream.read(&mut self.scratch) {
+                match conn.stream.read(&mut self.scratch[..READ_BUDGET]) {
                     Ok(n) if n > 0 => {
-                        let used = conn.consume(&self.scratch[..n], &mut cx);
-                        conn.input.extend_from_slice(&self.scratch[used..n]);
-                        Ok(n)
+                        let (used, end, result) =
+                            read_rest_of_frame(conn, &mut self.scratch, n, &mut cx);
+                        conn.input.extend_from_slice(&self.scratch[used..end]);
+                        result.map(|()| end)
                     }
                     other => other,
                 }
@@ -948,4 +949,46 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// After a read into `scratch[..n]` that `conn` consumed up to a frame it cut, reads the rest of
+/// that frame right behind it, while the socket has it, and consumes it there: the cut part is
+/// neither copied into the connection's buffer nor is that buffer grown (and zeroed) for the
+/// rest, which cost a copy and a fill of half a frame on nearly every read. Returns how far the
+/// scratch was consumed and filled, and a read error to report (end of stream and `WouldBlock`
+/// are left for the next read to see again).
+fn read_rest_of_frame(
+    conn: &mut Connection,
+    scratch: &mut [u8],
+    n: usize,
+    cx: &mut Context<'_>,
+) -> (usize, usize, io::Result<()>) {
+    let mut used = conn.consume(&scratch[..n], cx);
+    let mut end = n;
+    while used < end && conn.phase != Phase::Closing {
+        let Some(need) = conn.input_needed else {
+            break;
+        };
+        let frame_end = used.saturating_add(need);
+        if frame_end <= end || frame_end > scratch.len() {
+            break;
+        }
+        match conn.stream.read(&mut scratch[end..frame_end]) {
+            Ok(0) => break,
+            Ok(m) => {
+                end += m;
+                used += conn.consume(&scratch[used..end], cx);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return (used, end, Err(e)),
+        }
+    }
+    (used, end, Ok(()))
 }
