@@ -328,7 +328,9 @@ fn validate(segment: Segment<'_>, r: StructAt) -> Result<usize, Unsupported> {
     Ok(words)
 }
 
-/// `LogRecord`'s data section: byte offsets of its fields (`schema/logmill.capnp`).
+/// `LogRecord`'s data section: byte offsets of its fields (`schema/logmill.capnp`). A schema
+/// change that moves a field fails `takes_what_the_encoder_writes`, which sets every field
+/// through the generated builder and reads it back here.
 const TIMESTAMP: usize = 0;
 const LEVEL: usize = 8;
 const BODY_TAG: usize = 10;
