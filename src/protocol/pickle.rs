@@ -1022,27 +1022,27 @@ fn repr(value: &Value, out: &mut String) {
         Value::F64(f) => float(*f, out),
         Value::String(s) => str_repr(s, out),
         Value::Bytes(b) => bytes_repr(b, out),
-        Value::List(items) => seq(items.iter(), "[", "]", false, out),
-        Value::Tuple(items) => seq(items.iter(), "(", ")", items.len() == 1, out),
+        Value::List(items) => seq(items, "[", "]", repr, out),
+        Value::Tuple(items) => seq(items, "(", tuple_close(items.len()), repr, out),
         Value::Set(items) if items.is_empty() => out.push_str("set()"),
-        Value::Set(items) => hashable_seq(items.iter(), "{", "}", out),
+        Value::Set(items) => seq(items, "{", "}", hashable, out),
         Value::FrozenSet(items) if items.is_empty() => out.push_str("frozenset()"),
-        Value::FrozenSet(items) => hashable_seq(items.iter(), "frozenset({", "})", out),
-        Value::Dict(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+        Value::FrozenSet(items) => seq(items, "frozenset({", "})", hashable, out),
+        Value::Dict(map) => seq(
+            map,
+            "{",
+            "}",
+            |(k, v), out| {
                 hashable(k, out);
                 out.push_str(": ");
                 repr(v, out);
-            }
-            out.push('}');
-        }
+            },
+            out,
+        ),
     }
 }
 
+/// [`repr`] of a dict key or set element.
 fn hashable(value: &HashableValue, out: &mut String) {
     match value {
         HashableValue::None => out.push_str("None"),
@@ -1053,55 +1053,33 @@ fn hashable(value: &HashableValue, out: &mut String) {
         HashableValue::F64(f) => float(*f, out),
         HashableValue::String(s) => str_repr(s, out),
         HashableValue::Bytes(b) => bytes_repr(b, out),
-        HashableValue::Tuple(items) => {
-            out.push('(');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                hashable(item, out);
-            }
-            out.push_str(if items.len() == 1 { ",)" } else { ")" });
-        }
+        HashableValue::Tuple(items) => seq(items, "(", tuple_close(items.len()), hashable, out),
         HashableValue::FrozenSet(items) if items.is_empty() => out.push_str("frozenset()"),
-        HashableValue::FrozenSet(items) => hashable_seq(items.iter(), "frozenset({", "})", out),
+        HashableValue::FrozenSet(items) => seq(items, "frozenset({", "})", hashable, out),
     }
 }
 
-fn seq<'v>(
-    items: impl Iterator<Item = &'v Value>,
+/// `items` between `open` and `close`, each written by `item`, separated by `, `.
+fn seq<I: IntoIterator>(
+    items: I,
     open: &str,
     close: &str,
-    trailing_comma: bool,
+    mut item: impl FnMut(I::Item, &mut String),
     out: &mut String,
 ) {
     out.push_str(open);
-    for (i, item) in items.enumerate() {
+    for (i, element) in items.into_iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        repr(item, out);
-    }
-    if trailing_comma {
-        out.push(',');
+        item(element, out);
     }
     out.push_str(close);
 }
 
-fn hashable_seq<'v>(
-    items: impl Iterator<Item = &'v HashableValue>,
-    open: &str,
-    close: &str,
-    out: &mut String,
-) {
-    out.push_str(open);
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        hashable(item, out);
-    }
-    out.push_str(close);
+/// A one-element tuple is written `(x,)`.
+fn tuple_close(len: usize) -> &'static str {
+    if len == 1 { ",)" } else { ")" }
 }
 
 fn push(out: &mut String, args: fmt::Arguments<'_>) {
