@@ -321,16 +321,9 @@ impl<'p> Machine<'p> {
             }
 
             // Memo
-            b'p' => {
-                let id = self.line_number("PUT")?;
-                self.put(id)?;
-            }
-            b'q' => {
-                let id = self.bytes(1)?[0];
-                self.put(u32::from(id))?;
-            }
-            b'r' => {
-                let id = self.u32_le()?;
+            b'p' | b'q' | b'r' => {
+                // PUT, BINPUT, LONG_BINPUT
+                let id = self.memo_index(op)?;
                 self.put(id)?;
             }
             0x94 => {
@@ -339,16 +332,9 @@ impl<'p> Machine<'p> {
                     .map_err(|_| self.too_complex("memo over u32::MAX".into()))?;
                 self.put(id)?;
             }
-            b'g' => {
-                let id = self.line_number("GET")?;
-                self.get(id)?;
-            }
-            b'h' => {
-                let id = self.bytes(1)?[0];
-                self.get(u32::from(id))?;
-            }
-            b'j' => {
-                let id = self.u32_le()?;
+            b'g' | b'h' | b'j' => {
+                // GET, BINGET, LONG_BINGET
+                let id = self.memo_index(op)?;
                 self.get(id)?;
             }
 
@@ -389,7 +375,7 @@ impl<'p> Machine<'p> {
             b'M' => self.fixed(2)?, // BININT2
             0x8a => {
                 // LONG1
-                let len = usize::from(self.bytes(1)?[0]);
+                let len = usize::from(self.byte()?);
                 self.number(len)?;
                 self.fixed(len)?;
             }
@@ -401,12 +387,12 @@ impl<'p> Machine<'p> {
             }
             b'C' | b'U' => {
                 // SHORT_BINBYTES, SHORT_BINSTRING
-                let len = usize::from(self.bytes(1)?[0]);
+                let len = usize::from(self.byte()?);
                 self.fixed(len)?;
             }
             0x8c => {
                 // SHORT_BINUNICODE
-                let len = usize::from(self.bytes(1)?[0]);
+                let len = usize::from(self.byte()?);
                 self.text(len)?;
             }
             b'B' => {
@@ -575,12 +561,21 @@ impl<'p> Machine<'p> {
         Ok(line.strip_suffix(b"\r").unwrap_or(line))
     }
 
-    fn line_number(&mut self, op: &str) -> Result<u32, PickleError> {
-        let line = self.line()?;
-        std::str::from_utf8(line)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| self.malformed(format!("{op} of a bad memo index")))
+    /// The memo index of a PUT or GET: a decimal line (`p`, `g`), one byte (`q`, `h`) or a
+    /// little-endian u32 (`r`, `j`).
+    fn memo_index(&mut self, op: u8) -> Result<u32, PickleError> {
+        match op {
+            b'q' | b'h' => Ok(u32::from(self.byte()?)),
+            b'r' | b'j' => self.u32_le(),
+            _ => {
+                let line = self.line()?;
+                let name = if op == b'p' { "PUT" } else { "GET" };
+                std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| self.malformed(format!("{name} of a bad memo index")))
+            }
+        }
     }
 
     /// Reads a scalar of `len` bytes and pushes it.
@@ -728,14 +723,9 @@ impl<'p> Machine<'p> {
                 }
             }
             Slot::Memo(id) => {
-                let at = self.at;
-                let memo = self
-                    .memo
-                    .get_mut(&id)
-                    .ok_or_else(|| PickleError::Malformed {
-                        what: format!("memo {id} is not set"),
-                        at,
-                    })?;
+                let Some(memo) = self.memo.get_mut(&id) else {
+                    return Err(self.malformed(format!("memo {id} is not set")));
+                };
                 if memo.referenced {
                     return Err(self.not_data(
                         "a container changed after it was referenced (a recursive structure)"
@@ -771,14 +761,9 @@ impl<'p> Machine<'p> {
 
     /// GET: pushes a reference to memo slot `id`, which decoding will copy in full.
     fn get(&mut self, id: u32) -> Result<(), PickleError> {
-        let at = self.at;
-        let memo = self
-            .memo
-            .get_mut(&id)
-            .ok_or_else(|| PickleError::Malformed {
-                what: format!("memo {id} is not set"),
-                at,
-            })?;
+        let Some(memo) = self.memo.get_mut(&id) else {
+            return Err(self.malformed(format!("memo {id} is not set")));
+        };
         memo.referenced = true;
         let size = memo.shape.size;
         self.spend(size)?;
