@@ -887,27 +887,9 @@ fn to_record(dict: BTreeMap<HashableValue, Value>) -> Record<'static> {
             ("funcName", Value::String(s)) => set(&mut record.function, s),
             ("processName", Value::String(s)) => set(&mut record.process_name, s),
             ("threadName", Value::String(s)) => set(&mut record.thread_name, s),
-            ("lineno", Value::I64(n)) => match u32::try_from(n) {
-                Ok(line) => {
-                    record.line = line;
-                    None
-                }
-                Err(_) => Some(Value::I64(n)),
-            },
-            ("process", Value::I64(n)) => match u32::try_from(n) {
-                Ok(pid) => {
-                    record.process_id = pid;
-                    None
-                }
-                Err(_) => Some(Value::I64(n)),
-            },
-            ("thread", Value::I64(n)) => match u64::try_from(n) {
-                Ok(tid) => {
-                    record.thread_id = tid;
-                    None
-                }
-                Err(_) => Some(Value::I64(n)),
-            },
+            ("lineno", Value::I64(n)) => set_int(&mut record.line, n),
+            ("process", Value::I64(n)) => set_int(&mut record.process_id, n),
+            ("thread", Value::I64(n)) => set_int(&mut record.thread_id, n),
             ("exc_text", Value::String(s)) => {
                 exc_text = Some(s);
                 None
@@ -964,6 +946,18 @@ fn set(target: &mut Cow<'static, str>, value: String) -> Option<Value> {
         None
     } else {
         Some(Value::String(value))
+    }
+}
+
+/// Sets a numeric field; a value out of its range (a negative pid, say) goes back to become a
+/// field.
+fn set_int<T: TryFrom<i64>>(target: &mut T, n: i64) -> Option<Value> {
+    match T::try_from(n) {
+        Ok(value) => {
+            *target = value;
+            None
+        }
+        Err(_) => Some(Value::I64(n)),
     }
 }
 
