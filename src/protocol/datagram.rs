@@ -23,7 +23,7 @@ pub enum Datagram<'a> {
 pub fn decode(datagram: &[u8]) -> Datagram<'_> {
     if let [a, b, c, d, first, ..] = *datagram {
         let len = u32::from_be_bytes([a, b, c, d]) as usize;
-        if len == datagram.len() - 4 && matches!(first, 0x80 | b'}' | b'(') {
+        if len == datagram.len() - 4 && pickle::can_start(first) {
             return Datagram::Pickle(pickle::decode_record(&datagram[4..]));
         }
     }

@@ -20,6 +20,8 @@
 //! little-endian u32, which is 0 for nearly every message and never 0x28 or more in practice.
 //! A length prefix starts with 0 because frames are under 16 MiB (`config::MAX_FRAME_LIMIT`).
 
+use super::{pickle, syslog};
+
 /// What a connection speaks, decided from its first bytes.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Protocol {
@@ -50,8 +52,6 @@ pub enum Detect {
 }
 
 const HEALTH: &[u8] = b"health";
-/// An octet count longer than this is not one (10 digits cover any u32).
-const MAX_COUNT_DIGITS: usize = 10;
 
 /// Decides the protocol of a connection from the bytes received so far.
 pub fn detect(buf: &[u8]) -> Detect {
@@ -80,16 +80,17 @@ fn length_prefixed(buf: &[u8]) -> Detect {
     match buf {
         // A zero length is no pickle (a pickle is never empty): let the frame decoder have it.
         [0, 0, 0, 0, ..] => decided(Protocol::Native),
-        [_, _, _, _, 0x80 | b'}' | b'(', ..] => decided(Protocol::Pickle),
+        [_, _, _, _, first, ..] if pickle::can_start(*first) => decided(Protocol::Pickle),
         [_, _, _, _, _, ..] => decided(Protocol::Native),
         _ => Detect::Incomplete,
     }
 }
 
-/// `123 <` is an octet-counted syslog frame; other text starting with a digit is plain text.
+/// `123 <` is an octet-counted syslog frame; other text starting with a digit is plain text, as
+/// is a count longer than the syslog framer reads.
 fn digits(buf: &[u8]) -> Detect {
     let count = buf.iter().take_while(|b| b.is_ascii_digit()).count();
-    if count > MAX_COUNT_DIGITS {
+    if count > syslog::MAX_LEN_DIGITS {
         return decided(Protocol::Text);
     }
     match &buf[count..] {

@@ -77,6 +77,14 @@ pub const BUILTINS: [(&str, &str); 11] = [
     ("_codecs", "encode"),
 ];
 
+/// Whether `byte` can open a pickle as Python's handlers send it: `PROTO` (0x80, protocol 2 and
+/// later), or for protocol 1 `EMPTY_DICT` (`}`) or `MARK` (`(`). What tells a pickle's length
+/// prefix from a native frame's ([`super::detect`]) and a pickle datagram from syslog
+/// ([`super::datagram`]).
+pub fn can_start(byte: u8) -> bool {
+    matches!(byte, 0x80 | b'}' | b'(')
+}
+
 /// Why a payload is not a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PickleError {
