@@ -80,8 +80,8 @@ impl Batch {
         };
         let width = self.seq_width;
         let mut digits = itoa::Buffer::new();
-        let mut pos = 0;
         if decimal_width(first) == width && decimal_width(last) == width {
+            let mut pos = 0;
             for (seq, &(head, tail)) in (first..).zip(&self.spans) {
                 let (head, tail) = (head as usize, tail as usize);
                 self.bytes[pos + head..pos + head + width]
@@ -91,12 +91,10 @@ impl Batch {
             return;
         }
         let mut lines = Vec::with_capacity(self.bytes.len() + self.len());
-        for (seq, &(head, tail)) in (first..).zip(&self.spans) {
-            let (head, tail) = (head as usize, tail as usize);
-            lines.extend_from_slice(&self.bytes[pos..pos + head]);
+        for (seq, (head, tail)) in (first..).zip(self.lines()) {
+            lines.extend_from_slice(head);
             lines.extend_from_slice(digits.format(seq).as_bytes());
-            lines.extend_from_slice(&self.bytes[pos + head + width..pos + head + width + tail]);
-            pos += head + width + tail;
+            lines.extend_from_slice(tail);
         }
         self.bytes = lines;
     }

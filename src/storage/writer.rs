@@ -39,19 +39,17 @@ const DEGRADED_RETRY: Duration = Duration::from_secs(1);
 
 /// One batch's numbered lines.
 struct Pending {
-    bytes: Vec<u8>,
-    /// The batch `bytes` came from, emptied: its loop gets it back once `bytes` is written.
-    shell: Batch,
-    /// `bytes[..written]` is in the file.
+    /// The numbered batch, its lines in `bytes`; its loop gets it back once they are written.
+    batch: Batch,
+    /// `batch.bytes[..written]` is in the file.
     written: usize,
-    /// Offsets in `bytes` before which the file must be rotated.
+    /// Offsets in `batch.bytes` before which the file must be rotated.
     rotations: VecDeque<usize>,
-    records: u64,
 }
 
 impl Pending {
     fn unwritten(&self) -> usize {
-        self.bytes.len() - self.written
+        self.batch.bytes.len() - self.written
     }
 }
 
@@ -279,22 +277,13 @@ impl Writer {
     fn append(&mut self, batch: Batch) {
         let count = batch.len() as u64;
         let first = batch.first_seq;
-        let cost = batch.cost();
-        let Batch {
-            loop_id,
-            bytes,
-            mut spans,
-            mut owners,
-            ..
-        } = batch;
-
         let max = self.files.max_file_size();
         let mut rotations = VecDeque::new();
-        let mut runs = owners.iter();
+        let mut runs = batch.owners.iter();
         let mut run = runs.next().copied();
         let mut in_run = 0u32;
         let mut at = 0usize;
-        for (seq, &(head, tail)) in (first..).zip(&spans) {
+        for (seq, &(head, tail)) in (first..).zip(&batch.spans) {
             let len = head as usize + decimal_width(seq) + tail as usize;
             if self.planned_size > 0 && self.planned_size + len as u64 > max {
                 rotations.push_back(at);
@@ -306,7 +295,7 @@ impl Writer {
             if let Some((conn, count)) = run {
                 in_run += 1;
                 if in_run == count {
-                    self.completions[loop_id].push(Completion {
+                    self.completions[batch.loop_id].push(Completion {
                         conn,
                         count: u64::from(count),
                         last_seq: seq,
@@ -317,23 +306,14 @@ impl Writer {
             }
         }
         self.next_seq = first + count;
-        self.appended += bytes.len();
-        spans.clear();
-        owners.clear();
+        self.appended += batch.bytes.len();
+        self.unwritten_records += count;
+        self.unreleased += batch.cost();
         self.pending.push_back(Pending {
-            bytes,
-            shell: Batch {
-                loop_id,
-                spans,
-                owners,
-                ..Batch::default()
-            },
+            batch,
             written: 0,
             rotations,
-            records: count,
         });
-        self.unwritten_records += count;
-        self.unreleased += cost;
     }
 
     /// Writes `out`, rotating where planned; on failure keeps everything for the next try.
@@ -370,34 +350,33 @@ impl Writer {
 
     /// Hands a written batch back to its loop, emptied, unless the loop has enough spares or
     /// the batch grew oversized.
-    fn recycle(&self, done: Pending) {
-        let Pending {
-            mut bytes, shell, ..
-        } = done;
-        if bytes.capacity() > SPARE_CAPACITY {
+    fn recycle(&self, mut batch: Batch) {
+        if batch.bytes.capacity() > SPARE_CAPACITY {
             return;
         }
-        bytes.clear();
-        let mut spare = self.shared.mailboxes[shell.loop_id]
+        batch.bytes.clear();
+        batch.spans.clear();
+        batch.owners.clear();
+        let mut spare = self.shared.mailboxes[batch.loop_id]
             .spare_batches
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if spare.len() < SPARE_BATCHES {
-            spare.push(Batch { bytes, ..shell });
+            spare.push(batch);
         }
     }
 
     fn write_out(&mut self) -> io::Result<()> {
         while let Some(p) = self.pending.front_mut() {
             loop {
-                let stop = p.rotations.front().copied().unwrap_or(p.bytes.len());
+                let stop = p.rotations.front().copied().unwrap_or(p.batch.bytes.len());
                 while p.written < stop {
-                    let n = self.files.write(&p.bytes[p.written..stop])?;
+                    let n = self.files.write(&p.batch.bytes[p.written..stop])?;
                     if n == 0 {
                         return Err(io::ErrorKind::WriteZero.into());
                     }
                     if self.stdout {
-                        echo(&self.log, &p.bytes[p.written..p.written + n]);
+                        echo(&self.log, &p.batch.bytes[p.written..p.written + n]);
                     }
                     p.written += n;
                 }
@@ -412,10 +391,11 @@ impl Writer {
                     _ => break,
                 }
             }
-            self.unwritten_records -= p.records;
-            self.written_records += p.records;
+            let records = p.batch.len() as u64;
+            self.unwritten_records -= records;
+            self.written_records += records;
             if let Some(done) = self.pending.pop_front() {
-                self.recycle(done);
+                self.recycle(done.batch);
             }
         }
         if self.fsync == Fsync::Always {
