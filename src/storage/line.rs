@@ -63,9 +63,11 @@ pub struct LineFormatter {
     cached_micros: u64,
     /// `2026-11-22T00:26:13.123456Z`: RFC 3339 UTC with microseconds.
     time: [u8; TIME_LEN],
-    /// The text format's head (`time level `) and the level it was made with.
+    /// The text format's head (`time level `, then the room for the sequence number) and the
+    /// level and room it was made with.
     text_head: Vec<u8>,
     text_head_level: Option<Level>,
+    text_head_slot: usize,
 }
 
 const TIME_LEN: usize = 27;
@@ -80,11 +82,13 @@ impl LineFormatter {
             time: [0; TIME_LEN],
             text_head: Vec::with_capacity(TIME_LEN + 12),
             text_head_level: None,
+            text_head_slot: 0,
         }
     }
 
-    /// Appends the head of `record`'s line, `seq_slot` bytes for the sequence number (the
-    /// writer fills them in) and the tail to `out`, and returns the head and tail lengths.
+    /// Appends the head of `record`'s line, `seq_slot` bytes for the sequence number (filled in
+    /// by [`Batch::number`](super::Batch::number)) and the tail to `out`, and returns the head
+    /// and tail lengths.
     /// `now_ns` stamps records that carry no time of their own.
     pub fn format(
         &mut self,
@@ -103,18 +107,23 @@ impl LineFormatter {
         let time_changed = self.update_time(ts);
         match self.format {
             Format::Text => {
-                if time_changed || self.text_head_level != Some(record.level) {
+                if time_changed
+                    || self.text_head_level != Some(record.level)
+                    || self.text_head_slot != seq_slot
+                {
                     self.text_head.clear();
                     self.text_head.extend_from_slice(&self.time);
                     self.text_head.push(b' ');
                     self.text_head
                         .extend_from_slice(record.level.as_str().as_bytes());
                     self.text_head.push(b' ');
+                    let head = self.text_head.len();
+                    self.text_head.resize(head + seq_slot, b'0');
                     self.text_head_level = Some(record.level);
+                    self.text_head_slot = seq_slot;
                 }
                 out.extend_from_slice(&self.text_head);
-                let head = out.len() - start;
-                out.resize(out.len() + seq_slot, b'0');
+                let head = out.len() - start - seq_slot;
                 write_text(record, origin, out);
                 (head, out.len() - start - head - seq_slot)
             }
