@@ -1034,6 +1034,8 @@ impl GrpcConnection {
         let Some(call) = self.calls.get_mut(slot) else {
             return;
         };
+        // A health call is answered once its request message is in; one whose input ended
+        // without a message was already failed by `read_call`.
         if !call.answered {
             match call.method {
                 Rpc::Push | Rpc::PushStream => {
@@ -1061,11 +1063,6 @@ impl GrpcConnection {
                             send_status(&mut call.respond, &mut call.send, &status);
                         }
                         call.release();
-                    } else if call.input_done {
-                        let status =
-                            Status::new(Code::Internal, "Check needs one HealthCheckRequest");
-                        send_status(&mut call.respond, &mut call.send, &status);
-                        call.release();
                     }
                 }
                 Rpc::HealthWatch => {
@@ -1085,11 +1082,6 @@ impl GrpcConnection {
                             self.next_watch_check =
                                 Some(self.next_watch_check.map_or(next, |at| at.min(next)));
                         }
-                    } else if call.input_done {
-                        let status =
-                            Status::new(Code::Internal, "Watch needs one HealthCheckRequest");
-                        send_status(&mut call.respond, &mut call.send, &status);
-                        call.release();
                     }
                 }
             }
