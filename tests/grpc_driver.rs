@@ -40,6 +40,11 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 
+/// The methods the tests call.
+const PUSH: &str = "/logmill.v1.LogService/Push";
+const PUSH_STREAM: &str = "/logmill.v1.LogService/PushStream";
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
 // ---------------------------------------------------------------------------------------------
 // The test loop
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +118,14 @@ impl TestServer {
             control,
             thread: Some(thread),
         }
+    }
+
+    /// A loop with the default options but these limits.
+    fn with_limits(limits: GrpcLimits) -> TestServer {
+        TestServer::start(Options {
+            limits,
+            ..Options::default()
+        })
     }
 
     fn set_hold(&self, hold: bool) {
@@ -388,6 +401,11 @@ fn push_request(tag: &str, from: usize, n: usize, pad: usize) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// [`push_request`] as one framed gRPC message: what a call's body is made of.
+fn push_message(tag: &str, from: usize, n: usize, pad: usize) -> Vec<u8> {
+    framed(&push_request(tag, from, n, pad))
+}
+
 /// Starts a call; the caller sends the body through the returned stream.
 async fn start(
     client: &mut h2::client::SendRequest<Bytes>,
@@ -467,9 +485,25 @@ async fn call(
     finish(response).await
 }
 
+/// A plain socket to the loop, for clients that are not HTTP/2 (or not well-behaved ones).
+fn raw_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
 /// Polls `f` until it holds, with the deadline of the shared test helper.
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     common::wait_for(what, DEADLINE, || f().then_some(()));
+}
+
+/// [`wait_for`] inside the client's runtime: yields to it between polls instead of blocking it.
+async fn wait_for_async(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn messages_of(lines: &[serde_json::Value], logger: &str) -> Vec<(u64, String)> {
@@ -495,10 +529,10 @@ fn unary_push_replies_only_once_written() {
     server.set_hold(true);
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let body = framed(&push_request("unary", 0, 3, 0));
+        let body = push_message("unary", 0, 3, 0);
         let (response, mut send) = start(
             &mut client,
-            "/logmill.v1.LogService/Push",
+            PUSH,
             &[("logmill-app", "billing"), ("logmill-instance", "pod-7")],
         )
         .await;
@@ -535,7 +569,7 @@ fn empty_push_replies_zero() {
         let mut client = connect(server.addr).await;
         let reply = call(
             &mut client,
-            "/logmill.v1.LogService/Push",
+            PUSH,
             &[],
             framed(&PushRequest::default().encode_to_vec()),
         )
@@ -556,13 +590,12 @@ fn hundred_megabyte_stream_never_stalls() {
     let started = Instant::now();
     let (records, bytes) = block_on(Duration::from_secs(300), async {
         let mut client = connect(server.addr).await;
-        let (response, mut send) =
-            start(&mut client, "/logmill.v1.LogService/PushStream", &[]).await;
+        let (response, mut send) = start(&mut client, PUSH_STREAM, &[]).await;
         let mut records = 0u64;
         let mut bytes = 0usize;
         let mut i = 0;
         while bytes < 100_000_000 {
-            let message = framed(&push_request("big", i, 1000, 230));
+            let message = push_message("big", i, 1000, 230);
             bytes += message.len();
             records += 1000;
             i += 1000;
@@ -596,15 +629,11 @@ fn concurrent_streams_and_connections_keep_each_calls_order() {
                 let mut client = client.clone();
                 tasks.push(tokio::spawn(async move {
                     let tag = format!("c{c}s{s}");
-                    let path = if s % 2 == 0 {
-                        "/logmill.v1.LogService/PushStream"
-                    } else {
-                        "/logmill.v1.LogService/Push"
-                    };
+                    let path = if s % 2 == 0 { PUSH_STREAM } else { PUSH };
                     let count = if s % 2 == 0 { MESSAGES } else { 1 };
                     let (response, mut send) = start(&mut client, path, &[]).await;
                     for m in 0..count {
-                        let message = framed(&push_request(&tag, m * PER, PER, 10));
+                        let message = push_message(&tag, m * PER, PER, 10);
                         send_all(&mut send, Bytes::from(message), false).await;
                         tokio::task::yield_now().await;
                     }
@@ -640,17 +669,13 @@ fn concurrent_streams_and_connections_keep_each_calls_order() {
 
 #[test]
 fn every_error_code() {
-    let server = TestServer::start(Options {
-        limits: GrpcLimits {
-            max_message: 64 * 1024,
-            ..GrpcLimits::default()
-        },
-        ..Options::default()
+    let server = TestServer::with_limits(GrpcLimits {
+        max_message: 64 * 1024,
+        ..GrpcLimits::default()
     });
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let push = "/logmill.v1.LogService/Push";
-        let good = framed(&push_request("ok", 0, 1, 0));
+        let good = push_message("ok", 0, 1, 0);
 
         let r = call(
             &mut client,
@@ -667,7 +692,7 @@ fn every_error_code() {
         let r = call(&mut client, "/other.Service/Push", &[], good.clone()).await;
         assert_eq!(r.code(), Some(12), "unknown service");
 
-        let r = call(&mut client, push, &[], framed(b"\x0a\x05\x08")).await;
+        let r = call(&mut client, PUSH, &[], framed(b"\x0a\x05\x08")).await;
         assert_eq!(r.code(), Some(3), "undecodable");
         assert!(
             r.message().contains("not a valid PushRequest"),
@@ -678,7 +703,7 @@ fn every_error_code() {
         // The prefix alone announces too much: refused before the payload is read.
         let mut big = vec![0u8, 0, 1, 0, 1];
         big.extend_from_slice(&[0; 100]);
-        let r = call(&mut client, push, &[], big).await;
+        let r = call(&mut client, PUSH, &[], big).await;
         assert_eq!(r.code(), Some(8), "too large: {}", r.message());
         assert!(
             r.message()
@@ -689,21 +714,21 @@ fn every_error_code() {
         compressed[0] = 1;
         let r = call(
             &mut client,
-            push,
+            PUSH,
             &[("grpc-encoding", "snappy")],
             compressed.clone(),
         )
         .await;
         assert_eq!(r.code(), Some(12), "unsupported encoding");
         assert_eq!(r.headers["grpc-accept-encoding"], "identity,gzip");
-        let r = call(&mut client, push, &[], compressed).await;
+        let r = call(&mut client, PUSH, &[], compressed).await;
         assert_eq!(r.code(), Some(13), "compressed without encoding");
 
         let gz = gzip(&push_request("gzip", 0, 2, 0));
         let mut body = vec![1u8];
         body.extend_from_slice(&(gz.len() as u32).to_be_bytes());
         body.extend_from_slice(&gz);
-        let r = call(&mut client, push, &[("grpc-encoding", "gzip")], body).await;
+        let r = call(&mut client, PUSH, &[("grpc-encoding", "gzip")], body).await;
         assert_eq!(r.push().accepted, 2, "gzip");
 
         // A gzip bomb: 70 KB of zeros in a few hundred bytes; the inflated size is capped.
@@ -711,28 +736,28 @@ fn every_error_code() {
         let mut body = vec![1u8];
         body.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
         body.extend_from_slice(&bomb);
-        let r = call(&mut client, push, &[("grpc-encoding", "gzip")], body).await;
+        let r = call(&mut client, PUSH, &[("grpc-encoding", "gzip")], body).await;
         assert_eq!(r.code(), Some(8), "gzip bomb: {}", r.message());
 
-        let r = call(&mut client, push, &[("grpc-timeout", "soon")], good.clone()).await;
+        let r = call(&mut client, PUSH, &[("grpc-timeout", "soon")], good.clone()).await;
         assert_eq!(r.code(), Some(13), "bad grpc-timeout");
 
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        let r = call(&mut client, push, &[], two).await;
+        let r = call(&mut client, PUSH, &[], two).await;
         assert_eq!(r.code(), Some(13), "two messages on a unary call");
-        let r = call(&mut client, push, &[], Vec::new()).await;
+        let r = call(&mut client, PUSH, &[], Vec::new()).await;
         assert_eq!(r.code(), Some(13), "no message on a unary call");
-        let r = call(&mut client, push, &[], good[..good.len() - 1].to_vec()).await;
+        let r = call(&mut client, PUSH, &[], good[..good.len() - 1].to_vec()).await;
         assert_eq!(r.code(), Some(13), "body ends inside a message");
         assert!(r.message().contains("ended inside a message"));
-        let r = call(&mut client, push, &[], vec![7, 0, 0, 0, 0]).await;
+        let r = call(&mut client, PUSH, &[], vec![7, 0, 0, 0, 0]).await;
         assert_eq!(r.code(), Some(13), "bad flag");
 
         // A stream that goes bad half-way: earlier records are stored, and the error says so.
-        let mut body = framed(&push_request("half", 0, 5, 0));
+        let mut body = push_message("half", 0, 5, 0);
         body.extend(framed(b"\xff"));
-        let r = call(&mut client, "/logmill.v1.LogService/PushStream", &[], body).await;
+        let r = call(&mut client, PUSH_STREAM, &[], body).await;
         assert_eq!(r.code(), Some(3));
         assert!(
             r.message()
@@ -760,13 +785,13 @@ fn every_error_code() {
 
         // Headers over the limit: refused, and the connection still works afterwards.
         let huge = "v".repeat(20_000);
-        let (response, _send) = start(&mut client, push, &[("x-huge", &huge)]).await;
+        let (response, _send) = start(&mut client, PUSH, &[("x-huge", &huge)]).await;
         let refused = response.await;
         match refused {
             Ok(r) => assert_eq!(r.status(), 431),
             Err(e) => eprintln!("oversized headers refused: {e}"),
         }
-        let r = call(&mut client, push, &[], good.clone()).await;
+        let r = call(&mut client, PUSH, &[], good.clone()).await;
         assert_eq!(r.push().accepted, 1, "the connection survives every error");
     });
     assert!(server.control.shared.decode_errors.load(Ordering::SeqCst) >= 2);
@@ -788,9 +813,9 @@ fn grpc_timeout_is_honoured() {
         // The client sends a timeout but does not enforce it: the status comes from the server.
         let r = call(
             &mut client,
-            "/logmill.v1.LogService/Push",
+            PUSH,
             &[("grpc-timeout", "200m")],
-            framed(&push_request("late", 0, 4, 0)),
+            push_message("late", 0, 4, 0),
         )
         .await;
         let took = started.elapsed();
@@ -803,9 +828,9 @@ fn grpc_timeout_is_honoured() {
         // A call with a generous timeout is unaffected.
         let r = call(
             &mut client,
-            "/logmill.v1.LogService/Push",
+            PUSH,
             &[("grpc-timeout", "10S")],
-            framed(&push_request("timely", 0, 1, 0)),
+            push_message("timely", 0, 1, 0),
         )
         .await;
         assert_eq!(r.push().accepted, 1);
@@ -829,13 +854,12 @@ fn health_check_and_watch() {
     let status = |bytes: &[u8]| HealthCheckResponse::decode(bytes).unwrap().status;
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let check = "/grpc.health.v1.Health/Check";
         for service in ["", "logmill.v1.LogService"] {
-            let r = call(&mut client, check, &[], health(service)).await;
+            let r = call(&mut client, HEALTH_CHECK, &[], health(service)).await;
             assert_eq!(r.code(), Some(0));
             assert_eq!(status(&r.messages[0]), 1, "SERVING");
         }
-        let r = call(&mut client, check, &[], health("nope")).await;
+        let r = call(&mut client, HEALTH_CHECK, &[], health("nope")).await;
         assert_eq!(r.code(), Some(5), "NOT_FOUND");
 
         // Watch: the current status at once, then each change.
@@ -850,7 +874,7 @@ fn health_check_and_watch() {
             2,
             "NOT_SERVING while degraded"
         );
-        let r = call(&mut client, check, &[], health("")).await;
+        let r = call(&mut client, HEALTH_CHECK, &[], health("")).await;
         assert_eq!(status(&r.messages[0]), 2);
         server
             .control
@@ -897,8 +921,7 @@ fn http1_and_garbage_get_an_answer_and_a_close() {
         ),
         (b"\x00\x00\x00\x10garbage", "HTTP/1.1 400 Bad Request"),
     ] {
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut s = raw_connect(server.addr);
         s.write_all(request).unwrap();
         let mut answer = String::new();
         // read_to_string returns only at EOF: the server closes after its answer.
@@ -911,17 +934,13 @@ fn http1_and_garbage_get_an_answer_and_a_close() {
 
 #[test]
 fn silent_or_half_preface_clients_are_closed_after_the_handshake_timeout() {
-    let server = TestServer::start(Options {
-        limits: GrpcLimits {
-            handshake_timeout: Duration::from_millis(300),
-            ..GrpcLimits::default()
-        },
-        ..Options::default()
+    let server = TestServer::with_limits(GrpcLimits {
+        handshake_timeout: Duration::from_millis(300),
+        ..GrpcLimits::default()
     });
     for sent in [&b""[..], &grpc::PREFACE[..10], grpc::PREFACE] {
         let started = Instant::now();
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut s = raw_connect(server.addr);
         s.write_all(sent).unwrap();
         let mut rest = Vec::new();
         // For the magic alone (no SETTINGS frame) the server's SETTINGS arrive, then the close.
@@ -936,16 +955,12 @@ fn silent_or_half_preface_clients_are_closed_after_the_handshake_timeout() {
 /// keepalive interval + timeout; a PING was sent before.
 #[test]
 fn keepalive_closes_a_silent_peer() {
-    let server = TestServer::start(Options {
-        limits: GrpcLimits {
-            keepalive_interval: Duration::from_millis(200),
-            keepalive_timeout: Duration::from_millis(200),
-            ..GrpcLimits::default()
-        },
-        ..Options::default()
+    let server = TestServer::with_limits(GrpcLimits {
+        keepalive_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_millis(200),
+        ..GrpcLimits::default()
     });
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut s = raw_connect(server.addr);
     s.write_all(grpc::PREFACE).unwrap();
     // An empty SETTINGS frame, then an ACK of the server's SETTINGS: handshake done.
     s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
@@ -970,22 +985,13 @@ fn keepalive_closes_a_silent_peer() {
 
 #[test]
 fn idle_connections_get_goaway() {
-    let server = TestServer::start(Options {
-        limits: GrpcLimits {
-            idle_timeout: Some(Duration::from_millis(300)),
-            ..GrpcLimits::default()
-        },
-        ..Options::default()
+    let server = TestServer::with_limits(GrpcLimits {
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..GrpcLimits::default()
     });
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let r = call(
-            &mut client,
-            "/logmill.v1.LogService/Push",
-            &[],
-            framed(&push_request("before-idle", 0, 1, 0)),
-        )
-        .await;
+        let r = call(&mut client, PUSH, &[], push_message("before-idle", 0, 1, 0)).await;
         assert_eq!(r.push().accepted, 1);
     });
     wait_for("the idle connection closed", || server.connections() == 0);
@@ -998,21 +1004,20 @@ fn shutdown_lets_open_calls_finish() {
     let server = TestServer::start(Options::default());
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let (response, mut send) =
-            start(&mut client, "/logmill.v1.LogService/PushStream", &[]).await;
+        let (response, mut send) = start(&mut client, PUSH_STREAM, &[]).await;
         send_all(
             &mut send,
-            Bytes::from(framed(&push_request("inflight", 0, 10, 0))),
+            Bytes::from(push_message("inflight", 0, 10, 0)),
             false,
         )
         .await;
-        wait_for_async(|| server.written() == 10).await;
+        wait_for_async("the first records written", || server.written() == 10).await;
         server.shutdown();
         // The client keeps sending on the stream it had open.
         tokio::time::sleep(Duration::from_millis(100)).await;
         send_all(
             &mut send,
-            Bytes::from(framed(&push_request("inflight", 10, 10, 0))),
+            Bytes::from(push_message("inflight", 10, 10, 0)),
             true,
         )
         .await;
@@ -1042,30 +1047,19 @@ fn shutdown_lets_open_calls_finish() {
 /// The shutdown grace bounds a call that never ends.
 #[test]
 fn shutdown_grace_closes_calls_that_never_end() {
-    let server = TestServer::start(Options {
-        limits: GrpcLimits {
-            shutdown_grace: Duration::from_millis(300),
-            ..GrpcLimits::default()
-        },
-        ..Options::default()
+    let server = TestServer::with_limits(GrpcLimits {
+        shutdown_grace: Duration::from_millis(300),
+        ..GrpcLimits::default()
     });
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let (response, _send) = start(&mut client, "/logmill.v1.LogService/PushStream", &[]).await;
+        let (response, _send) = start(&mut client, PUSH_STREAM, &[]).await;
         server.shutdown();
         // Never ends its stream: the grace runs out and the connection goes.
         let r = tokio::time::timeout(Duration::from_secs(10), response).await;
         assert!(r.expect("closed within the grace").is_err());
     });
     wait_for("closed", || server.connections() == 0);
-}
-
-async fn wait_for_async(mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// While the writer is full, no request data is taken (the client's windows close), but
@@ -1079,17 +1073,16 @@ fn backpressure_stops_taking_data_but_not_health() {
     server.set_hold(true);
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let (response, mut send) =
-            start(&mut client, "/logmill.v1.LogService/PushStream", &[]).await;
+        let (response, mut send) = start(&mut client, PUSH_STREAM, &[]).await;
         let total = 20_000usize;
         let sender = tokio::spawn(async move {
             for m in 0..(total / 500) {
-                let message = framed(&push_request("pressure", m * 500, 500, 100));
+                let message = push_message("pressure", m * 500, 500, 100);
                 send_all(&mut send, Bytes::from(message), false).await;
             }
             send_all(&mut send, Bytes::new(), true).await;
         });
-        wait_for_async(|| server.control.shared.pending_full()).await;
+        wait_for_async("the writer full", || server.control.shared.pending_full()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let received = server
             .control
@@ -1102,7 +1095,7 @@ fn backpressure_stops_taking_data_but_not_health() {
         );
         let r = call(
             &mut client,
-            "/grpc.health.v1.Health/Check",
+            HEALTH_CHECK,
             &[],
             framed(&HealthCheckRequest::default().encode_to_vec()),
         )
@@ -1135,24 +1128,17 @@ fn cancelled_calls_leave_the_connection_working() {
     server.set_hold(true);
     block_on(DEADLINE, async {
         let mut client = connect(server.addr).await;
-        let (response, mut send) =
-            start(&mut client, "/logmill.v1.LogService/PushStream", &[]).await;
+        let (response, mut send) = start(&mut client, PUSH_STREAM, &[]).await;
         send_all(
             &mut send,
-            Bytes::from(framed(&push_request("cancel", 0, 3, 0))),
+            Bytes::from(push_message("cancel", 0, 3, 0)),
             false,
         )
         .await;
         send.send_reset(h2::Reason::CANCEL);
         assert!(response.await.is_err());
         server.set_hold(false);
-        let r = call(
-            &mut client,
-            "/logmill.v1.LogService/Push",
-            &[],
-            framed(&push_request("after", 0, 1, 0)),
-        )
-        .await;
+        let r = call(&mut client, PUSH, &[], push_message("after", 0, 1, 0)).await;
         assert_eq!(r.push().accepted, 1);
     });
 }
