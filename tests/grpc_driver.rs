@@ -55,6 +55,8 @@ struct Control {
     /// While set, the fake writer keeps batches unwritten: a slow or stuck disk.
     hold: AtomicBool,
     shutdown: AtomicBool,
+    /// Set by the loop once every connection has been told to shut down.
+    shutdown_begun: AtomicBool,
     stop: AtomicBool,
     keep_lines: bool,
     lines: Mutex<Vec<String>>,
@@ -102,6 +104,7 @@ impl TestServer {
             shared,
             hold: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            shutdown_begun: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             keep_lines: options.keep_lines,
             lines: Mutex::new(Vec::new()),
@@ -233,6 +236,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
             for (_, conn) in &mut conns {
                 conn.begin_shutdown();
             }
+            control.shutdown_begun.store(true, Ordering::SeqCst);
         }
         ready.take(&mut keys);
         for key in keys.drain(..) {
@@ -1013,8 +1017,11 @@ fn shutdown_lets_open_calls_finish() {
         .await;
         wait_for_async("the first records written", || server.written() == 10).await;
         server.shutdown();
+        wait_for_async("the loop to begin its shutdown", || {
+            server.control.shutdown_begun.load(Ordering::SeqCst)
+        })
+        .await;
         // The client keeps sending on the stream it had open.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         send_all(
             &mut send,
             Bytes::from(push_message("inflight", 10, 10, 0)),
