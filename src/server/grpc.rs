@@ -34,8 +34,8 @@
 //! - Timers (`h2` has none): handshake, idle, keepalive, `grpc-timeout`, health-watch checks
 //!   and the shutdown grace all feed [`next_deadline`](GrpcConnection::next_deadline).
 //! - The socket belongs to `h2` once the preface is seen, so registration goes through the raw
-//!   descriptor ([`raw_fd`](GrpcConnection::raw_fd), `mio::unix::SourceFd`). Deregister before
-//!   dropping: dropping closes the descriptor.
+//!   descriptor (`mio::unix::SourceFd` in [`register`](GrpcConnection::register)). Deregister
+//!   before dropping: dropping closes the descriptor.
 //!
 //! # A call's records
 //!
@@ -435,15 +435,6 @@ impl GrpcConnection {
         self.key
     }
 
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// The socket's descriptor, valid until the connection is dropped.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd
-    }
-
     /// Registers the socket with `registry` for READABLE | WRITABLE (edge-triggered: a WRITABLE
     /// event comes only when a full send buffer drains, which is when `h2` is waiting for it).
     ///
@@ -468,11 +459,6 @@ impl GrpcConnection {
     /// Records pushed to the batch and not yet reported written by [`completed`](Self::completed).
     pub fn in_flight(&self) -> u64 {
         self.in_flight
-    }
-
-    /// Calls open (HTTP/2 streams accepted and not finished).
-    pub fn open_calls(&self) -> usize {
-        self.calls.len()
     }
 
     /// The writer wrote `count` more of this connection's records, the last with sequence

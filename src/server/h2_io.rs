@@ -15,7 +15,6 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,16 +49,6 @@ impl H2Io {
     /// peer sends anything. Only the loop's thread updates and reads it.
     pub fn bytes_read(&self) -> Arc<AtomicU64> {
         self.bytes_read.clone()
-    }
-
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
-impl AsRawFd for H2Io {
-    fn as_raw_fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
     }
 }
 
