@@ -883,20 +883,7 @@ fn load(
         progress.update(acked, start.elapsed());
     }
     progress.finish();
-    let (client_cpu, server) = usage.after(server);
-    Ok(LoadReport {
-        proto: args.proto,
-        grpc_mode: None,
-        connections: n,
-        records: args.records,
-        size,
-        batch: args.batch as usize,
-        window: args.window,
-        elapsed: end - start,
-        latency: Some(Latency::from_samples(&mut latencies)),
-        client_cpu,
-        server,
-    })
+    Ok(usage.report(server, args, end - start, Some(&mut latencies)))
 }
 
 /// CPU time of this process and of a spawned server when the clock starts, to take the
@@ -914,11 +901,16 @@ impl Usage {
         }
     }
 
-    /// This process's CPU time since [`Usage::before`], and the server's CPU time and memory.
-    pub(super) fn after(
+    /// The report of the load run `args` asked for, which took `elapsed`: with this process's
+    /// CPU time since [`Usage::before`], the server's CPU time and memory, and the latency of
+    /// the `latencies` samples (sorted only once the CPU times are read, so not counted).
+    pub(super) fn report(
         &self,
         server: Option<&SpawnedServer>,
-    ) -> (Option<Duration>, Option<ServerUsage>) {
+        args: &BenchArgs,
+        elapsed: Duration,
+        latencies: Option<&mut [Duration]>,
+    ) -> LoadReport {
         let client_cpu = self
             .client
             .zip(cpu_time("self"))
@@ -932,7 +924,24 @@ impl Usage {
                 hwm_kib: memory.hwm_kib,
             })
         });
-        (client_cpu, server)
+        LoadReport {
+            proto: args.proto,
+            grpc_mode: (args.proto == Proto::Grpc).then_some(args.grpc_mode),
+            connections: args.connections as usize,
+            records: args.records,
+            size: args.size as usize,
+            batch: args.batch as usize,
+            // Only native sends within a window: the other protocols have no acks to wait for.
+            window: if args.proto == Proto::Native {
+                args.window
+            } else {
+                0
+            },
+            elapsed,
+            latency: latencies.map(Latency::from_samples),
+            client_cpu,
+            server,
+        }
     }
 }
 
@@ -1040,20 +1049,7 @@ fn load_unacked(
         }
     };
     progress.finish();
-    let (client_cpu, server) = usage.after(server);
-    Ok(LoadReport {
-        proto: args.proto,
-        grpc_mode: None,
-        connections: n,
-        records: args.records,
-        size,
-        batch: args.batch as usize,
-        window: 0,
-        elapsed: end - start,
-        latency: None,
-        client_cpu,
-        server,
-    })
+    Ok(usage.report(server, args, end - start, None))
 }
 
 /// Asks the server's `health` on a connection of its own and returns its `records_written`.

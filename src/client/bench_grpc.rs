@@ -43,8 +43,8 @@ use mio::{Events, Interest, Token};
 use prost::Message as _;
 
 use super::bench::{
-    BenchArgs, BenchError, GrpcMode, Latency, LoadReport, Progress, Proto, SpawnedServer, TICK,
-    Usage, connect, poll_once, setup, share,
+    BenchArgs, BenchError, GrpcMode, LoadReport, Progress, Proto, SpawnedServer, TICK, Usage,
+    connect, poll_once, setup, share,
 };
 use super::load::Template;
 use crate::protocol::grpc::logmill_v1::PushResponse;
@@ -135,7 +135,6 @@ pub(super) fn load(
         progress.update(accepted, start.elapsed());
     }
     progress.finish();
-    let (client_cpu, server) = usage.after(server);
     if accepted != args.records {
         return Err(BenchError::Protocol {
             conn: 0,
@@ -145,19 +144,8 @@ pub(super) fn load(
             ),
         });
     }
-    Ok(LoadReport {
-        proto: Proto::Grpc,
-        grpc_mode: Some(args.grpc_mode),
-        connections: n,
-        records: args.records,
-        size,
-        batch: args.batch as usize,
-        window: 0,
-        elapsed: end - start,
-        latency: (args.grpc_mode == GrpcMode::Unary).then(|| Latency::from_samples(&mut latencies)),
-        client_cpu,
-        server,
-    })
+    let latencies = (args.grpc_mode == GrpcMode::Unary).then_some(latencies.as_mut_slice());
+    Ok(usage.report(server, args, end - start, latencies))
 }
 
 /// One `poll` within the deadline; `waiting_for` names what a timeout was waiting for.
