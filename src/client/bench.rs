@@ -53,7 +53,7 @@ use crate::protocol::native::{self, ErrorKind, Hello, ServerFrame};
 
 /// Longest wait in `poll`, so the deadline and the progress bar are looked at even when no
 /// socket has anything to say.
-pub(super) const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(100);
 /// How often a protocol without acks asks `health` whether every record is written: the
 /// resolution of its elapsed time (5 ms is 0.5% of a 1-second run), at the cost of one short
 /// connection to the server each time.
@@ -836,14 +836,9 @@ fn load(
             .map_err(|source| BenchError::Io { conn: i, source })?;
     }
     while remaining > 0 {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(BenchError::Timeout {
-                timeout: args.timeout,
-                waiting_for: format!("acks ({acked} of {} records acknowledged)", args.records),
-            });
-        }
-        poll_once(&mut poll, &mut events, TICK.min(deadline - now))?;
+        wait(&mut poll, &mut events, deadline, args.timeout, || {
+            format!("acks ({acked} of {} records acknowledged)", args.records)
+        })?;
         for event in events.iter() {
             let i = event.token().0;
             let conn = &mut conns[i];
@@ -964,14 +959,7 @@ fn load_unacked(
     eprintln!("logmill bench: opening {n} connections to {addr}");
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
-        let mut stream = connect(addr, deadline, args.timeout)?;
-        poll.registry()
-            .register(
-                &mut stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(setup("cannot register a connection with mio"))?;
+        let stream = connect(&poll, i, addr, deadline, args.timeout)?;
         let total = share(i, n, args.records);
         conns.push(LoadConn::new(
             Link::plain(stream),
@@ -1062,13 +1050,7 @@ fn records_written(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<u64, BenchError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(BenchError::Timeout {
-            timeout,
-            waiting_for: "the health answer".into(),
-        });
-    }
+    let left = time_left(deadline, timeout, || "the health answer".into())?;
     let io = |e: io::Error| BenchError::Health(e.to_string());
     let mut stream = std::net::TcpStream::connect_timeout(&addr, left)
         .map_err(|source| BenchError::Connect { addr, source })?;
@@ -1477,23 +1459,12 @@ fn open(
             let i = links.len();
             let mut stream =
                 TcpStream::connect(addr).map_err(|source| BenchError::Connect { addr, source })?;
-            poll.registry()
-                .register(
-                    &mut stream,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map_err(setup("cannot register a connection with mio"))?;
+            register(poll, &mut stream, i)?;
             links.push(Link::new(stream, i));
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(BenchError::Timeout {
-                timeout,
-                waiting_for: format!("connections ({welcomed} of {n} welcomed by the server)"),
-            });
-        }
-        poll_once(poll, &mut events, TICK.min(deadline - now))?;
+        wait(poll, &mut events, deadline, timeout, || {
+            format!("connections ({welcomed} of {n} welcomed by the server)")
+        })?;
         for event in events.iter() {
             let i = event.token().0;
             let link = &mut links[i];
@@ -1543,27 +1514,62 @@ pub(super) fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<Optio
 }
 
 /// Connects to `addr` (blocking, within the deadline), turns Nagle off (it would hold the tail
-/// of each batch back for up to a delayed ack) and returns the stream nonblocking, for mio.
-/// Used where nothing needs to overlap connection set-up: a few connections, before the clock.
+/// of each batch back for up to a delayed ack) and returns the stream nonblocking, registered
+/// on `poll` as connection `conn`. Used where nothing needs to overlap connection set-up: a few
+/// connections, before the clock.
 pub(super) fn connect(
+    poll: &Poll,
+    conn: usize,
     addr: SocketAddr,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<TcpStream, BenchError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(BenchError::Timeout {
-            timeout,
-            waiting_for: "connections".into(),
-        });
-    }
+    let left = time_left(deadline, timeout, || "connections".into())?;
     let stream = std::net::TcpStream::connect_timeout(&addr, left)
         .map_err(|source| BenchError::Connect { addr, source })?;
     stream
         .set_nodelay(true)
         .and_then(|()| stream.set_nonblocking(true))
         .map_err(|source| BenchError::Connect { addr, source })?;
-    Ok(TcpStream::from_std(stream))
+    let mut stream = TcpStream::from_std(stream);
+    register(poll, &mut stream, conn)?;
+    Ok(stream)
+}
+
+/// Registers connection `conn` on `poll`, edge-triggered, with its index as token.
+fn register(poll: &Poll, stream: &mut TcpStream, conn: usize) -> Result<(), BenchError> {
+    poll.registry()
+        .register(stream, Token(conn), Interest::READABLE | Interest::WRITABLE)
+        .map_err(setup("cannot register a connection with mio"))
+}
+
+/// What is left of the run's time, or a timeout error naming what it was `waiting_for`.
+fn time_left(
+    deadline: Instant,
+    timeout: Duration,
+    waiting_for: impl FnOnce() -> String,
+) -> Result<Duration, BenchError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(BenchError::Timeout {
+            timeout,
+            waiting_for: waiting_for(),
+        });
+    }
+    Ok(left)
+}
+
+/// One `poll` of at most [`TICK`] within the deadline; `waiting_for` names what a timeout was
+/// waiting for.
+pub(super) fn wait(
+    poll: &mut Poll,
+    events: &mut Events,
+    deadline: Instant,
+    timeout: Duration,
+    waiting_for: impl FnOnce() -> String,
+) -> Result<(), BenchError> {
+    let left = time_left(deadline, timeout, waiting_for)?;
+    poll_once(poll, events, TICK.min(left))
 }
 
 /// One `poll`, with an interrupted wait counted as a wait with no events.

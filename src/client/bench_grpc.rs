@@ -39,12 +39,12 @@ use h2::client::{Connection, ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use http::header::{CONTENT_TYPE, HeaderMap, TE};
 use http::{Method, Request, StatusCode, Uri};
-use mio::{Events, Interest, Token};
+use mio::Events;
 use prost::Message as _;
 
 use super::bench::{
-    BenchArgs, BenchError, GrpcMode, LoadReport, Progress, Proto, SpawnedServer, TICK, Usage,
-    connect, poll_once, setup, share,
+    BenchArgs, BenchError, GrpcMode, LoadReport, Progress, Proto, SpawnedServer, Usage, connect,
+    setup, share, wait,
 };
 use super::load::Template;
 use crate::protocol::grpc::logmill_v1::PushResponse;
@@ -72,14 +72,7 @@ pub(super) fn load(
     eprintln!("logmill bench: opening {n} HTTP/2 connections to {addr}");
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
-        let mut stream = connect(addr, deadline, args.timeout)?;
-        poll.registry()
-            .register(
-                &mut stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(setup("cannot register a connection with mio"))?;
+        let stream = connect(&poll, i, addr, deadline, args.timeout)?;
         let total = share(i, n, args.records);
         conns.push(GrpcConn::new(i, stream, args, addr, total, size)?);
     }
@@ -146,24 +139,6 @@ pub(super) fn load(
     }
     let latencies = (args.grpc_mode == GrpcMode::Unary).then_some(latencies.as_mut_slice());
     Ok(usage.report(server, args, end - start, latencies))
-}
-
-/// One `poll` within the deadline; `waiting_for` names what a timeout was waiting for.
-fn wait(
-    poll: &mut mio::Poll,
-    events: &mut Events,
-    deadline: Instant,
-    timeout: Duration,
-    waiting_for: impl FnOnce() -> String,
-) -> Result<(), BenchError> {
-    let now = Instant::now();
-    if now >= deadline {
-        return Err(BenchError::Timeout {
-            timeout,
-            waiting_for: waiting_for(),
-        });
-    }
-    poll_once(poll, events, TICK.min(deadline - now))
 }
 
 /// A waker that only raises a flag: the connection's `drive` looks at it before returning.
