@@ -10,7 +10,11 @@
 //! To rewrite the committed files after changing a `.proto`:
 //! `LOGMILL_REGENERATE=1 cargo test --test grpc_codegen_drift`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::TempDir;
 
 /// (file prost-build writes, committed copy).
 const OUTPUTS: [(&str, &str); 2] = [
@@ -21,7 +25,8 @@ const OUTPUTS: [(&str, &str); 2] = [
 #[test]
 fn generated_code_matches_proto() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tempdir();
+    let dir = TempDir::new("proto");
+    let out = &dir.0;
     let descriptors = protox::Compiler::new([root.join("proto")])
         .expect("a protox compiler over proto/")
         .include_source_info(true)
@@ -29,7 +34,7 @@ fn generated_code_matches_proto() {
         .unwrap_or_else(|e| panic!("proto/ does not compile: {e}"))
         .file_descriptor_set();
     prost_build::Config::new()
-        .out_dir(&out)
+        .out_dir(out)
         // Maps become BTreeMaps: a record's fields are then stored in one order, sorted by key,
         // whatever order the client's map iterated in.
         .btree_map(["."])
@@ -49,16 +54,9 @@ fn generated_code_matches_proto() {
             stale.push(committed);
         }
     }
-    std::fs::remove_dir_all(&out).unwrap();
     assert!(
         stale.is_empty(),
         "{stale:?} out of date with proto/: run `LOGMILL_REGENERATE=1 cargo test --test \
          grpc_codegen_drift`"
     );
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("logmill-proto-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -8,8 +8,12 @@
 //! developer machine it prints how to install the compiler and passes, because the committed code
 //! is what the build uses either way.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::TempDir;
 
 #[test]
 fn generated_code_matches_schema() {
@@ -23,11 +27,12 @@ fn generated_code_matches_schema() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tempdir();
+    let dir = TempDir::new("schema");
+    let out = &dir.0;
     capnpc::CompilerCommand::new()
         .src_prefix(root.join("schema"))
         .file(root.join("schema/logmill.capnp"))
-        .output_path(&out)
+        .output_path(out)
         .run()
         .expect("capnp compile failed");
     let generated = std::fs::read_to_string(out.join("logmill_capnp.rs")).unwrap();
@@ -41,10 +46,4 @@ fn generated_code_matches_schema() {
         generated == committed,
         "src/logmill_capnp.rs is out of date with schema/logmill.capnp: run scripts/gen-schema.sh"
     );
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("logmill-schema-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
