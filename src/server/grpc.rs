@@ -1026,12 +1026,13 @@ impl GrpcConnection {
             match call.method {
                 Rpc::Push | Rpc::PushStream => {
                     if call.input_done && call.written == call.pushed {
+                        // A call with no records has no sequence numbers: both stay 0.
                         let reply = PushResponse {
                             accepted: call.pushed,
                             first_seq: call.first_seq.unwrap_or(0),
-                            last_seq: if call.pushed == 0 { 0 } else { call.last_seq },
+                            last_seq: call.last_seq,
                         };
-                        send_reply(&mut call.respond, &reply.encode_to_vec());
+                        send_reply(&mut call.respond, &reply);
                         call.release();
                     }
                 }
@@ -1042,7 +1043,7 @@ impl GrpcConnection {
                             let reply = HealthCheckResponse {
                                 status: status as i32,
                             };
-                            send_reply(&mut call.respond, &reply.encode_to_vec());
+                            send_reply(&mut call.respond, &reply);
                         } else {
                             let status =
                                 Status::new(Code::NotFound, format!("unknown service {service:?}"));
@@ -1352,17 +1353,22 @@ fn send_status(
     }
 }
 
+/// One reply message with its gRPC prefix: the body of a DATA frame.
+fn framed(reply: &impl prost::Message) -> Bytes {
+    let mut body = Vec::with_capacity(grpc::PREFIX_LEN + reply.encoded_len());
+    grpc::encode_message(&reply.encode_to_vec(), &mut body);
+    Bytes::from(body)
+}
+
 /// Sends one reply message and status OK.
-fn send_reply(respond: &mut Option<SendResponse<Bytes>>, payload: &[u8]) {
+fn send_reply(respond: &mut Option<SendResponse<Bytes>>, reply: &impl prost::Message) {
     let Some(respond) = respond else {
         return;
     };
     let Ok(mut send) = respond.send_response(response_head(), false) else {
         return;
     };
-    let mut body = Vec::with_capacity(grpc::PREFIX_LEN + payload.len());
-    grpc::encode_message(payload, &mut body);
-    if send.send_data(Bytes::from(body), false).is_err() {
+    if send.send_data(framed(reply), false).is_err() {
         return;
     }
     let mut trailers = HeaderMap::new();
@@ -1390,15 +1396,10 @@ fn watch_update(call: &mut Call, status: ServingStatus) {
     let Some(send) = &mut call.send else {
         return;
     };
-    let mut body = Vec::new();
-    grpc::encode_message(
-        &HealthCheckResponse {
-            status: status as i32,
-        }
-        .encode_to_vec(),
-        &mut body,
-    );
-    if send.send_data(Bytes::from(body), false).is_ok() {
+    let reply = HealthCheckResponse {
+        status: status as i32,
+    };
+    if send.send_data(framed(&reply), false).is_ok() {
         call.watch_sent = Some(status);
     }
 }
