@@ -221,6 +221,11 @@ fn serve(config: Config) -> ExitCode {
             "listening on gRPC {grpc} (h2c: logmill.v1.LogService, grpc.health.v1.Health)"
         ));
     }
+    if let Some(udp) = server.udp_addr() {
+        log.info(format_args!(
+            "listening on udp {udp} (syslog, Python DatagramHandler)"
+        ));
+    }
     let handle = server.handle();
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
@@ -259,20 +264,14 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One machine-readable line on stdout with every bound address, for scripts and tests.
     // Printed only once the signal handlers are in place, so a script that reads this line
     // and sends SIGTERM at once gets a clean shutdown.
-    // One machine-readable line on stdout with every bound address, for scripts and tests.
-    let udp = server.udp_addr().map(|a| a.to_string());
-    if let Some(udp) = &udp {
-        log.info(format_args!(
-            "listening on udp {udp} (syslog, Python DatagramHandler)"
-        ));
-    }
     let listening = serde_json::json!({
         "event": "listening",
         "tcp": addr.to_string(),
         "grpc": server.grpc_addr().map(|a| a.to_string()),
-        "udp": udp,
+        "udp": server.udp_addr().map(|a| a.to_string()),
     });
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{listening}")
