@@ -99,9 +99,7 @@ impl ServerLog {
             }
         }
     }
-}
 
-impl ServerLog {
     /// Reopens `_server.log` (SIGHUP, after an external logrotate moved it).
     pub fn reopen(&self) {
         let mut guard = self.files.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,6 +10,8 @@
 //!
 //! - [`event_loop`]: one loop, its accept/read/write discipline.
 //! - [`connection`]: one connection's buffers and protocol state.
+//! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
+//! - [`h2_io`]: the nonblocking socket `h2` reads and writes, with no async runtime.
 
 pub mod connection;
 pub mod event_loop;
