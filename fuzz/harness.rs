@@ -74,6 +74,20 @@ impl<'a> StreamInput<'a> {
         out.extend_from_slice(stream);
         out
     }
+
+    /// The stream cut into the chunks [`StreamInput::chunks`] asks for, as a client's reads
+    /// would deliver it.
+    pub fn pieces(&self) -> impl Iterator<Item = &'a [u8]> {
+        let mut rest = self.stream;
+        self.chunks.iter().cycle().map_while(move |&len| {
+            if rest.is_empty() {
+                return None;
+            }
+            let (chunk, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            Some(chunk)
+        })
+    }
 }
 
 /// How a stream ended, once every chunk was delivered.
@@ -250,16 +264,7 @@ pub fn frame_stream(data: &[u8]) -> Option<StreamOutcome> {
         input.max_payload,
         std::iter::once(input.stream),
     );
-    let mut rest = input.stream;
-    let pieces = input.chunks.iter().cycle().map_while(|&len| {
-        if rest.is_empty() {
-            return None;
-        }
-        let (chunk, tail) = rest.split_at(len.min(rest.len()));
-        rest = tail;
-        Some(chunk)
-    });
-    let chunked = decode_stream(input.stream, input.max_payload, pieces);
+    let chunked = decode_stream(input.stream, input.max_payload, input.pieces());
     assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
     Some(whole)
 }
@@ -515,16 +520,7 @@ fn whole_and_chunked(
     decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, bool) -> LinesOutcome,
 ) -> LinesOutcome {
     let whole = decode(&mut std::iter::once(input.stream), true);
-    let mut rest = input.stream;
-    let mut pieces = input.chunks.iter().cycle().map_while(|&len| {
-        if rest.is_empty() {
-            return None;
-        }
-        let (chunk, tail) = rest.split_at(len.min(rest.len()));
-        rest = tail;
-        Some(chunk)
-    });
-    let chunked = decode(&mut pieces, false);
+    let chunked = decode(&mut input.pieces(), false);
     assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
     whole
 }
