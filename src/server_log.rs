@@ -85,12 +85,7 @@ impl ServerLog {
                 if files.size() > 0 && files.size() + len > files.max_file_size() {
                     files.rotate()?;
                 }
-                let mut rest = line.as_bytes();
-                while !rest.is_empty() {
-                    let n = files.write(rest)?;
-                    rest = &rest[n..];
-                }
-                std::io::Result::Ok(())
+                files.write_all(line.as_bytes())
             })();
             if let Err(e) = result
                 && writeln!(std::io::stderr(), "logmill: cannot write _server.log: {e}").is_err()

@@ -222,6 +222,19 @@ impl FileSet {
     }
 }
 
+/// So callers that need the whole buffer written use `write_all` (which turns a zero-byte write
+/// into an error instead of looping on it); the writer thread keeps its own offset instead,
+/// because a failed write must resume where it stopped.
+impl Write for FileSet {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        FileSet::write(self, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn create_active(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
