@@ -1097,8 +1097,10 @@ struct LoadConn {
     acked: u64,
     /// Every record is acknowledged.
     complete: bool,
-    /// Batches handed to the socket and not yet acked: (`queued` once it was, when).
+    /// Batches handed to the socket and not yet acked: (`queued` once it was, when). Kept only
+    /// for the native protocol: the others are never acked, and the list would only grow.
     unacked: VecDeque<(u64, Instant)>,
+    acked_protocol: bool,
     /// A frame of `batch` records; present when `total >= batch`.
     full: Option<Template>,
     /// A frame of the last `total % batch` records; present when that is not zero.
@@ -1126,6 +1128,7 @@ impl LoadConn {
             acked: 0,
             complete: total == 0,
             unacked: VecDeque::new(),
+            acked_protocol: proto == Proto::Native,
             full: (total >= batch).then(|| Template::new(proto, conn, batch as usize, size)),
             tail: (tail > 0).then(|| Template::new(proto, conn, tail as usize, size)),
         }
@@ -1165,7 +1168,9 @@ impl LoadConn {
             if self.offset == template.frame.len() {
                 self.offset = 0;
                 self.queued += template.records;
-                self.unacked.push_back((self.queued, Instant::now()));
+                if self.acked_protocol {
+                    self.unacked.push_back((self.queued, Instant::now()));
+                }
             }
         }
         Ok(())
