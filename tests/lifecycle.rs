@@ -258,7 +258,8 @@ fn stats_line_in_the_server_log() {
             .find(|l| l.contains("stats:"))
             .map(str::to_string)
     });
-    for part in ["records/s", "bytes/s", "connections", "pending bytes"] {
+    // "connection" and "pending byte": the count may be 1 (this test's client).
+    for part in ["records/s", "bytes/s", "connection", "pending byte"] {
         assert!(line.contains(part), "{line}");
     }
     assert!(server.stop().success());
