@@ -96,7 +96,7 @@ impl DirLock {
     }
 
     /// Says in the lock file who holds it: this pid and the bound addresses, one JSON line in
-    /// the shape of the listening line (`{"pid":..,"tcp":..,"grpc":..,"udp":..}`).
+    /// the shape of the listening line (an object with `pid`, `tcp`, `grpc`, `udp`).
     ///
     /// # Errors
     /// The error writing the file.
