@@ -83,13 +83,14 @@ struct ServeArgs {
     /// When to fsync: never, always (acks mean on disk), or an interval like 1000ms.
     #[arg(long, default_value = "1000ms", value_parser = config::parse_fsync)]
     fsync: config::Fsync,
-    /// Event loop threads (default: number of cores).
+    /// Event loop threads (default: number of cores; at least 1).
     #[arg(long)]
     workers: Option<usize>,
     /// Connections beyond this are accepted and closed at once.
     #[arg(long = "max-connections", default_value_t = 100_000)]
     max_connections: usize,
     /// Memory for records received but not yet written; when full, reading stops (backpressure).
+    /// At least --max-frame.
     #[arg(long = "max-pending", default_value = "64MiB", value_parser = config::parse_size)]
     max_pending: u64,
     /// Largest frame payload accepted (at most 16MiB-1); a larger frame closes the connection.
