@@ -4,7 +4,9 @@
 //! batch before another loop sends the lower numbers it took first), and writes each batch's bytes
 //! as they are with one `write` call, two when a rotation falls inside it (this is the batching the
 //! issue asks for). Rotation points are decided from the line lengths as batches are queued, so a
-//! line is never split across files.
+//! line is never split across files. After each flush it records the highest number written in
+//! `_main.seq` ([`super::high_water`]: one `pwrite`), so numbering survives the files being moved
+//! away.
 //!
 //! When a write fails, the pending batches, the position in the first and their rotations stay as
 //! they are and the write is retried (3 retries, exponential backoff). If the disk still refuses, the writer marks
