@@ -96,6 +96,140 @@ impl Default for Config {
     }
 }
 
+/// A setting that cannot work, with the value that would ([`Config::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// `flag` is below `minimum` (in the flag's own unit); `why` says what breaks below it.
+    TooSmall {
+        flag: &'static str,
+        value: String,
+        minimum: String,
+        why: &'static str,
+    },
+    /// `flag` is above `maximum`.
+    TooLarge {
+        flag: &'static str,
+        value: String,
+        maximum: String,
+        why: &'static str,
+    },
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::TooSmall {
+                flag,
+                value,
+                minimum,
+                why,
+            } => write!(
+                f,
+                "{flag} {value} cannot work: the minimum is {minimum} ({why})"
+            ),
+            Invalid::TooLarge {
+                flag,
+                value,
+                maximum,
+                why,
+            } => write!(
+                f,
+                "{flag} {value} cannot work: the maximum is {maximum} ({why})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl Config {
+    /// Refuses settings with which the server would start and then not work: `--max-pending 0`
+    /// never reads a byte, `--workers 0` has no loop to read with, `--max-connections 0` closes
+    /// every client. Checked once at start-up, before anything is bound or written.
+    ///
+    /// # Errors
+    /// The first setting out of range, saying the minimum (or maximum) and why.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        fn too_small(
+            flag: &'static str,
+            value: impl ToString,
+            minimum: impl ToString,
+            why: &'static str,
+        ) -> Result<(), Invalid> {
+            Err(Invalid::TooSmall {
+                flag,
+                value: value.to_string(),
+                minimum: minimum.to_string(),
+                why,
+            })
+        }
+        if self.max_frame == 0 {
+            return too_small(
+                "--max-frame",
+                0,
+                "1 byte",
+                "no record fits in an empty frame",
+            );
+        }
+        if self.max_frame > MAX_FRAME_LIMIT {
+            return Err(Invalid::TooLarge {
+                flag: "--max-frame",
+                value: self.max_frame.to_string(),
+                maximum: format!("{MAX_FRAME_LIMIT} bytes (16MiB-1)"),
+                why: "a frame's first byte must be 0 for protocol detection",
+            });
+        }
+        // The loops stop reading while `max_pending` bytes wait for the writer; below one
+        // largest frame, a connection sending large frames could be paused on every frame (and
+        // at 0 the loops never read at all). The pending gauge counts formatted lines, not frame
+        // headers, so the minimum is the payload size itself.
+        if self.max_pending < self.max_frame as usize {
+            return too_small(
+                "--max-pending",
+                self.max_pending,
+                format_args!("{} bytes (one --max-frame)", self.max_frame),
+                "reading stops while this much waits for the disk, so it must hold one whole frame",
+            );
+        }
+        if self.workers == 0 {
+            return too_small("--workers", 0, 1, "with no event loop nothing is read");
+        }
+        if self.max_connections == 0 {
+            return too_small(
+                "--max-connections",
+                0,
+                1,
+                "every client would be closed at once",
+            );
+        }
+        if self.max_files == 0 {
+            return too_small(
+                "--max-files",
+                0,
+                1,
+                "a rotation moves the active file to .0",
+            );
+        }
+        if self.max_file_size == 0 {
+            return too_small(
+                "--max-file-size",
+                0,
+                "1 byte",
+                "a file must be able to hold a line",
+            );
+        }
+        if self.stats_interval < Duration::from_secs(1) {
+            return too_small(
+                "--stats-interval",
+                format_args!("{}ms", self.stats_interval.as_millis()),
+                "1s",
+                "the writer checks it about once a second",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The largest `--max-frame`: a frame's first byte must be 0 for detection (`protocol::detect`),
 /// so lengths stay under 16 MiB.
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
@@ -178,6 +312,74 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("10 parsecs").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_minimum() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let zero_pending = Config {
+            max_pending: 0,
+            ..Config::default()
+        };
+        let err = zero_pending.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--max-pending 0 cannot work"), "{err}");
+        assert!(
+            err.contains("the minimum is 1048576 bytes (one --max-frame)"),
+            "{err}"
+        );
+        let one_frame = Config {
+            max_pending: 1 << 20,
+            ..Config::default()
+        };
+        assert_eq!(one_frame.validate(), Ok(()));
+        for (config, flag) in [
+            (
+                Config {
+                    workers: 0,
+                    ..Config::default()
+                },
+                "--workers 0",
+            ),
+            (
+                Config {
+                    max_connections: 0,
+                    ..Config::default()
+                },
+                "--max-connections 0",
+            ),
+            (
+                Config {
+                    max_files: 0,
+                    ..Config::default()
+                },
+                "--max-files 0",
+            ),
+            (
+                Config {
+                    max_file_size: 0,
+                    ..Config::default()
+                },
+                "--max-file-size 0",
+            ),
+            (
+                Config {
+                    stats_interval: Duration::ZERO,
+                    ..Config::default()
+                },
+                "--stats-interval 0ms",
+            ),
+            (
+                Config {
+                    max_frame: MAX_FRAME_LIMIT + 1,
+                    ..Config::default()
+                },
+                "--max-frame 16777216",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{err}");
+            assert!(err.contains("the m"), "{err}");
+        }
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //!                      loops send acks to clients that asked for them
 //!
 //!  logmill-signals: SIGINT/SIGTERM -> shutdown, SIGHUP -> reopen files
+//!
+//!  start-up (main): validate flags, lock <dir>/_server.lock, bind the ports, then open
+//!  _server.log and the record files, so a refused second server writes nothing
 //! ```
 //!
 //! A record's path: bytes arrive on a connection ([`server::event_loop`]), the first bytes pick a
@@ -35,7 +38,8 @@
 //! - [`record`]: the one record type every protocol decodes into.
 //! - [`protocol`]: pure decoders and encoders, one file per wire format.
 //! - [`server`]: the listener, the event loops, the connections.
-//! - [`storage`]: the writer thread, line format, rotating files.
+//! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
+//!   the directory lock.
 //! - [`shared`]: counters and mailboxes shared across threads.
 //! - [`server_log`]: the server's own log (`_server.log`).
 //! - [`client`]: the sending side: `logmill bench`, a load client with its own event loop.

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use logmill::config::{self, Config, Format};
-use logmill::server::Server;
-use logmill::server_log::ServerLog;
+use logmill::server::{Listeners, Server};
+use logmill::server_log::{ServerLog, count};
+use logmill::storage::lock::DirLock;
 
 #[derive(Parser)]
 #[command(
@@ -82,13 +83,14 @@ struct ServeArgs {
     /// When to fsync: never, always (acks mean on disk), or an interval like 1000ms.
     #[arg(long, default_value = "1000ms", value_parser = config::parse_fsync)]
     fsync: config::Fsync,
-    /// Event loop threads (default: number of cores).
+    /// Event loop threads (default: number of cores; at least 1).
     #[arg(long)]
     workers: Option<usize>,
     /// Connections beyond this are accepted and closed at once.
     #[arg(long = "max-connections", default_value_t = 100_000)]
     max_connections: usize,
     /// Memory for records received but not yet written; when full, reading stops (backpressure).
+    /// At least --max-frame.
     #[arg(long = "max-pending", default_value = "64MiB", value_parser = config::parse_size)]
     max_pending: u64,
     /// Largest frame payload accepted (at most 16MiB-1); a larger frame closes the connection.
@@ -138,29 +140,36 @@ impl ServeArgs {
             udp_port: self.udp_port,
             tcp_only: self.tcp_only,
             dir: self.dir,
-            max_file_size: self.max_file_size.max(1),
+            max_file_size: self.max_file_size,
             max_files: self.max_files as usize,
             format: self.format,
             fsync: self.fsync,
-            workers: self.workers.unwrap_or(defaults.workers).max(1),
+            workers: self.workers.unwrap_or(defaults.workers),
             max_connections: self.max_connections,
             max_pending: usize::try_from(self.max_pending).unwrap_or(usize::MAX),
             max_frame: self.max_frame as u32,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout,
-            stats_interval: self.stats_interval.max(Duration::from_secs(1)),
+            stats_interval: self.stats_interval,
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None => serve(cli.serve.into_config()),
-        Some(Command::Serve(args)) => serve(args.into_config()),
-        Some(Command::Bench(args)) => bench(args),
+    let config = match cli.command {
+        None => cli.serve.into_config(),
+        Some(Command::Serve(args)) => args.into_config(),
+        Some(Command::Bench(args)) => return bench(args),
+    };
+    // Values that parse but cannot work are refused like any bad flag (exit code 2).
+    if let Err(e) = config.validate() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit();
     }
+    serve(config)
 }
 
 /// Runs `logmill bench`: the figures for people, then one JSON line for scripts, on stdout.
@@ -186,6 +195,30 @@ fn bench(args: logmill::client::bench::BenchArgs) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
+    // Start-up order: lock the directory, bind the ports, then open `_server.log` and the record
+    // files. A second logmill started by mistake (same directory, or a port in use) stops at one
+    // of the first two steps and says why on its own stderr, without writing into the running
+    // server's files.
+    let lock = match DirLock::acquire(&config.dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("logmill: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match Listeners::bind(&config) {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            eprintln!("logmill: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // For a refused second server to name this one.
+    let described = lock.describe(
+        Some(listeners.tcp_addr()),
+        listeners.grpc_addr(),
+        listeners.udp_addr(),
+    );
     let log = match ServerLog::open(&config.dir, config.max_file_size, config.max_files) {
         Ok(log) => Arc::new(log),
         Err(e) => {
@@ -197,11 +230,18 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = described {
+        log.warn(format_args!(
+            "cannot write {}: {e}; a second logmill on this directory will be refused without \
+             being told this one's pid and ports",
+            lock.path().display()
+        ));
+    }
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => log.info(format_args!("open files limit: {limit}")),
         Err(e) => log.warn(format_args!("cannot raise the open files limit: {e}")),
     }
-    let server = match Server::bind(config.clone(), log.clone()) {
+    let server = match Server::new(config.clone(), listeners, log.clone()) {
         Ok(server) => server,
         Err(e) => {
             log.error(format_args!("{e}"));
@@ -210,22 +250,12 @@ fn serve(config: Config) -> ExitCode {
     };
     let addr = server.tcp_addr();
     log.info(format_args!(
-        "{} {} listening on tcp {addr} ({} event loops), storing in {}",
+        "{} {} listening on tcp {addr} ({}), storing in {}",
         config.name,
         env!("CARGO_PKG_VERSION"),
-        config.workers,
+        count(config.workers as u64, "event loop"),
         config.dir.display()
     ));
-    if let Some(grpc) = server.grpc_addr() {
-        log.info(format_args!(
-            "listening on gRPC {grpc} (h2c: logmill.v1.LogService, grpc.health.v1.Health)"
-        ));
-    }
-    if let Some(udp) = server.udp_addr() {
-        log.info(format_args!(
-            "listening on udp {udp} (syslog, Python DatagramHandler)"
-        ));
-    }
     let handle = server.handle();
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
@@ -289,7 +319,7 @@ fn serve(config: Config) -> ExitCode {
     if signal_thread.join().is_err() {
         log.error(format_args!("the signal thread panicked"));
     }
-    match result {
+    let code = match result {
         Ok(()) => {
             log.info(format_args!("stopped; every received record is stored"));
             ExitCode::SUCCESS
@@ -298,5 +328,8 @@ fn serve(config: Config) -> ExitCode {
             log.error(format_args!("{e}"));
             ExitCode::FAILURE
         }
-    }
+    };
+    // Held until the last line is logged; released here, or by the kernel if the process dies.
+    drop(lock);
+    code
 }

@@ -13,6 +13,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::storage::fileset::FileSet;
 
+/// A number and its noun, for log lines: `count(1, "connection")` shows `1 connection`,
+/// `count(2, "connection")` shows `2 connections`. Only for nouns whose plural adds an `s`.
+pub fn count(n: u64, noun: &'static str) -> Count {
+    Count { n, noun }
+}
+
+/// See [`count`].
+pub struct Count {
+    n: u64,
+    noun: &'static str,
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.n == 1 { "" } else { "s" };
+        write!(f, "{} {}{s}", self.n, self.noun)
+    }
+}
+
 pub struct ServerLog {
     files: Mutex<Option<FileSet>>,
 }
@@ -103,5 +122,17 @@ impl ServerLog {
         {
             eprintln!("logmill: cannot reopen _server.log: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(0, "connection").to_string(), "0 connections");
+        assert_eq!(count(1, "event loop").to_string(), "1 event loop");
+        assert_eq!(count(2, "record").to_string(), "2 records");
     }
 }

@@ -103,7 +103,16 @@ fn full_disk_degrades_pushes_back_and_recovers() {
         eprintln!("full-disk test not run: mounting a tmpfs needs root");
         return;
     };
-    let server = Server::start(&fs.dir.0, &["--max-pending", "256KiB", "--fsync", "never"]);
+    // --max-frame within --max-pending, which start-up requires (this test's frames are ~9 KiB).
+    let args = [
+        "--max-pending",
+        "256KiB",
+        "--max-frame",
+        "64KiB",
+        "--fsync",
+        "never",
+    ];
+    let server = Server::start(&fs.dir.0, &args);
     let filler = fs.dir.0.join("filler");
     fill(&filler);
 
@@ -230,12 +239,14 @@ fn seed_flag_spellings_and_port_in_use() {
     }
     let server = Server::start(&dir.0, &[]);
     let port = server.addr.port().to_string();
+    // Another directory: on the same one the directory lock refuses first (tests/startup.rs).
+    let other = TempDir::new("seed-other");
     let out = logmill(&[
         "--port",
         &port,
         "--tcp-only",
         "--dir",
-        dir.0.to_str().unwrap(),
+        other.0.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
@@ -258,7 +269,8 @@ fn stats_line_in_the_server_log() {
             .find(|l| l.contains("stats:"))
             .map(str::to_string)
     });
-    for part in ["records/s", "bytes/s", "connections", "pending bytes"] {
+    // "connection" and "pending byte": the count may be 1 (this test's client).
+    for part in ["records/s", "bytes/s", "connection", "pending byte"] {
         assert!(line.contains(part), "{line}");
     }
     assert!(server.stop().success());

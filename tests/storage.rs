@@ -30,7 +30,7 @@ fn rotation_with_tiny_files() {
     let mut names: Vec<String> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("_main"))
+        .filter(|n| n.starts_with("_main.log"))
         .collect();
     names.sort();
     assert_eq!(
@@ -215,4 +215,78 @@ fn sighup_reopens_files() {
         2
     );
     assert!(server.stop().success());
+}
+
+/// Moves every `_main.log*` file of `dir` into `dir/<to>` (what an external logrotate does).
+fn move_record_files(dir: &std::path::Path, to: &str) {
+    let target = dir.join(to);
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "_main.log" || name.starts_with("_main.log.") {
+            std::fs::rename(&path, target.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Numbers never repeat when the record files were moved away: the logrotate pattern (move,
+/// SIGHUP), then a restart with none of the numbered files left, continues above the old numbers
+/// (from `_main.seq`). Deleting `_main.seq` falls back to the files.
+#[test]
+fn numbers_continue_after_the_files_were_moved_away() {
+    let dir = TempDir::new("moved");
+    let server = Server::start(&dir.0, &["--max-file-size", "2KiB"]);
+    send_numbered(&server, 0, 100); // rotates: _main.log.0 .. exist too
+    move_record_files(&dir.0, "rotated-1");
+    server.signal("HUP");
+    wait_for("a new _main.log", DEADLINE, || {
+        dir.0.join("_main.log").exists().then_some(())
+    });
+    send_numbered(&server, 100, 105);
+    assert!(server.stop().success());
+    let lines = read_lines(&dir.0);
+    assert_eq!(lines.first().map(|l| seq_of(l)), Some(101));
+    assert_gap_free(&lines, 101);
+
+    move_record_files(&dir.0, "rotated-2");
+    assert!(read_lines(&dir.0).is_empty());
+    let server = Server::start(&dir.0, &[]);
+    send_numbered(&server, 105, 110);
+    assert_gap_free(&server.lines(), 106);
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.0.join("_server.log")).unwrap();
+    assert!(log.contains("continuing after 105"), "{log}");
+
+    // Without the state file the files decide (here: they hold 106..110).
+    std::fs::remove_file(dir.0.join("_main.seq")).unwrap();
+    let server = Server::start(&dir.0, &[]);
+    send_numbered(&server, 110, 111);
+    assert_gap_free(&server.lines(), 106);
+    assert!(server.stop().success());
+}
+
+/// After SIGKILL the state file is as current as the acks: numbers continue without a gap in
+/// the same files, and above the old ones once the files are moved away.
+#[test]
+fn numbers_continue_after_sigkill_with_and_without_the_files() {
+    for fsync in ["never", "always", "1000ms"] {
+        let dir = TempDir::new("sigkill-seq");
+        let mut server = Server::start(&dir.0, &["--fsync", fsync]);
+        send_numbered(&server, 0, 300);
+        server.child.kill().unwrap(); // SIGKILL
+        server.wait_exit();
+        let server = Server::start(&dir.0, &["--fsync", fsync]);
+        send_numbered(&server, 300, 310);
+        assert_gap_free(&server.lines(), 1);
+        let mut server = server;
+        server.child.kill().unwrap();
+        server.wait_exit();
+
+        move_record_files(&dir.0, "away");
+        let server = Server::start(&dir.0, &["--fsync", fsync]);
+        send_numbered(&server, 310, 320);
+        assert_gap_free(&server.lines(), 311);
+        assert!(server.stop().success(), "--fsync {fsync}");
+    }
 }

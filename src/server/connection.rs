@@ -295,10 +295,10 @@ impl Connection {
                 cx.batch.rollback(mark);
                 let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 cx.log.warn(format_args!(
-                    "connection from {}: undecodable frame of {} bytes skipped ({e}); {count} \
-                     decode errors so far",
+                    "connection from {}: undecodable frame of {} skipped ({e}); {} so far",
                     self.peer,
-                    payload.len()
+                    crate::server_log::count(payload.len() as u64, "byte"),
+                    crate::server_log::count(count, "decode error")
                 ));
                 self.send_error(ErrorKind::Undecodable, format!("frame skipped: {e}"));
             }
@@ -320,10 +320,11 @@ impl Connection {
             Err(e) => {
                 let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 cx.log.warn(format_args!(
-                    "connection from {} (Python SocketHandler): pickle of {} bytes rejected ({e}); \
-                     {count} decode errors so far",
+                    "connection from {} (Python SocketHandler): pickle of {} rejected \
+                     ({e}); {} so far",
                     self.peer,
-                    payload.len()
+                    crate::server_log::count(payload.len() as u64, "byte"),
+                    crate::server_log::count(count, "decode error")
                 ));
             }
         }

@@ -570,7 +570,8 @@ impl EventLoop {
                     let count = self.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
                     self.log.warn(format_args!(
                         "udp datagram from {peer} (Python DatagramHandler): pickle rejected \
-                         ({e}); {count} decode errors so far"
+                         ({e}); {} so far",
+                        crate::server_log::count(count, "decode error")
                     ));
                     continue;
                 }
@@ -823,8 +824,9 @@ impl EventLoop {
             self.send_output(token);
         }
         self.log.info(format_args!(
-            "event loop {} stopped; it accepted {} connections",
-            self.id, self.accepted
+            "event loop {} stopped; it accepted {}",
+            self.id,
+            crate::server_log::count(self.accepted, "connection")
         ));
         // Whatever is still unsent is dropped with the sockets.
         if self.writer.send(Command::LoopDone(self.id)).is_err() {

@@ -806,9 +806,9 @@ impl GrpcConnection {
             && now >= at
         {
             cx.log.info(format_args!(
-                "gRPC connection from {}: {} calls still open after the shutdown grace; closed",
+                "gRPC connection from {}: {} still open after the shutdown grace; closed",
                 self.peer,
-                self.calls.len()
+                crate::server_log::count(self.calls.len() as u64, "call")
             ));
             return Drive::Closed;
         }
@@ -1005,9 +1005,9 @@ impl GrpcConnection {
                 let status = Status::new(
                     Code::DeadlineExceeded,
                     format!(
-                        "deadline (grpc-timeout) passed before the call's {} records were all \
-                         written ({} written so far; the rest will still be stored)",
-                        call.pushed, call.written
+                        "deadline (grpc-timeout) passed before the call's records were all \
+                         written ({} of {} so far; the rest will still be stored)",
+                        call.written, call.pushed
                     ),
                 );
                 send_status(&mut call.respond, &mut call.send, &status);
@@ -1266,15 +1266,18 @@ impl GrpcConnection {
         let call = &mut self.calls[slot];
         if call.pushed > 0 {
             status.message.push_str(&format!(
-                "; the call's {} records before this point are stored",
-                call.pushed
+                "; the call's {} before this point {} stored",
+                crate::server_log::count(call.pushed, "record"),
+                if call.pushed == 1 { "is" } else { "are" }
             ));
         }
         if status.code == Code::InvalidArgument {
             let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
             cx.log.warn(format_args!(
-                "gRPC call from {}: {}; {count} decode errors so far",
-                self.peer, status.message
+                "gRPC call from {}: {}; {} so far",
+                self.peer,
+                status.message,
+                crate::server_log::count(count, "decode error")
             ));
         }
         send_status(&mut call.respond, &mut call.send, &status);

@@ -35,11 +35,60 @@ use crate::storage::Command;
 use crate::storage::writer::{Exit, Writer};
 use event_loop::EventLoop;
 
+/// Which of the server's sockets an error is about, so the message names the flag that sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    Tcp,
+    Grpc,
+    Udp,
+}
+
+impl Port {
+    fn name(self) -> &'static str {
+        match self {
+            Port::Tcp => "tcp",
+            Port::Grpc => "gRPC",
+            Port::Udp => "udp",
+        }
+    }
+
+    /// The flag that sets this port.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Port::Tcp => "--port",
+            Port::Grpc => "--grpc-port",
+            Port::Udp => "--udp-port",
+        }
+    }
+
+    /// What to do when the port is taken.
+    fn when_in_use(self) -> &'static str {
+        match self {
+            Port::Tcp => "choose another with --port, or --port 0 for any free port",
+            Port::Grpc => {
+                "choose another with --grpc-port (--grpc-port 0 for any free port), or serve no \
+                 gRPC with --tcp-only"
+            }
+            Port::Udp => {
+                "choose another with --udp-port (--udp-port 0 for any free port), or leave \
+                 --udp-port out"
+            }
+        }
+    }
+}
+
 /// Why the server could not start or stopped badly. Each says what to do.
 #[derive(Debug)]
 pub enum Error {
-    Bind { addr: String, source: io::Error },
-    Storage { dir: String, source: io::Error },
+    Bind {
+        port: Port,
+        addr: String,
+        source: io::Error,
+    },
+    Storage {
+        dir: String,
+        source: io::Error,
+    },
     Setup(io::Error),
     LoopFailed(String),
     RecordsLost(u64),
@@ -48,12 +97,20 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
+            Error::Bind { port, addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
+                    f,
+                    "cannot listen on {} {addr}: the port is in use (another logmill?); {}",
+                    port.name(),
+                    port.when_in_use()
+                )
+            }
+            Error::Bind { port, addr, source } => write!(
                 f,
-                "cannot listen on {addr}: the port is in use (another logmill?); choose another \
-                 with --port, or --port 0 for any free port"
+                "cannot listen on {} {addr}: {source}; check --host and {}",
+                port.name(),
+                port.flag()
             ),
-            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Storage { dir, source } => write!(
                 f,
                 "cannot use the log directory {dir}: {source}; check it exists and is writable, \
@@ -63,7 +120,8 @@ impl fmt::Display for Error {
             Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
             Error::RecordsLost(n) => write!(
                 f,
-                "stopped with {n} received records unwritten: the disk kept failing (see _server.log)"
+                "stopped with {} received and unwritten: the disk kept failing (see _server.log)",
+                crate::server_log::count(*n, "record")
             ),
         }
     }
@@ -71,8 +129,90 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A bound, ready-to-run server. [`Server::bind`] does everything that can fail at start-up
-/// (listening, opening and repairing the files), so an error is reported before any thread runs.
+/// The server's bound sockets, before anything else is set up: binding first means a second
+/// logmill started by mistake fails before it opens (or writes) any file.
+pub struct Listeners {
+    tcp: std::net::TcpListener,
+    grpc: Option<std::net::TcpListener>,
+    udp: Option<mio::net::UdpSocket>,
+    tcp_addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// Binds `config.host:config.port`, the gRPC port unless `--tcp-only`, and the UDP port if
+    /// given.
+    ///
+    /// # Errors
+    /// [`Error::Bind`], naming the flag of the port that failed.
+    pub fn bind(config: &Config) -> Result<Listeners, Error> {
+        let bind_error = |port: Port, addr: String| {
+            move |source| Error::Bind {
+                port,
+                addr: addr.clone(),
+                source,
+            }
+        };
+        let addr_text = format!("{}:{}", config.host, config.port);
+        let tcp_error = bind_error(Port::Tcp, addr_text.clone());
+        let addr = addr_text
+            .to_socket_addrs()
+            .map_err(&tcp_error)?
+            .next()
+            .ok_or_else(|| tcp_error(io::ErrorKind::AddrNotAvailable.into()))?;
+        let tcp = listen(addr).map_err(&tcp_error)?;
+        let tcp_addr = tcp.local_addr().map_err(&tcp_error)?;
+        let grpc = if config.tcp_only {
+            None
+        } else {
+            let grpc_addr = SocketAddr::new(addr.ip(), config.grpc_port);
+            let grpc_error = bind_error(Port::Grpc, grpc_addr.to_string());
+            let listener = listen(grpc_addr).map_err(&grpc_error)?;
+            let bound = listener.local_addr().map_err(&grpc_error)?;
+            Some((listener, bound))
+        };
+        let udp = match config.udp_port {
+            Some(port) => {
+                let udp_addr = SocketAddr::new(addr.ip(), port);
+                let udp_error = bind_error(Port::Udp, udp_addr.to_string());
+                let socket = std::net::UdpSocket::bind(udp_addr).map_err(&udp_error)?;
+                socket.set_nonblocking(true).map_err(&udp_error)?;
+                let bound = socket.local_addr().map_err(&udp_error)?;
+                Some((mio::net::UdpSocket::from_std(socket), bound))
+            }
+            None => None,
+        };
+        let (grpc, grpc_addr) = grpc.map_or((None, None), |(l, a)| (Some(l), Some(a)));
+        let (udp, udp_addr) = udp.map_or((None, None), |(s, a)| (Some(s), Some(a)));
+        Ok(Listeners {
+            tcp,
+            grpc,
+            udp,
+            tcp_addr,
+            grpc_addr,
+            udp_addr,
+        })
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The bound gRPC address, unless `--tcp-only`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// The bound UDP address, with `--udp-port`.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+}
+
+/// A bound, ready-to-run server. [`Server::new`] does everything that can fail at start-up after
+/// binding (opening and repairing the files, building the loops), so an error is reported before
+/// any thread runs.
 pub struct Server {
     config: Config,
     tcp_addr: SocketAddr,
@@ -114,55 +254,28 @@ impl Handle {
 }
 
 impl Server {
-    /// Binds `config.host:config.port`, opens the storage, and builds `config.workers` loops.
+    /// Binds the ports ([`Listeners::bind`]), then builds the server on them ([`Server::new`]).
     ///
     /// # Errors
     /// [`Error::Bind`], [`Error::Storage`] or [`Error::Setup`], each saying what to change.
     pub fn bind(config: Config, log: Arc<ServerLog>) -> Result<Server, Error> {
-        let addr_text = format!("{}:{}", config.host, config.port);
-        let bind_error = |source| Error::Bind {
-            addr: addr_text.clone(),
-            source,
-        };
-        let addr = addr_text
-            .to_socket_addrs()
-            .map_err(bind_error)?
-            .next()
-            .ok_or_else(|| bind_error(io::ErrorKind::AddrNotAvailable.into()))?;
-        let listener = listen(addr).map_err(bind_error)?;
-        let tcp_addr = listener.local_addr().map_err(bind_error)?;
-        let grpc_listener = if config.tcp_only {
-            None
-        } else {
-            let grpc_addr = SocketAddr::new(addr.ip(), config.grpc_port);
-            let grpc_error = |source| Error::Bind {
-                addr: format!("gRPC {grpc_addr}"),
-                source,
-            };
-            Some(listen(grpc_addr).map_err(grpc_error)?)
-        };
-        let grpc_addr = match &grpc_listener {
-            Some(l) => Some(l.local_addr().map_err(Error::Setup)?),
-            None => None,
-        };
-        let mut udp = match config.udp_port {
-            Some(port) => {
-                let udp_addr = SocketAddr::new(addr.ip(), port);
-                let udp_error = |source| Error::Bind {
-                    addr: format!("udp {udp_addr}"),
-                    source,
-                };
-                let socket = std::net::UdpSocket::bind(udp_addr).map_err(udp_error)?;
-                socket.set_nonblocking(true).map_err(udp_error)?;
-                Some(mio::net::UdpSocket::from_std(socket))
-            }
-            None => None,
-        };
-        let udp_addr = match &udp {
-            Some(socket) => Some(socket.local_addr().map_err(bind_error)?),
-            None => None,
-        };
+        let listeners = Listeners::bind(&config)?;
+        Server::new(config, listeners, log)
+    }
 
+    /// Opens the storage in `config.dir` and builds `config.workers` loops on `listeners`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Setup`], each saying what to change.
+    pub fn new(config: Config, listeners: Listeners, log: Arc<ServerLog>) -> Result<Server, Error> {
+        let Listeners {
+            tcp: listener,
+            grpc: grpc_listener,
+            mut udp,
+            tcp_addr,
+            grpc_addr,
+            udp_addr,
+        } = listeners;
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
         let mut mailboxes = Vec::with_capacity(workers);

@@ -62,9 +62,9 @@ impl FileSet {
             if keep < len {
                 file.set_len(keep)?;
                 repairs.push(format!(
-                    "{}: cut a torn last line of {} bytes left by a crash",
+                    "{}: cut a torn last line of {} left by a crash",
                     files.active_path().display(),
-                    len - keep
+                    crate::server_log::count(len - keep, "byte")
                 ));
             }
             files.size = keep;

@@ -2,13 +2,18 @@
 //!
 //! - [`line`]: how a record becomes a stored line (formatted by the loops, see there why).
 //! - [`fileset`]: one rotating set of files, its crash repair at start-up.
+//! - [`high_water`]: the highest sequence number given, kept in `_main.seq` so numbers never
+//!   repeat when the files were moved away.
+//! - [`lock`]: one server per directory (`_server.lock`, an `flock` the kernel releases).
 //! - [`writer`]: the thread: sequence numbers, batching, rotation, fsync, retries, completions.
 //!
 //! The loops hand the writer [`Batch`]es over a channel; the writer hands back [`Completion`]s
 //! through each loop's mailbox once the lines are written (and fsynced under `--fsync always`).
 
 pub mod fileset;
+pub mod high_water;
 pub mod line;
+pub mod lock;
 pub mod writer;
 
 use crate::record::Record;

@@ -4,7 +4,9 @@
 //! batch before another loop sends the lower numbers it took first), and writes each batch's bytes
 //! as they are with one `write` call, two when a rotation falls inside it (this is the batching the
 //! issue asks for). Rotation points are decided from the line lengths as batches are queued, so a
-//! line is never split across files.
+//! line is never split across files. After each flush it records the highest number written in
+//! `_main.seq` ([`super::high_water`]: one `pwrite`), so numbering survives the files being moved
+//! away.
 //!
 //! When a write fails, the pending batches, the position in the first and their rotations stay as
 //! they are and the write is retried (3 retries, exponential backoff). If the disk still refuses, the writer marks
@@ -21,10 +23,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::fileset::FileSet;
+use super::high_water::{HighWater, Recovered};
 use super::line::parse_seq;
 use super::{Batch, Command, Completion, SPARE_BATCHES, SPARE_CAPACITY, decimal_width};
 use crate::config::Fsync;
-use crate::server_log::ServerLog;
+use crate::server_log::{ServerLog, count};
 use crate::shared::Shared;
 
 /// Write once this much is buffered even if more batches are queued, so acks keep flowing.
@@ -55,6 +58,10 @@ impl Pending {
 
 pub struct Writer {
     files: FileSet,
+    /// `_main.seq`: updated once per flush, after the lines are in the file, fsynced with them.
+    high_water: HighWater,
+    /// The highest sequence number in the files (what `high_water` is told).
+    written_seq: u64,
     next_seq: u64,
     fsync: Fsync,
     stdout: bool,
@@ -111,7 +118,7 @@ impl Writer {
         for repair in &opened.repairs {
             log.warn(format_args!("repaired at start-up: {repair}"));
         }
-        let last_seq = match &opened.last_line {
+        let files_seq = match &opened.last_line {
             None => 0,
             Some(line) => parse_seq(line).ok_or_else(|| {
                 io::Error::new(
@@ -124,10 +131,35 @@ impl Writer {
                 )
             })?,
         };
+        // The files say where numbering stopped unless they were moved away (logrotate); the
+        // state file remembers it then. Whichever is higher wins, so no number is given twice.
+        let (mut high_water, recovered) = HighWater::open(&config.dir)?;
+        let last_seq = match recovered {
+            Recovered::Found(state) if state > files_seq => {
+                log.info(format_args!(
+                    "{} says numbers up to {state} were given; the files end at {files_seq} \
+                     (moved away?): continuing after {state}",
+                    high_water.path().display()
+                ));
+                state
+            }
+            Recovered::Found(_) | Recovered::Missing => files_seq,
+            Recovered::Unreadable(why) => {
+                log.warn(format_args!(
+                    "ignoring {}: {why}; continuing from the files",
+                    high_water.path().display()
+                ));
+                files_seq
+            }
+        };
+        high_water.reset(last_seq)?;
+        if config.fsync != Fsync::Never {
+            high_water.sync()?;
+        }
         log.info(format_args!(
-            "storage: {} ({} bytes), next sequence number {}",
+            "storage: {} ({}), next sequence number {}",
             opened.files.active_path().display(),
-            opened.files.size(),
+            count(opened.files.size(), "byte"),
             last_seq + 1
         ));
         let loops = shared.mailboxes.len();
@@ -135,6 +167,8 @@ impl Writer {
         Ok(Writer {
             planned_size: opened.files.size(),
             files: opened.files,
+            high_water,
+            written_seq: last_seq,
             next_seq: last_seq + 1,
             fsync: config.fsync,
             stdout: config.stdout,
@@ -176,7 +210,10 @@ impl Writer {
                 }
             }
             let now = Instant::now();
-            if !self.pending.is_empty() && self.retry_at.is_none_or(|at| now >= at) {
+            // `retry_at` is set after a failure even when every line was written (a failed
+            // fsync or state update): the held completions wait for that retry.
+            let due = self.retry_at.is_none_or(|at| now >= at);
+            if (!self.pending.is_empty() || self.retry_at.is_some()) && due {
                 self.flush();
             }
             self.periodic_fsync(now);
@@ -195,7 +232,7 @@ impl Writer {
                 }
                 let began = *shutdown_began.get_or_insert(now);
                 if self.pending.is_empty() {
-                    if let Err(e) = self.files.sync() {
+                    if let Err(e) = self.sync() {
                         self.log.error(format_args!("final fsync failed: {e}"));
                     }
                     return Exit::Clean;
@@ -203,8 +240,9 @@ impl Writer {
                 if now.duration_since(began) >= shutdown_timeout {
                     let lost = self.unwritten_records;
                     self.log.error(format_args!(
-                        "shutdown: gave up after {shutdown_timeout:?}; {lost} received records \
-                         could not be written to {}",
+                        "shutdown: gave up after {shutdown_timeout:?}; {} received could not \
+                         be written to {}",
+                        count(lost, "record"),
                         self.files.active_path().display()
                     ));
                     return Exit::Lost(lost);
@@ -230,6 +268,16 @@ impl Writer {
             Command::Write(batch) => self.receive(batch),
             Command::Reopen => {
                 self.flush();
+                // The file being let go gets the fsync it would have had, and the state file
+                // with it: its numbers are about to leave the directory.
+                if self.fsync != Fsync::Never
+                    && let Err(e) = self.sync()
+                {
+                    self.log.error(format_args!(
+                        "SIGHUP: fsync of {} before reopening failed: {e}",
+                        self.files.active_path().display()
+                    ));
+                }
                 match self.files.reopen() {
                     Ok(()) => self.log.info(format_args!(
                         "SIGHUP: reopened {}",
@@ -330,10 +378,10 @@ impl Writer {
                 if self.failures as usize == RETRY_BACKOFF.len() + 1 {
                     self.shared.degraded.store(true, Ordering::Release);
                     self.log.error(format_args!(
-                        "cannot write {}: {e}; DEGRADED: holding {} records in memory, reading \
-                         from clients stops at --max-pending, retrying every {}s",
+                        "cannot write {}: {e}; DEGRADED: holding {} in memory, reading from \
+                         clients stops at --max-pending, retrying every {}s",
                         self.files.active_path().display(),
-                        self.unwritten_records,
+                        count(self.unwritten_records, "record"),
                         DEGRADED_RETRY.as_secs()
                     ));
                 } else if self.failures as usize <= RETRY_BACKOFF.len() {
@@ -392,16 +440,30 @@ impl Writer {
                 }
             }
             let records = p.batch.len() as u64;
+            // A batch stored out of order ("stored as it is") may hold lower numbers.
+            let last = p.batch.first_seq + records.saturating_sub(1);
+            self.written_seq = self.written_seq.max(last);
             self.unwritten_records -= records;
             self.written_records += records;
             if let Some(done) = self.pending.pop_front() {
                 self.recycle(done.batch);
             }
         }
+        // The high-water mark: one `pwrite` per flush (which may cover many batches), never one
+        // per record; under `--fsync always` one more `fdatasync` per flush, for the state file.
+        self.high_water.record(self.written_seq)?;
         if self.fsync == Fsync::Always {
-            self.files.sync()?;
+            self.sync()?;
         }
         Ok(())
+    }
+
+    /// `fsync`s the active file, then the state file. After a power loss the state may be ahead
+    /// of the lines (the kernel writes pages back in any order): that only skips numbers. A state
+    /// behind the lines is corrected by the files at start-up.
+    fn sync(&mut self) -> io::Result<()> {
+        self.files.sync()?;
+        self.high_water.sync()
     }
 
     /// Everything appended is in the files: account, release, and hand back completions.
@@ -458,7 +520,7 @@ impl Writer {
         if let Some(since) = self.dirty_since
             && now.duration_since(since) >= every
         {
-            match self.files.sync() {
+            match self.sync() {
                 Ok(()) => self.dirty_since = None,
                 Err(e) => self.log.error(format_args!(
                     "fsync of {} failed: {e}",
@@ -475,12 +537,21 @@ impl Writer {
         }
         let secs = elapsed.as_secs_f64();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {} connections, {} pending bytes, {} decode errors",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
-            self.shared.connections.load(Ordering::Relaxed),
-            self.shared.pending_bytes.load(Ordering::Relaxed),
-            self.shared.decode_errors.load(Ordering::Relaxed),
+            count(
+                self.shared.connections.load(Ordering::Relaxed) as u64,
+                "connection"
+            ),
+            count(
+                self.shared.pending_bytes.load(Ordering::Relaxed) as u64,
+                "pending byte"
+            ),
+            count(
+                self.shared.decode_errors.load(Ordering::Relaxed),
+                "decode error"
+            ),
         ));
         self.stats_at = now;
         self.stats_records = 0;
