@@ -8,7 +8,10 @@
 //! JSON: `{"seq":42,"time":"2026-11-22T00:26:13.123456Z","level":"info","app":"billing",...}`
 //!
 //! Every byte below 0x20, DEL and the backslash is escaped in text lines (`\n`, `\t`, `\x1b`, ...)
-//! and JSON strings are escaped by `serde_json`, so no field can ever start a second line.
+//! and JSON strings are escaped by `serde_json`, so no field can ever start a second line. Text
+//! lines also escape whatever would make them ambiguous (every `|` but the separator, spaces in
+//! columns, ... see [`special`] and `write_text`), so [`super::parse`] reads back exactly the
+//! record that was written.
 
 use crate::config::Format;
 use std::borrow::Cow;
