@@ -6,6 +6,7 @@
 //! strings instead. Nothing here does I/O.
 
 use std::borrow::Cow;
+use std::fmt;
 
 /// Severity, on the scale of `schema/logmill.capnp` (`Level`), which documents the mapping from
 /// Python, syslog and OpenTelemetry levels.
@@ -107,6 +108,149 @@ impl Default for Body<'_> {
     }
 }
 
+/// The value of an extra field, with the type the protocol gave it: JSON lines, pickle `extra=`
+/// and gRPC's `typed_fields` have types; syslog and the native protocol send text.
+///
+/// The JSON format writes each as the JSON value it is; the text format writes its JSON
+/// spelling (`3.5`, `true`, `null`, `{"a":1}`), so text lines cannot tell `3` from `"3"`.
+#[derive(Clone, Debug)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// Written as `null` when it is not finite, as JSON has no NaN or infinity.
+    Float(f64),
+    Bool(bool),
+    Null,
+    /// An object, an array or a number too big for `Int` (a Python big int, a u64 past
+    /// `i64::MAX`), as compact JSON text.
+    Json(JsonText<'a>),
+}
+
+impl<'a> Value<'a> {
+    /// The value of a JSON document: scalars keep their type, containers become [`JsonText`].
+    pub fn from_json(value: serde_json::Value) -> Value<'static> {
+        match value {
+            serde_json::Value::String(s) => Value::Str(Cow::Owned(s)),
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Value::Int(i),
+                (None, Some(f)) if !n.is_u64() => Value::Float(f),
+                _ => Value::Json(JsonText(Cow::Owned(n.to_string()))),
+            },
+            other => Value::Json(JsonText(Cow::Owned(other.to_string()))),
+        }
+    }
+
+    /// The text of a string value; `None` for the other types.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value's text: a string as it is (borrowed), anything else in its JSON spelling. For
+    /// protocols that carry text only (the native one).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Value::Str(s) => Cow::Borrowed(s),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// Copies a borrowed string, for a value that must outlive its input.
+    pub fn into_static(self) -> Value<'static> {
+        match self {
+            Value::Str(s) => Value::Str(own(s)),
+            Value::Int(i) => Value::Int(i),
+            Value::Float(f) => Value::Float(f),
+            Value::Bool(b) => Value::Bool(b),
+            Value::Null => Value::Null,
+            Value::Json(JsonText(j)) => Value::Json(JsonText(own(j))),
+        }
+    }
+}
+
+/// Values are equal when they are the same data: floats compare bit for bit, so a NaN equals
+/// itself and `Record` can be `Eq` (`-0.0` and `0.0` differ, as they print differently).
+impl PartialEq for Value<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Null, Value::Null) => true,
+            (Value::Json(a), Value::Json(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Value<'_> {}
+
+impl<'a> From<Cow<'a, str>> for Value<'a> {
+    fn from(s: Cow<'a, str>) -> Self {
+        Value::Str(s)
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
+        Value::Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(s: String) -> Self {
+        Value::Str(Cow::Owned(s))
+    }
+}
+
+/// Compact JSON text (no whitespace, no raw control characters, object keys sorted) that is
+/// known to parse: the field is private so that the formatter can copy it into a JSON line
+/// without checking it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonText<'a>(Cow<'a, str>);
+
+impl JsonText<'_> {
+    /// Checks and compacts `text`; `None` if it is not JSON.
+    pub fn parse(text: &str) -> Option<JsonText<'static>> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| JsonText(Cow::Owned(v.to_string())))
+    }
+
+    /// An integer of any size (a Python big int) as a JSON number; `None` unless `digits` is
+    /// an optional `-` and decimal digits with no leading zero.
+    pub fn integer(digits: String) -> Option<JsonText<'static>> {
+        let unsigned = digits.strip_prefix('-').unwrap_or(&digits);
+        let digits_only = !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit());
+        // JSON allows no leading zero.
+        (digits_only && (unsigned == "0" || !unsigned.starts_with('0')))
+            .then_some(JsonText(Cow::Owned(digits)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The text format's spelling of a value: a string as it is, anything else as JSON.
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => f.write_str(&serde_json::Value::from(*x).to_string()),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Null => f.write_str("null"),
+            Value::Json(j) => f.write_str(j.as_str()),
+        }
+    }
+}
+
 /// One log record, as decoded from any protocol. Empty strings and zero numbers mean "not given".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -127,7 +271,7 @@ pub struct Record<'a> {
     pub thread_name: Cow<'a, str>,
     pub stack_trace: Cow<'a, str>,
     /// Extra key/value pairs, in the order the client sent them.
-    pub fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub fields: Vec<(Cow<'a, str>, Value<'a>)>,
     /// The decoder could not parse the input and kept it as raw text.
     pub parse_error: bool,
     /// The input was longer than the line limit and was cut; this is one piece of it.
@@ -140,11 +284,8 @@ fn own(s: Cow<'_, str>) -> Cow<'static, str> {
 
 impl Record<'_> {
     /// The value of the first field named `key`, if any.
-    pub fn field(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+    pub fn field(&self, key: &str) -> Option<&Value<'_>> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Copies every borrowed string, for a record that must outlive its input (tests, clients).
@@ -171,7 +312,7 @@ impl Record<'_> {
             fields: self
                 .fields
                 .into_iter()
-                .map(|(k, v)| (own(k), own(v)))
+                .map(|(k, v)| (own(k), v.into_static()))
                 .collect(),
             parse_error: self.parse_error,
             truncated: self.truncated,

@@ -80,7 +80,7 @@ fn python_socket_handler() {
     assert_eq!(extra["logger"], "app.misc");
     assert_eq!(extra["fields"]["request_id"], "r-42");
     assert_eq!(extra["fields"]["user"], "ada lovelace");
-    assert_eq!(extra["fields"]["attempt"], "3");
+    assert_eq!(extra["fields"]["attempt"], 3);
     assert!(
         extra["file"]
             .as_str()
@@ -374,7 +374,7 @@ fn json_lines() {
     assert_eq!(got[0]["time"], "2026-01-02T03:04:05.500000Z");
     assert_eq!(got[0]["host"], "h1");
     assert_eq!(got[0]["fields"]["key"], "k9");
-    assert_eq!(got[0]["fields"]["n"], "7");
+    assert_eq!(got[0]["fields"]["n"], 7);
     assert_eq!(got[1]["level"], "error");
     assert_eq!(got[1]["time"], "2026-01-02T03:04:05.500000Z");
     assert_eq!(got[2]["message"], "{not json at all");

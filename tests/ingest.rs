@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use logmill::protocol::frame;
 use logmill::protocol::native::{self, ErrorKind, ServerFrame};
+use logmill::record::Body;
 
 /// 1,000 connections at once, each sending 20 records in separate frames, interleaved: every record
 /// is stored, sequence numbers are gap-free, and each connection's records keep their order.
@@ -318,5 +319,86 @@ fn accepted_sockets_have_keepalive() {
         text.contains("timer:(keepalive"),
         "no keepalive timer: {text:?}"
     );
+    assert!(server.stop().success());
+}
+
+/// Issue 8.6 and 8.10: JSON-lines values keep their JSON type into `--format json` (they were
+/// all strings), and a record with no message has no `"message":""`.
+#[test]
+fn json_lines_keep_value_types_on_disk() {
+    let dir = TempDir::new("typed-jsonl");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let mut s = server.connect();
+    s.write_all(
+        b"{\"msg\":\"typed\",\"n\":3.5,\"ok\":true,\"ctx\":{\"b\":[1,\"x\"],\"a\":1},\"i\":-2,\"none\":null,\"s\":\"3.5\"}\n\
+          {\"k\":1}\n",
+    )
+    .unwrap();
+    drop(s);
+    let lines = server.wait_lines(2);
+    assert!(
+        lines[0].ends_with(
+            r#","message":"typed","fields":{"n":3.5,"ok":true,"ctx":{"a":1,"b":[1,"x"]},"i":-2,"none":null,"s":"3.5"}}"#
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with(r#","level":"info","fields":{"k":1}}"#),
+        "{}",
+        lines[1]
+    );
+    assert!(server.stop().success());
+}
+
+/// Issue 8.6: a pickle's `extra=` values keep their Python type, as the nearest JSON one.
+#[test]
+fn pickle_extras_keep_value_types_on_disk() {
+    let dir = TempDir::new("typed-pickle");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pickle/extra.pickle");
+    let mut s = server.connect();
+    s.write_all(&std::fs::read(fixture).unwrap()).unwrap();
+    drop(s);
+    let lines = server.wait_lines(1);
+    assert!(
+        lines[0].contains(
+            r#","fields":{"big":1208925819614629174706176,"flag":true,"ids":[3],"nested":{"k":[1,null]},"nothing":null,"ratio":0.25,"raw":"b'\\x00\\xff\\''","request":"GET /x","tags":["a","b"],"user_id":42}"#
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(server.stop().success());
+}
+
+/// Issue 8.5 and 8.10: a message cannot forge metadata in a text line, the line reads back as
+/// the record that was sent, and a record with no message has no double space.
+#[test]
+fn text_lines_cannot_be_forged_and_read_back() {
+    use logmill::storage::parse::parse_text_line;
+    let dir = TempDir::new("forged");
+    let server = Server::start(&dir.0, &[]);
+    let mut s = server.connect();
+    s.write_all(
+        b"{\"msg\":\"two\\nlines | host=forged\",\"module\":\"m\",\"host\":\"real\",\"note\":\"a \\\"b\\\" | c=d\"}\n\
+          {\"logger\":\"app\",\"k\":1}\n",
+    )
+    .unwrap();
+    drop(s);
+    let lines = server.wait_lines(2);
+    assert!(
+        lines[0].ends_with(
+            r#" - - two\nlines \| host=forged | host=real module=m note="a \"b\" \| c=d""#
+        ),
+        "{}",
+        lines[0]
+    );
+    let parsed = parse_text_line(&lines[0]).unwrap();
+    let r = parsed.record();
+    assert_eq!(r.body, Body::Message("two\nlines | host=forged".into()));
+    assert_eq!((r.host.as_ref(), r.module.as_ref()), ("real", "m"));
+    assert_eq!(r.fields, vec![("note".into(), "a \"b\" | c=d".into())]);
+    assert!(lines[1].ends_with(" - app | k=1"), "{}", lines[1]);
     assert!(server.stop().success());
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 
-use crate::record::{Body, Level, Record};
+use crate::record::{Body, Level, Record, Value};
 use logmill_v1::{LogRecord, PushRequest, log_record};
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113, section 3.4).
@@ -405,7 +405,7 @@ pub fn to_record(r: &LogRecord) -> Record<'_> {
         fields: r
             .fields
             .iter()
-            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Value::from(v.as_str())))
             .collect(),
         parse_error: false,
         truncated: false,
@@ -437,7 +437,7 @@ pub fn from_record(r: &Record<'_>) -> LogRecord {
         fields: r
             .fields
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.text().into_owned()))
             .collect(),
     }
 }

@@ -3,7 +3,8 @@
 //! turns one line into a [`Record`].
 //!
 //! Well-known keys fill the record (the table is `slot` below); every other key becomes a
-//! field, its value as text: a string as it is, anything else as compact JSON. A known key whose
+//! field, its value typed as in the line (a string, an integer, a float, a boolean, null, or an
+//! object or array kept as compact JSON text: [`crate::record::Value`]). A known key whose
 //! value does not fit (a `line` that is not a number, a second `message`) also becomes a field,
 //! so nothing is dropped. Fields keep the order of the line.
 //!
@@ -39,7 +40,7 @@ pub fn parse_line(line: &[u8]) -> Record<'static> {
 
 /// The top-level object, its entries in the order of the line (`serde_json::Map` would sort
 /// them, and a map type that keeps order would change every `Map` in the program).
-struct Object(Vec<(String, Value)>);
+pub(crate) struct Object(pub(crate) Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for Object {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -114,11 +115,9 @@ fn to_record(entries: Vec<(String, Value)>) -> Record<'static> {
             None => Some(value),
         };
         if let Some(value) = rest {
-            let text = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            record.fields.push((key.into(), text.into()));
+            record
+                .fields
+                .push((key.into(), crate::record::Value::from_json(value)));
         }
     }
     record
@@ -334,9 +333,11 @@ fn unit_ns(magnitude: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Value as FieldValue;
 
-    fn field<'r>(r: &'r Record<'_>, key: &str) -> Option<&'r str> {
-        r.field(key)
+    /// A field's value in its text spelling (see `Value`'s `Display`).
+    fn field(r: &Record<'_>, key: &str) -> Option<String> {
+        r.field(key).map(ToString::to_string)
     }
 
     #[test]
@@ -354,9 +355,35 @@ mod tests {
         assert!(!r.parse_error);
         let keys: Vec<&str> = r.fields.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["asctime", "query_ms", "tags", "user"], "line order");
-        assert_eq!(field(&r, "query_ms"), Some("812.5"));
-        assert_eq!(field(&r, "tags"), Some(r#"["a","b"]"#));
-        assert_eq!(field(&r, "user"), Some(r#"{"id":7}"#));
+        assert_eq!(field(&r, "query_ms").as_deref(), Some("812.5"));
+        assert_eq!(field(&r, "tags").as_deref(), Some(r#"["a","b"]"#));
+        assert_eq!(field(&r, "user").as_deref(), Some(r#"{"id":7}"#));
+    }
+
+    #[test]
+    fn values_keep_their_type() {
+        // Issue 8.6: these were all flattened to strings.
+        let r = parse_line(
+            br#"{"n":3.5,"ok":true,"ctx":{"b":1,"a":[2, "x"]},"i":-7,"big":18446744073709551615,"none":null,"s":"3.5"}"#,
+        );
+        let json = |text| FieldValue::Json(crate::record::JsonText::parse(text).unwrap());
+        assert_eq!(
+            r.fields,
+            vec![
+                ("n".into(), FieldValue::Float(3.5)),
+                ("ok".into(), FieldValue::Bool(true)),
+                ("ctx".into(), json(r#"{"a":[2,"x"],"b":1}"#)),
+                ("i".into(), FieldValue::Int(-7)),
+                (
+                    "big".into(),
+                    FieldValue::Json(
+                        crate::record::JsonText::integer("18446744073709551615".into()).unwrap()
+                    )
+                ),
+                ("none".into(), FieldValue::Null),
+                ("s".into(), "3.5".into()),
+            ]
+        );
     }
 
     #[test]
@@ -389,7 +416,7 @@ mod tests {
         }
         let r = parse_line(br#"{"severity":"chatty"}"#);
         assert_eq!(r.level, Level::Info);
-        assert_eq!(field(&r, "severity"), Some("chatty"));
+        assert_eq!(field(&r, "severity").as_deref(), Some("chatty"));
     }
 
     #[test]
@@ -428,21 +455,21 @@ mod tests {
             br#"{"msg":"first","message":"second","line":"twelve","pid":"worker-3","thread":140245,"level":"info","severity":"error","exc_info":"Traceback","stack_info":"Stack","logger":null}"#,
         );
         assert_eq!(r.body, Body::Message("first".into()));
-        assert_eq!(field(&r, "message"), Some("second"));
-        assert_eq!(field(&r, "line"), Some("twelve"));
+        assert_eq!(field(&r, "message").as_deref(), Some("second"));
+        assert_eq!(field(&r, "line").as_deref(), Some("twelve"));
         assert_eq!(r.process_name, "worker-3");
         assert_eq!(r.thread_id, 140_245);
         assert_eq!(r.level, Level::Info);
-        assert_eq!(field(&r, "severity"), Some("error"));
+        assert_eq!(field(&r, "severity").as_deref(), Some("error"));
         assert_eq!(r.stack_trace, "Traceback\nStack");
-        assert_eq!(field(&r, "logger"), Some("null"));
+        assert_eq!(field(&r, "logger").as_deref(), Some("null"));
     }
 
     #[test]
     fn escapes_and_unicode() {
         let r = parse_line(br#"{"message":"line1\nline2 \u00e9\ud83d\ude00 \"q\"","k\"ey":"v\\"}"#);
         assert_eq!(r.body, Body::Message("line1\nline2 é😀 \"q\"".into()));
-        assert_eq!(field(&r, "k\"ey"), Some("v\\"));
+        assert_eq!(field(&r, "k\"ey").as_deref(), Some("v\\"));
     }
 
     #[test]
@@ -487,7 +514,7 @@ mod tests {
         let nested = format!(r#"{{"a":{}{}}}"#, "[".repeat(100), "]".repeat(100));
         let r = parse_line(nested.as_bytes());
         assert!(!r.parse_error);
-        assert_eq!(field(&r, "a").map(str::len), Some(200));
+        assert_eq!(field(&r, "a").as_deref().map(str::len), Some(200));
     }
 
     #[test]
@@ -501,6 +528,6 @@ mod tests {
         );
         let r = parse_line(line.as_bytes());
         assert_eq!(r.fields.len(), 10_000);
-        assert_eq!(r.fields[9_999], ("k9999".into(), "9999".into()));
+        assert_eq!(r.fields[9_999], ("k9999".into(), FieldValue::Int(9999)));
     }
 }

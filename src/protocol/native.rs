@@ -171,7 +171,7 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
         let list = r.get_fields()?;
         let mut fields = Vec::with_capacity(list.len() as usize);
         for field in list.iter() {
-            fields.push((text(field.get_key()?), text(field.get_value()?)));
+            fields.push((text(field.get_key()?), text(field.get_value()?).into()));
         }
         fields
     } else {
@@ -416,7 +416,11 @@ fn record_words(r: &Record<'_>) -> usize {
         &r.thread_name,
         &r.stack_trace,
     ];
-    let fields: usize = r.fields.iter().map(|(k, v)| 2 + text(k) + text(v)).sum();
+    let fields: usize = r
+        .fields
+        .iter()
+        .map(|(k, v)| 2 + text(k) + text(&v.text()))
+        .sum();
     STRUCT_WORDS
         + text(body)
         + texts.iter().map(|t| text(t)).sum::<usize>()
@@ -465,7 +469,7 @@ fn fill_record(mut b: log_record::Builder<'_>, r: &Record<'_>) {
         for (i, (k, v)) in r.fields.iter().enumerate() {
             let mut f = list.reborrow().get(i as u32);
             f.set_key(k.as_ref());
-            f.set_value(v.as_ref());
+            f.set_value(v.text().as_ref());
         }
     }
 }

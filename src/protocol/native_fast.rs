@@ -358,7 +358,7 @@ fn read<'a>(segment: Segment<'a>, r: StructAt) -> Record<'a> {
         Ok((list, _)) if pointer != 0 => (0..list.count)
             .map(|i| {
                 let [key, value] = segment.valid_texts::<2>(list.get(i));
-                (lossy_utf8(key), lossy_utf8(value))
+                (lossy_utf8(key), lossy_utf8(value).into())
             })
             .collect(),
         _ => Vec::new(),

@@ -39,7 +39,7 @@ use std::fmt::{self, Write as _};
 
 use serde_pickle::{DeOptions, HashableValue, Value};
 
-use crate::record::{Body, Level, Record};
+use crate::record::{Body, Level, Record, Value as FieldValue};
 
 /// The deepest a value may nest (a dict in a list in a dict is 3), and the most `MARK`s that may
 /// be open at once. A `LogRecord` dict is 1, its `extra=` values rarely more than a few; 64
@@ -147,9 +147,9 @@ impl std::error::Error for PickleError {}
 /// when it is not the last part of `pathname`. Dropped as redundant: `msecs`, `relativeCreated`,
 /// `levelname`, and `args`, `exc_info` and `taskName` when `None` (or empty). Every other
 /// attribute (the `extra=` ones) becomes a field, in key order (`serde-pickle` sorts a dict),
-/// its value as text: a str as it is, anything else as Python would `repr()` it (`None`,
-/// `True`, `[1, 'a']`, `b'\x00'`). A standard attribute of an unexpected type becomes a field
-/// the same way.
+/// its type kept (see [`typed`]: `None`, bools, ints, floats, str, and containers as JSON;
+/// bytes as Python would `repr()` them). A standard attribute of an unexpected type becomes a
+/// field the same way.
 ///
 /// # Errors
 /// [`PickleError`] when the payload is not a pickle of plain data within the limits, or not a
@@ -913,7 +913,7 @@ fn to_record(dict: BTreeMap<HashableValue, Value>) -> Record<'static> {
             (_, value) => Some(value),
         };
         if let Some(value) = rest {
-            record.fields.push((key.into(), text(value).into()));
+            record.fields.push((key.into(), typed(value)));
         }
     }
     if !levelno && let Some(level) = levelname.as_deref().and_then(super::jsonl::level_from_name) {
@@ -981,6 +981,66 @@ fn seconds_to_ns(seconds: f64) -> u64 {
     (whole as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(nanos)
+}
+
+/// A field value with its Python type mapped to the nearest JSON one: `None` is null, a bool,
+/// an int and a float keep their type, a str is text; a list, tuple, set or frozenset is an
+/// array and a dict an object (keys that are not str are written as their `repr()`). What JSON
+/// cannot hold is text: bytes as their `repr()` (`b'\x00'`), `nan` and `inf` as Python spells
+/// them; an int past 64 bits is a JSON number at the top level and its digits as a string
+/// inside a container (`serde_json` would round it to a float).
+fn typed(value: Value) -> FieldValue<'static> {
+    match value {
+        Value::String(s) => FieldValue::Str(s.into()),
+        Value::None => FieldValue::Null,
+        Value::Bool(b) => FieldValue::Bool(b),
+        Value::I64(n) => FieldValue::Int(n),
+        Value::F64(f) if f.is_finite() => FieldValue::Float(f),
+        Value::Int(n) => match crate::record::JsonText::integer(n.to_string()) {
+            Some(json) => FieldValue::Json(json),
+            None => FieldValue::Str(n.to_string().into()),
+        },
+        Value::F64(_) | Value::Bytes(_) => FieldValue::Str(repr_of(&value).into()),
+        container => FieldValue::from_json(json(container)),
+    }
+}
+
+/// [`typed`] inside a container. Recursion is bounded by [`MAX_DEPTH`], which [`check`]
+/// enforced.
+fn json(value: Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::None => Json::Null,
+        Value::Bool(b) => Json::Bool(b),
+        Value::I64(n) => Json::from(n),
+        Value::F64(f) => match serde_json::Number::from_f64(f) {
+            Some(n) => Json::Number(n),
+            None => Json::String(repr_of(&value)),
+        },
+        Value::Int(n) => Json::String(n.to_string()),
+        Value::String(s) => Json::String(s),
+        Value::Bytes(_) => Json::String(repr_of(&value)),
+        Value::List(items) | Value::Tuple(items) => {
+            Json::Array(items.into_iter().map(json).collect())
+        }
+        Value::Set(items) | Value::FrozenSet(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|item| json(item.into_value()))
+                .collect(),
+        ),
+        Value::Dict(map) => Json::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        HashableValue::String(s) => s,
+                        other => repr_of(&other.into_value()),
+                    };
+                    (key, json(v))
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// A field value as text: a str as it is, anything else as Python's `repr()` would write it.
@@ -1146,8 +1206,9 @@ mod tests {
         decode_record(payload).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn field<'r>(r: &'r Record<'_>, key: &str) -> Option<&'r str> {
-        r.field(key)
+    /// A field's value in its text spelling (see `Value`'s `Display`).
+    fn field(r: &Record<'_>, key: &str) -> Option<String> {
+        r.field(key).map(ToString::to_string)
     }
 
     /// The attributes `generate.py` pins on every record.
@@ -1234,31 +1295,35 @@ mod tests {
             "../../tests/fixtures/pickle/custom-level.pickle"
         ));
         assert_eq!(r.level, Level::Info); // 25 is between INFO and WARNING.
-        assert_eq!(field(&r, "levelname"), None);
+        assert_eq!(field(&r, "levelname").as_deref(), None);
     }
 
     #[test]
-    fn extra_fields_as_python_reprs() {
+    fn extra_fields_keep_their_types() {
         let r = framed(include_bytes!("../../tests/fixtures/pickle/extra.pickle"));
         assert_pinned(&r);
-        let extras: Vec<(&str, &str)> = r
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
-            .collect();
+        let json = |text| FieldValue::Json(crate::record::JsonText::parse(text).unwrap());
+        let extras: Vec<(&str, &FieldValue<'_>)> =
+            r.fields.iter().map(|(k, v)| (k.as_ref(), v)).collect();
         assert_eq!(
             extras,
             [
-                ("big", "1208925819614629174706176"),
-                ("flag", "True"),
-                ("ids", "{3}"),
-                ("nested", "{'k': (1, None)}"),
-                ("nothing", "None"),
-                ("ratio", "0.25"),
-                ("raw", "b'\\x00\\xff\\''"),
-                ("request", "GET /x"),
-                ("tags", "['a', 'b']"),
-                ("user_id", "42"),
+                (
+                    "big",
+                    &FieldValue::Json(
+                        crate::record::JsonText::integer("1208925819614629174706176".into())
+                            .unwrap()
+                    )
+                ),
+                ("flag", &FieldValue::Bool(true)),
+                ("ids", &json("[3]")),
+                ("nested", &json(r#"{"k":[1,null]}"#)),
+                ("nothing", &FieldValue::Null),
+                ("ratio", &FieldValue::Float(0.25)),
+                ("raw", &"b'\\x00\\xff\\''".into()),
+                ("request", &"GET /x".into()),
+                ("tags", &json(r#"["a","b"]"#)),
+                ("user_id", &FieldValue::Int(42)),
             ]
         );
     }
@@ -1318,7 +1383,7 @@ mod tests {
         let e = refused(b"}(S'k'\nc__builtin__\nset\nu.");
         assert!(e.to_string().contains("uncalled global"), "{e}");
         let r = decode_record(b"}(X\x01\x00\x00\x00kc__builtin__\nset\n(]tRu.").unwrap();
-        assert_eq!(r.fields, vec![("k".into(), "set()".into())]);
+        assert_eq!(field(&r, "k").as_deref(), Some("[]"));
     }
 
     #[test]
@@ -1382,7 +1447,7 @@ mod tests {
         ok.extend([b'a'; 62]);
         ok.extend(b"u.");
         let r = decode_record(&ok).unwrap();
-        assert_eq!(field(&r, "k").map(str::len), Some(2 * 63));
+        assert_eq!(field(&r, "k").as_deref().map(str::len), Some(2 * 63));
     }
 
     /// A list of two references to a list of two references to ...: 60 levels would be 2^60
@@ -1444,7 +1509,11 @@ mod tests {
         }
         // Floats elsewhere are fine.
         let r = decode_record(&wrap(b"(", b"l")).unwrap();
-        assert!(field(&r, "k").is_some_and(|v| v.starts_with("[nan, 0, 0.5, 1")));
+        assert!(
+            field(&r, "k")
+                .as_deref()
+                .is_some_and(|v| v.starts_with(r#"["nan",0,0.5,1"#))
+        );
     }
 
     #[test]
@@ -1465,7 +1534,7 @@ mod tests {
         }
         p.extend(b"u.");
         let r = decode_record(&p).unwrap();
-        assert_eq!(r.fields, vec![("k".into(), "7".into())]);
+        assert_eq!(r.fields, vec![("k".into(), FieldValue::Int(7))]);
         // Reusing an index, or reading one never set, is malformed.
         assert!(matches!(
             refused(b"Nq\x01Nq\x01."),
@@ -1530,10 +1599,10 @@ mod tests {
         assert_eq!(r.level, Level::Warning);
         assert_eq!(r.file, "/a/b.py");
         assert_eq!(r.line, 0);
-        assert_eq!(field(&r, "msg"), Some("hello %s"));
-        assert_eq!(field(&r, "args"), Some("('world',)"));
-        assert_eq!(field(&r, "lineno"), Some("12"));
-        assert_eq!(field(&r, "filename"), Some("other.py"));
+        assert_eq!(field(&r, "msg").as_deref(), Some("hello %s"));
+        assert_eq!(field(&r, "args").as_deref(), Some(r#"["world"]"#));
+        assert_eq!(field(&r, "lineno").as_deref(), Some("12"));
+        assert_eq!(field(&r, "filename").as_deref(), Some("other.py"));
     }
 
     /// A protocol-1 dict pickle from (key, value) pairs; a value is `X` + a str, or `(X` + a

@@ -39,7 +39,7 @@ use syslog_loose::{ProcId, Variant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::record::{Body, Level, Record};
+use crate::record::{Body, Level, Record, Value};
 
 use super::lines::{self, Line};
 
@@ -351,7 +351,7 @@ fn rfc3339_ns(text: &str) -> Option<u64> {
 /// `None` when it is malformed: RFC 5424 gives no way to find where a broken element ends.
 fn structured_data<'a>(
     text: &'a str,
-    fields: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
 ) -> Option<&'a str> {
     if let Some(rest) = text.strip_prefix('-') {
         return Some(rest);
@@ -365,7 +365,7 @@ fn structured_data<'a>(
             let (name, value) = param.split_once("=\"")?;
             let name = sd_name(name)?;
             let (value, after) = sd_value(value)?;
-            fields.push((format!("{id}.{name}").into(), value));
+            fields.push((format!("{id}.{name}").into(), value.into()));
             rest = after;
         }
         rest = rest.strip_prefix(']')?;
@@ -477,9 +477,10 @@ fn parse_3164(text: &str, clock: fn() -> (i32, u8)) -> Option<Record<'_>> {
     }
     for element in &m.structured_data {
         for &(name, value) in &element.params {
-            record
-                .fields
-                .push((format!("{}.{name}", element.id).into(), unescape(value)));
+            record.fields.push((
+                format!("{}.{name}", element.id).into(),
+                unescape(value).into(),
+            ));
         }
     }
     record.body = Body::Message(clean_message(m.msg).into());
@@ -645,7 +646,7 @@ mod tests {
     }
 
     fn field<'r>(r: &'r Record<'_>, key: &str) -> Option<&'r str> {
-        r.field(key)
+        r.field(key).and_then(Value::as_str)
     }
 
     #[test]
@@ -684,7 +685,7 @@ mod tests {
         );
         let sd: Vec<(&str, &str)> = r.fields[2..]
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .map(|(k, v)| (k.as_ref(), v.as_str().unwrap()))
             .collect();
         assert_eq!(
             sd,
@@ -731,7 +732,7 @@ mod tests {
         );
         let sd: Vec<(&str, &str)> = r.fields[1..]
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .map(|(k, v)| (k.as_ref(), v.as_str().unwrap()))
             .collect();
         assert_eq!(
             sd,

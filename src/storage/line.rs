@@ -8,10 +8,15 @@
 //! JSON: `{"seq":42,"time":"2026-11-22T00:26:13.123456Z","level":"info","app":"billing",...}`
 //!
 //! Every byte below 0x20, DEL and the backslash is escaped in text lines (`\n`, `\t`, `\x1b`, ...)
-//! and JSON strings are escaped by `serde_json`, so no field can ever start a second line.
+//! and JSON strings are escaped by `serde_json`, so no field can ever start a second line. Text
+//! lines also escape whatever would make them ambiguous (every `|` but the separator, spaces in
+//! columns, ... see [`special`] and `write_text`), so [`super::parse`] reads back exactly the
+//! record that was written.
 
 use crate::config::Format;
-use crate::record::{Body, Level, Record};
+use std::borrow::Cow;
+
+use crate::record::{Body, Level, Record, Value};
 
 /// Who sent a record: the connection's hello, if any.
 ///
@@ -26,11 +31,19 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(app: String, instance: String) -> Self {
-        let mut text_column = Vec::new();
-        column(&app, &mut text_column);
+        // The first plain `/` ends the app, so one in the app is escaped.
+        let mut app_column = Vec::new();
+        column(&app, &mut app_column);
+        let mut text_column = Vec::with_capacity(app_column.len());
+        for b in app_column {
+            match b {
+                b'/' => hex_escape(b, &mut text_column),
+                b => text_column.push(b),
+            }
+        }
         if !instance.is_empty() {
             text_column.push(b'/');
-            escape_into(&instance, true, &mut text_column);
+            escape::<COLUMN>(&instance, &mut text_column);
         }
         Origin {
             app,
@@ -172,22 +185,43 @@ impl LineFormatter {
     }
 }
 
-/// True if `b` must be escaped in a text line: control bytes, DEL and `\`; in a column (app,
-/// instance, logger, field keys) also space and `|`, so columns split on spaces.
+/// Where a string is written in a text line; each place escapes the bytes that would make the
+/// line ambiguous there (see [`special`]).
+type Place = u8;
+/// The message (or JSON body) and unquoted field values.
+const TEXT: Place = 0;
+/// A field value between double quotes.
+const QUOTED: Place = 1;
+/// A space-separated column: app, instance, logger.
+const COLUMN: Place = 2;
+/// A field key, which ends at its `=`.
+const KEY: Place = 3;
+
+/// True if `b` must be escaped at `P`. Everywhere: control bytes, DEL, `\` and `|`, so the one
+/// unescaped `|` of a line is the one that opens its fields; in quotes also `"`; in columns and
+/// keys also the space (columns split on spaces), and in keys `=`.
 #[inline(always)]
-const fn special<const COLUMN: bool>(b: u8) -> bool {
-    (b < 0x20) | (b == 0x7f) | (b == b'\\') | (COLUMN & ((b == b' ') | (b == b'|')))
+const fn special<const P: Place>(b: u8) -> bool {
+    (b < 0x20)
+        | (b == 0x7f)
+        | (b == b'\\')
+        | (b == b'|')
+        | ((P == QUOTED) & (b == b'"'))
+        | (((P == COLUMN) | (P == KEY)) & (b == b' '))
+        | ((P == KEY) & (b == b'='))
 }
 
 /// [`special`] as tables, for the byte-at-a-time path.
-const ESCAPE_TEXT: [bool; 256] = escape_table::<false>();
-const ESCAPE_COLUMN: [bool; 256] = escape_table::<true>();
+const ESCAPE_TEXT: [bool; 256] = escape_table::<TEXT>();
+const ESCAPE_QUOTED: [bool; 256] = escape_table::<QUOTED>();
+const ESCAPE_COLUMN: [bool; 256] = escape_table::<COLUMN>();
+const ESCAPE_KEY: [bool; 256] = escape_table::<KEY>();
 
-const fn escape_table<const COLUMN: bool>() -> [bool; 256] {
+const fn escape_table<const P: Place>() -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        table[b] = special::<COLUMN>(b as u8);
+        table[b] = special::<P>(b as u8);
         b += 1;
     }
     table
@@ -197,10 +231,8 @@ const fn escape_table<const COLUMN: bool>() -> [bool; 256] {
 /// vectorizes (SSE2 on x86-64, NEON on aarch64: 32 bytes in about 24 instructions), with no
 /// `unsafe` and no intrinsics; stopping at the first special byte would make it a byte loop.
 #[inline(always)]
-fn any_special<const COLUMN: bool>(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .fold(false, |any, &b| any | special::<COLUMN>(b))
+fn any_special<const P: Place>(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |any, &b| any | special::<P>(b))
 }
 
 /// Blocks a string with special bytes is checked in, so only the blocks that have one are
@@ -208,42 +240,41 @@ fn any_special<const COLUMN: bool>(bytes: &[u8]) -> bool {
 const BLOCK: usize = 64;
 
 /// Text escaping: runs of plain bytes are copied whole, and each special byte becomes `\\n`,
-/// `\\r`, `\\t`, `\\\\` or `\\xHH`. This is the hottest loop of the server (every byte of every
-/// message goes through it), so a string is first checked whole (see [`any_special`]) and, in the
-/// common case of nothing to escape, copied at once.
-fn escape_into(s: &str, column: bool, out: &mut Vec<u8>) {
-    if column {
-        escape::<true>(s.as_bytes(), out);
-    } else {
-        escape::<false>(s.as_bytes(), out);
-    }
-}
-
-fn escape<const COLUMN: bool>(bytes: &[u8], out: &mut Vec<u8>) {
-    if !any_special::<COLUMN>(bytes) {
+/// `\\r`, `\\t`, `\\\\`, `\\|`, `\\"` or `\\xHH` (what [`super::parse`] reads back). This is
+/// the hottest loop of the server (every byte of every message goes through it), so a string is
+/// first checked whole (see [`any_special`]) and, in the common case of nothing to escape,
+/// copied at once.
+fn escape<const P: Place>(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    if !any_special::<P>(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
     // `copied`: bytes before it are in `out` already (escaped); the rest is copied in runs.
     let mut copied = 0;
     for (i, block) in bytes.chunks(BLOCK).enumerate() {
-        if any_special::<COLUMN>(block) {
+        if any_special::<P>(block) {
             let from = i * BLOCK;
-            escape_bytes::<COLUMN>(bytes, from..from + block.len(), &mut copied, out);
+            escape_bytes::<P>(bytes, from..from + block.len(), &mut copied, out);
         }
     }
     out.extend_from_slice(&bytes[copied..]);
 }
 
 /// Escapes each special byte in `bytes[range]`, first copying the plain run before it.
-fn escape_bytes<const COLUMN: bool>(
+fn escape_bytes<const P: Place>(
     bytes: &[u8],
     range: std::ops::Range<usize>,
     copied: &mut usize,
     out: &mut Vec<u8>,
 ) {
-    // A table lookup is cheaper than the five compares of `special` one byte at a time.
-    let table = if COLUMN { &ESCAPE_COLUMN } else { &ESCAPE_TEXT };
+    // A table lookup is cheaper than the compares of `special` one byte at a time.
+    let table = match P {
+        TEXT => &ESCAPE_TEXT,
+        QUOTED => &ESCAPE_QUOTED,
+        COLUMN => &ESCAPE_COLUMN,
+        _ => &ESCAPE_KEY,
+    };
     let from = range.start;
     for (i, &b) in bytes[range].iter().enumerate() {
         if !table[b as usize] {
@@ -256,51 +287,84 @@ fn escape_bytes<const COLUMN: bool>(
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'x',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 15) as usize],
-                ]);
-            }
+            b'\\' | b'|' | b'"' => out.extend_from_slice(&[b'\\', b]),
+            b => hex_escape(b, out),
         }
     }
 }
 
-/// A `key=value` pair of the text format; values with spaces, quotes or `=` are quoted.
-fn text_field(key: &str, value: &str, out: &mut Vec<u8>) {
+/// `\xHH`: for control bytes, and for the characters whose plain `\` escape would read badly
+/// (a space, `=`) or that are only special in one position (`/`, `-`, `{`).
+fn hex_escape(b: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+}
+
+/// The metadata keys of the text format. A field of the record with one of these names is
+/// written with its first letter escaped (`\x68ost=`), so no field, and no key a client
+/// chooses, can pass for the record's metadata.
+pub(super) const META_KEYS: [&str; 13] = [
+    "host",
+    "service",
+    "module",
+    "file",
+    "line",
+    "function",
+    "pid",
+    "process",
+    "tid",
+    "thread",
+    "stack_trace",
+    "parse_error",
+    "truncated",
+];
+
+/// A field key; `meta` when it is one of [`META_KEYS`] written by the formatter.
+fn text_key(key: &str, meta: bool, out: &mut Vec<u8>) {
     out.push(b' ');
-    escape_into(key, true, out);
-    out.push(b'=');
-    if !value.is_empty()
-        && !value
-            .bytes()
-            .any(|b| matches!(b, b' ' | b'"' | b'=' | b'|'))
-    {
-        escape_into(value, false, out);
+    if !meta && META_KEYS.contains(&key) {
+        hex_escape(key.as_bytes()[0], out);
+        out.extend_from_slice(&key.as_bytes()[1..]);
     } else {
+        escape::<KEY>(key, out);
+    }
+    out.push(b'=');
+}
+
+/// A field value of the text format; empty values and values with spaces, quotes or `=` are
+/// quoted.
+fn text_value(value: &str, out: &mut Vec<u8>) {
+    let quote = value.is_empty()
+        || value.bytes().fold(false, |any, b| {
+            any | (b == b' ') | (b == b'"') | (b == b'=')
+        });
+    if quote {
         out.push(b'"');
-        for part in value.split_inclusive('"') {
-            match part.strip_suffix('"') {
-                Some(p) => {
-                    escape_into(p, false, out);
-                    out.extend_from_slice(b"\\\"");
-                }
-                None => escape_into(part, false, out),
-            }
-        }
+        escape::<QUOTED>(value, out);
         out.push(b'"');
+    } else {
+        escape::<TEXT>(value, out);
     }
 }
 
+/// A typed value in its JSON spelling (see [`Value`]); strings as [`text_value`].
+fn text_typed_value(value: &Value<'_>, out: &mut Vec<u8>) {
+    match value {
+        Value::Str(s) => text_value(s, out),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::Float(f) => json_float(*f, out),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Json(j) => text_value(j.as_str(), out),
+    }
+}
+
+/// A column; `-` when empty (so a literal `-` is written `\x2d`).
 fn column(s: &str, out: &mut Vec<u8>) {
-    if s.is_empty() {
-        out.push(b'-');
-    } else {
-        escape_into(s, true, out);
+    match s {
+        "" => out.push(b'-'),
+        "-" => hex_escape(b'-', out),
+        s => escape::<COLUMN>(s, out),
     }
 }
 
@@ -309,40 +373,59 @@ fn write_text(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
     out.extend_from_slice(&origin.text_column);
     out.push(b' ');
     column(&r.logger, out);
-    out.push(b' ');
     let mut parse_error = r.parse_error;
-    match &r.body {
-        Body::Message(m) => escape_into(m, false, out),
+    let (message, json) = match &r.body {
+        Body::Message(m) => (Cow::Borrowed(m.as_ref()), false),
         Body::Json(j) => match compact_json(j) {
-            Some(json) => escape_into(&json, false, out),
+            Some(json) => (Cow::Owned(json), true),
             None => {
                 parse_error = true;
-                escape_into(j, false, out);
+                (Cow::Borrowed(j.as_ref()), false)
             }
         },
+    };
+    // An empty message is left out, with its space. A JSON body starts with a plain `{`; a
+    // message that starts with one has it escaped, so the two read back apart.
+    if !message.is_empty() {
+        out.push(b' ');
+        match message.strip_prefix('{') {
+            Some(rest) if !json => {
+                hex_escape(b'{', out);
+                escape::<TEXT>(rest, out);
+            }
+            _ => escape::<TEXT>(&message, out),
+        }
     }
     let mut first = true;
-    let mut field = |k: &str, v: &str, out: &mut Vec<u8>| {
+    let mut bar = |out: &mut Vec<u8>| {
         if std::mem::take(&mut first) {
             out.extend_from_slice(b" |");
         }
-        text_field(k, v, out);
     };
-    for_each_meta(r, |k, v| match v {
-        Meta::Text(v) => field(k, v, out),
-        Meta::Number(n) => field(k, itoa::Buffer::new().format(n), out),
+    for_each_meta(r, |k, v| {
+        bar(out);
+        text_key(k, true, out);
+        match v {
+            Meta::Text(v) => text_value(v, out),
+            Meta::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        }
     });
     for (k, v) in &r.fields {
-        field(k, v, out);
+        bar(out);
+        text_key(k, false, out);
+        text_typed_value(v, out);
     }
     if !r.stack_trace.is_empty() {
-        field("stack_trace", &r.stack_trace, out);
+        bar(out);
+        text_key("stack_trace", true, out);
+        text_value(&r.stack_trace, out);
     }
-    if parse_error {
-        field("parse_error", "true", out);
-    }
-    if r.truncated {
-        field("truncated", "true", out);
+    for (flag, key) in [(parse_error, "parse_error"), (r.truncated, "truncated")] {
+        if flag {
+            bar(out);
+            text_key(key, true, out);
+            out.extend_from_slice(b"true");
+        }
     }
     out.push(b'\n');
 }
@@ -398,6 +481,24 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
 }
 
+/// A float as `serde_json` writes it (the shortest text that reads back the same, `3.0` for a
+/// whole number, `null` for NaN and the infinities).
+fn json_float(f: f64, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, &f).expect("writing JSON to a Vec cannot fail");
+}
+
+fn json_value(v: &Value<'_>, out: &mut Vec<u8>) {
+    match v {
+        Value::Str(s) => json_str(s, out),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::Float(f) => json_float(*f, out),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        // Checked and compacted when it was made (`JsonText`).
+        Value::Json(j) => out.extend_from_slice(j.as_str().as_bytes()),
+    }
+}
+
 fn json_key(key: &str, out: &mut Vec<u8>) {
     out.push(b',');
     json_str(key, out);
@@ -417,6 +518,7 @@ fn write_json(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
     }
     let mut parse_error = r.parse_error;
     match &r.body {
+        Body::Message(m) if m.is_empty() => {}
         Body::Message(m) => {
             json_key("message", out);
             json_str(m, out);
@@ -428,8 +530,10 @@ fn write_json(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
             }
             None => {
                 parse_error = true;
-                json_key("message", out);
-                json_str(j, out);
+                if !j.is_empty() {
+                    json_key("message", out);
+                    json_str(j, out);
+                }
             }
         },
     }
@@ -448,7 +552,7 @@ fn write_json(r: &Record<'_>, origin: &Origin, out: &mut Vec<u8>) {
             }
             json_str(k, out);
             out.push(b':');
-            json_str(v, out);
+            json_value(v, out);
         }
         out.push(b'}');
     }
@@ -479,7 +583,7 @@ pub fn parse_seq(line: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Level;
+    use crate::record::{Level, Value};
 
     fn line(format: Format, r: &Record<'_>, origin: &Origin, seq: u64) -> String {
         let mut f = LineFormatter::new(format);
@@ -545,6 +649,99 @@ mod tests {
     }
 
     #[test]
+    fn a_message_cannot_forge_metadata() {
+        // Issue 8.5: `two\nlines | host=forged` used to store `two\nlines | host=forged`.
+        let r = Record {
+            body: Body::Message("two\nlines | host=forged".into()),
+            module: "m".into(),
+            fields: vec![("host".into(), "forged too".into())],
+            ..Record::default()
+        };
+        let s = line(Format::Text, &r, &Origin::default(), 1);
+        assert!(
+            s.ends_with(" - - two\\nlines \\| host=forged | module=m \\x68ost=\"forged too\"\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches('|').count() - s.matches("\\|").count(), 1, "{s}");
+        assert!(
+            !s.contains(" | host=") && !s.contains(" host=forged too"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn columns_that_look_like_separators_are_escaped() {
+        let origin = Origin::new("a/b -".into(), "-".into());
+        let r = Record {
+            logger: "-".into(),
+            body: Body::Message("{\"not\":\"json body\"}".into()),
+            fields: vec![("k=ey \"q\"".into(), "".into())],
+            ..Record::default()
+        };
+        let s = line(Format::Text, &r, &origin, 1);
+        assert!(
+            s.ends_with(
+                " a\\x2fb\\x20-/- \\x2d \\x7b\"not\":\"json body\"} | k\\x3dey\\x20\"q\"=\"\"\n"
+            ),
+            "{s}"
+        );
+        let origin = Origin::new("-".into(), String::new());
+        assert!(line(Format::Text, &r, &origin, 1).contains(" 1 \\x2d \\x2d "));
+    }
+
+    #[test]
+    fn an_empty_message_is_left_out() {
+        // Issue 8.10: `"message":""` in JSON, and a double space in text.
+        let r = Record {
+            logger: "app".into(),
+            host: "h".into(),
+            ..Record::default()
+        };
+        let s = line(Format::Text, &r, &Origin::default(), 1);
+        assert!(s.ends_with(" 1 - app | host=h\n"), "{s}");
+        let r = Record {
+            logger: "app".into(),
+            ..Record::default()
+        };
+        let s = line(Format::Text, &r, &Origin::default(), 1);
+        assert!(s.ends_with(" 1 - app\n"), "{s}");
+        let s = line(Format::Json, &r, &Origin::default(), 1);
+        assert!(!s.contains("message"), "{s}");
+        assert!(s.ends_with(",\"logger\":\"app\"}\n"), "{s}");
+    }
+
+    #[test]
+    fn typed_values_keep_their_type_in_json_and_their_json_spelling_in_text() {
+        let r = Record {
+            body: Body::Message("m".into()),
+            fields: vec![
+                ("s".into(), "3.5".into()),
+                ("n".into(), Value::Float(3.5)),
+                ("whole".into(), Value::Float(2.0)),
+                ("i".into(), Value::Int(-7)),
+                ("ok".into(), Value::Bool(true)),
+                ("none".into(), Value::Null),
+                ("nan".into(), Value::Float(f64::NAN)),
+                (
+                    "ctx".into(),
+                    Value::Json(crate::record::JsonText::parse("{\"a\": [1, \"x y\"]}").unwrap()),
+                ),
+            ],
+            ..Record::default()
+        };
+        let s = line(Format::Json, &r, &Origin::default(), 1);
+        assert!(
+            s.ends_with(concat!(r#","message":"m","fields":{"s":"3.5","n":3.5,"whole":2.0,"i":-7,"ok":true,"none":null,"nan":null,"ctx":{"a":[1,"x y"]}}}"#, "\n")),
+            "{s}"
+        );
+        let s = line(Format::Text, &r, &Origin::default(), 1);
+        assert!(
+            s.ends_with(concat!(r#" m | s=3.5 n=3.5 whole=2.0 i=-7 ok=true none=null nan=null ctx="{\"a\":[1,\"x y\"]}""#, "\n")),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn control_characters_never_make_a_line() {
         let nasty: String = (0u8..0x80).map(char::from).collect();
         let r = Record {
@@ -562,16 +759,21 @@ mod tests {
 
     #[test]
     fn escaping_agrees_with_a_byte_by_byte_reference() {
-        let reference = |s: &str, column: bool| {
+        let reference = |s: &str, place: Place| {
             let mut out = Vec::new();
             for &b in s.as_bytes() {
-                let special =
-                    b < 0x20 || b == 0x7f || b == b'\\' || (column && (b == b' ' || b == b'|'));
+                let special = b < 0x20
+                    || b == 0x7f
+                    || b == b'\\'
+                    || b == b'|'
+                    || (place == QUOTED && b == b'"')
+                    || (matches!(place, COLUMN | KEY) && b == b' ')
+                    || (place == KEY && b == b'=');
                 match b {
                     b'\n' if special => out.extend_from_slice(b"\\n"),
                     b'\r' if special => out.extend_from_slice(b"\\r"),
                     b'\t' if special => out.extend_from_slice(b"\\t"),
-                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\\' | b'|' | b'"' if special => out.extend_from_slice(&[b'\\', b]),
                     b if special => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
                     b => out.push(b),
                 }
@@ -599,12 +801,17 @@ mod tests {
             "c".repeat(3)
         ));
         inputs.push(format!("{}\\|{}", "a".repeat(BLOCK - 1), "b".repeat(BLOCK)));
-        inputs.push("héllo wörld | ünïcode\u{7f}\u{85}".into());
+        inputs.push("héllo wörld | ünïcode\u{7f}\u{85} k=\"v\"".into());
         for s in &inputs {
-            for column in [false, true] {
+            for place in [TEXT, QUOTED, COLUMN, KEY] {
                 let mut out = Vec::new();
-                escape_into(s, column, &mut out);
-                assert_eq!(out, reference(s, column), "{s:?} column={column}");
+                match place {
+                    TEXT => escape::<TEXT>(s, &mut out),
+                    QUOTED => escape::<QUOTED>(s, &mut out),
+                    COLUMN => escape::<COLUMN>(s, &mut out),
+                    _ => escape::<KEY>(s, &mut out),
+                }
+                assert_eq!(out, reference(s, place), "{s:?} place={place}");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The storage stage: a writer thread that owns the files and the order.
 //!
 //! - [`line`]: how a record becomes a stored line (formatted by the loops, see there why).
+//! - [`parse`]: a stored line read back into a record (the inverse of `line`, for searches).
 //! - [`fileset`]: one rotating set of files, its crash repair at start-up.
 //! - [`high_water`]: the highest sequence number given, kept in `_main.seq` so numbers never
 //!   repeat when the files were moved away.
@@ -14,6 +15,7 @@ pub mod fileset;
 pub mod high_water;
 pub mod line;
 pub mod lock;
+pub mod parse;
 pub mod writer;
 
 use crate::record::Record;
