@@ -90,12 +90,21 @@ pub fn require<T>(test: &str, tool: Result<T, Missing>) -> Option<T> {
 
 /// The `capnp` compiler (Debian package `capnproto`).
 pub fn capnp() -> Result<PathBuf, Missing> {
-    apt_tool("capnp", "capnp")
+    apt_tool(
+        "capnp",
+        "capnp",
+        "apt-get install capnproto, or run scripts/install-tools.sh as root",
+    )
 }
 
 /// `rsyslogd` (Debian package `rsyslog`; it lives in `/usr/sbin`, which a user's `PATH` may lack).
 pub fn rsyslogd() -> Result<PathBuf, Missing> {
-    apt_tool("rsyslogd", "rsyslogd")
+    apt_tool(
+        "rsyslogd",
+        "rsyslogd",
+        "apt-get install rsyslog, or run scripts/install-tools.sh as root; rsyslogd is in \
+         /usr/sbin, which must be on PATH",
+    )
 }
 
 /// Root with the right to mount a tmpfs, for the full-disk test: checked by mounting a small
@@ -291,10 +300,19 @@ fn run(command: &mut Command) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
     }
+    // The first lines name the error (npm), the last ones the outcome (pip).
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!("{command:?}: {}: {}", out.status, tail.join(" / ")))
+    let lines: Vec<&str> = stderr.lines().collect();
+    let shown = if lines.len() <= 6 {
+        lines.join(" / ")
+    } else {
+        format!(
+            "{} / ... / {}",
+            lines[..3].join(" / "),
+            lines[lines.len() - 3..].join(" / ")
+        )
+    };
+    Err(format!("{command:?}: {}: {shown}", out.status))
 }
 
 /// An executable named `name` on `PATH`.
@@ -307,9 +325,7 @@ fn find(name: &str) -> Option<PathBuf> {
 
 /// A program from a Debian package: found, or installed by `scripts/install-tools.sh` when we
 /// are root (once per test process; the lock keeps two apt-gets apart).
-fn apt_tool(tool: &'static str, program: &str) -> Result<PathBuf, Missing> {
-    const FIX: &str = "run scripts/install-tools.sh as root (apt-get install capnproto rsyslog); \
-                       rsyslogd is in /usr/sbin, which must be on PATH";
+fn apt_tool(tool: &'static str, program: &str, fix: &'static str) -> Result<PathBuf, Missing> {
     if let Some(path) = find(program) {
         return Ok(path);
     }
@@ -317,7 +333,7 @@ fn apt_tool(tool: &'static str, program: &str) -> Result<PathBuf, Missing> {
         Ok(()) => format!("no {program} on PATH after scripts/install-tools.sh"),
         Err(why) => format!("no {program} on PATH; {why}"),
     };
-    find(program).ok_or_else(|| Missing::new(tool, why, FIX))
+    find(program).ok_or_else(|| Missing::new(tool, why, fix))
 }
 
 /// Runs `scripts/install-tools.sh` once per process, when root and allowed.
