@@ -32,6 +32,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A tool a test needs and could not have: which, why, and how to get it.
 #[derive(Debug, Clone)]
@@ -115,15 +116,17 @@ pub fn root() -> Result<(), Missing> {
     if !is_root() {
         return Err(Missing::new("root", "mounting a tmpfs needs root", FIX));
     }
-    let probe = std::env::temp_dir().join(format!("logmill-tmpfs-probe-{}", std::process::id()));
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let probe = std::env::temp_dir().join(format!(
+        "logmill-tmpfs-probe-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     fs::create_dir_all(&probe).map_err(|e| Missing::new("root", e.to_string(), FIX))?;
     let mounted = run(Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
         .arg(&probe));
-    let result = match mounted {
-        Ok(()) => run(Command::new("umount").arg(&probe)),
-        Err(e) => Err(e),
-    };
+    let result = mounted.and_then(|()| run(Command::new("umount").arg(&probe)));
     if let Err(e) = fs::remove_dir(&probe) {
         eprintln!("could not remove {}: {e}", probe.display());
     }
