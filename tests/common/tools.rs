@@ -252,8 +252,16 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
     ]
 }
 
+/// The repository's root: the nearest directory above the including crate that holds
+/// `scripts/install-tools.sh`, so that a workspace member's tests can include this file too.
 fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: OnceLock<&'static Path> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        here.ancestors()
+            .find(|dir| dir.join("scripts/install-tools.sh").is_file())
+            .unwrap_or(here)
+    })
 }
 
 /// Where provisioned tools live: `$LOGMILL_TOOLS_DIR`, or `target/tmp/tools`.
