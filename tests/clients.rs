@@ -3,10 +3,12 @@
 //! - Python's `logging.handlers.SocketHandler` and `DatagramHandler` (`tests/clients/python_logging.py`).
 //! - util-linux `logger`, RFC 5424 and RFC 3164, with and without octet counting, TCP and UDP.
 //! - rsyslog forwarding to logmill with `omfwd` over TCP, run in the foreground with its own
-//!   config, pid file and work dir (`.ci/run` installs it; elsewhere the test says it did not run).
+//!   config, pid file and work dir (`tests/common/tools.rs` provides `rsyslogd` or says why not).
 //! - JSON lines and plain text over raw sockets, with the line limit.
 
 mod common;
+#[path = "common/tools.rs"]
+mod tools;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -262,12 +264,7 @@ fn free_port() -> u16 {
 /// octet-counted RFC 5424 and once with classic newline-framed forwarding: both arrive.
 #[test]
 fn rsyslog_forwards_to_logmill() {
-    let Ok(rsyslogd) = which("rsyslogd") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test: .ci/run installs rsyslog"
-        );
-        eprintln!("rsyslog forwarding test not run: no rsyslogd (apt-get install rsyslog)");
+    let Some(rsyslogd) = tools::require("rsyslog_forwards_to_logmill", tools::rsyslogd()) else {
         return;
     };
     let dir = TempDir::new("rsyslog");
@@ -337,20 +334,6 @@ ruleset(name="forward") {{
         }
     }
     assert!(server.stop().success());
-}
-
-fn which(name: &str) -> Result<String, ()> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map_err(drop)?;
-    let path = String::from_utf8(out.stdout).map_err(drop)?;
-    let path = path.trim();
-    if out.status.success() && !path.is_empty() {
-        Ok(path.to_string())
-    } else {
-        Err(())
-    }
 }
 
 /// JSON lines: known keys map to record fields, the rest to fields; an invalid line is kept as
@@ -440,4 +423,55 @@ fn hostile_pickles_are_refused_and_the_connection_goes_on() {
     assert!(log.contains("system"), "{log}");
     assert!(log.contains("2 decode errors so far"), "{log}");
     assert!(server.stop().success());
+}
+
+/// A third-party gRPC client against the real binary (`--grpc-port 0 --format json`): the
+/// client checks its answers and, with `--dir`, the stored files; then SIGTERM is a clean exit.
+fn grpc_client_against_the_binary(client: &tools::ClientTool, script: &str) {
+    let dir = TempDir::new("grpc-client");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--format",
+            "json",
+        ])
+        .arg("--dir")
+        .arg(&dir.0);
+    let server = Server::spawn(command, &dir.0);
+    let grpc = server.listening["grpc"]
+        .as_str()
+        .expect("the listening line names the gRPC address")
+        .to_string();
+    let status = client
+        .command(script)
+        .args(["--target", &grpc, "--dir"])
+        .arg(&dir.0)
+        .status()
+        .expect("run the client");
+    assert!(status.success(), "{script} failed against the binary");
+    let status = server.stop();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// The real Python `grpcio` client against the binary.
+#[test]
+fn python_grpcio_client_against_the_binary() {
+    let test = "python_grpcio_client_against_the_binary";
+    if let Some(python) = tools::require(test, tools::python_grpc()) {
+        grpc_client_against_the_binary(&python, "client.py");
+    }
+}
+
+/// The real Node `@grpc/grpc-js` client against the binary.
+#[test]
+fn node_grpc_js_client_against_the_binary() {
+    let test = "node_grpc_js_client_against_the_binary";
+    if let Some(node) = tools::require(test, tools::node_grpc()) {
+        grpc_client_against_the_binary(&node, "client.js");
+    }
 }

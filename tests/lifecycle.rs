@@ -2,6 +2,8 @@
 //! backpressure, recovery), and the command line.
 
 mod common;
+#[path = "common/tools.rs"]
+mod tools;
 
 use std::io::{ErrorKind, Write};
 use std::process::{Command, Stdio};
@@ -44,7 +46,7 @@ fn sigterm_with_data_in_flight_loses_nothing() {
     drop((idle, streams));
 }
 
-/// Mounts a small tmpfs (needs root, as CI has) and unmounts it when dropped.
+/// Mounts a small tmpfs (needs root: `tools::root`) and unmounts it when dropped.
 struct Tmpfs {
     dir: TempDir,
 }
@@ -95,14 +97,11 @@ fn fill(path: &std::path::Path) {
 /// returns; no record is lost and the client gets its acks.
 #[test]
 fn full_disk_degrades_pushes_back_and_recovers() {
-    let Some(fs) = Tmpfs::mount("64m") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root and must run this test: mount -t tmpfs failed"
-        );
-        eprintln!("full-disk test not run: mounting a tmpfs needs root");
+    let test = "full_disk_degrades_pushes_back_and_recovers";
+    let Some(()) = tools::require(test, tools::root()) else {
         return;
     };
+    let fs = Tmpfs::mount("64m").expect("mount -t tmpfs failed, though a probe mount worked");
     // --max-frame within --max-pending, which start-up requires (this test's frames are ~9 KiB).
     let args = [
         "--max-pending",

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // logmill gRPC interop client: the real, unmodified @grpc/grpc-js with @grpc/proto-loader reading
-// proto/ at run time. scripts/grpc-interop.sh installs both into target/grpc-interop/node and runs
-// this (NODE_PATH points there) against the real server; tests/grpc_driver.rs runs it against the
-// standalone connection driver (--standalone).
+// proto/ at run time. tests/common/tools.rs installs both into target/tmp/tools/node (NODE_PATH
+// points there); tests/clients.rs runs this against the real server, tests/grpc_driver.rs against
+// the standalone connection driver (--standalone).
 //
 // Each scenario checks what the server answered; with --dir it also checks what the server stored
 // (the server must run with --format json). Exits non-zero on the first failure.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """logmill gRPC interop client: the real, unmodified `grpcio` library with stubs generated from
-proto/ by `grpcio-tools`. scripts/grpc-interop.sh sets up the virtualenv and the stubs (on
-PYTHONPATH) and runs this against the real server; tests/grpc_driver.rs runs it against the
+proto/ by `grpcio-tools`. tests/common/tools.rs sets up the virtualenv and the stubs (on
+PYTHONPATH); tests/clients.rs runs this against the real server, tests/grpc_driver.rs against the
 standalone connection driver (--standalone).
 
 Each scenario checks what the server answered; with --dir it also checks what the server stored

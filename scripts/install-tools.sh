@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system tools some tests need, from Debian packages (root; idempotent: installs only
+# what is missing, and runs apt-get only then):
+#   capnp     (capnproto)  the schema drift test regenerates src/logmill_capnp.rs and compares;
+#   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
+#   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain).
+# The gRPC clients (Python grpcio, Node grpc-js) need no root: the tests install them themselves
+# under target/tmp/tools/ (tests/common/tools.rs). `.ci/run` calls this script, and so does
+# `cargo test` when it runs as root and finds a tool missing (unless LOGMILL_NO_INSTALL=1).
+set -euo pipefail
+
+need=()
+command -v capnp >/dev/null || need+=(capnproto)
+command -v rsyslogd >/dev/null || need+=(rsyslog)
+command -v logger >/dev/null || need+=(bsdutils)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-tools: ${need[*]} missing; installing needs root: sudo $0" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
