@@ -59,6 +59,14 @@ pub struct Config {
     /// Largest frame payload. 1 MiB holds thousands of records per batch; anything larger is more
     /// likely an attack or a bug than a log record.
     pub max_frame: u32,
+    /// Bytes of unfinished input the server holds for all clients together: frame and line tails
+    /// in connection buffers, gRPC messages being assembled and request data `h2` buffered
+    /// (`server::budget`). Past it, the connections holding the most are closed (shed). 256 MiB
+    /// holds a maximal frame in the middle of arriving on each of 256 connections at once, and
+    /// thousands of ordinary ones (a batch is typically tens of KiB); next to `max_pending`, it
+    /// is what bounds the server's memory whatever clients send (README, "Memory"). At least
+    /// [`min_max_input`], so one frame of `max_frame` can always arrive.
+    pub max_input: usize,
     /// Connections silent this long are closed (`None`: never). Clients that vanish without a FIN
     /// are caught sooner by TCP keepalive.
     pub idle_timeout: Option<Duration>,
@@ -88,6 +96,7 @@ impl Default for Config {
             max_connections: 100_000,
             max_pending: 64 * 1024 * 1024,
             max_frame: 1024 * 1024,
+            max_input: 256 * 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(3600)),
             stdout: false,
             shutdown_timeout: Duration::from_secs(10),
@@ -99,6 +108,32 @@ impl Default for Config {
 /// The largest `--max-frame`: a frame's first byte must be 0 for detection (`protocol::detect`),
 /// so lengths stay under 16 MiB.
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
+
+/// Bytes a connection may hold of one unfinished frame or line beyond `max_frame`: a frame's
+/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space.
+pub const INPUT_SLACK: usize = 16;
+
+/// The smallest `--max-input` for a given `--max-frame`: one frame (or line) of the largest size
+/// must fit, or a client sending one would be shed every time.
+pub fn min_max_input(max_frame: u32) -> usize {
+    max_frame as usize + INPUT_SLACK
+}
+
+/// Checks `--max-input` against `--max-frame`.
+///
+/// # Errors
+/// A message naming the minimum.
+pub fn check_max_input(max_input: u64, max_frame: u32) -> Result<usize, String> {
+    let min = min_max_input(max_frame);
+    match usize::try_from(max_input) {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!(
+            "--max-input {max_input} is too small: it must hold one frame of --max-frame \
+             ({max_frame} bytes) and its header, so at least {min} bytes"
+        )),
+        Err(_) => Ok(usize::MAX),
+    }
+}
 
 /// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`,
 /// all powers of 1024).
@@ -190,5 +225,15 @@ mod tests {
         );
         assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
         assert!(parse_fsync("sometimes").is_err());
+    }
+
+    #[test]
+    fn max_input_must_hold_one_frame() {
+        assert_eq!(min_max_input(1024), 1024 + INPUT_SLACK);
+        assert_eq!(check_max_input(1040, 1024), Ok(1040));
+        let refused = check_max_input(1039, 1024).unwrap_err();
+        assert!(refused.contains("at least 1040 bytes"), "{refused}");
+        let default = Config::default();
+        assert!(default.max_input >= min_max_input(default.max_frame));
     }
 }

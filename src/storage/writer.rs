@@ -475,12 +475,15 @@ impl Writer {
         }
         let secs = elapsed.as_secs_f64();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {} connections, {} pending bytes, {} decode errors",
+            "stats: {:.0} records/s, {:.0} bytes/s, {} connections, {} pending bytes, {} decode errors, \
+             {} partial bytes, {} shed",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             self.shared.connections.load(Ordering::Relaxed),
             self.shared.pending_bytes.load(Ordering::Relaxed),
             self.shared.decode_errors.load(Ordering::Relaxed),
+            self.shared.input().total(),
+            self.shared.input().shed_count(),
         ));
         self.stats_at = now;
         self.stats_records = 0;
