@@ -164,10 +164,22 @@ fn hostile_grpc(addr: SocketAddr) -> usize {
     })
 }
 
+/// The `health` line of the server at `addr`.
+fn health_at(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"health\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    answer
+}
+
 /// Sends `GOOD_BATCHES` batches with acks, each after the previous one's ack: a client that keeps
-/// flowing only if the server keeps serving it.
+/// flowing only if the server keeps serving it. Half-way it waits until the server has shed
+/// someone, so that the second half is sent while hostile clients are being dealt with.
 fn good_client(server: &Server) -> std::thread::JoinHandle<u64> {
     let mut client = server.client();
+    let addr = server.addr;
     std::thread::spawn(move || {
         match client.hello("good", true) {
             ServerFrame::Welcome { .. } => {}
@@ -175,6 +187,11 @@ fn good_client(server: &Server) -> std::thread::JoinHandle<u64> {
         }
         let mut last_seq = 0;
         for batch in 0..GOOD_BATCHES {
+            if batch == GOOD_BATCHES / 2 {
+                wait_for("a first shed", DEADLINE, || {
+                    (health_field(&health_at(addr), "shed") > 0).then_some(())
+                });
+            }
             let records: Vec<_> = (0..GOOD_PER_BATCH)
                 .map(|i| message(&format!("good {batch} {i}")))
                 .collect();
