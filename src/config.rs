@@ -59,6 +59,14 @@ pub struct Config {
     /// Largest frame payload. 1 MiB holds thousands of records per batch; anything larger is more
     /// likely an attack or a bug than a log record.
     pub max_frame: u32,
+    /// Bytes of unfinished input the server holds for all clients together: frame and line tails
+    /// in connection buffers, gRPC messages being assembled and request data `h2` buffered
+    /// (`server::budget`). Past it, the connections holding the most are closed (shed). 256 MiB
+    /// holds a maximal frame in the middle of arriving on each of 256 connections at once, and
+    /// thousands of ordinary ones (a batch is typically tens of KiB); next to `max_pending`, it
+    /// is what bounds the server's memory whatever clients send (README, "Memory"). At least
+    /// [`min_max_input`], so one frame of `max_frame` can always arrive.
+    pub max_input: usize,
     /// Connections silent this long are closed (`None`: never). Clients that vanish without a FIN
     /// are caught sooner by TCP keepalive.
     pub idle_timeout: Option<Duration>,
@@ -88,6 +96,7 @@ impl Default for Config {
             max_connections: 100_000,
             max_pending: 64 * 1024 * 1024,
             max_frame: 1024 * 1024,
+            max_input: 256 * 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(3600)),
             stdout: false,
             shutdown_timeout: Duration::from_secs(10),
@@ -191,6 +200,17 @@ impl Config {
                 "reading stops while this much waits for the disk, so it must hold one whole frame",
             );
         }
+        // Below one frame and its header, a client sending a frame of `--max-frame` would be shed
+        // every time.
+        let min_input = min_max_input(self.max_frame);
+        if self.max_input < min_input {
+            return too_small(
+                "--max-input",
+                self.max_input,
+                format_args!("{min_input} bytes (one --max-frame and its header)"),
+                "a connection may hold one unfinished frame of --max-frame",
+            );
+        }
         if self.workers == 0 {
             return too_small("--workers", 0, 1, "with no event loop nothing is read");
         }
@@ -233,6 +253,17 @@ impl Config {
 /// The largest `--max-frame`: a frame's first byte must be 0 for detection (`protocol::detect`),
 /// so lengths stay under 16 MiB.
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
+
+/// Bytes a connection may hold of one unfinished frame or line beyond `max_frame`: a frame's
+/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space.
+pub const INPUT_SLACK: usize = 16;
+
+/// The smallest `--max-input` for a given `--max-frame`: one frame (or line) of the largest size
+/// must fit, or a client sending one would be shed every time.
+pub fn min_max_input(max_frame: u32) -> usize {
+    max_frame as usize + INPUT_SLACK
+}
+
 
 /// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`,
 /// all powers of 1024).
@@ -392,5 +423,22 @@ mod tests {
         );
         assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
         assert!(parse_fsync("sometimes").is_err());
+    }
+
+    #[test]
+    fn max_input_must_hold_one_frame() {
+        assert_eq!(min_max_input(1024), 1024 + INPUT_SLACK);
+        let mut config = Config {
+            max_frame: 1024,
+            max_pending: 1024,
+            max_input: 1040,
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        config.max_input = 1039;
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("the minimum is 1040 bytes"), "{refused}");
+        let default = Config::default();
+        assert!(default.max_input >= min_max_input(default.max_frame));
     }
 }

@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Largest frame payload accepted (at most 16MiB-1); a larger frame closes the connection.
     #[arg(long = "max-frame", default_value = "1MiB", value_parser = parse_max_frame)]
     max_frame: u64,
+    /// Memory for unfinished input (partial frames, lines and gRPC messages) of all clients
+    /// together; past it, the clients holding the most are closed. At least --max-frame + 16.
+    #[arg(long = "max-input", default_value = "256MiB", value_parser = config::parse_size)]
+    max_input: u64,
     /// Close connections silent for this long (e.g. 1h, 300s; 0 = never).
     #[arg(long = "idle-timeout", default_value = "1h", value_parser = config::parse_duration)]
     idle_timeout: Duration,
@@ -148,6 +152,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_pending: usize::try_from(self.max_pending).unwrap_or(usize::MAX),
             max_frame: self.max_frame as u32,
+            max_input: usize::try_from(self.max_input).unwrap_or(usize::MAX),
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout,

@@ -1,6 +1,6 @@
 //! State shared by every thread: counters for `health` and the stats line, the pending-bytes
-//! gauge that drives backpressure, and one [`Mailbox`] per event loop through which the writer
-//! hands back completions.
+//! gauge that drives backpressure, the input budget (`server::budget`), and one [`Mailbox`] per
+//! event loop through which the writer hands back completions.
 //!
 //! Everything here is an atomic or a short-held mutex: the hot path touches `pending_bytes` once
 //! per batch (not per record) and the mailbox once per writer cycle.
@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::config::Config;
+use crate::server::budget::InputBudget;
 use crate::storage::{Batch, Completion};
 
 /// Where the writer leaves completions for one loop, and how it wakes that loop.
@@ -70,6 +72,8 @@ pub struct Shared {
     /// (`storage::Batch::number`). Set from the files by the writer before the loops start.
     pub next_seq: AtomicU64,
     pub mailboxes: Vec<Mailbox>,
+    /// Unfinished input held by the loops' connections (`--max-input`).
+    input: InputBudget,
 }
 
 impl Shared {
@@ -88,8 +92,20 @@ impl Shared {
             degraded: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
+            input: InputBudget::new(Config::default().max_input, mailboxes.len()),
             mailboxes,
         }
+    }
+
+    /// Sets the input budget to `max_input` bytes (`--max-input`), shared by the loops.
+    pub fn with_max_input(mut self, max_input: usize) -> Self {
+        self.input = InputBudget::new(max_input, self.mailboxes.len());
+        self
+    }
+
+    /// The budget for unfinished input: what the loops hold, and how many clients were shed.
+    pub fn input(&self) -> &InputBudget {
+        &self.input
     }
 
     /// True while the loops should not read more from sockets.
@@ -105,7 +121,8 @@ impl Shared {
             "OK"
         };
         format!(
-            "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={}\n",
+            "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
+             partial_bytes={} shed={}\n",
             self.name
                 .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
             env!("CARGO_PKG_VERSION"),
@@ -113,6 +130,8 @@ impl Shared {
             self.connections.load(Ordering::Relaxed),
             self.records_written.load(Ordering::Relaxed),
             self.pending_bytes.load(Ordering::Relaxed),
+            self.input.total(),
+            self.input.shed_count(),
         )
     }
 

@@ -6,7 +6,11 @@
 //!
 //! Memory: an idle connection holds no buffer at all. The loop reads into one scratch buffer per
 //! loop and only the unfinished tail of a frame is copied into `input`, which grows to what that
-//! frame announced and is freed once the frame is complete.
+//! frame announced (at most `--max-frame` and a few bytes of header) and is freed once the frame
+//! is complete. What `input` holds counts against the input budget (`--max-input`,
+//! `server::budget`): the loop [`recount`](Connection::recount)s it after each read, and a
+//! connection shed to keep within the budget loses only that unfinished tail
+//! ([`shed`](Connection::shed)).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -79,6 +83,8 @@ pub struct Connection {
     /// JSON lines and text: the current line was cut at the line limit; its remaining pieces are
     /// stored flagged `truncated` too.
     pub line_cut: bool,
+    /// Bytes of unfinished input last counted against the input budget (`recount`).
+    counted: usize,
 }
 
 /// Everything `consume` needs from the loop besides the connection.
@@ -120,7 +126,46 @@ impl Connection {
             eof: false,
             syslog: syslog::Continuation::Start,
             line_cut: false,
+            counted: 0,
         }
+    }
+
+    /// Counts the unfinished input held now (the capacity of `input`: what it may have
+    /// touched); returns what was counted before and now, for the loop's share of the budget.
+    pub fn recount(&mut self) -> (usize, usize) {
+        let now = self.input.capacity();
+        (std::mem::replace(&mut self.counted, now), now)
+    }
+
+    /// What [`recount`](Self::recount) last counted.
+    pub fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// Drops the unfinished input to keep within `--max-input` and closes the connection,
+    /// telling the client why where its protocol has a reply channel (native: an error frame;
+    /// JSON lines and text: one line). Records already complete are kept, and acked when written.
+    /// The native error kind is `FrameTooLarge`: the frame in progress cannot be held, and a new
+    /// kind would be an error older clients cannot decode.
+    pub fn shed(&mut self) {
+        let message = format!(
+            "the server's memory for unfinished input (--max-input) is full and this connection \
+             held the most ({} bytes of an unfinished frame or line); closing",
+            self.counted
+        );
+        match self.phase {
+            Phase::Native => self.send_error(ErrorKind::FrameTooLarge, message),
+            Phase::JsonLines | Phase::Text => {
+                self.output.extend_from_slice(b"logmill: ");
+                self.output.extend_from_slice(message.as_bytes());
+                self.output.push(b'\n');
+            }
+            // Syslog senders and SocketHandler never read; detection has no protocol to answer in.
+            _ => {}
+        }
+        self.input = Vec::new();
+        self.input_needed = None;
+        self.phase = Phase::Closing;
     }
 
     /// Takes what it can from `buf` and returns how many bytes it consumed; the caller keeps the

@@ -11,6 +11,10 @@
 //! Readiness is edge-triggered, so every read, write and accept runs until `WouldBlock`, or the
 //! connection stays on the ready list until it does. When the writer's pending bytes are full
 //! the loop stops reading (the ready list waits) and TCP flow control pushes back on clients.
+//!
+//! Unfinished input (frame tails, gRPC messages being assembled) is counted after every read and
+//! every gRPC drive against the input budget (`--max-input`, `server::budget`); when it is full
+//! the loop sheds its connections holding the most ([`EventLoop::shed`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -23,9 +27,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use super::budget::Pressure;
 use super::connection::{Connection, Context, Phase};
 use super::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
-use crate::config::Config;
+use crate::config::{Config, INPUT_SLACK};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;
@@ -102,6 +107,19 @@ pub struct EventLoop {
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
     accepted: u64,
     grpc: GrpcSide,
+    /// Unfinished input this loop's connections hold: its part of the input budget.
+    input_held: usize,
+    /// The most one TCP connection holds: one frame (or line) and its header.
+    input_cap: usize,
+    /// Inside `shed`: what it frees must not start another shed.
+    shedding: bool,
+}
+
+/// A connection to shed: a TCP token or a gRPC slab index.
+#[derive(Debug, Clone, Copy)]
+enum Victim {
+    Tcp(usize),
+    Grpc(usize),
 }
 
 impl EventLoop {
@@ -171,6 +189,9 @@ impl EventLoop {
             refusals_logged_at: None,
             accepted: 0,
             grpc,
+            input_held: 0,
+            input_cap: config.max_frame as usize + INPUT_SLACK,
+            shedding: false,
         })
     }
 
@@ -224,6 +245,10 @@ impl EventLoop {
                 .swap(false, Ordering::AcqRel)
             {
                 self.accept_more = true;
+            }
+            let input = self.shared.input();
+            if input.take_hint(self.id) && input.over_share(self.input_held) {
+                self.shed();
             }
             if self.accept_more {
                 self.accept(false);
@@ -450,8 +475,19 @@ impl EventLoop {
         false
     }
 
-    /// Reads from `token` until `WouldBlock` (returns true) or until `budget` bytes (false).
+    /// Reads from `token` until `WouldBlock` (returns true) or until `budget` bytes (false), then
+    /// counts its unfinished input against the budget.
     fn read(&mut self, token: usize, budget: usize) -> bool {
+        let drained = self.read_input(token, budget);
+        if let Some(conn) = self.conns.get_mut(token) {
+            let (before, now) = conn.recount();
+            self.account(before, now);
+        }
+        drained
+    }
+
+    fn read_input(&mut self, token: usize, budget: usize) -> bool {
+        let input_cap = self.input_cap;
         let Some(conn) = self.conns.get_mut(token) else {
             return true;
         };
@@ -491,7 +527,12 @@ impl EventLoop {
                 let want = conn
                     .input_needed
                     .map_or(4096, |need| need.saturating_sub(have))
-                    .clamp(4096, READ_BUDGET);
+                    .clamp(4096, READ_BUDGET)
+                    // A frame (or line) never needs more than the cap, and the budget counts
+                    // capacity: what the zeroing below may have touched.
+                    .min(input_cap.saturating_sub(have))
+                    .max(1);
+                reserve_input(&mut input, want, input_cap);
                 input.resize(have + want, 0);
                 let result = conn.stream.read(&mut input[have..]);
                 let n = *result.as_ref().unwrap_or(&0);
@@ -716,6 +757,7 @@ impl EventLoop {
 
     fn close(&mut self, token: usize) {
         let mut conn = self.conns.remove(token);
+        self.account(conn.counted(), 0);
         self.publish_count();
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             self.log.warn(format_args!(
@@ -731,11 +773,17 @@ impl EventLoop {
         }
     }
 
-    /// Idle timeouts and retried accepts.
+    /// Idle timeouts, retried accepts, and capacity withheld from gRPC calls while the input
+    /// budget was full (another loop may have made room since).
     fn tick(&mut self) {
         self.last_tick = Instant::now();
         if self.listener.is_some() {
             self.accept_more = true;
+        }
+        if self.shared.input().may_grow(self.input_held) {
+            for (_, conn) in &mut self.grpc.conns {
+                conn.regrant();
+            }
         }
         let Some(idle) = self.idle_timeout else {
             return;
@@ -905,7 +953,10 @@ impl EventLoop {
             shared: &self.shared,
             log: &self.log,
         };
-        if conn.drive(&mut cx) == Drive::Closed {
+        conn.set_may_grow(self.shared.input().may_grow(self.input_held));
+        let drive = conn.drive(&mut cx);
+        let (before, now) = conn.recount();
+        if drive == Drive::Closed {
             let conn = self.grpc.conns.remove(index);
             self.publish_count();
             if let Err(e) = conn.deregister(self.poll.registry()) {
@@ -914,6 +965,7 @@ impl EventLoop {
             }
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         }
+        self.account(before, now);
         if self.batch.bytes() >= BATCH_BYTES {
             self.send_batch();
         }
@@ -944,6 +996,116 @@ impl EventLoop {
             }
         }
         self.grpc.keys = keys;
+    }
+}
+
+impl EventLoop {
+    /// A connection held `before` bytes of unfinished input and now holds `now`: updates this
+    /// loop's part of the budget, and sheds (or asks the loops over their share to) when the
+    /// budget is full.
+    fn account(&mut self, before: usize, now: usize) {
+        if before == now {
+            return;
+        }
+        let was = self.input_held;
+        self.input_held = was - before + now;
+        let pressure = self.shared.input().update(self.id, was, self.input_held);
+        if self.shedding || self.shared.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        match pressure {
+            Pressure::Fine => {}
+            Pressure::ShedHere => self.shed(),
+            Pressure::ShedElsewhere => {
+                let shared = &self.shared;
+                shared
+                    .input()
+                    .hint_over_share(self.id, |id| shared.mailboxes[id].wake());
+            }
+        }
+    }
+
+    /// Sheds this loop's connections holding the most unfinished input, largest first, while
+    /// the budget says so (`server::budget`): each is told why (`Connection::shed`,
+    /// `GrpcConnection::shed`), logged and counted. Only unfinished input is lost: records
+    /// already complete are stored, and acked.
+    fn shed(&mut self) {
+        if self.shedding {
+            return;
+        }
+        self.shedding = true;
+        let mut victims: Vec<(usize, Victim)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.counted() > 0 && c.phase != Phase::Closing)
+            .map(|(token, c)| (c.counted(), Victim::Tcp(token)))
+            .chain(
+                self.grpc
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.counted() > 0)
+                    .map(|(index, c)| (c.counted(), Victim::Grpc(index))),
+            )
+            .collect();
+        victims.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        for (held, victim) in victims {
+            let input = self.shared.input();
+            if !input.keep_shedding(self.input_held) {
+                break;
+            }
+            let (total, max) = (input.total(), input.max());
+            let (before, now) = match victim {
+                Victim::Tcp(token) => {
+                    let conn = &mut self.conns[token];
+                    self.log.warn(format_args!(
+                        "connection from {}: shed, holding {held} bytes of unfinished input, \
+                         the most on its loop, while the server held {total} (--max-input \
+                         {max}); its complete records are kept",
+                        conn.peer
+                    ));
+                    conn.shed();
+                    conn.recount()
+                }
+                Victim::Grpc(index) => {
+                    let conn = &mut self.grpc.conns[index];
+                    self.log.warn(format_args!(
+                        "gRPC connection from {}: shed (GOAWAY ENHANCE_YOUR_CALM), holding \
+                         {held} bytes of unfinished messages, the most on its loop, while the \
+                         server held {total} (--max-input {max}); its complete records are kept",
+                        conn.peer()
+                    ));
+                    let mut cx = GrpcContext {
+                        batch: &mut self.batch,
+                        now_ns: now_ns(),
+                        shared: &self.shared,
+                        log: &self.log,
+                    };
+                    conn.shed(&mut cx);
+                    conn.recount()
+                }
+            };
+            self.shared.input().count_shed();
+            self.account(before, now);
+            if let Victim::Tcp(token) = victim {
+                self.send_output(token);
+            }
+        }
+        self.shedding = false;
+        // Room was made: calls whose capacity was withheld may take it now.
+        for (_, conn) in &mut self.grpc.conns {
+            conn.regrant();
+        }
+    }
+}
+
+/// Makes room for `want` more bytes in a connection's input: doubling (few reallocations while a
+/// large frame arrives), but never past `cap`, so what the budget counts (the capacity) stays
+/// within one frame.
+fn reserve_input(input: &mut Vec<u8>, want: usize, cap: usize) {
+    let need = input.len() + want;
+    if input.capacity() < need {
+        let target = need.max(input.capacity().saturating_mul(2).min(cap));
+        input.reserve_exact(target - input.len());
     }
 }
 

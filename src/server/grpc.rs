@@ -37,11 +37,24 @@
 //!   descriptor (`mio::unix::SourceFd` in [`register`](GrpcConnection::register)). Deregister
 //!   before dropping: dropping closes the descriptor.
 //!
+//! # Unfinished input (`--max-input`)
+//!
+//! Request data held here and not yet records counts against the input budget
+//! (`server::budget`): what `h2` buffered for a call and we have not released, and the part of
+//! a message being assembled ([`held`](GrpcConnection::held)). Flow-control capacity for bytes of
+//! a complete message is released at once; for bytes that stay in an unfinished message, only
+//! while the budget has room ([`set_may_grow`](GrpcConnection::set_may_grow)), else it is withheld and the client's
+//! windows close. One connection's worst case is bounded by its limits: its connection window
+//! plus two messages' worth of unfinished messages (`GrpcLimits::max_partial`; past it the call
+//! holding the most is failed with RESOURCE_EXHAUSTED). When the loop sheds the connection
+//! ([`shed`](GrpcConnection::shed)), its unfinished calls get RESOURCE_EXHAUSTED and the
+//! connection GOAWAY with ENHANCE_YOUR_CALM.
+//!
 //! # A call's records
 //!
 //! Each request message is decoded whole (prost), all its records are pushed to the batch, and
 //! only then is its flow-control capacity released, so the client can never have more unread
-//! data here than its HTTP/2 windows. The connection keeps a FIFO of (call, records pushed); the
+//! data here than its HTTP/2 windows and the input budget allow. The connection keeps a FIFO of (call, records pushed); the
 //! writer's completions arrive in the same order, so each one is credited to the calls at the
 //! front. A call replies once its input has ended and every one of its records is written:
 //! `PushResponse { accepted, first_seq, last_seq }`. If a call fails half-way (a bad message,
@@ -59,7 +72,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::server::{Connection as H2Connection, Handshake, SendResponse};
-use h2::{Ping, PingPong, RecvStream, SendStream};
+use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
@@ -138,17 +151,35 @@ impl Default for GrpcLimits {
 }
 
 impl GrpcLimits {
-    /// The defaults, with the idle and shutdown timeouts of the TCP side.
+    /// The defaults, with the idle and shutdown timeouts of the TCP side, and sizes that fit the
+    /// input budget (`--max-input`): a message at most half of it, so that one connection's
+    /// unfinished messages ([`GrpcLimits::max_partial`]) fit; windows at most a quarter of it,
+    /// since they are what one connection may send before the loop looks at the budget. With
+    /// the default budget (256 MiB) these are the defaults above.
     pub fn from_config(config: &Config) -> GrpcLimits {
+        let defaults = GrpcLimits::default();
+        // Below 65,535 bytes HTTP/2 cannot shrink a connection window.
+        let connection_window =
+            (config.max_input / 4).clamp(65_535, defaults.connection_window as usize) as u32;
         GrpcLimits {
+            max_message: (config.max_input / 2).clamp(1, defaults.max_message),
+            stream_window: defaults.stream_window.min(connection_window),
+            connection_window,
             idle_timeout: config.idle_timeout,
             shutdown_grace: config.shutdown_timeout,
-            ..GrpcLimits::default()
+            ..defaults
         }
     }
 
     fn max_message(&self) -> usize {
         self.max_message.clamp(1, MAX_FRAME_LIMIT as usize)
+    }
+
+    /// Bytes of unfinished messages one connection may hold: two largest messages (one
+    /// finishing while the next begins). Past it, the call holding the most is failed with
+    /// RESOURCE_EXHAUSTED: 100 calls each holding most of a 4 MiB message took 400 MB.
+    pub fn max_partial(&self) -> usize {
+        2 * (self.max_message() + grpc::PREFIX_LEN)
     }
 }
 
@@ -321,6 +352,9 @@ struct Call {
     written: u64,
     first_seq: Option<u64>,
     last_seq: u64,
+    /// Bytes in `deframer` whose flow-control capacity is not released yet: withheld while the
+    /// input budget is full.
+    withheld: usize,
     /// The request body has ended (END_STREAM).
     input_done: bool,
     /// A final status was sent or the client cancelled: nothing more goes out.
@@ -344,6 +378,19 @@ impl Call {
         self.respond = None;
         self.send = None;
         self.deframer = Deframer::default();
+        // Dropping `recv` gave `h2` back whatever was not released.
+        self.withheld = 0;
+    }
+
+    /// Unfinished input this call holds: data `h2` buffered and we have not taken, and the
+    /// part of a message being assembled.
+    fn held(&mut self) -> usize {
+        let unreleased = match &mut self.recv {
+            Some(recv) => recv.flow_control().used_capacity(),
+            None => 0,
+        };
+        // Withheld bytes are both in the deframer and unreleased: count them once.
+        self.deframer.pending() + unreleased.saturating_sub(self.withheld)
     }
 }
 
@@ -381,7 +428,15 @@ pub struct GrpcConnection {
     next_watch_check: Option<Instant>,
     /// Reused for gzip output.
     inflated: Vec<u8>,
+    /// Unfinished input last counted for the loop (`recount`).
+    counted: usize,
+    /// The input budget has room for more unfinished input (`set_may_grow`).
+    may_grow: bool,
 }
+
+/// A gzip output buffer larger than this is freed after use rather than kept for the next
+/// message: kept on every connection, large ones would be memory no budget counts.
+const KEEP_INFLATED: usize = 256 * 1024;
 
 impl GrpcConnection {
     /// Takes an accepted socket. Nothing is read until the first [`drive`](Self::drive).
@@ -428,11 +483,87 @@ impl GrpcConnection {
             shutdown_at: None,
             next_watch_check: None,
             inflated: Vec::new(),
+            counted: 0,
+            may_grow: true,
         }
+    }
+
+    /// The loop says, before a drive, whether the input budget has room for this connection's
+    /// unfinished messages to grow (`InputBudget::may_grow`): if not, flow-control capacity for
+    /// their bytes is withheld until it has. Without a call, it has.
+    pub fn set_may_grow(&mut self, may_grow: bool) {
+        self.may_grow = may_grow;
+    }
+
+    /// Unfinished input this connection holds (module doc, "Unfinished input").
+    pub fn held(&mut self) -> usize {
+        self.calls.iter_mut().map(|(_, call)| call.held()).sum()
+    }
+
+    /// Counts what the connection holds now; returns what was counted before and now, for the
+    /// loop's share of the input budget.
+    pub fn recount(&mut self) -> (usize, usize) {
+        let now = if self.closed { 0 } else { self.held() };
+        (std::mem::replace(&mut self.counted, now), now)
+    }
+
+    /// What [`recount`](Self::recount) last counted.
+    pub fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// Closes the connection to keep within the input budget: each call holding unfinished
+    /// input fails with RESOURCE_EXHAUSTED (records of its complete messages are still stored),
+    /// then GOAWAY with ENHANCE_YOUR_CALM. The next `drive` flushes them and reports `Closed`.
+    pub fn shed(&mut self, cx: &mut GrpcContext<'_>) {
+        let held = self.counted;
+        let status = Status::new(
+            Code::ResourceExhausted,
+            format!(
+                "the server's memory for unfinished input (--max-input) is full and this \
+                 connection held the most ({held} bytes of unfinished messages)"
+            ),
+        );
+        let slots: Vec<usize> = self
+            .calls
+            .iter_mut()
+            .filter(|(_, c)| !c.answered)
+            .filter_map(|(slot, c)| (c.held() > 0).then_some(slot))
+            .collect();
+        for slot in slots {
+            self.fail(slot, status.clone(), cx);
+        }
+        match &mut self.state {
+            State::Serving(conn) => conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM),
+            // Not yet HTTP/2: nothing of a call is held, and there is no one to tell.
+            _ => self.closed = true,
+        }
+        self.wake.wake(false);
+    }
+
+    /// Calls whose capacity was withheld while the budget was full: polled again at the next
+    /// drive, which releases it if there is room now. Returns whether there were any.
+    pub fn regrant(&mut self) -> bool {
+        let before = self.due.len();
+        self.due.extend(
+            self.calls
+                .iter()
+                .filter(|(_, c)| c.withheld > 0)
+                .map(|(slot, _)| slot),
+        );
+        let any = self.due.len() > before;
+        if any {
+            self.wake.wake(false);
+        }
+        any
     }
 
     pub fn key(&self) -> ConnKey {
         self.key
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// Registers the socket with `registry` for READABLE | WRITABLE (edge-triggered: a WRITABLE
@@ -789,6 +920,7 @@ impl GrpcConnection {
         for slot in slots {
             self.poll_call(slot, cx, now, budget);
         }
+        self.limit_partial(cx);
         if !self.due.is_empty() {
             *requeue = true;
         }
@@ -971,6 +1103,7 @@ impl GrpcConnection {
             written: 0,
             first_seq: None,
             last_seq: 0,
+            withheld: 0,
             input_done: false,
             answered: false,
             service: None,
@@ -1078,8 +1211,45 @@ impl GrpcConnection {
         }
     }
 
+    /// Fails the calls holding the most unfinished message bytes while the connection holds more
+    /// than [`GrpcLimits::max_partial`]: HTTP/2 windows bound what is unreleased, but capacity
+    /// released for unfinished messages would otherwise let one connection hold a message on
+    /// each of its calls.
+    fn limit_partial(&mut self, cx: &mut GrpcContext<'_>) {
+        let max = self.limits.max_partial();
+        let mut partial: usize = self.calls.iter().map(|(_, c)| c.deframer.pending()).sum();
+        while partial > max {
+            let Some((slot, largest)) = self
+                .calls
+                .iter()
+                .map(|(slot, c)| (slot, c.deframer.pending()))
+                .max_by_key(|&(_, pending)| pending)
+            else {
+                return;
+            };
+            cx.shared.input().count_shed();
+            cx.log.warn(format_args!(
+                "gRPC call from {}: {partial} bytes of unfinished messages on one connection, \
+                 over its limit of {max}; the call holding {largest} failed with \
+                 RESOURCE_EXHAUSTED",
+                self.peer
+            ));
+            let status = Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "this connection holds {partial} bytes of unfinished messages, over the \
+                     server's limit of {max}; this call held the most"
+                ),
+            );
+            self.fail(slot, status, cx);
+            partial -= largest;
+        }
+    }
+
     /// Takes the call's request data: deframe, decode, push to the batch, then release the
-    /// flow-control capacity of each chunk (only then may the client send more).
+    /// flow-control capacity of each chunk (only then may the client send more): at once for
+    /// bytes of complete messages, and for bytes of an unfinished message only while the input
+    /// budget has room (module doc, "Unfinished input").
     fn read_call(
         &mut self,
         slot: usize,
@@ -1088,6 +1258,17 @@ impl GrpcConnection {
         budget: &mut usize,
     ) {
         let max = self.limits.max_message();
+        let grant = self.may_grow;
+        if grant
+            && let Some(call) = self.calls.get_mut(slot)
+            && call.withheld > 0
+            && let Some(recv) = &mut call.recv
+        {
+            if recv.flow_control().release_capacity(call.withheld).is_err() {
+                // The stream is already closed; nothing more arrives on it.
+            }
+            call.withheld = 0;
+        }
         loop {
             let call = &mut self.calls[slot];
             let pushes = matches!(call.method, Rpc::Push | Rpc::PushStream);
@@ -1130,9 +1311,22 @@ impl GrpcConnection {
             };
             *budget = budget.saturating_sub(chunk.len());
             let result = self.take_chunk(slot, &chunk, max, cx);
+            if self.inflated.capacity() > KEEP_INFLATED {
+                self.inflated = Vec::new();
+            }
             let call = &mut self.calls[slot];
+            let unreleased = call.withheld + chunk.len();
+            let keep = if grant {
+                0
+            } else {
+                call.deframer.pending().min(unreleased)
+            };
+            call.withheld = keep;
             if let Some(recv) = &mut call.recv
-                && recv.flow_control().release_capacity(chunk.len()).is_err()
+                && recv
+                    .flow_control()
+                    .release_capacity(unreleased - keep)
+                    .is_err()
             {
                 // The stream is already closed; nothing more arrives on it.
             }

@@ -9,10 +9,12 @@
 //! half the clients.
 //!
 //! - [`event_loop`]: one loop, its accept/read/write discipline.
+//! - [`budget`]: the budget for unfinished input (`--max-input`) and who sheds when it is hit.
 //! - [`connection`]: one connection's buffers and protocol state.
 //! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
 //! - [`h2_io`]: the nonblocking socket `h2` reads and writes, with no async runtime.
 
+pub mod budget;
 pub mod connection;
 pub mod event_loop;
 pub mod grpc;
@@ -285,11 +287,10 @@ impl Server {
             mailboxes.push(Mailbox::new(waker));
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(
-            config.name.clone(),
-            config.max_pending,
-            mailboxes,
-        ));
+        let shared = Arc::new(
+            Shared::new(config.name.clone(), config.max_pending, mailboxes)
+                .with_max_input(config.max_input),
+        );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =
             Writer::open(&config, shared.clone(), log.clone(), writer_rx).map_err(|source| {

@@ -537,7 +537,7 @@ impl Writer {
         }
         let secs = elapsed.as_secs_f64();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             count(
@@ -552,6 +552,8 @@ impl Writer {
                 self.shared.decode_errors.load(Ordering::Relaxed),
                 "decode error"
             ),
+            count(self.shared.input().total() as u64, "partial byte"),
+            count(self.shared.input().shed_count(), "shed connection"),
         ));
         self.stats_at = now;
         self.stats_records = 0;
