@@ -264,7 +264,6 @@ pub fn min_max_input(max_frame: u32) -> usize {
     max_frame as usize + INPUT_SLACK
 }
 
-
 /// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`,
 /// all powers of 1024).
 ///

@@ -295,7 +295,8 @@ fn a_budget_that_cannot_hold_one_frame_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--max-input") && stderr.contains(&format!("the minimum is {} bytes", MAX_FRAME + 16)),
+        stderr.contains("--max-input")
+            && stderr.contains(&format!("the minimum is {} bytes", MAX_FRAME + 16)),
         "{stderr}"
     );
 }
