@@ -183,6 +183,34 @@ fn oversized_frame_gets_error_and_close() {
     assert!(server.stop().success());
 }
 
+/// A client that keeps sending after the server refused it still reads the error, then the end
+/// of the stream: the server half-closes and drops what follows instead of closing with unread
+/// input, which makes the kernel send a reset that can destroy the error before it is read.
+#[test]
+fn refused_client_that_keeps_sending_reads_its_error_then_eof() {
+    let dir = TempDir::new("linger");
+    let server = Server::start(&dir.0, &["--max-frame", "1024"]);
+    for round in 0..5 {
+        let mut client = server.client();
+        client.send_raw(&(1025u32).to_be_bytes());
+        // Sent after the refusal: 256 KiB in small writes, some of them certainly after the
+        // server has answered (a write into a reset connection fails, which is the bug).
+        for _ in 0..64 {
+            if let Err(e) = client.stream.write_all(&[7u8; 4096]) {
+                panic!("round {round}: the server reset the connection: {e}");
+            }
+        }
+        match client.read_frame() {
+            Some(ServerFrame::Error { kind, .. }) => {
+                assert_eq!(kind, Some(ErrorKind::FrameTooLarge), "round {round}");
+            }
+            other => panic!("round {round}: expected an error frame, got {other:?}"),
+        }
+        assert_eq!(client.read_frame(), None, "round {round}: then the end of the stream");
+    }
+    assert!(server.health().contains("OK"));
+}
+
 /// An undecodable frame gets an error frame and is counted; the frames after it are stored.
 #[test]
 fn undecodable_frame_is_skipped_and_connection_goes_on() {

@@ -12,9 +12,11 @@
 //! connection shed to keep within the budget loses only that unfinished tail
 //! ([`shed`](Connection::shed)).
 
+use std::io::Read;
+use std::net::Shutdown;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -85,7 +87,18 @@ pub struct Connection {
     pub line_cut: bool,
     /// Bytes of unfinished input last counted against the input budget (`recount`).
     counted: usize,
+    /// Set once the server has said its last word and half-closed the socket: until then, what
+    /// the client still sends is read and dropped (see [`Connection::linger`]).
+    linger_until: Option<Instant>,
 }
+
+/// How long a connection the server closes (after an error frame, say) is kept to read and drop
+/// what the client still sends. Closing a socket with unread input makes the kernel answer with
+/// a reset, which can reach the client before it has read the error it was sent.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What a lingering connection may still send before it is closed anyway.
+const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
 /// Everything `consume` needs from the loop besides the connection.
 pub struct Context<'a> {
@@ -127,6 +140,7 @@ impl Connection {
             syslog: syslog::Continuation::Start,
             line_cut: false,
             counted: 0,
+            linger_until: None,
         }
     }
 
@@ -465,6 +479,60 @@ impl Connection {
 
     pub fn has_output(&self) -> bool {
         self.output_sent < self.output.len()
+    }
+
+    /// Called once [`Connection::finished`]: true while the socket should stay open a little
+    /// longer. When the server ends a connection the client is still sending on (an error, a
+    /// shed, a timeout), it half-closes the socket (the client reads its answer, then the end of
+    /// the stream) and keeps reading, dropping the bytes, until the client closes too, sends
+    /// [`LINGER_MAX_BYTES`] more, or [`LINGER`] passes. Closing at once would make the kernel
+    /// answer the unread bytes with a reset, which can destroy the answer before it is read.
+    pub fn linger(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        if self.linger_until.is_some() {
+            return true;
+        }
+        match self.stream.shutdown(Shutdown::Write) {
+            Ok(()) => {
+                self.linger_until = Some(Instant::now() + LINGER);
+                true
+            }
+            // Not connected any more: nothing to wait for.
+            Err(_) => false,
+        }
+    }
+
+    /// True while the connection lingers (see [`Connection::linger`]).
+    pub fn lingering(&self) -> bool {
+        self.linger_until.is_some()
+    }
+
+    /// A lingering connection whose time is up.
+    pub fn linger_expired(&self, now: Instant) -> bool {
+        self.linger_until.is_some_and(|until| now >= until)
+    }
+
+    /// Reads and drops what a lingering client sends, into the loop's `scratch` buffer, until
+    /// `WouldBlock`. Marks the connection `eof` once the client closed, failed, or sent too much.
+    pub fn discard_input(&mut self, scratch: &mut [u8]) {
+        let mut dropped = 0usize;
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    dropped += n;
+                    if dropped >= LINGER_MAX_BYTES {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.eof = true;
     }
 
     /// Nothing more will happen on this connection: close it.

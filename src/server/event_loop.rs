@@ -500,6 +500,10 @@ impl EventLoop {
             log: &self.log,
         };
         let mut total = 0usize;
+        if conn.lingering() {
+            conn.discard_input(&mut self.scratch[..READ_BUDGET]);
+            return true;
+        }
         loop {
             if total >= budget {
                 return false;
@@ -750,7 +754,7 @@ impl EventLoop {
                 }
             }
         }
-        if conn.finished() {
+        if conn.finished() && !conn.linger() {
             self.close(token);
         }
     }
@@ -785,14 +789,25 @@ impl EventLoop {
                 conn.regrant();
             }
         }
+        let now = Instant::now();
+        let lingered: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.linger_expired(now))
+            .map(|(t, _)| t)
+            .collect();
+        for token in lingered {
+            self.close(token);
+        }
         let Some(idle) = self.idle_timeout else {
             return;
         };
-        let now = Instant::now();
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.in_flight == 0 && now.duration_since(c.last_active) >= idle)
+            .filter(|(_, c)| {
+                c.in_flight == 0 && !c.lingering() && now.duration_since(c.last_active) >= idle
+            })
             .map(|(t, _)| t)
             .collect();
         for token in expired {
