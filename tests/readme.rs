@@ -138,9 +138,7 @@ fn try_it_block_needs_no_third_party_tool_and_waits_for_the_server() {
         commands[server + 1]
     );
     assert!(
-        commands[..server]
-            .iter()
-            .any(|c| *c == "cargo build --release"),
+        commands[..server].contains(&"cargo build --release"),
         "the binary must be built before it is started"
     );
 }
