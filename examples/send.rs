@@ -1,8 +1,8 @@
 //! Sends one log record to a logmill server and waits for its ack: the smallest native client.
 //!
 //! ```text
-//! cargo run --example send -- 127.0.0.1:4020 "disk almost full"
-//! cargo run --example send -- --hex "hello"     # print the frames' bytes, send nothing
+//! cargo run --release --example send -- 127.0.0.1:4020 "disk almost full"
+//! cargo run --release --example send -- --hex "hello"   # print the frames' bytes, send nothing
 //! ```
 
 use std::io::{Read, Write};

@@ -28,7 +28,8 @@ oldest) and never drops a record it has accepted.\n\nWith no subcommand, `logmil
 serve`.\n\nExamples:\n  \
 logmill                              serve on 127.0.0.1:4020, files in ./logs\n  \
 logmill --port 5000 --grpc_port 5001\n  logmill --tcp_only --name MyLogServer\n  \
-echo health | nc 127.0.0.1 4020      ask a running server how it is",
+logmill health                       ask a running server how it is\n  \
+logmill send --level warning disk almost full",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -44,6 +45,10 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a server: C connections send M records and wait for their acks.
     Bench(logmill::client::bench::BenchArgs),
+    /// Ask a running server how it is; prints its health line (exit 1 unless OK).
+    Health(logmill::client::oneshot::HealthArgs),
+    /// Store one record (native protocol, with acks); prints its sequence number once written.
+    Send(logmill::client::oneshot::SendArgs),
 }
 
 #[derive(Args, Clone)]
@@ -167,6 +172,8 @@ fn main() -> ExitCode {
         None => cli.serve.into_config(),
         Some(Command::Serve(args)) => args.into_config(),
         Some(Command::Bench(args)) => return bench(args),
+        Some(Command::Health(args)) => return health(&args),
+        Some(Command::Send(args)) => return send(&args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -175,6 +182,39 @@ fn main() -> ExitCode {
             .exit();
     }
     serve(config)
+}
+
+/// Runs `logmill health`: the server's line on stdout; exit 0 only for `OK`, so scripts can
+/// write `logmill health --wait 10s && ...`.
+fn health(args: &logmill::client::oneshot::HealthArgs) -> ExitCode {
+    match logmill::client::oneshot::health(args) {
+        Ok(health) => {
+            println!("{}", health.line());
+            if health.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("logmill health: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `logmill send`: the record's sequence number on stdout once the server has written it.
+fn send(args: &logmill::client::oneshot::SendArgs) -> ExitCode {
+    match logmill::client::oneshot::send(args) {
+        Ok(seq) => {
+            println!("{seq}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logmill send: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs `logmill bench`: the figures for people, then one JSON line for scripts, on stdout.

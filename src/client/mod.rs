@@ -7,7 +7,9 @@
 //! - `bench_grpc`: `logmill bench --proto grpc`, the same load sent as gRPC
 //!   calls through `h2`, driven by hand from bench's mio loop.
 //! - [`load`](mod@load): what bench sends, encoded once per batch in each wire protocol.
+//! - [`oneshot`]: `logmill health` and `logmill send`, one request on one blocking connection.
 
 pub mod bench;
 mod bench_grpc;
 pub mod load;
+pub mod oneshot;

@@ -19,7 +19,7 @@
 //! allocate more than the limit.
 //!
 //! The generated types ([`logmill_v1`], [`health_v1`]) are committed, with a drift test
-//! (`tests/grpc_codegen_drift.rs`) that regenerates them from `proto/` with pure-Rust tools.
+//! (`codegen-check/tests/grpc_codegen_drift.rs`) that regenerates them from `proto/` with pure-Rust tools.
 
 #[allow(clippy::all, missing_docs)]
 #[rustfmt::skip]

@@ -8,7 +8,7 @@
 //! server's own build never compiles a protobuf compiler.
 //!
 //! To rewrite the committed files after changing a `.proto`:
-//! `LOGMILL_REGENERATE=1 cargo test --test grpc_codegen_drift`.
+//! `LOGMILL_REGENERATE=1 cargo test -p logmill-codegen-check --test grpc_codegen_drift`.
 
 mod common;
 
@@ -24,7 +24,7 @@ const OUTPUTS: [(&str, &str); 2] = [
 
 #[test]
 fn generated_code_matches_proto() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = TempDir::new("proto");
     let out = &dir.0;
     let descriptors = protox::Compiler::new([root.join("proto")])
@@ -56,7 +56,7 @@ fn generated_code_matches_proto() {
     }
     assert!(
         stale.is_empty(),
-        "{stale:?} out of date with proto/: run `LOGMILL_REGENERATE=1 cargo test --test \
-         grpc_codegen_drift`"
+        "{stale:?} out of date with proto/: run `LOGMILL_REGENERATE=1 cargo test -p \
+         logmill-codegen-check --test grpc_codegen_drift`"
     );
 }

@@ -9,7 +9,7 @@
 //! `tests/environment.rs` fails unless `LOGMILL_ALLOW_SKIP=1`.
 
 mod common;
-#[path = "common/tools.rs"]
+#[path = "../../tests/common/tools.rs"]
 mod tools;
 
 use std::path::Path;
@@ -21,7 +21,7 @@ fn generated_code_matches_schema() {
     let Some(capnp) = tools::require("generated_code_matches_schema", tools::capnp()) else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let dir = TempDir::new("schema");
     let out = &dir.0;
     capnpc::CompilerCommand::new()
