@@ -25,11 +25,57 @@ pub enum Fsync {
     Every(Duration),
 }
 
+/// Every default, with its reason. `Config::default` and the command line (`main.rs`, where
+/// `--help` prints them) both read these, so a default is written once.
+pub mod defaults {
+    use std::time::Duration;
+
+    use super::{Format, Fsync};
+
+    pub const NAME: &str = "LogServer";
+    /// Loopback: a log server should be exposed to a network on purpose, not by accident.
+    pub const HOST: &str = "127.0.0.1";
+    pub const PORT: u16 = 4020;
+    pub const GRPC_PORT: u16 = 4021;
+    pub const DIR: &str = "./logs";
+    /// 10 MiB: small enough to open in an editor, large enough that rotation is rare.
+    pub const MAX_FILE_SIZE: u64 = 10 << 20;
+    /// Ten rotated files: 110 MiB of history at the default size.
+    pub const MAX_FILES: usize = 10;
+    /// Text, for people and grep; `json` is one `--format` away for machines.
+    pub const FORMAT: Format = Format::Text;
+    /// Every second: at most a second of acknowledged records at risk on power loss, for a cost
+    /// too small to measure.
+    pub const FSYNC: Fsync = Fsync::Every(Duration::from_secs(1));
+    /// Far above what one machine's clients need, low enough that a connection flood is refused
+    /// before the process runs out of descriptors.
+    pub const MAX_CONNECTIONS: usize = 100_000;
+    /// A few hundred milliseconds of writes at full speed: enough to absorb a slow disk moment,
+    /// small enough to never matter for memory.
+    pub const MAX_PENDING: u64 = 64 << 20;
+    /// 1 MiB holds thousands of records per batch; anything larger is more likely an attack or a
+    /// bug than a log record.
+    pub const MAX_FRAME: u64 = 1 << 20;
+    /// The longest line (syslog, JSON lines, text) stored as one record: as large as a frame, so
+    /// a long stack trace arrives whole whichever way it is sent.
+    pub const MAX_LINE: u64 = 1 << 20;
+    /// Holds a maximal frame in the middle of arriving on each of 256 connections at once, and
+    /// thousands of ordinary ones (a batch is typically tens of KiB).
+    pub const MAX_INPUT: u64 = 256 << 20;
+    /// An hour: long enough for a quiet batch job between runs, short enough that abandoned
+    /// connections do not pile up; dead peers are caught sooner by TCP keepalive.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Ten seconds: what a service manager usually waits before SIGKILL.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A minute: a trend in `_server.log` without drowning it.
+    pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
+}
+
+/// What the server is told to do. Each field's default and its reason is in [`defaults`].
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Reported by `health` and in the welcome frame, so an operator can tell servers apart.
     pub name: String,
-    /// Loopback by default: a log server should be exposed to a network on purpose, not by accident.
     pub host: String,
     pub port: u16,
     pub grpc_port: u16,
@@ -38,13 +84,10 @@ pub struct Config {
     /// has no flow control and no acks (a datagram the kernel drops is lost silently).
     pub udp_port: Option<u16>,
     pub dir: PathBuf,
-    /// 10 MiB: small enough to open in an editor, large enough that rotation is rare.
     pub max_file_size: u64,
     /// Rotated files kept (`_main.log.0` .. `_main.log.{N-1}`).
     pub max_files: usize,
     pub format: Format,
-    /// Every second by default: at most a second of acknowledged records at risk on power loss,
-    /// for a cost too small to measure.
     pub fsync: Fsync,
     /// Event loops; default is the number of cores, since each loop is one busy thread at most.
     pub workers: usize,
@@ -52,23 +95,20 @@ pub struct Config {
     /// fills with clients that will never be served.
     pub max_connections: usize,
     /// Bytes of formatted records between the loops and the writer. When it is full the loops stop
-    /// reading sockets and TCP flow control pushes back on clients. 64 MiB is a few hundred
-    /// milliseconds of writes at full speed: enough to absorb a slow disk moment, small enough to
-    /// never matter for memory.
+    /// reading sockets and TCP flow control pushes back on clients.
     pub max_pending: usize,
-    /// Largest frame payload. 1 MiB holds thousands of records per batch; anything larger is more
-    /// likely an attack or a bug than a log record.
+    /// Largest frame payload (native, pickle).
     pub max_frame: u32,
+    /// Longest line (syslog, JSON lines, text) stored as one record; a longer one is cut into
+    /// records flagged `truncated`, never buffered without bound.
+    pub max_line: usize,
     /// Bytes of unfinished input the server holds for all clients together: frame and line tails
     /// in connection buffers, gRPC messages being assembled and request data `h2` buffered
-    /// (`server::budget`). Past it, the connections holding the most are closed (shed). 256 MiB
-    /// holds a maximal frame in the middle of arriving on each of 256 connections at once, and
-    /// thousands of ordinary ones (a batch is typically tens of KiB); next to `max_pending`, it
-    /// is what bounds the server's memory whatever clients send (README, "Memory"). At least
-    /// [`min_max_input`], so one frame of `max_frame` can always arrive.
+    /// (`server::budget`). Past it, the connections holding the most are closed (shed). Next to
+    /// `max_pending`, it is what bounds the server's memory whatever clients send (README,
+    /// "Memory"). At least [`min_max_input`], so one frame or line can always arrive.
     pub max_input: usize,
-    /// Connections silent this long are closed (`None`: never). Clients that vanish without a FIN
-    /// are caught sooner by TCP keepalive.
+    /// Connections silent this long are closed (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Also print every stored line to standard output.
     pub stdout: bool,
@@ -81,28 +121,39 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            name: "LogServer".into(),
-            host: "127.0.0.1".into(),
-            port: 4020,
-            grpc_port: 4021,
+            name: defaults::NAME.into(),
+            host: defaults::HOST.into(),
+            port: defaults::PORT,
+            grpc_port: defaults::GRPC_PORT,
             tcp_only: false,
             udp_port: None,
-            dir: PathBuf::from("./logs"),
-            max_file_size: 10 * 1024 * 1024,
-            max_files: 10,
-            format: Format::Text,
-            fsync: Fsync::Every(Duration::from_millis(1000)),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_connections: 100_000,
-            max_pending: 64 * 1024 * 1024,
-            max_frame: 1024 * 1024,
-            max_input: 256 * 1024 * 1024,
-            idle_timeout: Some(Duration::from_secs(3600)),
+            dir: PathBuf::from(defaults::DIR),
+            max_file_size: defaults::MAX_FILE_SIZE,
+            max_files: defaults::MAX_FILES,
+            format: defaults::FORMAT,
+            fsync: defaults::FSYNC,
+            workers: default_workers(),
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_pending: to_usize(defaults::MAX_PENDING),
+            max_frame: defaults::MAX_FRAME as u32,
+            max_line: to_usize(defaults::MAX_LINE),
+            max_input: to_usize(defaults::MAX_INPUT),
+            idle_timeout: Some(defaults::IDLE_TIMEOUT),
             stdout: false,
-            shutdown_timeout: Duration::from_secs(10),
-            stats_interval: Duration::from_secs(60),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            stats_interval: defaults::STATS_INTERVAL,
         }
     }
+}
+
+/// One event loop per core (see [`Config::workers`]).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A byte count from a flag, saturated to what this machine can address.
+pub fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// A setting that cannot work, with the value that would ([`Config::validate`]).
@@ -202,13 +253,23 @@ impl Config {
         }
         // Below one frame and its header, a client sending a frame of `--max-frame` would be shed
         // every time.
-        let min_input = min_max_input(self.max_frame);
+        if self.max_line == 0 {
+            return too_small(
+                "--max-line",
+                0,
+                "1 byte",
+                "a line is stored in pieces of at most this size",
+            );
+        }
+        let min_input = min_max_input(self.max_frame, self.max_line);
         if self.max_input < min_input {
             return too_small(
                 "--max-input",
                 self.max_input,
-                format_args!("{min_input} bytes (one --max-frame and its header)"),
-                "a connection may hold one unfinished frame of --max-frame",
+                format_args!(
+                    "{min_input} bytes (one --max-frame or --max-line, the larger, and its header)"
+                ),
+                "a connection may hold one unfinished frame or line",
             );
         }
         if self.workers == 0 {
@@ -258,10 +319,101 @@ pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
 /// 4-byte length, a line's `\r` and newline, a syslog octet count and its space.
 pub const INPUT_SLACK: usize = 16;
 
-/// The smallest `--max-input` for a given `--max-frame`: one frame (or line) of the largest size
-/// must fit, or a client sending one would be shed every time.
-pub fn min_max_input(max_frame: u32) -> usize {
-    max_frame as usize + INPUT_SLACK
+/// The smallest `--max-input` for a given `--max-frame` and `--max-line`: one frame or line of
+/// the largest size must fit, or a client sending one would be shed every time.
+pub fn min_max_input(max_frame: u32, max_line: usize) -> usize {
+    (max_frame as usize)
+        .max(max_line)
+        .saturating_add(INPUT_SLACK)
+}
+
+/// A byte size as a flag takes it (`10MiB`, `512KiB`, `4096`) and `--help` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(Size)
+    }
+}
+
+impl std::fmt::Display for Size {
+    /// The largest unit that divides the size exactly, so it reads back as the same size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n != 0 && n.trailing_zeros() >= shift {
+                return write!(f, "{}{unit}", n >> shift);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+/// A duration as a flag takes it (`1h`, `10s`, `250ms`) and `--help` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(Span)
+    }
+}
+
+impl std::fmt::Display for Span {
+    /// The largest unit that divides the duration exactly, so it reads back the same.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        for (per, unit) in [(3_600_000, "h"), (60_000, "m"), (1000, "s")] {
+            if ms != 0 && ms.is_multiple_of(per) {
+                return write!(f, "{}{unit}", ms / per);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_fsync(s)
+    }
+}
+
+impl std::fmt::Display for Fsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fsync::Never => f.write_str("never"),
+            Fsync::Always => f.write_str("always"),
+            Fsync::Every(every) => Span(*every).fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown format `{other}`: use text or json")),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        })
+    }
 }
 
 /// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`,
@@ -413,6 +565,22 @@ mod tests {
     }
 
     #[test]
+    fn flag_values_print_as_they_parse() {
+        for text in ["10MiB", "1GiB", "512KiB", "4097", "0"] {
+            assert_eq!(text.parse::<Size>().unwrap().to_string(), text);
+        }
+        for text in ["1h", "90m", "10s", "250ms", "0ms"] {
+            assert_eq!(text.parse::<Span>().unwrap().to_string(), text);
+        }
+        for text in ["never", "always", "1s", "250ms"] {
+            assert_eq!(text.parse::<Fsync>().unwrap().to_string(), text);
+        }
+        for text in ["text", "json"] {
+            assert_eq!(text.parse::<Format>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
     fn durations_and_fsync() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
@@ -426,9 +594,11 @@ mod tests {
 
     #[test]
     fn max_input_must_hold_one_frame() {
-        assert_eq!(min_max_input(1024), 1024 + INPUT_SLACK);
+        assert_eq!(min_max_input(1024, 512), 1024 + INPUT_SLACK);
+        assert_eq!(min_max_input(512, 1024), 1024 + INPUT_SLACK);
         let mut config = Config {
             max_frame: 1024,
+            max_line: 1024,
             max_pending: 1024,
             max_input: 1040,
             ..Config::default()
@@ -438,6 +608,6 @@ mod tests {
         let refused = config.validate().unwrap_err().to_string();
         assert!(refused.contains("the minimum is 1040 bytes"), "{refused}");
         let default = Config::default();
-        assert!(default.max_input >= min_max_input(default.max_frame));
+        assert!(default.max_input >= min_max_input(default.max_frame, default.max_line));
     }
 }

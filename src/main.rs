@@ -5,12 +5,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use logmill::config::{self, Config, Format};
+use logmill::config::{self, Config, Format, Fsync, Size, Span, defaults};
 use logmill::server::{Listeners, Server};
 use logmill::server_log::{ServerLog, count};
 use logmill::storage::lock::DirLock;
@@ -51,20 +50,22 @@ enum Command {
     Send(logmill::client::oneshot::SendArgs),
 }
 
+/// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
+/// written; `--help` prints it.
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Server name, reported by `health` and in the welcome frame.
-    #[arg(long, default_value = "LogServer")]
+    #[arg(long, default_value = defaults::NAME)]
     name: String,
     /// Address to listen on. The default keeps the server on this machine; use 0.0.0.0 or :: to
     /// accept clients from the network.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = defaults::HOST)]
     host: String,
     /// TCP port for native frames and `health` (0: any free port, printed at start-up).
-    #[arg(long, default_value_t = 4020)]
+    #[arg(long, default_value_t = defaults::PORT)]
     port: u16,
     /// gRPC port (h2c; logmill.v1.LogService and grpc.health.v1.Health); 0: any free port.
-    #[arg(long = "grpc-port", alias = "grpc_port", default_value_t = 4021)]
+    #[arg(long = "grpc-port", alias = "grpc_port", default_value_t = defaults::GRPC_PORT)]
     grpc_port: u16,
     /// Serve TCP only: no gRPC port.
     #[arg(long = "tcp-only", aliases = ["tcp_only", "only_tcp", "only-tcp"])]
@@ -74,60 +75,58 @@ struct ServeArgs {
     #[arg(long = "udp-port", alias = "udp_port")]
     udp_port: Option<u16>,
     /// Directory for the record files and _server.log (created if missing).
-    #[arg(long, default_value = "./logs")]
+    #[arg(long, default_value = defaults::DIR)]
     dir: PathBuf,
     /// Rotate the active file before it would pass this size (e.g. 10MiB, 512KiB, 4096).
-    #[arg(long = "max-file-size", default_value = "10MiB", value_parser = config::parse_size)]
-    max_file_size: u64,
+    #[arg(long = "max-file-size", default_value_t = Size(defaults::MAX_FILE_SIZE))]
+    max_file_size: Size,
     /// Rotated files to keep (_main.log.0 .. _main.log.N-1); the oldest is deleted.
-    #[arg(long = "max-files", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long = "max-files", default_value_t = defaults::MAX_FILES as u32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_files: u32,
     /// Line format of the stored files: text (for people) or json (one object per line).
-    #[arg(long, default_value = "text", value_parser = parse_format)]
+    #[arg(long, default_value_t = defaults::FORMAT)]
     format: Format,
     /// When to fsync: never, always (acks mean on disk), or an interval like 1000ms.
-    #[arg(long, default_value = "1000ms", value_parser = config::parse_fsync)]
-    fsync: config::Fsync,
+    #[arg(long, default_value_t = defaults::FSYNC)]
+    fsync: Fsync,
     /// Event loop threads (default: number of cores; at least 1).
     #[arg(long)]
     workers: Option<usize>,
     /// Connections beyond this are accepted and closed at once.
-    #[arg(long = "max-connections", default_value_t = 100_000)]
+    #[arg(long = "max-connections", default_value_t = defaults::MAX_CONNECTIONS)]
     max_connections: usize,
     /// Memory for records received but not yet written; when full, reading stops (backpressure).
     /// At least --max-frame.
-    #[arg(long = "max-pending", default_value = "64MiB", value_parser = config::parse_size)]
-    max_pending: u64,
-    /// Largest frame payload accepted (at most 16MiB-1); a larger frame closes the connection.
-    #[arg(long = "max-frame", default_value = "1MiB", value_parser = parse_max_frame)]
-    max_frame: u64,
+    #[arg(long = "max-pending", default_value_t = Size(defaults::MAX_PENDING))]
+    max_pending: Size,
+    /// Largest frame payload accepted (native, pickle; at most 16MiB-1); a larger frame closes the
+    /// connection.
+    #[arg(long = "max-frame", default_value_t = Size(defaults::MAX_FRAME), value_parser = parse_max_frame)]
+    max_frame: Size,
+    /// Longest line (syslog, JSON lines, text) stored as one record; a longer one is stored in
+    /// pieces flagged truncated.
+    #[arg(long = "max-line", default_value_t = Size(defaults::MAX_LINE))]
+    max_line: Size,
     /// Memory for unfinished input (partial frames, lines and gRPC messages) of all clients
-    /// together; past it, the clients holding the most are closed. At least --max-frame + 16.
-    #[arg(long = "max-input", default_value = "256MiB", value_parser = config::parse_size)]
-    max_input: u64,
+    /// together; past it, the clients holding the most are closed. At least the larger of
+    /// --max-frame and --max-line, plus 16.
+    #[arg(long = "max-input", default_value_t = Size(defaults::MAX_INPUT))]
+    max_input: Size,
     /// Close connections silent for this long (e.g. 1h, 300s; 0 = never).
-    #[arg(long = "idle-timeout", default_value = "1h", value_parser = config::parse_duration)]
-    idle_timeout: Duration,
+    #[arg(long = "idle-timeout", default_value_t = Span(defaults::IDLE_TIMEOUT))]
+    idle_timeout: Span,
     /// How long a SIGTERM may take to store what was received.
-    #[arg(long = "shutdown-timeout", default_value = "10s", value_parser = config::parse_duration)]
-    shutdown_timeout: Duration,
+    #[arg(long = "shutdown-timeout", default_value_t = Span(defaults::SHUTDOWN_TIMEOUT))]
+    shutdown_timeout: Span,
     /// How often to log a stats line (records/s, bytes/s, connections, pending bytes).
-    #[arg(long = "stats-interval", default_value = "60s", value_parser = config::parse_duration)]
-    stats_interval: Duration,
+    #[arg(long = "stats-interval", default_value_t = Span(defaults::STATS_INTERVAL))]
+    stats_interval: Span,
     /// Also print every stored line to standard output.
     #[arg(long)]
     stdout: bool,
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
-    match s {
-        "text" => Ok(Format::Text),
-        "json" => Ok(Format::Json),
-        other => Err(format!("unknown format `{other}`: use text or json")),
-    }
-}
-
-fn parse_max_frame(s: &str) -> Result<u64, String> {
+fn parse_max_frame(s: &str) -> Result<Size, String> {
     let n = config::parse_size(s)?;
     if n == 0 || n > u64::from(config::MAX_FRAME_LIMIT) {
         return Err(format!(
@@ -135,12 +134,11 @@ fn parse_max_frame(s: &str) -> Result<u64, String> {
             config::MAX_FRAME_LIMIT
         ));
     }
-    Ok(n)
+    Ok(Size(n))
 }
 
 impl ServeArgs {
     fn into_config(self) -> Config {
-        let defaults = Config::default();
         Config {
             name: self.name,
             host: self.host,
@@ -149,19 +147,21 @@ impl ServeArgs {
             udp_port: self.udp_port,
             tcp_only: self.tcp_only,
             dir: self.dir,
-            max_file_size: self.max_file_size,
+            max_file_size: self.max_file_size.0,
             max_files: self.max_files as usize,
             format: self.format,
             fsync: self.fsync,
-            workers: self.workers.unwrap_or(defaults.workers),
+            workers: self.workers.unwrap_or_else(config::default_workers),
             max_connections: self.max_connections,
-            max_pending: usize::try_from(self.max_pending).unwrap_or(usize::MAX),
-            max_frame: self.max_frame as u32,
-            max_input: usize::try_from(self.max_input).unwrap_or(usize::MAX),
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_pending: config::to_usize(self.max_pending.0),
+            // parse_max_frame keeps it under 16 MiB.
+            max_frame: self.max_frame.0 as u32,
+            max_line: config::to_usize(self.max_line.0),
+            max_input: config::to_usize(self.max_input.0),
+            idle_timeout: (!self.idle_timeout.0.is_zero()).then_some(self.idle_timeout.0),
             stdout: self.stdout,
-            shutdown_timeout: self.shutdown_timeout,
-            stats_interval: self.stats_interval,
+            shutdown_timeout: self.shutdown_timeout.0,
+            stats_interval: self.stats_interval.0,
         }
     }
 }
@@ -377,4 +377,38 @@ fn serve(config: Config) -> ExitCode {
     // Held until the last line is logged; released here, or by the kernel if the process dies.
     drop(lock);
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line and `Config::default` read the same defaults: a bare `logmill` is the
+    /// default configuration, field for field.
+    #[test]
+    fn command_line_defaults_are_the_config_defaults() {
+        let cli = Cli::try_parse_from(["logmill"]).unwrap();
+        let from_flags = cli.serve.into_config();
+        assert_eq!(
+            format!("{from_flags:?}"),
+            format!("{:?}", Config::default())
+        );
+    }
+
+    /// `--help` shows each default as a flag would take it.
+    #[test]
+    fn help_shows_defaults_in_flag_units() {
+        let help = Cli::command().render_long_help().to_string();
+        for shown in [
+            "[default: 10MiB]",
+            "[default: 64MiB]",
+            "[default: 1MiB]",
+            "[default: 256MiB]",
+            "[default: 1h]",
+            "[default: 1s]",
+            "[default: text]",
+        ] {
+            assert!(help.contains(shown), "{shown} missing from --help");
+        }
+    }
 }

@@ -82,7 +82,9 @@ impl Level {
         }
     }
 
-    /// OpenTelemetry SeverityNumber (1..=24, four per range); 0 (unspecified) is `info`.
+    /// OpenTelemetry SeverityNumber (1..=24, four per range); 0 (unspecified) is `info`. Not
+    /// called yet: OTLP ingestion (`logs.proto`'s `severity_number`) is its caller to be, and the
+    /// schema's level table already names these ranges.
     pub fn from_otel(severity_number: i32) -> Level {
         match severity_number {
             1..=4 => Level::Trace,
@@ -334,5 +336,31 @@ pub fn lossy_utf8(bytes: &[u8]) -> Cow<'_, str> {
     match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Level;
+
+    #[test]
+    fn otel_severity_ranges() {
+        let cases = [
+            (0, Level::Info),
+            (1, Level::Trace),
+            (4, Level::Trace),
+            (5, Level::Debug),
+            (9, Level::Info),
+            (12, Level::Info),
+            (13, Level::Warning),
+            (17, Level::Error),
+            (21, Level::Critical),
+            (24, Level::Critical),
+            (25, Level::Info),
+            (-1, Level::Info),
+        ];
+        for (number, level) in cases {
+            assert_eq!(Level::from_otel(number), level, "severity {number}");
+        }
     }
 }

@@ -371,7 +371,7 @@ fn json_lines() {
 #[test]
 fn plain_text_lines_and_the_line_limit() {
     let dir = TempDir::new("text-lines");
-    let server = Server::start(&dir.0, &["--format", "json", "--max-frame", "1KiB"]);
+    let server = Server::start(&dir.0, &["--format", "json", "--max-line", "1KiB"]);
     let mut s = server.connect();
     s.write_all(b"hello\n\nsecond line\r\n").unwrap();
     let long = "x".repeat(2500);
@@ -391,6 +391,38 @@ fn plain_text_lines_and_the_line_limit() {
     assert_eq!(messages[5], "no newline at the end");
     assert!(got.iter().all(|r| r["level"] == "info"));
     assert!(got[5].get("truncated").is_none());
+    assert!(server.stop().success());
+}
+
+/// `--max-line` and `--max-frame` are separate settings: a line as long as a frame is stored
+/// whole under a small `--max-frame`, and a native frame longer than `--max-line` is accepted.
+#[test]
+fn the_line_limit_is_its_own_setting() {
+    let dir = TempDir::new("line-limit");
+    let args = [
+        "--format",
+        "json",
+        "--max-frame",
+        "1KiB",
+        "--max-line",
+        "4KiB",
+    ];
+    let server = Server::start(&dir.0, &args);
+    let mut s = server.connect();
+    let long = "y".repeat(3000);
+    s.write_all(long.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    drop(s);
+    let got = server.wait_json(1);
+    assert_eq!(got[0]["message"].as_str().unwrap(), long);
+    assert!(got[0].get("truncated").is_none());
+    let dir = TempDir::new("frame-limit");
+    let server = Server::start(&dir.0, &["--max-frame", "4KiB", "--max-line", "1KiB"]);
+    let mut client = server.client();
+    client.hello("", true);
+    client.send(&[message(&"z".repeat(3000))]);
+    let lines = server.wait_lines(1);
+    assert!(lines[0].ends_with(&"z".repeat(3000)), "{}", lines[0]);
     assert!(server.stop().success());
 }
 

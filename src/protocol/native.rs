@@ -179,7 +179,7 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
     };
     Ok(Record {
         timestamp_ns: r.get_timestamp_ns(),
-        level: from_wire_level(r.get_level()),
+        level: native_fast::from_wire_level(r.get_level()),
         body,
         logger: optional(r.has_logger(), || r.get_logger())?,
         host: optional(r.has_host(), || r.get_host())?,
@@ -203,26 +203,6 @@ fn to_record(r: log_record::Reader<'_>) -> Result<Record<'_>, DecodeError> {
 /// has words.
 pub(super) fn max_records(payload: &[u8]) -> usize {
     payload.len() / 8
-}
-
-/// The level of a `LogRecord.level` value.
-pub(super) fn level_from_wire(value: u16) -> Level {
-    from_wire_level(WireLevel::try_from(value))
-}
-
-fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {
-    match level {
-        Ok(WireLevel::Trace) => Level::Trace,
-        Ok(WireLevel::Debug) => Level::Debug,
-        Ok(WireLevel::Notice) => Level::Notice,
-        Ok(WireLevel::Warning) => Level::Warning,
-        Ok(WireLevel::Error) => Level::Error,
-        Ok(WireLevel::Critical) => Level::Critical,
-        Ok(WireLevel::Alert) => Level::Alert,
-        Ok(WireLevel::Emergency) => Level::Emergency,
-        // `unspecified` and values from a newer schema are stored as info.
-        Ok(WireLevel::Info | WireLevel::Unspecified) | Err(_) => Level::Info,
-    }
 }
 
 fn to_wire_level(level: Level) -> WireLevel {

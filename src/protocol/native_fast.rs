@@ -18,7 +18,8 @@
 //! `count << 3 | element size`; an inline-composite list (element size 7) counts words and starts
 //! with a tag word shaped like a struct pointer whose offset is the element count.
 
-use crate::record::{Body, Record, lossy_utf8};
+use crate::logmill_capnp::Level as WireLevel;
+use crate::record::{Body, Level, Record, lossy_utf8};
 
 /// The frame is valid Cap'n Proto the fast path does not read, or not valid at all: decode it
 /// with the crate, which handles the one and gives the precise error for the other.
@@ -366,7 +367,7 @@ fn read<'a>(segment: Segment<'a>, r: StructAt) -> Record<'a> {
     let body = lossy_utf8(body);
     Record {
         timestamp_ns: u64::from_le_bytes(segment.data(r, TIMESTAMP)),
-        level: super::native::level_from_wire(u16::from_le_bytes(segment.data(r, LEVEL))),
+        level: level_from_wire(u16::from_le_bytes(segment.data(r, LEVEL))),
         body: if u16::from_le_bytes(segment.data(r, BODY_TAG)) == BODY_JSON {
             Body::Json(body)
         } else {
@@ -390,12 +391,32 @@ fn read<'a>(segment: Segment<'a>, r: StructAt) -> Record<'a> {
     }
 }
 
+/// The level of a `LogRecord.level` value; [`from_wire_level`] is shared with the crate's path
+/// in [`native`](super::native), so both readers map levels alike.
+pub(super) fn level_from_wire(value: u16) -> Level {
+    from_wire_level(WireLevel::try_from(value))
+}
+
+pub(super) fn from_wire_level(level: Result<WireLevel, capnp::NotInSchema>) -> Level {
+    match level {
+        Ok(WireLevel::Trace) => Level::Trace,
+        Ok(WireLevel::Debug) => Level::Debug,
+        Ok(WireLevel::Notice) => Level::Notice,
+        Ok(WireLevel::Warning) => Level::Warning,
+        Ok(WireLevel::Error) => Level::Error,
+        Ok(WireLevel::Critical) => Level::Critical,
+        Ok(WireLevel::Alert) => Level::Alert,
+        Ok(WireLevel::Emergency) => Level::Emergency,
+        // `unspecified` and values from a newer schema are stored as info.
+        Ok(WireLevel::Info | WireLevel::Unspecified) | Err(_) => Level::Info,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::frame::{Frame, decode as deframe};
     use crate::protocol::native;
-    use crate::record::Level;
 
     fn payload(buf: &[u8]) -> Vec<u8> {
         match deframe(buf, u32::MAX).unwrap() {

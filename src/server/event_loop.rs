@@ -30,7 +30,7 @@ use slab::Slab;
 use super::budget::Pressure;
 use super::connection::{Connection, Context, Phase};
 use super::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
-use crate::config::{Config, INPUT_SLACK};
+use crate::config::{self, Config};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;
@@ -99,6 +99,8 @@ pub struct EventLoop {
     log: Arc<ServerLog>,
     next_serial: u64,
     max_frame: u32,
+    /// The longest line stored as one record (`--max-line`).
+    max_line: usize,
     max_connections: usize,
     idle_timeout: Option<Duration>,
     shutdown_timeout: Duration,
@@ -182,6 +184,7 @@ impl EventLoop {
             log,
             next_serial: 0,
             max_frame: config.max_frame,
+            max_line: config.max_line,
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
             shutdown_timeout: config.shutdown_timeout,
@@ -190,7 +193,7 @@ impl EventLoop {
             accepted: 0,
             grpc,
             input_held: 0,
-            input_cap: config.max_frame as usize + INPUT_SLACK,
+            input_cap: config::min_max_input(config.max_frame, config.max_line),
             shedding: false,
         })
     }
@@ -495,7 +498,7 @@ impl EventLoop {
             batch: &mut self.batch,
             now_ns: now_ns(),
             max_frame: self.max_frame,
-            max_line: self.max_frame as usize,
+            max_line: self.max_line,
             shared: &self.shared,
             log: &self.log,
         };
