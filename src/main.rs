@@ -12,8 +12,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use logmill::config::{self, Config, Format};
 use logmill::server::{Listeners, Server};
-use logmill::server_log::{ServerLog, count};
 use logmill::storage::lock::DirLock;
+use logmill::storage::server_log::{ServerLog, count};
 
 #[derive(Parser)]
 #[command(

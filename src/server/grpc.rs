@@ -12,8 +12,7 @@
 //! each turn: ready.take(&mut keys) ─────> conn.drive(&mut cx) for each key (if conn.key() matches)
 //! now >= conn.next_deadline() ──────────> conn.drive(&mut cx)
 //! writer Completion for conn.key() ─────> conn.completed(count, last_seq)    (it re-queues itself)
-//! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving; in_flight() > 0
-//!                                         means replies still wait for the writer
+//! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving until Closed
 //! drive() == Drive::Closed ─────────────> conn.deregister(registry); drop(conn)
 //! ```
 //!
@@ -67,7 +66,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -80,15 +79,16 @@ use mio::{Interest, Registry, Token};
 use prost::Message as _;
 use slab::Slab;
 
-use super::h2_io::H2Io;
+use super::shared::Shared;
 use crate::config::{Config, MAX_FRAME_LIMIT};
+use crate::net::h2_io::H2Io;
+use crate::net::waker::{Wakeable, waker_for};
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
 use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Preface, Status};
-use crate::server_log::ServerLog;
-use crate::shared::Shared;
 use crate::storage::line::Origin;
+use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, ConnKey};
 
 /// Request data taken from one connection per `drive`, so one busy client cannot starve the
@@ -201,7 +201,7 @@ struct ReadyInner {
 }
 
 impl ReadyQueue {
-    /// `notify` must make the loop's `poll` return (e.g. `shared.mailboxes[id].wake()`).
+    /// `notify` must make the loop's `poll` return (e.g. `shared.mailbox(id).wake()`).
     pub fn new(notify: impl Fn() + Send + Sync + 'static) -> ReadyQueue {
         ReadyQueue {
             inner: Arc::new(ReadyInner {
@@ -257,29 +257,17 @@ impl WakeState {
     }
 }
 
-/// The waker `h2` gets when the connection itself is polled.
-struct ConnWaker(Arc<WakeState>);
-
-impl Wake for ConnWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.wake(true);
-    }
-}
-
-/// The waker of one call's stream: records which call, then wakes the connection.
-struct StreamWaker {
-    state: Arc<WakeState>,
-    slot: usize,
-}
-
-impl Wake for StreamWaker {
-    fn wake(self: Arc<Self>) {
-        self.state
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.slot);
-        self.state.wake(true);
+/// The connection's waker (`None`) wakes the connection; a call's stream waker (`Some(slot)`)
+/// records which call, then wakes the connection.
+impl Wakeable for WakeState {
+    fn wake_slot(&self, slot: Option<usize>) {
+        if let Some(slot) = slot {
+            self.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(slot);
+        }
+        self.wake(true);
     }
 }
 
@@ -465,7 +453,7 @@ impl GrpcConnection {
                 first: Vec::new(),
             },
             closed: false,
-            conn_waker: Waker::from(Arc::new(ConnWaker(wake.clone()))),
+            conn_waker: waker_for(wake.clone(), None),
             wake,
             calls: Slab::new(),
             fifo: VecDeque::new(),
@@ -585,11 +573,6 @@ impl GrpcConnection {
     /// The error from `epoll_ctl`.
     pub fn deregister(&self, registry: &Registry) -> io::Result<()> {
         registry.deregister(&mut SourceFd(&self.fd))
-    }
-
-    /// Records pushed to the batch and not yet reported written by [`completed`](Self::completed).
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight
     }
 
     /// The writer wrote `count` more of this connection's records, the last with sequence
@@ -940,7 +923,7 @@ impl GrpcConnection {
             cx.log.info(format_args!(
                 "gRPC connection from {}: {} still open after the shutdown grace; closed",
                 self.peer,
-                crate::server_log::count(self.calls.len() as u64, "call")
+                crate::storage::server_log::count(self.calls.len() as u64, "call")
             ));
             return Drive::Closed;
         }
@@ -1085,10 +1068,7 @@ impl GrpcConnection {
         let slot = entry.key();
         entry.insert(Call {
             method,
-            waker: Waker::from(Arc::new(StreamWaker {
-                state: self.wake.clone(),
-                slot,
-            })),
+            waker: waker_for(self.wake.clone(), Some(slot)),
             recv: Some(recv),
             respond: Some(respond),
             send: None,
@@ -1227,7 +1207,7 @@ impl GrpcConnection {
             else {
                 return;
             };
-            cx.shared.input().count_shed();
+            cx.shared.stats().count_shed();
             cx.log.warn(format_args!(
                 "gRPC call from {}: {partial} bytes of unfinished messages on one connection, \
                  over its limit of {max}; the call holding {largest} failed with \
@@ -1423,7 +1403,7 @@ impl GrpcConnection {
                         }
                         *pushed += n;
                         *in_flight += n;
-                        cx.shared.records_received.fetch_add(n, Ordering::Relaxed);
+                        cx.shared.stats().received(n);
                     }
                 }
                 Rpc::HealthCheck | Rpc::HealthWatch => {
@@ -1461,17 +1441,17 @@ impl GrpcConnection {
         if call.pushed > 0 {
             status.message.push_str(&format!(
                 "; the call's {} before this point {} stored",
-                crate::server_log::count(call.pushed, "record"),
+                crate::storage::server_log::count(call.pushed, "record"),
                 if call.pushed == 1 { "is" } else { "are" }
             ));
         }
         if status.code == Code::InvalidArgument {
-            let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            let count = cx.shared.stats().decode_error();
             cx.log.warn(format_args!(
                 "gRPC call from {}: {}; {} so far",
                 self.peer,
                 status.message,
-                crate::server_log::count(count, "decode error")
+                crate::storage::server_log::count(count, "decode error")
             ));
         }
         send_status(&mut call.respond, &mut call.send, &status);
@@ -1492,13 +1472,10 @@ fn is_disconnect(e: Option<&io::Error>) -> bool {
 }
 
 fn serving_status(shared: &Shared, shutting_down: bool) -> ServingStatus {
-    if shutting_down
-        || shared.shutdown.load(Ordering::Acquire)
-        || shared.degraded.load(Ordering::Acquire)
-    {
-        ServingStatus::NotServing
-    } else {
+    if super::health::serving(shared, shutting_down) {
         ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
 
@@ -1626,10 +1603,7 @@ mod tests {
     fn a_wake_from_another_thread_queues_the_key_once_and_notifies() {
         let notified = Arc::new(AtomicUsize::new(0));
         let state = state(&notified);
-        let waker = Waker::from(Arc::new(StreamWaker {
-            state: state.clone(),
-            slot: 5,
-        }));
+        let waker = waker_for(state.clone(), Some(5));
         std::thread::scope(|s| {
             for _ in 0..4 {
                 let waker = waker.clone();
@@ -1650,7 +1624,7 @@ mod tests {
         let notified = Arc::new(AtomicUsize::new(0));
         let state = state(&notified);
         state.queued.store(true, Ordering::SeqCst); // what `drive` does first
-        Waker::from(Arc::new(ConnWaker(state.clone()))).wake();
+        waker_for(state.clone(), None).wake();
         assert!(state.queue.is_empty());
         assert_eq!(notified.load(Ordering::SeqCst), 0);
         assert!(
