@@ -100,6 +100,9 @@ struct ServeArgs {
     /// together; past it, the clients holding the most are closed. At least --max-frame + 16.
     #[arg(long = "max-input", default_value = "256MiB", value_parser = config::parse_size)]
     max_input: u64,
+    /// Largest gRPC request message, before and after decompression (at most 16MiB-1).
+    #[arg(long = "grpc-max-message", default_value = "4MiB", value_parser = config::parse_size)]
+    grpc_max_message: u64,
     /// Close connections silent for this long (e.g. 1h, 300s; 0 = never).
     #[arg(long = "idle-timeout", default_value = "1h", value_parser = config::parse_duration)]
     idle_timeout: Duration,
@@ -153,6 +156,7 @@ impl ServeArgs {
             max_pending: usize::try_from(self.max_pending).unwrap_or(usize::MAX),
             max_frame: self.max_frame as u32,
             max_input: usize::try_from(self.max_input).unwrap_or(usize::MAX),
+            grpc_max_message: usize::try_from(self.grpc_max_message).unwrap_or(usize::MAX),
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout,

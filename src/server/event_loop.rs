@@ -28,9 +28,9 @@ use slab::Slab;
 
 use super::budget::Pressure;
 use super::connection::{Connection, Context, Phase};
-use super::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
+use super::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
 use super::shared::Shared;
-use crate::config::{Config, INPUT_SLACK};
+use crate::config::{Config, GrpcLimits, INPUT_SLACK};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;

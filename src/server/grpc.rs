@@ -80,7 +80,7 @@ use prost::Message as _;
 use slab::Slab;
 
 use super::shared::Shared;
-use crate::config::{Config, MAX_FRAME_LIMIT};
+use crate::config::GrpcLimits;
 use crate::net::h2_io::H2Io;
 use crate::net::waker::{Wakeable, waker_for};
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
@@ -100,88 +100,6 @@ const HTTP1_LINGER: Duration = Duration::from_secs(2);
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Service names `grpc.health.v1.Health` knows: the whole server, and the log service.
 const HEALTH_SERVICES: [&str; 2] = ["", "logmill.v1.LogService"];
-
-/// Limits and timeouts of the gRPC port, with the reason for each default.
-#[derive(Clone, Debug)]
-pub struct GrpcLimits {
-    /// Largest request message, before and after decompression. 4 MiB is gRPC's own default
-    /// receive limit, so clients already expect it; at most 16 MiB-1 like a native frame, which
-    /// bounds the length of a stored line.
-    pub max_message: usize,
-    /// Concurrent calls per connection. Each may hold a partial message of up to
-    /// `max_message`, so this times that is the worst-case memory of one connection.
-    pub max_concurrent_streams: u32,
-    /// Largest request header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`): gRPC metadata is
-    /// small, and a large header list is a memory attack.
-    pub max_header_list: u32,
-    /// HTTP/2 flow-control window per call: how much a client may send on one call ahead of
-    /// what the loop has taken. 1 MiB keeps a fast client streaming at full speed on a LAN.
-    pub stream_window: u32,
-    /// The same for the whole connection (4 MiB): what one connection can make `h2` buffer.
-    pub connection_window: u32,
-    /// From accept to a complete HTTP/2 handshake (and the whole HTTP/1 answer).
-    pub handshake_timeout: Duration,
-    /// A connection with no call open for this long is sent GOAWAY and closed.
-    pub idle_timeout: Option<Duration>,
-    /// After this long without a byte from the peer, a PING is sent: this catches a peer that
-    /// vanished while a call was open, much sooner than TCP keepalive would.
-    pub keepalive_interval: Duration,
-    /// Without a byte (the PING's answer or anything else) this long after the PING, the
-    /// connection is closed.
-    pub keepalive_timeout: Duration,
-    /// After `begin_shutdown`, how long open calls get before the connection is closed.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for GrpcLimits {
-    fn default() -> Self {
-        GrpcLimits {
-            max_message: 4 * 1024 * 1024,
-            max_concurrent_streams: 100,
-            max_header_list: 16 * 1024,
-            stream_window: 1024 * 1024,
-            connection_window: 4 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Some(Duration::from_secs(3600)),
-            keepalive_interval: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(20),
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-impl GrpcLimits {
-    /// The defaults, with the idle and shutdown timeouts of the TCP side, and sizes that fit the
-    /// input budget (`--max-input`): a message at most half of it, so that one connection's
-    /// unfinished messages ([`GrpcLimits::max_partial`]) fit; windows at most a quarter of it,
-    /// since they are what one connection may send before the loop looks at the budget. With
-    /// the default budget (256 MiB) these are the defaults above.
-    pub fn from_config(config: &Config) -> GrpcLimits {
-        let defaults = GrpcLimits::default();
-        // Below 65,535 bytes HTTP/2 cannot shrink a connection window.
-        let connection_window =
-            (config.max_input / 4).clamp(65_535, defaults.connection_window as usize) as u32;
-        GrpcLimits {
-            max_message: (config.max_input / 2).clamp(1, defaults.max_message),
-            stream_window: defaults.stream_window.min(connection_window),
-            connection_window,
-            idle_timeout: config.idle_timeout,
-            shutdown_grace: config.shutdown_timeout,
-            ..defaults
-        }
-    }
-
-    fn max_message(&self) -> usize {
-        self.max_message.clamp(1, MAX_FRAME_LIMIT as usize)
-    }
-
-    /// Bytes of unfinished messages one connection may hold: two largest messages (one
-    /// finishing while the next begins). Past it, the call holding the most is failed with
-    /// RESOURCE_EXHAUSTED: 100 calls each holding most of a 4 MiB message took 400 MB.
-    pub fn max_partial(&self) -> usize {
-        2 * (self.max_message() + grpc::PREFIX_LEN)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Wake-ups
@@ -1639,16 +1557,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_clamped_to_the_line_limit() {
-        let limits = GrpcLimits {
-            max_message: usize::MAX,
-            ..GrpcLimits::default()
-        };
-        assert_eq!(limits.max_message(), MAX_FRAME_LIMIT as usize);
-        let from_config = GrpcLimits::from_config(&Config {
-            idle_timeout: None,
-            ..Config::default()
-        });
-        assert_eq!(from_config.idle_timeout, None);
+    fn the_prefix_length_in_the_settings_is_the_protocol_s() {
+        assert_eq!(crate::config::GRPC_PREFIX_LEN, grpc::PREFIX_LEN);
     }
 }
