@@ -206,7 +206,11 @@ fn refused_client_that_keeps_sending_reads_its_error_then_eof() {
             }
             other => panic!("round {round}: expected an error frame, got {other:?}"),
         }
-        assert_eq!(client.read_frame(), None, "round {round}: then the end of the stream");
+        assert_eq!(
+            client.read_frame(),
+            None,
+            "round {round}: then the end of the stream"
+        );
     }
     assert!(server.health().contains("OK"));
 }

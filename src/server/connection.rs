@@ -474,6 +474,16 @@ impl Connection {
         }
     }
 
+    /// Ends the connection at once, dropping what was not sent: the peer is gone (a read or
+    /// write failed), or it does not read what it is sent, or the loop cannot watch it any more.
+    /// The one close that tells the client nothing; every other goes through `Closing`.
+    pub fn abort(&mut self) {
+        self.output.clear();
+        self.output_sent = 0;
+        self.eof = true;
+        self.phase = Phase::Closing;
+    }
+
     pub fn has_output(&self) -> bool {
         self.output_sent < self.output.len()
     }

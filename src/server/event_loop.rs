@@ -555,10 +555,7 @@ impl EventLoop {
                         "connection from {}: read failed: {e}",
                         conn.peer
                     ));
-                    conn.eof = true;
-                    conn.phase = Phase::Closing;
-                    conn.output.clear();
-                    conn.output_sent = 0;
+                    conn.abort();
                     return true;
                 }
             }
@@ -683,10 +680,7 @@ impl EventLoop {
         }
         if failed {
             // The peer is gone; nothing more can be told to it.
-            conn.output.clear();
-            conn.output_sent = 0;
-            conn.eof = true;
-            conn.phase = Phase::Closing;
+            conn.abort();
         } else if !conn.has_output() {
             conn.output = Vec::new();
             conn.output_sent = 0;
@@ -696,10 +690,7 @@ impl EventLoop {
                 conn.peer,
                 conn.output.len() - conn.output_sent
             ));
-            conn.output.clear();
-            conn.output_sent = 0;
-            conn.phase = Phase::Closing;
-            conn.eof = true;
+            conn.abort();
         }
         let want_writable = conn.has_output();
         if want_writable != conn.writable {
@@ -719,10 +710,7 @@ impl EventLoop {
                         "connection from {}: reregister: {e}",
                         conn.peer
                     ));
-                    conn.output.clear();
-                    conn.output_sent = 0;
-                    conn.phase = Phase::Closing;
-                    conn.eof = true;
+                    conn.abort();
                 }
             }
         }
