@@ -108,6 +108,9 @@ pub struct Config {
     /// `max_pending`, it is what bounds the server's memory whatever clients send (README,
     /// "Memory"). At least [`min_max_input`], so one frame or line can always arrive.
     pub max_input: usize,
+    /// Largest gRPC request message, before and after decompression (`--grpc-max-message`);
+    /// see [`GRPC_MAX_MESSAGE`] and [`GrpcLimits::from_config`].
+    pub grpc_max_message: usize,
     /// Connections silent this long are closed (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Also print every stored line to standard output.
@@ -138,6 +141,7 @@ impl Default for Config {
             max_frame: defaults::MAX_FRAME as u32,
             max_line: to_usize(defaults::MAX_LINE),
             max_input: to_usize(defaults::MAX_INPUT),
+            grpc_max_message: GRPC_MAX_MESSAGE,
             idle_timeout: Some(defaults::IDLE_TIMEOUT),
             stdout: false,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
@@ -237,6 +241,22 @@ impl Config {
                 value: self.max_frame.to_string(),
                 maximum: format!("{MAX_FRAME_LIMIT} bytes (16MiB-1)"),
                 why: "a frame's first byte must be 0 for protocol detection",
+            });
+        }
+        if self.grpc_max_message == 0 {
+            return too_small(
+                "--grpc-max-message",
+                0,
+                "1 byte",
+                "no request fits in an empty message",
+            );
+        }
+        if self.grpc_max_message > MAX_FRAME_LIMIT as usize {
+            return Err(Invalid::TooLarge {
+                flag: "--grpc-max-message",
+                value: self.grpc_max_message.to_string(),
+                maximum: format!("{MAX_FRAME_LIMIT} bytes (16MiB-1)"),
+                why: "a record is stored as one line, bounded like a native frame",
             });
         }
         // The loops stop reading while `max_pending` bytes wait for the writer; below one
@@ -413,6 +433,101 @@ impl std::fmt::Display for Format {
             Format::Text => "text",
             Format::Json => "json",
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC limits
+// ---------------------------------------------------------------------------------------------
+
+/// The default largest gRPC request message (`--grpc-max-message`): 4 MiB is gRPC's own default
+/// receive limit, so clients already expect it. Its own setting rather than `--max-frame`,
+/// whose 1 MiB default would refuse messages every gRPC client may send.
+pub const GRPC_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// A gRPC message's prefix: a compressed flag and a 4-byte length (`protocol::grpc::PREFIX_LEN`,
+/// repeated here so that settings import no protocol).
+pub const GRPC_PREFIX_LEN: usize = 5;
+
+/// Limits and timeouts of the gRPC port, with the reason for each default.
+#[derive(Clone, Debug)]
+pub struct GrpcLimits {
+    /// Largest request message, before and after decompression ([`GRPC_MAX_MESSAGE`]); at most
+    /// 16 MiB-1 like a native frame, which bounds the length of a stored line.
+    pub max_message: usize,
+    /// Concurrent calls per connection. Each may hold a partial message of up to
+    /// `max_message`, so this times that is the worst-case memory of one connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`): gRPC metadata is
+    /// small, and a large header list is a memory attack.
+    pub max_header_list: u32,
+    /// HTTP/2 flow-control window per call: how much a client may send on one call ahead of
+    /// what the loop has taken. 1 MiB keeps a fast client streaming at full speed on a LAN.
+    pub stream_window: u32,
+    /// The same for the whole connection (4 MiB): what one connection can make `h2` buffer.
+    pub connection_window: u32,
+    /// From accept to a complete HTTP/2 handshake (and the whole HTTP/1 answer).
+    pub handshake_timeout: Duration,
+    /// A connection with no call open for this long is sent GOAWAY and closed.
+    pub idle_timeout: Option<Duration>,
+    /// After this long without a byte from the peer, a PING is sent: this catches a peer that
+    /// vanished while a call was open, much sooner than TCP keepalive would.
+    pub keepalive_interval: Duration,
+    /// Without a byte (the PING's answer or anything else) this long after the PING, the
+    /// connection is closed.
+    pub keepalive_timeout: Duration,
+    /// After a shutdown begins, how long open calls get before the connection is closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_message: GRPC_MAX_MESSAGE,
+            max_concurrent_streams: 100,
+            max_header_list: 16 * 1024,
+            stream_window: 1024 * 1024,
+            connection_window: 4 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl GrpcLimits {
+    /// The defaults, with `--grpc-max-message`, the idle and shutdown timeouts of the TCP side,
+    /// and sizes that fit the input budget (`--max-input`): a message at most half of it, so
+    /// that one connection's unfinished messages ([`GrpcLimits::max_partial`]) fit; windows at
+    /// most a quarter of it, since they are what one connection may send before the loop looks
+    /// at the budget. With the default budget (256 MiB) these are the defaults above.
+    pub fn from_config(config: &Config) -> GrpcLimits {
+        let defaults = GrpcLimits::default();
+        // Below 65,535 bytes HTTP/2 cannot shrink a connection window.
+        let connection_window =
+            (config.max_input / 4).clamp(65_535, defaults.connection_window as usize) as u32;
+        GrpcLimits {
+            max_message: (config.max_input / 2).clamp(1, config.grpc_max_message.max(1)),
+            stream_window: defaults.stream_window.min(connection_window),
+            connection_window,
+            idle_timeout: config.idle_timeout,
+            shutdown_grace: config.shutdown_timeout,
+            ..defaults
+        }
+    }
+
+    /// The message limit in force: `max_message`, within 1 byte and [`MAX_FRAME_LIMIT`].
+    pub fn max_message(&self) -> usize {
+        self.max_message.clamp(1, MAX_FRAME_LIMIT as usize)
+    }
+
+    /// Bytes of unfinished messages one connection may hold: two largest messages (one
+    /// finishing while the next begins). Past it, the call holding the most is failed with
+    /// RESOURCE_EXHAUSTED: 100 calls each holding most of a 4 MiB message took 400 MB.
+    pub fn max_partial(&self) -> usize {
+        2 * (self.max_message() + GRPC_PREFIX_LEN)
     }
 }
 
@@ -609,5 +724,36 @@ mod tests {
         assert!(refused.contains("the minimum is 1040 bytes"), "{refused}");
         let default = Config::default();
         assert!(default.max_input >= min_max_input(default.max_frame, default.max_line));
+    }
+
+    #[test]
+    fn grpc_limits_are_clamped_to_the_line_limit_and_follow_the_flags() {
+        let limits = GrpcLimits {
+            max_message: usize::MAX,
+            ..GrpcLimits::default()
+        };
+        assert_eq!(limits.max_message(), MAX_FRAME_LIMIT as usize);
+        let from_config = GrpcLimits::from_config(&Config {
+            idle_timeout: None,
+            ..Config::default()
+        });
+        assert_eq!(from_config.idle_timeout, None);
+        assert_eq!(from_config.max_message, GRPC_MAX_MESSAGE);
+        let small = GrpcLimits::from_config(&Config {
+            grpc_max_message: 1000,
+            ..Config::default()
+        });
+        assert_eq!(small.max_message, 1000, "--grpc-max-message is honoured");
+        let refused = Config {
+            grpc_max_message: MAX_FRAME_LIMIT as usize + 1,
+            ..Config::default()
+        };
+        assert!(matches!(
+            refused.validate(),
+            Err(Invalid::TooLarge {
+                flag: "--grpc-max-message",
+                ..
+            })
+        ));
     }
 }

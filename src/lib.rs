@@ -10,13 +10,13 @@
 //!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
-//!                                | Batch (mpsc), pending bytes counted in Shared (backpressure)
+//!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
 //!                                v
 //!                      +-------------------+
 //!                      |  logmill-writer   |  sequence numbers, one write() per turn, rotation,
 //!                      |                   |  fsync policy, retries, DEGRADED
 //!                      +---------+---------+
-//!                                | Completion (per-loop Mailbox + mio Waker)
+//!                                | Completion (per-loop storage::mailbox + mio Waker)
 //!                                v
 //!                      loops send acks to clients that asked for them
 //!
@@ -39,9 +39,10 @@
 //! - [`protocol`]: pure decoders and encoders, one file per wire format.
 //! - [`server`]: the listener, the event loops, the connections.
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
-//!   the directory lock.
-//! - [`shared`]: counters and mailboxes shared across threads.
-//! - [`server_log`]: the server's own log (`_server.log`).
+//!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
+//! - [`stats`]: the counters every thread bumps (atomics only; the lowest room).
+//! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
+//!   socket, and the waker for `h2` futures polled by hand.
 //! - [`client`]: the sending side: `logmill bench`, a load client with its own event loop.
 
 #![forbid(unsafe_code)]
@@ -53,9 +54,9 @@ pub mod config;
 #[allow(clippy::all, unused)]
 #[rustfmt::skip]
 pub mod logmill_capnp;
+pub mod net;
 pub mod protocol;
 pub mod record;
 pub mod server;
-pub mod server_log;
-pub mod shared;
+pub mod stats;
 pub mod storage;

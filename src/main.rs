@@ -11,8 +11,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use logmill::config::{self, Config, Format, Fsync, Size, Span, defaults};
 use logmill::server::{Listeners, Server};
-use logmill::server_log::{ServerLog, count};
 use logmill::storage::lock::DirLock;
+use logmill::storage::server_log::{ServerLog, count};
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +112,9 @@ struct ServeArgs {
     /// --max-frame and --max-line, plus 16.
     #[arg(long = "max-input", default_value_t = Size(defaults::MAX_INPUT))]
     max_input: Size,
+    /// Largest gRPC request message, before and after decompression (at most 16MiB-1).
+    #[arg(long = "grpc-max-message", default_value_t = Size(config::GRPC_MAX_MESSAGE as u64))]
+    grpc_max_message: Size,
     /// Close connections silent for this long (e.g. 1h, 300s; 0 = never).
     #[arg(long = "idle-timeout", default_value_t = Span(defaults::IDLE_TIMEOUT))]
     idle_timeout: Span,
@@ -158,6 +161,7 @@ impl ServeArgs {
             max_frame: self.max_frame.0 as u32,
             max_line: config::to_usize(self.max_line.0),
             max_input: config::to_usize(self.max_input.0),
+            grpc_max_message: config::to_usize(self.grpc_max_message.0),
             idle_timeout: (!self.idle_timeout.0.is_zero()).then_some(self.idle_timeout.0),
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout.0,

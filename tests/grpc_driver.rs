@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use logmill::config::Format;
+use logmill::config::GrpcLimits;
 use logmill::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use logmill::protocol::grpc::logmill_v1::{LogRecord, PushRequest, PushResponse, log_record};
 use logmill::protocol::grpc::{self, percent_decode};
-use logmill::server::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
-use logmill::server_log::ServerLog;
-use logmill::shared::{Mailbox, Shared};
+use logmill::server::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
+use logmill::server::shared::Shared;
 use logmill::storage::line::LineFormatter;
+use logmill::storage::mailbox::{Handoff, Mailbox};
+use logmill::storage::server_log::ServerLog;
 use logmill::storage::{Batch, BatchBuilder, ConnKey};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -92,11 +94,8 @@ impl TestServer {
     fn start(options: Options) -> TestServer {
         let poll = Poll::new().unwrap();
         let waker = Waker::new(poll.registry(), WAKER).unwrap();
-        let shared = Arc::new(Shared::new(
-            "grpc-test".into(),
-            options.max_pending,
-            vec![Mailbox::new(waker)],
-        ));
+        let handoff = Arc::new(Handoff::new(options.max_pending, vec![Mailbox::new(waker)]));
+        let shared = Arc::new(Shared::new("grpc-test".into(), handoff, Arc::default()));
         let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         poll.registry()
@@ -135,12 +134,12 @@ impl TestServer {
 
     fn set_hold(&self, hold: bool) {
         self.control.hold.store(hold, Ordering::SeqCst);
-        self.control.shared.mailboxes[0].wake();
+        self.control.shared.mailbox(0).wake();
     }
 
     fn shutdown(&self) {
         self.control.shutdown.store(true, Ordering::SeqCst);
-        self.control.shared.mailboxes[0].wake();
+        self.control.shared.mailbox(0).wake();
     }
 
     fn lines(&self) -> Vec<serde_json::Value> {
@@ -165,7 +164,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::SeqCst);
-        self.control.shared.mailboxes[0].wake();
+        self.control.shared.mailbox(0).wake();
         if let Some(thread) = self.thread.take() {
             let panicked = thread.join().is_err();
             if panicked && !std::thread::panicking() {
@@ -181,7 +180,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
     let shared = control.shared.clone();
     let log = ServerLog::stderr_only();
     let notify_shared = shared.clone();
-    let ready = ReadyQueue::new(move || notify_shared.mailboxes[0].wake());
+    let ready = ReadyQueue::new(move || notify_shared.mailbox(0).wake());
     let mut conns: Slab<GrpcConnection> = Slab::new();
     let mut batch = BatchBuilder::new(0, LineFormatter::new(Format::Json), 1);
     let mut held: Vec<Batch> = Vec::new();
@@ -273,7 +272,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
         // The batch goes to the writer once per turn, as in the server.
         if !batch.is_empty() {
             let b = batch.take(next_seq, None);
-            shared.pending_bytes.fetch_add(b.cost(), Ordering::SeqCst);
+            shared.handoff().pending().add(b.cost());
             held.push(b);
         }
         if control.hold.load(Ordering::SeqCst) {
@@ -307,7 +306,7 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
                     in_run = 0;
                 }
             }
-            shared.pending_bytes.fetch_sub(b.cost(), Ordering::SeqCst);
+            shared.handoff().pending().release(b.cost());
         }
     }
 }
@@ -800,7 +799,7 @@ fn every_error_code() {
         let r = call(&mut client, PUSH, &[], good.clone()).await;
         assert_eq!(r.push().accepted, 1, "the connection survives every error");
     });
-    assert!(server.control.shared.decode_errors.load(Ordering::SeqCst) >= 2);
+    assert!(server.control.shared.stats().decode_errors() >= 2);
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -874,7 +873,7 @@ fn health_check_and_watch() {
         let response = response.await.unwrap();
         let mut body = response.into_body();
         assert_eq!(next_status(&mut body).await, 1, "SERVING");
-        server.control.shared.degraded.store(true, Ordering::SeqCst);
+        server.control.shared.stats().set_degraded(true);
         assert_eq!(
             next_status(&mut body).await,
             2,
@@ -882,11 +881,7 @@ fn health_check_and_watch() {
         );
         let r = call(&mut client, HEALTH_CHECK, &[], health("")).await;
         assert_eq!(status(&r.messages[0]), 2);
-        server
-            .control
-            .shared
-            .degraded
-            .store(false, Ordering::SeqCst);
+        server.control.shared.stats().set_degraded(false);
         assert_eq!(next_status(&mut body).await, 1, "SERVING again");
         // Shutdown ends the watch: NOT_SERVING, then UNAVAILABLE.
         server.shutdown();
@@ -1094,11 +1089,7 @@ fn backpressure_stops_taking_data_but_not_health() {
         wait_for_async("the writer full", || server.control.shared.pending_full()).await;
         // The loop counts a turn's batch as pending only after driving every connection, so
         // what was received is final from here on: no time to settle is needed.
-        let received = server
-            .control
-            .shared
-            .records_received
-            .load(Ordering::SeqCst);
+        let received = server.control.shared.stats().records_received();
         assert!(
             received < total as u64,
             "everything was taken despite a full writer"
@@ -1115,11 +1106,7 @@ fn backpressure_stops_taking_data_but_not_health() {
         // stalled call is driven on every turn of the loop.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
-            server
-                .control
-                .shared
-                .records_received
-                .load(Ordering::SeqCst),
+            server.control.shared.stats().records_received(),
             received,
             "no more data taken while paused"
         );

@@ -11,7 +11,8 @@
 //! What this file holds is the accounting and the decisions, with no sockets: one [`InputBudget`]
 //! shared by the loops. Each loop keeps the sum for its own connections, and reports every change
 //! with [`InputBudget::update`], which keeps the server-wide total in one atomic (one
-//! `fetch_add` per read that changes a connection's tail: not per record).
+//! `fetch_add` per read that changes a connection's tail: not per record). The total and the
+//! count of sheds are kept in [`Stats`], where the `health` and stats lines read them.
 //!
 //! # Shares and shedding
 //!
@@ -30,7 +31,10 @@
 //! what one loop takes in one go before it sheds; the README's "Memory" section puts that in its
 //! formula.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::stats::Stats;
 
 /// What a loop should do after [`InputBudget::update`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,23 +49,23 @@ pub enum Pressure {
     ShedElsewhere,
 }
 
-/// The server-wide budget for unfinished input, shared by every loop (in `Shared`).
+/// The server-wide budget for unfinished input, shared by every loop (in `server::shared`).
 #[derive(Debug)]
 pub struct InputBudget {
     max: usize,
     low_water: usize,
     share: usize,
     low_share: usize,
-    total: AtomicUsize,
-    shed: AtomicU64,
+    /// Where the total and the sheds are counted.
+    stats: Arc<Stats>,
     /// Per loop: what it holds (published for the hints), and whether it was asked to shed.
     held: Vec<AtomicUsize>,
     hinted: Vec<AtomicBool>,
 }
 
 impl InputBudget {
-    /// A budget of `max` bytes for `loops` event loops.
-    pub fn new(max: usize, loops: usize) -> InputBudget {
+    /// A budget of `max` bytes for `loops` event loops, counting its total in `stats`.
+    pub fn new(max: usize, loops: usize, stats: Arc<Stats>) -> InputBudget {
         let loops = loops.max(1);
         let max = max.max(1);
         // Shedding frees a quarter of the budget, so that one shed is not followed by another
@@ -72,8 +76,7 @@ impl InputBudget {
             low_water,
             share: max / loops,
             low_share: low_water / loops,
-            total: AtomicUsize::new(0),
-            shed: AtomicU64::new(0),
+            stats,
             held: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
             hinted: (0..loops).map(|_| AtomicBool::new(false)).collect(),
         }
@@ -85,30 +88,26 @@ impl InputBudget {
 
     /// Bytes of unfinished input held now, server-wide.
     pub fn total(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
+        self.stats.partial_bytes()
     }
 
     /// Connections (and gRPC calls) closed so far to keep within the budget.
     pub fn shed_count(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+        self.stats.shed()
     }
 
     /// Counts one connection or call shed.
     pub fn count_shed(&self) {
-        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_shed();
     }
 
     /// Loop `id` held `before` bytes and now holds `now`: updates the total and says whether
     /// anyone must shed.
     pub fn update(&self, id: usize, before: usize, now: usize) -> Pressure {
         let total = if now >= before {
-            let grown = now - before;
-            self.total.fetch_add(grown, Ordering::AcqRel) + grown
+            self.stats.partial_grew(now - before)
         } else {
-            let freed = before - now;
-            self.total
-                .fetch_sub(freed, Ordering::AcqRel)
-                .saturating_sub(freed)
+            self.stats.partial_freed(before - now)
         };
         self.held[id].store(now, Ordering::Relaxed);
         if total <= self.max {
@@ -167,7 +166,7 @@ mod tests {
 
     #[test]
     fn within_the_budget_nobody_sheds() {
-        let budget = InputBudget::new(1000, 2);
+        let budget = InputBudget::new(1000, 2, Arc::default());
         assert_eq!(
             budget.update(0, 0, 700),
             Pressure::Fine,
@@ -183,7 +182,7 @@ mod tests {
 
     #[test]
     fn the_loop_over_its_share_sheds_down_to_the_low_water_mark() {
-        let budget = InputBudget::new(1000, 2);
+        let budget = InputBudget::new(1000, 2, Arc::default());
         assert_eq!(budget.update(1, 0, 100), Pressure::Fine);
         assert_eq!(budget.update(0, 0, 901), Pressure::ShedHere);
         assert!(!budget.may_grow(901), "over its share and over the budget");
@@ -203,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_loop_within_its_share_hints_the_others_and_never_sheds_itself() {
-        let budget = InputBudget::new(1000, 3);
+        let budget = InputBudget::new(1000, 3, Arc::default());
         assert_eq!(budget.update(0, 0, 900), Pressure::Fine);
         assert_eq!(budget.update(2, 0, 50), Pressure::Fine);
         assert_eq!(budget.update(1, 0, 200), Pressure::ShedElsewhere);
@@ -224,7 +223,7 @@ mod tests {
 
     #[test]
     fn shrinking_never_asks_for_shedding_and_the_total_never_wraps() {
-        let budget = InputBudget::new(100, 1);
+        let budget = InputBudget::new(100, 1, Arc::default());
         assert_eq!(budget.update(0, 0, 150), Pressure::ShedHere);
         assert_eq!(budget.update(0, 150, 120), Pressure::ShedHere, "still over");
         assert_eq!(budget.update(0, 120, 0), Pressure::Fine);
@@ -235,7 +234,7 @@ mod tests {
 
     #[test]
     fn tiny_budgets_and_many_loops_keep_a_usable_shape() {
-        let budget = InputBudget::new(0, 0);
+        let budget = InputBudget::new(0, 0, Arc::default());
         assert_eq!(budget.max(), 1);
         assert_eq!(budget.update(0, 0, 1), Pressure::Fine);
         assert_eq!(budget.update(0, 1, 2), Pressure::ShedHere);

@@ -15,20 +15,19 @@
 use std::io::Read;
 use std::net::Shutdown;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use super::shared::Shared;
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::lines::{self, Line};
 use crate::protocol::native::{self, ClientFrame, ErrorKind, ServerFrame};
 use crate::protocol::{jsonl, pickle, syslog};
 use crate::record::{Body, Record};
-use crate::server_log::ServerLog;
-use crate::shared::Shared;
 use crate::storage::line::Origin;
+use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, ConnKey};
 
 /// Where a connection is in its life.
@@ -217,7 +216,7 @@ impl Connection {
                              closing",
                             self.peer
                         ));
-                        cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        cx.shared.stats().decode_error();
                         self.phase = Phase::Closing;
                         return buf.len();
                     }
@@ -281,7 +280,7 @@ impl Connection {
                         );
                         cx.log
                             .warn(format_args!("connection from {}: {message}", self.peer));
-                        cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        cx.shared.stats().decode_error();
                         self.send_error(ErrorKind::FrameTooLarge, message);
                         self.phase = Phase::Closing;
                         return buf.len();
@@ -300,7 +299,7 @@ impl Connection {
             Protocol::Text => self.phase = Phase::Text,
             Protocol::Health => {
                 self.output
-                    .extend_from_slice(cx.shared.health_line().as_bytes());
+                    .extend_from_slice(super::health::health_line(cx.shared).as_bytes());
                 self.phase = Phase::Closing;
             }
             Protocol::Unknown => {
@@ -327,9 +326,7 @@ impl Connection {
             Ok(ClientFrame::Records(n)) => {
                 self.seen_records = true;
                 self.in_flight += n as u64;
-                cx.shared
-                    .records_received
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                cx.shared.stats().received(n as u64);
             }
             Ok(ClientFrame::Hello(hello)) => {
                 if self.seen_records {
@@ -343,7 +340,7 @@ impl Connection {
                 self.want_acks = hello.want_acks;
                 native::encode_server_frame(
                     &ServerFrame::Welcome {
-                        server: cx.shared.name.clone(),
+                        server: cx.shared.name().to_string(),
                         version: env!("CARGO_PKG_VERSION").into(),
                         max_frame: cx.max_frame,
                     },
@@ -352,12 +349,12 @@ impl Connection {
             }
             Err(e) => {
                 cx.batch.rollback(mark);
-                let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                let count = cx.shared.stats().decode_error();
                 cx.log.warn(format_args!(
                     "connection from {}: undecodable frame of {} skipped ({e}); {} so far",
                     self.peer,
-                    crate::server_log::count(payload.len() as u64, "byte"),
-                    crate::server_log::count(count, "decode error")
+                    crate::storage::server_log::count(payload.len() as u64, "byte"),
+                    crate::storage::server_log::count(count, "decode error")
                 ));
                 self.send_error(ErrorKind::Undecodable, format!("frame skipped: {e}"));
             }
@@ -370,20 +367,20 @@ impl Connection {
         cx.batch.push(self.key, record, &self.origin, cx.now_ns);
         self.seen_records = true;
         self.in_flight += 1;
-        cx.shared.records_received.fetch_add(1, Ordering::Relaxed);
+        cx.shared.stats().received(1);
     }
 
     fn pickle_frame(&mut self, payload: &[u8], cx: &mut Context<'_>) {
         match pickle::decode_record(payload) {
             Ok(record) => self.push(&record, cx),
             Err(e) => {
-                let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                let count = cx.shared.stats().decode_error();
                 cx.log.warn(format_args!(
                     "connection from {} (Python SocketHandler): pickle of {} rejected \
                      ({e}); {} so far",
                     self.peer,
-                    crate::server_log::count(payload.len() as u64, "byte"),
-                    crate::server_log::count(count, "decode error")
+                    crate::storage::server_log::count(payload.len() as u64, "byte"),
+                    crate::storage::server_log::count(count, "decode error")
                 ));
             }
         }
@@ -475,6 +472,16 @@ impl Connection {
         if self.phase == Phase::Native {
             self.send_error(kind, message);
         }
+    }
+
+    /// Ends the connection at once, dropping what was not sent: the peer is gone (a read or
+    /// write failed), or it does not read what it is sent, or the loop cannot watch it any more.
+    /// The one close that tells the client nothing; every other goes through `Closing`.
+    pub fn abort(&mut self) {
+        self.output.clear();
+        self.output_sent = 0;
+        self.eof = true;
+        self.phase = Phase::Closing;
     }
 
     pub fn has_output(&self) -> bool {

@@ -19,7 +19,6 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,14 +28,14 @@ use slab::Slab;
 
 use super::budget::Pressure;
 use super::connection::{Connection, Context, Phase};
-use super::grpc::{Drive, GrpcConnection, GrpcContext, GrpcLimits, ReadyQueue};
-use crate::config::{self, Config};
+use super::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
+use super::shared::Shared;
+use crate::config::{self, Config, GrpcLimits};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
 use crate::protocol::native::ErrorKind;
-use crate::server_log::ServerLog;
-use crate::shared::Shared;
 use crate::storage::line::LineFormatter;
+use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, Command, ConnKey};
 
 pub const GRPC_LISTENER: Token = Token(usize::MAX - 3);
@@ -125,7 +124,7 @@ enum Victim {
 }
 
 impl EventLoop {
-    /// Builds loop `id` around its `poll` (whose waker is in `shared.mailboxes[id]`) and its
+    /// Builds loop `id` around its `poll` (whose waker is in `shared.mailbox(id)`) and its
     /// handle on the shared listener.
     ///
     /// # Errors
@@ -157,7 +156,7 @@ impl EventLoop {
         let grpc = GrpcSide {
             listener: grpc_listener,
             conns: Slab::new(),
-            ready: ReadyQueue::new(move || notify.mailboxes[id].wake()),
+            ready: ReadyQueue::new(move || notify.mailbox(id).wake()),
             limits: GrpcLimits::from_config(config),
             keys: Vec::new(),
         };
@@ -177,7 +176,7 @@ impl EventLoop {
             batch: BatchBuilder::new(
                 id,
                 LineFormatter::new(config.format),
-                shared.next_seq.load(Ordering::Relaxed),
+                shared.handoff().next_seq(),
             ),
             writer,
             shared,
@@ -239,14 +238,11 @@ impl EventLoop {
                     }
                 }
             }
-            if self.shared.shutdown.load(Ordering::Acquire) {
+            if self.shared.is_shutting_down() {
                 return self.drain_and_stop();
             }
             self.take_completions();
-            if self.shared.mailboxes[self.id]
-                .accept_hint
-                .swap(false, Ordering::AcqRel)
-            {
+            if self.shared.balance().take_hint(self.id) {
                 self.accept_more = true;
             }
             let input = self.shared.input();
@@ -293,9 +289,8 @@ impl EventLoop {
             // it: that loop never declines, and was woken by the same event.
             if let Some(fewest) = self.over_share().filter(|_| !final_pass) {
                 // Its edge for these connections may be spent: tell it to accept anyway.
-                let other = &self.shared.mailboxes[fewest];
-                other.accept_hint.store(true, Ordering::Release);
-                other.wake();
+                self.shared.balance().hint(fewest);
+                self.shared.mailbox(fewest).wake();
                 self.accept_more = false;
                 return;
             }
@@ -316,9 +311,9 @@ impl EventLoop {
                     return;
                 }
             };
-            let total = self.shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            let total = self.shared.stats().connection_opened();
             if total > self.max_connections {
-                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.shared.stats().connection_closed();
                 self.refuse(peer);
                 continue; // dropping `stream` closes it
             }
@@ -337,7 +332,7 @@ impl EventLoop {
                     .registry()
                     .register(&mut conn.stream, Token(token), Interest::READABLE)
             {
-                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.shared.stats().connection_closed();
                 self.log
                     .error(format_args!("connection from {peer}: cannot register: {e}"));
                 continue;
@@ -355,30 +350,18 @@ impl EventLoop {
     /// this one.
     fn over_share(&self) -> Option<usize> {
         let mine = self.conns.len() + self.grpc.conns.len();
-        let (id, fewest) = self
-            .shared
-            .mailboxes
-            .iter()
-            .enumerate()
-            .filter(|&(id, _)| id != self.id)
-            .map(|(id, m)| (id, m.connections.load(Ordering::Relaxed)))
-            .min_by_key(|&(_, n)| n)?;
-        (mine > fewest + 1).then_some(id)
+        self.shared.balance().lighter_loop(self.id, mine)
     }
 
     /// Publishes this loop's connection count for [`EventLoop::over_share`] in other loops.
     fn publish_count(&self) {
-        self.shared.mailboxes[self.id]
-            .connections
-            .store(self.conns.len() + self.grpc.conns.len(), Ordering::Relaxed);
+        self.shared
+            .balance()
+            .publish(self.id, self.conns.len() + self.grpc.conns.len());
     }
 
     fn refuse(&mut self, peer: std::net::SocketAddr) {
-        let refused = self
-            .shared
-            .refused_connections
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
+        let refused = self.shared.stats().refused();
         // One line a second at most: a flood of refusals must not flood the log.
         let now = Instant::now();
         if self
@@ -469,12 +452,12 @@ impl EventLoop {
         if !self.shared.pending_full() {
             return false;
         }
-        let mailbox = &self.shared.mailboxes[self.id];
-        mailbox.paused.store(true, Ordering::Release);
+        let mailbox = self.shared.mailbox(self.id);
+        mailbox.pause();
         if self.shared.pending_full() {
             return true;
         }
-        mailbox.paused.store(false, Ordering::Release);
+        mailbox.unpause();
         false
     }
 
@@ -575,10 +558,7 @@ impl EventLoop {
                         "connection from {}: read failed: {e}",
                         conn.peer
                     ));
-                    conn.eof = true;
-                    conn.phase = Phase::Closing;
-                    conn.output.clear();
-                    conn.output_sent = 0;
+                    conn.abort();
                     return true;
                 }
             }
@@ -615,16 +595,16 @@ impl EventLoop {
                 Datagram::Syslog(record) => self.batch.push(key, &record, &origin, now_ns),
                 Datagram::Pickle(Ok(record)) => self.batch.push(key, &record, &origin, now_ns),
                 Datagram::Pickle(Err(e)) => {
-                    let count = self.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    let count = self.shared.stats().decode_error();
                     self.log.warn(format_args!(
                         "udp datagram from {peer} (Python DatagramHandler): pickle rejected \
                          ({e}); {} so far",
-                        crate::server_log::count(count, "decode error")
+                        crate::storage::server_log::count(count, "decode error")
                     ));
                     continue;
                 }
             }
-            self.shared.records_received.fetch_add(1, Ordering::Relaxed);
+            self.shared.stats().received(1);
         }
         self.send_batch();
     }
@@ -633,20 +613,14 @@ impl EventLoop {
         if self.batch.is_empty() {
             return;
         }
-        let spare = self.shared.mailboxes[self.id]
-            .spare_batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let spare = self.shared.mailbox(self.id).spare_batch();
         // The batch's sequence numbers, taken from the shared counter and printed here, where
         // the lines are still in this core's cache; the writer stores batches in number order.
         let count = self.batch.len() as u64;
-        let first = self.shared.next_seq.fetch_add(count, Ordering::Relaxed);
+        let first = self.shared.handoff().take_seq(count);
         let mut batch = self.batch.take(first + count, spare);
         batch.number(first);
-        self.shared
-            .pending_bytes
-            .fetch_add(batch.cost(), Ordering::AcqRel);
+        self.shared.handoff().pending().add(batch.cost());
         if self.writer.send(Command::Write(batch)).is_err() {
             // Only possible if the writer thread died, which `Server::run` reports; the records
             // stay unacknowledged, so clients that asked for acks know they were not stored.
@@ -657,15 +631,10 @@ impl EventLoop {
     }
 
     fn take_completions(&mut self) {
-        let mailbox = &self.shared.mailboxes[self.id];
-        let completions = std::mem::take(
-            &mut *mailbox
-                .completions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        if mailbox.paused.load(Ordering::Acquire) && !self.shared.pending_full() {
-            mailbox.paused.store(false, Ordering::Release);
+        let mailbox = self.shared.mailbox(self.id);
+        let completions = mailbox.take_completions();
+        if mailbox.is_paused() && !self.shared.pending_full() {
+            mailbox.unpause();
         }
         let mut touched = Vec::new();
         for c in completions {
@@ -714,10 +683,7 @@ impl EventLoop {
         }
         if failed {
             // The peer is gone; nothing more can be told to it.
-            conn.output.clear();
-            conn.output_sent = 0;
-            conn.eof = true;
-            conn.phase = Phase::Closing;
+            conn.abort();
         } else if !conn.has_output() {
             conn.output = Vec::new();
             conn.output_sent = 0;
@@ -727,10 +693,7 @@ impl EventLoop {
                 conn.peer,
                 conn.output.len() - conn.output_sent
             ));
-            conn.output.clear();
-            conn.output_sent = 0;
-            conn.phase = Phase::Closing;
-            conn.eof = true;
+            conn.abort();
         }
         let want_writable = conn.has_output();
         if want_writable != conn.writable {
@@ -750,10 +713,7 @@ impl EventLoop {
                         "connection from {}: reregister: {e}",
                         conn.peer
                     ));
-                    conn.output.clear();
-                    conn.output_sent = 0;
-                    conn.phase = Phase::Closing;
-                    conn.eof = true;
+                    conn.abort();
                 }
             }
         }
@@ -772,7 +732,7 @@ impl EventLoop {
                 conn.peer
             ));
         }
-        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        self.shared.stats().connection_closed();
         // A token removed from the slab may still sit in the ready list; `read` skips it, and the
         // serial in `ConnKey` keeps a reused slot from being confused with this connection.
         if conn.queued {
@@ -876,7 +836,7 @@ impl EventLoop {
                 self.log
                     .warn(format_args!("deregister gRPC connection: {e}"));
             }
-            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            self.shared.stats().connection_closed();
         }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
@@ -892,7 +852,7 @@ impl EventLoop {
         self.log.info(format_args!(
             "event loop {} stopped; it accepted {}",
             self.id,
-            crate::server_log::count(self.accepted, "connection")
+            crate::storage::server_log::count(self.accepted, "connection")
         ));
         // Whatever is still unsent is dropped with the sockets.
         if self.writer.send(Command::LoopDone(self.id)).is_err() {
@@ -921,9 +881,9 @@ impl EventLoop {
                     return;
                 }
             };
-            let total = self.shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            let total = self.shared.stats().connection_opened();
             if total > self.max_connections {
-                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.shared.stats().connection_closed();
                 self.refuse(peer);
                 continue;
             }
@@ -947,7 +907,7 @@ impl EventLoop {
                 self.grpc.ready.clone(),
             );
             if let Err(e) = conn.register(self.poll.registry(), Token(key.token)) {
-                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                self.shared.stats().connection_closed();
                 self.log.error(format_args!(
                     "gRPC connection from {peer}: cannot register: {e}"
                 ));
@@ -981,7 +941,7 @@ impl EventLoop {
                 self.log
                     .warn(format_args!("deregister gRPC connection: {e}"));
             }
-            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            self.shared.stats().connection_closed();
         }
         self.account(before, now);
         if self.batch.bytes() >= BATCH_BYTES {
@@ -1028,7 +988,7 @@ impl EventLoop {
         let was = self.input_held;
         self.input_held = was - before + now;
         let pressure = self.shared.input().update(self.id, was, self.input_held);
-        if self.shedding || self.shared.shutdown.load(Ordering::Relaxed) {
+        if self.shedding || self.shared.is_shutting_down() {
             return;
         }
         match pressure {
@@ -1038,7 +998,7 @@ impl EventLoop {
                 let shared = &self.shared;
                 shared
                     .input()
-                    .hint_over_share(self.id, |id| shared.mailboxes[id].wake());
+                    .hint_over_share(self.id, |id| shared.mailbox(id).wake());
             }
         }
     }
@@ -1102,7 +1062,7 @@ impl EventLoop {
                     conn.recount()
                 }
             };
-            self.shared.input().count_shed();
+            self.shared.stats().count_shed();
             self.account(before, now);
             if let Victim::Tcp(token) = victim {
                 self.send_output(token);

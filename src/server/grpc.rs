@@ -12,8 +12,7 @@
 //! each turn: ready.take(&mut keys) ─────> conn.drive(&mut cx) for each key (if conn.key() matches)
 //! now >= conn.next_deadline() ──────────> conn.drive(&mut cx)
 //! writer Completion for conn.key() ─────> conn.completed(count, last_seq)    (it re-queues itself)
-//! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving; in_flight() > 0
-//!                                         means replies still wait for the writer
+//! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving until Closed
 //! drive() == Drive::Closed ─────────────> conn.deregister(registry); drop(conn)
 //! ```
 //!
@@ -67,7 +66,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -80,15 +79,16 @@ use mio::{Interest, Registry, Token};
 use prost::Message as _;
 use slab::Slab;
 
-use super::h2_io::H2Io;
-use crate::config::{Config, MAX_FRAME_LIMIT};
+use super::shared::Shared;
+use crate::config::GrpcLimits;
+use crate::net::h2_io::H2Io;
+use crate::net::waker::{Wakeable, waker_for};
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
 use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Preface, Status};
-use crate::server_log::ServerLog;
-use crate::shared::Shared;
 use crate::storage::line::Origin;
+use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, ConnKey};
 
 /// Request data taken from one connection per `drive`, so one busy client cannot starve the
@@ -100,88 +100,6 @@ const HTTP1_LINGER: Duration = Duration::from_secs(2);
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Service names `grpc.health.v1.Health` knows: the whole server, and the log service.
 const HEALTH_SERVICES: [&str; 2] = ["", "logmill.v1.LogService"];
-
-/// Limits and timeouts of the gRPC port, with the reason for each default.
-#[derive(Clone, Debug)]
-pub struct GrpcLimits {
-    /// Largest request message, before and after decompression. 4 MiB is gRPC's own default
-    /// receive limit, so clients already expect it; at most 16 MiB-1 like a native frame, which
-    /// bounds the length of a stored line.
-    pub max_message: usize,
-    /// Concurrent calls per connection. Each may hold a partial message of up to
-    /// `max_message`, so this times that is the worst-case memory of one connection.
-    pub max_concurrent_streams: u32,
-    /// Largest request header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`): gRPC metadata is
-    /// small, and a large header list is a memory attack.
-    pub max_header_list: u32,
-    /// HTTP/2 flow-control window per call: how much a client may send on one call ahead of
-    /// what the loop has taken. 1 MiB keeps a fast client streaming at full speed on a LAN.
-    pub stream_window: u32,
-    /// The same for the whole connection (4 MiB): what one connection can make `h2` buffer.
-    pub connection_window: u32,
-    /// From accept to a complete HTTP/2 handshake (and the whole HTTP/1 answer).
-    pub handshake_timeout: Duration,
-    /// A connection with no call open for this long is sent GOAWAY and closed.
-    pub idle_timeout: Option<Duration>,
-    /// After this long without a byte from the peer, a PING is sent: this catches a peer that
-    /// vanished while a call was open, much sooner than TCP keepalive would.
-    pub keepalive_interval: Duration,
-    /// Without a byte (the PING's answer or anything else) this long after the PING, the
-    /// connection is closed.
-    pub keepalive_timeout: Duration,
-    /// After `begin_shutdown`, how long open calls get before the connection is closed.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for GrpcLimits {
-    fn default() -> Self {
-        GrpcLimits {
-            max_message: 4 * 1024 * 1024,
-            max_concurrent_streams: 100,
-            max_header_list: 16 * 1024,
-            stream_window: 1024 * 1024,
-            connection_window: 4 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Some(Duration::from_secs(3600)),
-            keepalive_interval: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(20),
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-impl GrpcLimits {
-    /// The defaults, with the idle and shutdown timeouts of the TCP side, and sizes that fit the
-    /// input budget (`--max-input`): a message at most half of it, so that one connection's
-    /// unfinished messages ([`GrpcLimits::max_partial`]) fit; windows at most a quarter of it,
-    /// since they are what one connection may send before the loop looks at the budget. With
-    /// the default budget (256 MiB) these are the defaults above.
-    pub fn from_config(config: &Config) -> GrpcLimits {
-        let defaults = GrpcLimits::default();
-        // Below 65,535 bytes HTTP/2 cannot shrink a connection window.
-        let connection_window =
-            (config.max_input / 4).clamp(65_535, defaults.connection_window as usize) as u32;
-        GrpcLimits {
-            max_message: (config.max_input / 2).clamp(1, defaults.max_message),
-            stream_window: defaults.stream_window.min(connection_window),
-            connection_window,
-            idle_timeout: config.idle_timeout,
-            shutdown_grace: config.shutdown_timeout,
-            ..defaults
-        }
-    }
-
-    fn max_message(&self) -> usize {
-        self.max_message.clamp(1, MAX_FRAME_LIMIT as usize)
-    }
-
-    /// Bytes of unfinished messages one connection may hold: two largest messages (one
-    /// finishing while the next begins). Past it, the call holding the most is failed with
-    /// RESOURCE_EXHAUSTED: 100 calls each holding most of a 4 MiB message took 400 MB.
-    pub fn max_partial(&self) -> usize {
-        2 * (self.max_message() + grpc::PREFIX_LEN)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Wake-ups
@@ -201,7 +119,7 @@ struct ReadyInner {
 }
 
 impl ReadyQueue {
-    /// `notify` must make the loop's `poll` return (e.g. `shared.mailboxes[id].wake()`).
+    /// `notify` must make the loop's `poll` return (e.g. `shared.mailbox(id).wake()`).
     pub fn new(notify: impl Fn() + Send + Sync + 'static) -> ReadyQueue {
         ReadyQueue {
             inner: Arc::new(ReadyInner {
@@ -257,29 +175,17 @@ impl WakeState {
     }
 }
 
-/// The waker `h2` gets when the connection itself is polled.
-struct ConnWaker(Arc<WakeState>);
-
-impl Wake for ConnWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.wake(true);
-    }
-}
-
-/// The waker of one call's stream: records which call, then wakes the connection.
-struct StreamWaker {
-    state: Arc<WakeState>,
-    slot: usize,
-}
-
-impl Wake for StreamWaker {
-    fn wake(self: Arc<Self>) {
-        self.state
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.slot);
-        self.state.wake(true);
+/// The connection's waker (`None`) wakes the connection; a call's stream waker (`Some(slot)`)
+/// records which call, then wakes the connection.
+impl Wakeable for WakeState {
+    fn wake_slot(&self, slot: Option<usize>) {
+        if let Some(slot) = slot {
+            self.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(slot);
+        }
+        self.wake(true);
     }
 }
 
@@ -465,7 +371,7 @@ impl GrpcConnection {
                 first: Vec::new(),
             },
             closed: false,
-            conn_waker: Waker::from(Arc::new(ConnWaker(wake.clone()))),
+            conn_waker: waker_for(wake.clone(), None),
             wake,
             calls: Slab::new(),
             fifo: VecDeque::new(),
@@ -585,11 +491,6 @@ impl GrpcConnection {
     /// The error from `epoll_ctl`.
     pub fn deregister(&self, registry: &Registry) -> io::Result<()> {
         registry.deregister(&mut SourceFd(&self.fd))
-    }
-
-    /// Records pushed to the batch and not yet reported written by [`completed`](Self::completed).
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight
     }
 
     /// The writer wrote `count` more of this connection's records, the last with sequence
@@ -940,7 +841,7 @@ impl GrpcConnection {
             cx.log.info(format_args!(
                 "gRPC connection from {}: {} still open after the shutdown grace; closed",
                 self.peer,
-                crate::server_log::count(self.calls.len() as u64, "call")
+                crate::storage::server_log::count(self.calls.len() as u64, "call")
             ));
             return Drive::Closed;
         }
@@ -1085,10 +986,7 @@ impl GrpcConnection {
         let slot = entry.key();
         entry.insert(Call {
             method,
-            waker: Waker::from(Arc::new(StreamWaker {
-                state: self.wake.clone(),
-                slot,
-            })),
+            waker: waker_for(self.wake.clone(), Some(slot)),
             recv: Some(recv),
             respond: Some(respond),
             send: None,
@@ -1227,7 +1125,7 @@ impl GrpcConnection {
             else {
                 return;
             };
-            cx.shared.input().count_shed();
+            cx.shared.stats().count_shed();
             cx.log.warn(format_args!(
                 "gRPC call from {}: {partial} bytes of unfinished messages on one connection, \
                  over its limit of {max}; the call holding {largest} failed with \
@@ -1423,7 +1321,7 @@ impl GrpcConnection {
                         }
                         *pushed += n;
                         *in_flight += n;
-                        cx.shared.records_received.fetch_add(n, Ordering::Relaxed);
+                        cx.shared.stats().received(n);
                     }
                 }
                 Rpc::HealthCheck | Rpc::HealthWatch => {
@@ -1461,17 +1359,17 @@ impl GrpcConnection {
         if call.pushed > 0 {
             status.message.push_str(&format!(
                 "; the call's {} before this point {} stored",
-                crate::server_log::count(call.pushed, "record"),
+                crate::storage::server_log::count(call.pushed, "record"),
                 if call.pushed == 1 { "is" } else { "are" }
             ));
         }
         if status.code == Code::InvalidArgument {
-            let count = cx.shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            let count = cx.shared.stats().decode_error();
             cx.log.warn(format_args!(
                 "gRPC call from {}: {}; {} so far",
                 self.peer,
                 status.message,
-                crate::server_log::count(count, "decode error")
+                crate::storage::server_log::count(count, "decode error")
             ));
         }
         send_status(&mut call.respond, &mut call.send, &status);
@@ -1492,13 +1390,10 @@ fn is_disconnect(e: Option<&io::Error>) -> bool {
 }
 
 fn serving_status(shared: &Shared, shutting_down: bool) -> ServingStatus {
-    if shutting_down
-        || shared.shutdown.load(Ordering::Acquire)
-        || shared.degraded.load(Ordering::Acquire)
-    {
-        ServingStatus::NotServing
-    } else {
+    if super::health::serving(shared, shutting_down) {
         ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
 
@@ -1626,10 +1521,7 @@ mod tests {
     fn a_wake_from_another_thread_queues_the_key_once_and_notifies() {
         let notified = Arc::new(AtomicUsize::new(0));
         let state = state(&notified);
-        let waker = Waker::from(Arc::new(StreamWaker {
-            state: state.clone(),
-            slot: 5,
-        }));
+        let waker = waker_for(state.clone(), Some(5));
         std::thread::scope(|s| {
             for _ in 0..4 {
                 let waker = waker.clone();
@@ -1650,7 +1542,7 @@ mod tests {
         let notified = Arc::new(AtomicUsize::new(0));
         let state = state(&notified);
         state.queued.store(true, Ordering::SeqCst); // what `drive` does first
-        Waker::from(Arc::new(ConnWaker(state.clone()))).wake();
+        waker_for(state.clone(), None).wake();
         assert!(state.queue.is_empty());
         assert_eq!(notified.load(Ordering::SeqCst), 0);
         assert!(
@@ -1665,16 +1557,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_clamped_to_the_line_limit() {
-        let limits = GrpcLimits {
-            max_message: usize::MAX,
-            ..GrpcLimits::default()
-        };
-        assert_eq!(limits.max_message(), MAX_FRAME_LIMIT as usize);
-        let from_config = GrpcLimits::from_config(&Config {
-            idle_timeout: None,
-            ..Config::default()
-        });
-        assert_eq!(from_config.idle_timeout, None);
+    fn the_prefix_length_in_the_settings_is_the_protocol_s() {
+        assert_eq!(crate::config::GRPC_PREFIX_LEN, grpc::PREFIX_LEN);
     }
 }

@@ -12,13 +12,20 @@
 //! - [`budget`]: the budget for unfinished input (`--max-input`) and who sheds when it is hit.
 //! - [`connection`]: one connection's buffers and protocol state.
 //! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
-//! - [`h2_io`]: the nonblocking socket `h2` reads and writes, with no async runtime.
+//! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
+//! - [`balance`]: which loop takes a new connection.
+//! - [`health`]: the `health` line and gRPC's serving status.
 
+pub mod balance;
 pub mod budget;
 pub mod connection;
 pub mod event_loop;
 pub mod grpc;
-pub mod h2_io;
+pub mod health;
+pub mod shared;
+
+/// Kept where the load tool imports it from until it imports `crate::net::h2_io` itself.
+pub use crate::net::h2_io;
 
 use std::fmt;
 use std::io;
@@ -31,11 +38,13 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::config::Config;
-use crate::server_log::ServerLog;
-use crate::shared::{Mailbox, Shared};
+use crate::stats::Stats;
 use crate::storage::Command;
+use crate::storage::mailbox::{Handoff, Mailbox};
+use crate::storage::server_log::ServerLog;
 use crate::storage::writer::{Exit, Writer};
 use event_loop::EventLoop;
+use shared::Shared;
 
 /// Which of the server's sockets an error is about, so the message names the flag that sets it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +132,7 @@ impl fmt::Display for Error {
             Error::RecordsLost(n) => write!(
                 f,
                 "stopped with {} received and unwritten: the disk kept failing (see _server.log)",
-                crate::server_log::count(*n, "record")
+                crate::storage::server_log::count(*n, "record")
             ),
         }
     }
@@ -249,10 +258,6 @@ impl Handle {
                 .warn(format_args!("SIGHUP: the writer is already stopped"));
         }
     }
-
-    pub fn shared(&self) -> &Shared {
-        &self.shared
-    }
 }
 
 impl Server {
@@ -287,13 +292,15 @@ impl Server {
             mailboxes.push(Mailbox::new(waker));
             polls.push(poll);
         }
+        let handoff = Arc::new(Handoff::new(config.max_pending, mailboxes));
+        let stats = Arc::new(Stats::default());
         let shared = Arc::new(
-            Shared::new(config.name.clone(), config.max_pending, mailboxes)
+            Shared::new(config.name.clone(), handoff.clone(), stats.clone())
                 .with_max_input(config.max_input),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =
-            Writer::open(&config, shared.clone(), log.clone(), writer_rx).map_err(|source| {
+            Writer::open(&config, handoff, stats, log.clone(), writer_rx).map_err(|source| {
                 Error::Storage {
                     dir: config.dir.display().to_string(),
                     source,

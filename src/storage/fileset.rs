@@ -61,10 +61,13 @@ impl FileSet {
             let keep = end_of_last_line(&mut file, len)?;
             if keep < len {
                 file.set_len(keep)?;
+                let cut = len - keep;
+                // Spelled out rather than with `server_log::count`: the server's log is built
+                // on this file, not the other way round.
                 repairs.push(format!(
-                    "{}: cut a torn last line of {} left by a crash",
+                    "{}: cut a torn last line of {cut} byte{} left by a crash",
                     files.active_path().display(),
-                    crate::server_log::count(len - keep, "byte")
+                    if cut == 1 { "" } else { "s" }
                 ));
             }
             files.size = keep;

@@ -7,15 +7,23 @@
 //!   repeat when the files were moved away.
 //! - [`lock`]: one server per directory (`_server.lock`, an `flock` the kernel releases).
 //! - [`writer`]: the thread: sequence numbers, batching, rotation, fsync, retries, completions.
+//! - [`backpressure`]: the pending-bytes gauge (`--max-pending`) that stops the loops reading.
+//! - [`mailbox`]: what goes back from the writer to each loop (completions, spare batches, a
+//!   wake-up), and the sequence counter the loops number their batches from.
+//! - [`server_log`]: the server's own log, `_server.log`, rotated in the data directory.
 //!
 //! The loops hand the writer [`Batch`]es over a channel; the writer hands back [`Completion`]s
 //! through each loop's mailbox once the lines are written (and fsynced under `--fsync always`).
+//! Nothing here imports the server: the server builds on storage, never the other way round.
 
+pub mod backpressure;
 pub mod fileset;
 pub mod high_water;
 pub mod line;
 pub mod lock;
+pub mod mailbox;
 pub mod parse;
+pub mod server_log;
 pub mod writer;
 
 use crate::record::Record;
@@ -46,7 +54,7 @@ pub struct Completion {
 /// per turn, not one per record.
 ///
 /// Sequence numbers are given by the loop when it sends the batch ([`Batch::number`]): it takes
-/// a range from the shared counter ([`Shared::next_seq`](crate::shared::Shared)) and prints the
+/// a range from the shared counter ([`Handoff::take_seq`](mailbox::Handoff::take_seq)) and prints the
 /// numbers into the reserved digits while the lines are still in its own core's cache. The
 /// reserved width is that of the counter when the batch was started; a batch whose numbers turn
 /// out wider or narrower (it crosses a power of ten) is rebuilt once with the right digits. The
@@ -119,7 +127,7 @@ impl Batch {
     }
 }
 
-/// Written batches kept per loop for reuse ([`Mailbox::spare_batches`](crate::shared::Mailbox)):
+/// Written batches kept per loop for reuse ([`Mailbox::give_back`](mailbox::Mailbox::give_back)):
 /// about what the writer holds between two writes. Beyond these, and batches whose buffer grew
 /// past `SPARE_CAPACITY` (a turn of very large frames), are freed.
 pub const SPARE_BATCHES: usize = 8;

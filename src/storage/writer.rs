@@ -2,8 +2,8 @@
 //!
 //! It receives numbered [`Batch`]es from the loops, puts them in number order (a loop may send a
 //! batch before another loop sends the lower numbers it took first), and writes each batch's bytes
-//! as they are with one `write` call, two when a rotation falls inside it (this is the batching the
-//! issue asks for). Rotation points are decided from the line lengths as batches are queued, so a
+//! as they are with one `write` call, two when a rotation falls inside it: the batching that keeps
+//! the writer at one system call per batch, not per record. Rotation points are decided from the line lengths as batches are queued, so a
 //! line is never split across files. After each flush it records the highest number written in
 //! `_main.seq` ([`super::high_water`]: one `pwrite`), so numbering survives the files being moved
 //! away.
@@ -18,17 +18,17 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::fileset::FileSet;
 use super::high_water::{HighWater, Recovered};
 use super::line::parse_seq;
+use super::mailbox::Handoff;
+use super::server_log::{ServerLog, count};
 use super::{Batch, Command, Completion, SPARE_BATCHES, SPARE_CAPACITY, decimal_width};
 use crate::config::Fsync;
-use crate::server_log::{ServerLog, count};
-use crate::shared::Shared;
+use crate::stats::Stats;
 
 /// Write once this much is buffered even if more batches are queued, so acks keep flowing.
 const FLUSH_AT: usize = 4 * 1024 * 1024;
@@ -84,7 +84,8 @@ pub struct Writer {
     failures: u32,
     retry_at: Option<Instant>,
     dirty_since: Option<Instant>,
-    shared: Arc<Shared>,
+    handoff: Arc<Handoff>,
+    stats: Arc<Stats>,
     log: Arc<ServerLog>,
     rx: Receiver<Command>,
     loops_done: usize,
@@ -110,7 +111,8 @@ impl Writer {
     /// The error opening the files.
     pub fn open(
         config: &crate::config::Config,
-        shared: Arc<Shared>,
+        handoff: Arc<Handoff>,
+        stats: Arc<Stats>,
         log: Arc<ServerLog>,
         rx: Receiver<Command>,
     ) -> io::Result<Writer> {
@@ -162,8 +164,8 @@ impl Writer {
             count(opened.files.size(), "byte"),
             last_seq + 1
         ));
-        let loops = shared.mailboxes.len();
-        shared.next_seq.store(last_seq + 1, Ordering::Relaxed);
+        let loops = handoff.loops();
+        handoff.start_seq(last_seq + 1);
         Ok(Writer {
             planned_size: opened.files.size(),
             files: opened.files,
@@ -182,7 +184,8 @@ impl Writer {
             failures: 0,
             retry_at: None,
             dirty_since: None,
-            shared,
+            handoff,
+            stats,
             log,
             rx,
             loops_done: 0,
@@ -376,7 +379,7 @@ impl Writer {
                     .unwrap_or(DEGRADED_RETRY);
                 self.retry_at = Some(Instant::now() + retry);
                 if self.failures as usize == RETRY_BACKOFF.len() + 1 {
-                    self.shared.degraded.store(true, Ordering::Release);
+                    self.stats.set_degraded(true);
                     self.log.error(format_args!(
                         "cannot write {}: {e}; DEGRADED: holding {} in memory, reading from \
                          clients stops at --max-pending, retrying every {}s",
@@ -405,13 +408,9 @@ impl Writer {
         batch.bytes.clear();
         batch.spans.clear();
         batch.owners.clear();
-        let mut spare = self.shared.mailboxes[batch.loop_id]
-            .spare_batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if spare.len() < SPARE_BATCHES {
-            spare.push(batch);
-        }
+        self.handoff
+            .mailbox(batch.loop_id)
+            .give_back(batch, SPARE_BATCHES);
     }
 
     fn write_out(&mut self) -> io::Result<()> {
@@ -476,40 +475,25 @@ impl Writer {
         }
         self.failures = 0;
         self.retry_at = None;
-        self.shared.degraded.store(false, Ordering::Release);
+        self.stats.set_degraded(false);
         if self.fsync != Fsync::Always {
             self.dirty_since.get_or_insert_with(Instant::now);
         }
         let bytes = self.appended as u64;
-        self.shared
-            .records_written
-            .fetch_add(self.written_records, Ordering::Relaxed);
-        self.shared
-            .bytes_written
-            .fetch_add(bytes, Ordering::Relaxed);
+        self.stats.written(self.written_records, bytes);
         self.stats_records += self.written_records;
         self.stats_bytes += bytes;
         self.written_records = 0;
         self.appended = 0;
-        let before = self
-            .shared
-            .pending_bytes
-            .fetch_sub(self.unreleased, Ordering::AcqRel);
-        let room_made =
-            before >= self.shared.max_pending && before - self.unreleased < self.shared.max_pending;
+        let room_made = self.handoff.pending().release(self.unreleased);
         self.unreleased = 0;
         for (loop_id, completions) in self.completions.iter_mut().enumerate() {
-            let mailbox = &self.shared.mailboxes[loop_id];
-            let resume = room_made && mailbox.paused.load(Ordering::Acquire);
+            let mailbox = self.handoff.mailbox(loop_id);
+            let resume = room_made && mailbox.is_paused();
             if completions.is_empty() && !resume {
                 continue;
             }
-            mailbox
-                .completions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append(completions);
-            mailbox.wake();
+            mailbox.post(completions);
         }
     }
 
@@ -540,20 +524,11 @@ impl Writer {
             "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
-            count(
-                self.shared.connections.load(Ordering::Relaxed) as u64,
-                "connection"
-            ),
-            count(
-                self.shared.pending_bytes.load(Ordering::Relaxed) as u64,
-                "pending byte"
-            ),
-            count(
-                self.shared.decode_errors.load(Ordering::Relaxed),
-                "decode error"
-            ),
-            count(self.shared.input().total() as u64, "partial byte"),
-            count(self.shared.input().shed_count(), "shed connection"),
+            count(self.stats.connections() as u64, "connection"),
+            count(self.handoff.pending().pending() as u64, "pending byte"),
+            count(self.stats.decode_errors(), "decode error"),
+            count(self.stats.partial_bytes() as u64, "partial byte"),
+            count(self.stats.shed(), "shed connection"),
         ));
         self.stats_at = now;
         self.stats_records = 0;
@@ -579,8 +554,8 @@ mod tests {
     use super::*;
     use crate::config::{Config, Format};
     use crate::record::{Body, Record};
-    use crate::shared::Mailbox;
     use crate::storage::line::{LineFormatter, Origin};
+    use crate::storage::mailbox::Mailbox;
     use crate::storage::{BatchBuilder, ConnKey};
 
     /// Every line of `dir`'s record files, oldest file first.
@@ -623,15 +598,12 @@ mod tests {
         };
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let shared = Arc::new(Shared::new(
-            "t".into(),
-            usize::MAX,
-            vec![Mailbox::new(waker)],
-        ));
+        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
         let (tx, rx) = mpsc::channel();
         let writer = Writer::open(
             &config,
-            shared.clone(),
+            handoff.clone(),
+            Arc::default(),
             Arc::new(ServerLog::stderr_only()),
             rx,
         )
@@ -657,7 +629,7 @@ mod tests {
                 };
                 builder.push(conn, &record, &Origin::default(), 0);
             }
-            let first = shared.next_seq.fetch_add(records, Ordering::Relaxed);
+            let first = handoff.take_seq(records);
             let mut batch = builder.take(hint, None);
             batch.number(first);
             batches.push(Some(batch));
@@ -682,9 +654,9 @@ mod tests {
             std::fs::read_dir(&dir).unwrap().count() > 10,
             "rotations happened"
         );
-        assert_eq!(shared.next_seq.load(Ordering::Relaxed), sent as u64 + 1);
+        assert_eq!(handoff.next_seq(), sent as u64 + 1);
         // Written batches went back to their loop for reuse, emptied, no more than it keeps.
-        let spare = shared.mailboxes[0].spare_batches.lock().unwrap();
+        let spare = handoff.mailbox(0).spares();
         assert_eq!(spare.len(), plan.len());
         assert!(
             spare

@@ -11,7 +11,8 @@
 //! - Bytes already read while detecting the protocol (the HTTP/2 preface) are handed out first
 //!   (`replay`), so `h2` sees the stream from its first byte.
 //!
-//! What it does not do: buffering (h2's codec buffers), timeouts (see `server::grpc`).
+//! What it does not do: buffering (h2's codec buffers), timeouts (see `server::grpc`). It lives
+//! in `net` because the client side (the load tool's gRPC load) drives `h2` over mio the same way.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;

@@ -4,6 +4,9 @@
 //! It is low volume and written synchronously under a mutex by whichever thread logs; it never
 //! goes through the record writer, so the server can still say what is wrong when the writer is
 //! stuck. A failure to write the file is reported on stderr and does not stop the server.
+//!
+//! It lives in storage because `_server.log` is a file of the data directory, rotated by the
+//! same [`FileSet`] as the record files; the loops, the writer and `main` all log through it.
 
 use std::fmt;
 use std::io::Write as _;
@@ -32,6 +35,8 @@ impl fmt::Display for Count {
     }
 }
 
+/// The server's log: every line goes to stderr, and to `_server.log` unless
+/// [`stderr_only`](ServerLog::stderr_only).
 pub struct ServerLog {
     files: Mutex<Option<FileSet>>,
 }
@@ -52,7 +57,7 @@ impl ServerLog {
         Ok(log)
     }
 
-    /// A log that only writes to stderr (tools such as `logmill bench`).
+    /// A log that only writes to stderr (tests that run a writer or a gRPC port on their own).
     pub fn stderr_only() -> ServerLog {
         ServerLog {
             files: Mutex::new(None),

@@ -1,0 +1,8 @@
+//! Plumbing between mio and the `h2` crate, shared by the server's gRPC port and the client
+//! side (the load tool's gRPC load): no runtime, no protocol logic.
+//!
+//! - [`h2_io`]: a nonblocking mio socket seen as `AsyncRead + AsyncWrite`, so `h2` runs over it.
+//! - [`waker`]: the one waker mechanism for `h2` futures polled by hand from an event loop.
+
+pub mod h2_io;
+pub mod waker;

@@ -1,0 +1,31 @@
+//! What the server says about its health: the one-line answer to `health` on the TCP port, and
+//! whether it is serving, for `grpc.health.v1.Health` on the gRPC port. Both read the counters
+//! and flags, nothing else, so they are answered even while the writer is stuck.
+
+use super::shared::Shared;
+
+/// The one-line answer to `health`.
+pub fn health_line(shared: &Shared) -> String {
+    let stats = shared.stats();
+    let status = if stats.degraded() { "DEGRADED" } else { "OK" };
+    format!(
+        "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
+         partial_bytes={} shed={}\n",
+        shared
+            .name()
+            .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
+        env!("CARGO_PKG_VERSION"),
+        shared.uptime().as_secs(),
+        stats.connections(),
+        stats.records_written(),
+        shared.handoff().pending().pending(),
+        stats.partial_bytes(),
+        stats.shed(),
+    )
+}
+
+/// Whether the server takes records: not while it shuts down (or this connection does), nor
+/// while the writer is DEGRADED.
+pub fn serving(shared: &Shared, shutting_down: bool) -> bool {
+    !(shutting_down || shared.is_shutting_down() || shared.stats().degraded())
+}

@@ -1,0 +1,99 @@
+//! What the threads of one server share: its name and start time, the shutdown flag, the
+//! counters ([`Stats`]), the hand-off to the writer ([`Handoff`]: mailboxes, sequence counter,
+//! pending-bytes gauge), the input budget and the loops' balance.
+//!
+//! Each part lives in the room its path names; this only bundles them behind one `Arc` for the
+//! loops. The writer gets only the parts it uses (the hand-off and the counters), so storage
+//! never imports the server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::balance::Balance;
+use super::budget::InputBudget;
+use crate::config::Config;
+use crate::stats::Stats;
+use crate::storage::mailbox::{Handoff, Mailbox};
+
+pub struct Shared {
+    name: String,
+    started: Instant,
+    shutdown: AtomicBool,
+    stats: Arc<Stats>,
+    handoff: Arc<Handoff>,
+    /// Unfinished input held by the loops' connections (`--max-input`).
+    input: InputBudget,
+    balance: Balance,
+}
+
+impl Shared {
+    /// The state of a server named `name` whose loops hand off through `handoff` (one mailbox
+    /// per loop) and count in `stats`; the input budget is the default until
+    /// [`with_max_input`](Self::with_max_input).
+    pub fn new(name: String, handoff: Arc<Handoff>, stats: Arc<Stats>) -> Self {
+        let loops = handoff.loops();
+        Shared {
+            name,
+            started: Instant::now(),
+            shutdown: AtomicBool::new(false),
+            input: InputBudget::new(Config::default().max_input, loops, stats.clone()),
+            stats,
+            handoff,
+            balance: Balance::new(loops),
+        }
+    }
+
+    /// Sets the input budget to `max_input` bytes (`--max-input`), shared by the loops.
+    pub fn with_max_input(mut self, max_input: usize) -> Self {
+        self.input = InputBudget::new(max_input, self.handoff.loops(), self.stats.clone());
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn handoff(&self) -> &Handoff {
+        &self.handoff
+    }
+
+    /// Loop `id`'s mailbox.
+    pub fn mailbox(&self, id: usize) -> &Mailbox {
+        self.handoff.mailbox(id)
+    }
+
+    /// The budget for unfinished input: what the loops hold, and who sheds.
+    pub fn input(&self) -> &InputBudget {
+        &self.input
+    }
+
+    pub fn balance(&self) -> &Balance {
+        &self.balance
+    }
+
+    /// True while the loops should not read more from sockets.
+    pub fn pending_full(&self) -> bool {
+        self.handoff.pending().is_full()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Starts the shutdown: every loop stops accepting, stores what it has received and exits.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for mailbox in self.handoff.mailboxes() {
+            mailbox.wake();
+        }
+    }
+}
