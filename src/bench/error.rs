@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::client;
+use crate::client::error::Error as ClientError;
 use crate::protocol::native::ErrorKind;
 
 /// Why a run failed. Each message says what to do about it.
@@ -150,24 +150,24 @@ pub fn setup(what: &str) -> impl FnOnce(io::Error) -> BenchError + '_ {
 
 impl BenchError {
     /// The client library's error on connection `conn`, in bench's words.
-    pub fn from_client(conn: usize, e: client::Error) -> BenchError {
+    pub fn from_client(conn: usize, e: ClientError) -> BenchError {
         match e {
-            client::Error::Refused { kind, message } => BenchError::ServerError {
+            ClientError::Refused { kind, message } => BenchError::ServerError {
                 conn,
                 kind,
                 message,
             },
-            client::Error::Closed => BenchError::Closed {
+            ClientError::Closed => BenchError::Closed {
                 conn,
                 detail: "unexpectedly".into(),
             },
-            client::Error::Address(source)
-            | client::Error::Connect(source)
-            | client::Error::Io(source) => BenchError::Io { conn, source },
-            client::Error::Undecodable(detail) => BenchError::Protocol { conn, detail },
-            e @ (client::Error::FrameTooLarge { .. }
-            | client::Error::Unexpected(_)
-            | client::Error::NothingToAck) => BenchError::Protocol {
+            ClientError::Address(source)
+            | ClientError::Connect(source)
+            | ClientError::Io(source) => BenchError::Io { conn, source },
+            ClientError::Undecodable(detail) => BenchError::Protocol { conn, detail },
+            e @ (ClientError::FrameTooLarge { .. }
+            | ClientError::Unexpected(_)
+            | ClientError::NothingToAck) => BenchError::Protocol {
                 conn,
                 detail: e.to_string(),
             },
