@@ -43,7 +43,7 @@ enum Command {
     /// Run the log server (the default).
     Serve(ServeArgs),
     /// Measure a server: C connections send M records and wait for their acks.
-    Bench(logmill::client::bench::BenchArgs),
+    Bench(logmill::bench::BenchArgs),
     /// Ask a running server how it is; prints its health line (exit 1 unless OK).
     Health(logmill::client::oneshot::HealthArgs),
     /// Store one record (native protocol, with acks); prints its sequence number once written.
@@ -222,8 +222,8 @@ fn send(args: &logmill::client::oneshot::SendArgs) -> ExitCode {
 }
 
 /// Runs `logmill bench`: the figures for people, then one JSON line for scripts, on stdout.
-fn bench(args: logmill::client::bench::BenchArgs) -> ExitCode {
-    let report = match logmill::client::bench::run(args) {
+fn bench(args: logmill::bench::BenchArgs) -> ExitCode {
+    let report = match logmill::bench::run(args) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("logmill bench: {e}");

@@ -1,15 +1,44 @@
-//! What runs on the sending side of a logmill connection. Nothing here is used by the server.
+//! The Rust client library: connect to a logmill server, say hello, send records and batches,
+//! read acks. Nothing here is used by the server.
 //!
-//! - [`bench`](mod@bench): `logmill bench`, a load client with its own mio event loop. It
-//!   starts a server (or measures one at `--addr`), sends records over many connections, waits
-//!   for their acks, and reports throughput, ack latency and the server's CPU and memory;
-//!   `--idle N` instead measures what N idle connections cost the server.
-//! - `bench_grpc`: `logmill bench --proto grpc`, the same load sent as gRPC
-//!   calls through `h2`, driven by hand from bench's mio loop.
-//! - [`load`](mod@load): what bench sends, encoded once per batch in each wire protocol.
-//! - [`oneshot`]: `logmill health` and `logmill send`, one request on one blocking connection.
+//! ```no_run
+//! use logmill::client::{Client, ClientOptions};
+//! use logmill::record::{Body, Level, Record};
+//!
+//! # fn main() -> Result<(), logmill::client::Error> {
+//! let options = ClientOptions::new("shop").instance("web-1");
+//! let mut client = Client::connect("127.0.0.1:4020", &options)?;
+//! let records: Vec<Record> = ["checkout started", "checkout done"]
+//!     .into_iter()
+//!     .map(|text| Record {
+//!         level: Level::Info,
+//!         body: Body::Message(text.into()),
+//!         ..Record::default()
+//!     })
+//!     .collect();
+//! client.send_batch(&records)?;
+//! let ack = client.wait_acked()?; // both are in the files now
+//! println!("stored up to sequence number {}", ack.last_seq());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`framing`]: what a client sends and what it makes of the server's bytes, without a
+//!   socket: the hello ([`ClientOptions`]), batch frames, and [`Inbox`], the read buffer that
+//!   hands out welcomes and acks and turns the server's error frames into [`Error::Refused`].
+//!   Shared by everything that speaks the native protocol from the client side: the blocking
+//!   [`Client`], `logmill bench`'s mio loop ([`crate::bench`]), `examples/send.rs`.
+//! - [`blocking`]: [`Client`] over a blocking std socket, each step with a timeout; and
+//!   [`ask_health`], the one-line `health` request.
+//! - [`error`]: [`Error`], why a call failed.
+//! - [`oneshot`]: `logmill health` and `logmill send`, the CLI's one-request commands, built
+//!   on the above.
 
-pub mod bench;
-mod bench_grpc;
-pub mod load;
+pub mod blocking;
+pub mod error;
+pub mod framing;
 pub mod oneshot;
+
+pub use blocking::{Client, ask_health};
+pub use error::Error;
+pub use framing::{Ack, ClientOptions, Inbox, MAX_SERVER_FRAME, Reply, Welcome};

@@ -7,34 +7,31 @@
 //! - [`send`] stores one record over the native protocol with acks and returns its sequence
 //!   number, once the server has written it.
 //!
-//! Both use blocking std sockets with timeouts: one connection, one answer. The load client with
-//! its own event loop is [`bench`](super::bench); this file shares nothing with it but the
-//! protocol encoders.
+//! Both are the library's blocking calls ([`Client`], [`ask_health`]) with the CLI's options
+//! around them and errors that say what to check at a shell.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::blocking::{Client, ask_health};
+use super::error::Error as ClientError;
+use super::framing::ClientOptions;
 use crate::config;
-use crate::protocol::frame::{self, Frame};
 use crate::protocol::jsonl::level_from_name;
-use crate::protocol::native::{self, ErrorKind, Hello, ServerFrame};
+use crate::protocol::native::ErrorKind;
 use crate::record::{Body, Level, Record};
 
 /// Where `logmill serve` listens without flags.
 const DEFAULT_ADDR: &str = "127.0.0.1:4020";
 
-/// How long one connection may take to connect and answer when no `--wait` is given. A server
-/// answers `health` from its event loop, even while its writer is stuck, and acks a record once
-/// it is written: seconds mean something is wrong.
+/// How long `health` may take without `--wait`, and each step of `send` (connect, hello, the
+/// ack). A server answers `health` from its event loop, even while its writer is stuck, and acks
+/// a record once it is written: seconds mean something is wrong.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The longest answer read: a health line is under 200 bytes, a server frame here under 1 KiB.
-/// Whatever else listens on the port cannot make us buffer more.
-const MAX_ANSWER: u32 = 64 * 1024;
 
 /// Options of `logmill health`.
 #[derive(Args, Clone, Debug)]
@@ -198,7 +195,7 @@ pub fn health(args: &HealthArgs) -> Result<Health, Error> {
     let mut last = None;
     loop {
         for &addr in &addrs {
-            match ask_health(addr, deadline) {
+            match until(deadline).and_then(|left| ask_health(addr, left)) {
                 Ok(answer) if answer.starts_with("OK ") || answer.starts_with("DEGRADED ") => {
                     return Ok(Health {
                         line: answer.trim_end().to_string(),
@@ -232,25 +229,6 @@ pub fn health(args: &HealthArgs) -> Result<Health, Error> {
     })
 }
 
-/// One `health` request to `addr`; every step is bounded by `deadline`.
-fn ask_health(addr: SocketAddr, deadline: Instant) -> io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, until(deadline)?)?;
-    stream.set_write_timeout(Some(until(deadline)?))?;
-    stream.write_all(b"health\n")?;
-    stream.set_read_timeout(Some(until(deadline)?))?;
-    let mut answer = Vec::new();
-    stream
-        .take(u64::from(MAX_ANSWER))
-        .read_to_end(&mut answer)?;
-    if answer.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "closed without an answer",
-        ));
-    }
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
 /// The time left before `deadline`, as a socket timeout (which must not be zero).
 fn until(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -268,75 +246,51 @@ fn until(deadline: Instant) -> io::Result<Duration> {
 /// [`Error::Closed`] or [`Error::Io`] when the record was not acknowledged (it may or may not be
 /// stored); [`Error::Protocol`] when the answer is not logmill's.
 pub fn send(args: &SendArgs) -> Result<u64, Error> {
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    let (mut stream, addr) = connect(&args.addr, deadline)?;
-    let io_error = |source| Error::Io { addr, source };
-    let text = args.message.join(" ");
-    let mut out = Vec::new();
-    native::encode_hello(
-        &Hello {
-            app: args.app.clone(),
-            want_acks: true,
-            ..Hello::default()
-        },
-        &mut out,
-    );
-    native::encode_records(
-        &[Record {
-            level: args.level,
-            logger: args.logger.as_str().into(),
-            body: Body::Message(text.into()),
-            ..Record::default()
-        }],
-        &mut out,
-    );
-    stream
-        .set_write_timeout(Some(until(deadline).map_err(io_error)?))
-        .and_then(|()| stream.write_all(&out))
-        .map_err(io_error)?;
-    let mut buf = Vec::new();
-    loop {
-        let protocol_error = |detail: String| Error::Protocol { addr, detail };
-        while let Frame::Complete { payload, consumed } =
-            frame::decode(&buf, MAX_ANSWER).map_err(|e| protocol_error(e.to_string()))?
-        {
-            let reply =
-                native::decode_server_frame(payload).map_err(|e| protocol_error(e.to_string()))?;
-            buf.drain(..consumed);
-            match reply {
-                ServerFrame::Ack { count, last_seq } if count >= 1 => return Ok(last_seq),
-                ServerFrame::Ack { .. } | ServerFrame::Welcome { .. } => {}
-                ServerFrame::Error { kind, message } => {
-                    return Err(Error::Refused { kind, message });
-                }
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream
-            .set_read_timeout(Some(until(deadline).map_err(io_error)?))
-            .and_then(|()| stream.read(&mut chunk))
-            .map_err(io_error)?;
-        if n == 0 {
-            return Err(Error::Closed { addr });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Connects to the first of `addr`'s addresses that accepts.
-fn connect(addr: &str, deadline: Instant) -> Result<(TcpStream, SocketAddr), Error> {
+    let options = ClientOptions::new(args.app.as_str()).timeout(ANSWER_TIMEOUT);
+    let record = Record {
+        level: args.level,
+        logger: args.logger.as_str().into(),
+        body: Body::Message(args.message.join(" ").into()),
+        ..Record::default()
+    };
     let mut last = io::Error::other("no address to try");
-    for a in resolve(addr)? {
-        match until(deadline).and_then(|t| TcpStream::connect_timeout(&a, t)) {
-            Ok(stream) => return Ok((stream, a)),
-            Err(e) => last = e,
+    for addr in resolve(&args.addr)? {
+        let sent = Client::connect(addr, &options).and_then(|mut client| {
+            client.send(&record)?;
+            client.wait_acked()
+        });
+        match sent {
+            Ok(ack) => return Ok(ack.last_seq()),
+            // Not accepted: the next address may be.
+            Err(ClientError::Connect(e)) => last = e,
+            Err(e) => return Err(Error::from_client(addr, e)),
         }
     }
     Err(Error::NoAnswer {
-        addr: addr.to_string(),
+        addr: args.addr.clone(),
         waited: None,
         last,
     })
+}
+
+impl Error {
+    /// The library's error for a connection to `addr`, as this command words it.
+    fn from_client(addr: SocketAddr, e: ClientError) -> Error {
+        match e {
+            ClientError::Address(source)
+            | ClientError::Connect(source)
+            | ClientError::Io(source) => Error::Io { addr, source },
+            ClientError::Refused { kind, message } => Error::Refused { kind, message },
+            ClientError::Closed => Error::Closed { addr },
+            e @ (ClientError::FrameTooLarge { .. }
+            | ClientError::Undecodable(_)
+            | ClientError::Unexpected(_)
+            | ClientError::NothingToAck) => Error::Protocol {
+                addr,
+                detail: e.to_string(),
+            },
+        }
+    }
 }
 
 fn resolve(addr: &str) -> Result<Vec<SocketAddr>, Error> {

@@ -24,9 +24,6 @@ pub mod grpc;
 pub mod health;
 pub mod shared;
 
-/// Kept where the load tool imports it from until it imports `crate::net::h2_io` itself.
-pub use crate::net::h2_io;
-
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -1,6 +1,6 @@
 //! What `logmill bench` sends: the records' messages and their encoding in each wire protocol,
-//! as reusable templates. Pure: bytes out, no sockets (the loops are in `bench.rs` and
-//! `bench_grpc.rs`).
+//! as reusable templates. Pure: bytes out, no sockets (the loops are in `native.rs`,
+//! `unacked.rs` and `grpc.rs`).
 //!
 //! Nothing is encoded while the clock runs: a [`Template`] holds one batch of B records encoded
 //! once, and where each record's 10-digit counter sits in it, so the same bytes can be sent
@@ -21,10 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_pickle::{HashableValue, SerOptions, Value};
 
-use super::bench::Proto;
+use super::args::Proto;
+use crate::client::framing;
 use crate::protocol::grpc::logmill_v1::{LogRecord, PushRequest, log_record};
 use crate::protocol::grpc::{self as grpc_wire};
-use crate::protocol::native;
 use crate::record::{Body, Record};
 
 /// Digits of the per-connection record counter in each message (`n0000000042`).
@@ -128,7 +128,7 @@ fn native_frame(messages: &[String], out: &mut Vec<u8>) {
             ..Record::default()
         })
         .collect();
-    native::encode_records(&batch, out);
+    framing::encode_batch(&batch, out);
 }
 
 /// One RFC 5424 line with `message` as its MSG, newline-terminated.
@@ -231,6 +231,7 @@ pub fn record_message(conn: usize, n: u64, size: usize) -> String {
 mod tests {
     use super::*;
     use crate::protocol::frame::{self, Frame};
+    use crate::protocol::native;
     use crate::protocol::{jsonl, lines, pickle, syslog};
     use crate::record::Level;
 

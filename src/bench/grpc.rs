@@ -1,4 +1,4 @@
-//! `logmill bench --proto grpc`: the load of `bench.rs` sent as gRPC calls, with `h2`'s client
+//! `logmill bench --proto grpc`: the load of `native.rs` sent as gRPC calls, with `h2`'s client
 //! driven by hand from bench's own mio loop (no tokio runtime), as `server::grpc` drives its
 //! server side.
 //!
@@ -9,7 +9,8 @@
 //! Any event on the socket makes the loop call [`GrpcConn::drive`], which polls the `h2`
 //! connection (reads and writes frames) and every call on it. `h2` also wakes tasks itself, for
 //! instance a call waiting for flow-control capacity once a WINDOW_UPDATE is read: each
-//! connection's [`Waker`] only sets a flag, and `drive` goes round again while the flag is set.
+//! connection's [`Waker`] only sets a flag ([`FlagWaker`]), and `drive` goes round again while the
+//! flag is set.
 //! Everything happens on the loop's thread, so a wake never needs to interrupt `poll`.
 //!
 //! # The load
@@ -30,8 +31,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,14 +42,20 @@ use http::{Method, Request, StatusCode, Uri};
 use mio::Events;
 use prost::Message as _;
 
-use super::bench::{
-    BenchArgs, BenchError, GrpcMode, LoadReport, Progress, Proto, SpawnedServer, Usage, connect,
-    setup, share, wait,
-};
-use super::load::Template;
+use super::args::{BenchArgs, GrpcMode, Proto, share};
+use super::error::{BenchError, setup};
+use super::progress::Progress;
+use super::report::LoadReport;
+use super::socket::{connect, wait};
+use super::spawn::SpawnedServer;
+use super::templates::Template;
+use super::usage::Usage;
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self as grpc_wire};
-use crate::server::h2_io::H2Io;
+// The h2 I/O adapter and the waker are shared with the server's gRPC side; these two lines are
+// all that names where they live.
+use crate::net::h2_io::H2Io;
+use crate::net::waker::{FlagWaker, waker_for};
 
 /// The largest reply accepted: a `PushResponse` is three varints.
 const MAX_REPLY: usize = 1 << 16;
@@ -60,7 +66,7 @@ const MAX_REPLY: usize = 1 << 16;
 /// # Errors
 /// [`BenchError`] when a connection fails, a call ends with a status other than OK, a reply
 /// does not account for the call's records, or `--timeout` passes.
-pub(super) fn load(
+pub fn load(
     args: &BenchArgs,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
@@ -141,19 +147,6 @@ pub(super) fn load(
     Ok(usage.report(server, args, end - start, latencies))
 }
 
-/// A waker that only raises a flag: the connection's `drive` looks at it before returning.
-struct Woken(AtomicBool);
-
-impl Wake for Woken {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 type Handshake =
     Pin<Box<dyn Future<Output = Result<(SendRequest<Bytes>, Connection<H2Io, Bytes>), h2::Error>>>>;
 
@@ -170,7 +163,9 @@ enum State {
 /// One HTTP/2 connection, its share of the records and its calls in flight.
 struct GrpcConn {
     index: usize,
-    woken: Arc<Woken>,
+    /// Raised by `waker` when `h2` wakes a task: the connection's `drive` looks at it before
+    /// returning.
+    woken: Arc<FlagWaker>,
     waker: Waker,
     state: State,
     /// The clock runs: calls may be opened.
@@ -257,12 +252,12 @@ impl GrpcConn {
             .map_err(|e| BenchError::Usage(format!("no URI for {addr}: {e}")))?;
         let batch = u64::from(args.batch);
         let tail = total % batch;
-        let woken = Arc::new(Woken(AtomicBool::new(false)));
+        let woken = Arc::new(FlagWaker::default());
         let handshake: Handshake =
             Box::pin(h2::client::Builder::new().handshake(H2Io::new(stream, Vec::new())));
         Ok(GrpcConn {
             index,
-            waker: Waker::from(woken.clone()),
+            waker: waker_for(woken.clone(), None),
             woken,
             state: State::Handshaking(handshake),
             started: false,
@@ -305,7 +300,7 @@ impl GrpcConn {
         let waker = self.waker.clone();
         let mut cx = Context::from_waker(&waker);
         loop {
-            self.woken.0.store(false, Ordering::Relaxed);
+            self.woken.clear();
             match &mut self.state {
                 State::Handshaking(handshake) => match handshake.as_mut().poll(&mut cx) {
                     Poll::Ready(Ok((send, h2))) => {
@@ -336,7 +331,7 @@ impl GrpcConn {
                     }
                 }
             }
-            if !self.woken.0.load(Ordering::Relaxed) {
+            if !self.woken.is_set() {
                 return Ok(newly);
             }
         }

@@ -1,0 +1,149 @@
+//! What `logmill bench` is asked to do: its options ([`BenchArgs`]), the wire protocols it can
+//! send ([`Proto`], [`GrpcMode`]), and how the records are shared out over the connections.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config;
+
+/// Options of `logmill bench`. Public so tests and other tools can build them and call [`run`](super::run).
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Server to measure (HOST:PORT; for --proto grpc its gRPC port). Without it, bench starts
+    /// `logmill serve` itself, on a free port with a fresh directory and --fsync never, and also
+    /// reports its CPU and memory.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Connections sending at once.
+    #[arg(
+        short = 'c',
+        long,
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub connections: u32,
+    /// Records to send in all, spread evenly over the connections.
+    #[arg(
+        short = 'n',
+        long,
+        default_value_t = 2_000_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub records: u64,
+    /// Bytes in each record's message.
+    #[arg(short = 's', long, default_value_t = 200)]
+    pub size: u32,
+    /// Records per batch frame (syslog, json, pickle: per write; grpc: per message).
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub batch: u32,
+    /// Records a connection may have sent but not yet seen acked before it waits (0: no limit,
+    /// every record is sent as fast as the socket takes it). Without a limit, ack latency
+    /// measures how long the queue in the socket buffers and the server is.
+    #[arg(long, default_value_t = 0, value_name = "RECORDS")]
+    pub window: u64,
+    /// Wire protocol to send.
+    #[arg(long, value_enum, default_value_t = Proto::Native)]
+    pub proto: Proto,
+    /// With --proto grpc: one PushStream call per connection, or unary Push calls of --batch
+    /// records each.
+    #[arg(long = "grpc-mode", value_enum, default_value_t = GrpcMode::Stream)]
+    pub grpc_mode: GrpcMode,
+    /// With --proto grpc --grpc-mode unary: calls each connection keeps in flight.
+    #[arg(
+        long = "grpc-calls",
+        default_value_t = 8,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    pub grpc_calls: u32,
+    /// Instead of sending records, hold N idle connections and report the server's memory per
+    /// connection.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        conflicts_with_all = ["connections", "records", "size", "batch", "window"]
+    )]
+    pub idle: Option<u32>,
+    /// Seconds --idle holds its connections before measuring.
+    #[arg(long = "idle-secs", default_value_t = 5, value_name = "SECS")]
+    pub idle_secs: u64,
+    /// Extra arguments for the server bench starts, split on whitespace (e.g. "--workers 4").
+    #[arg(
+        long = "server-args",
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        conflicts_with = "addr"
+    )]
+    pub server_args: Option<String>,
+    /// The run must end within this (the --idle hold comes on top), or bench fails.
+    #[arg(long, default_value = "300s", value_parser = config::parse_duration)]
+    pub timeout: Duration,
+    /// Never draw the progress bar (it is drawn only on a terminal, for runs over a second).
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+}
+
+/// Wire protocols bench can send.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// Length-prefixed Cap'n Proto frames (schema/logmill.capnp), acked.
+    Native,
+    /// RFC 5424 lines, newline framing; no acks.
+    Syslog,
+    /// JSON lines; no acks.
+    Json,
+    /// Python SocketHandler frames (length, protocol-2 pickle); no acks.
+    Pickle,
+    /// gRPC (proto/logmill.proto) on the gRPC port; each call's reply is its ack.
+    Grpc,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Native => "native",
+            Proto::Syslog => "syslog",
+            Proto::Json => "json",
+            Proto::Pickle => "pickle",
+            Proto::Grpc => "grpc",
+        }
+    }
+}
+
+/// How `--proto grpc` sends its records.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcMode {
+    /// One client-streaming PushStream call per connection, --batch records per message.
+    Stream,
+    /// Unary Push calls of --batch records, --grpc-calls in flight per connection.
+    Unary,
+}
+
+/// Connection `i`'s share of `total` records over `n` connections: the remainder goes to the
+/// first connections, one each.
+pub fn share(i: usize, n: usize, total: u64) -> u64 {
+    let n = n as u64;
+    total / n + u64::from((i as u64) < total % n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_spread_the_remainder() {
+        let shares: Vec<u64> = (0..4).map(|i| share(i, 4, 10)).collect();
+        assert_eq!(shares, vec![3, 3, 2, 2]);
+        assert_eq!(
+            (0..64).map(|i| share(i, 64, 2_000_000)).sum::<u64>(),
+            2_000_000
+        );
+        assert_eq!(share(3, 4, 2), 0);
+    }
+}

@@ -1,0 +1,156 @@
+//! `logmill bench`: a load client with its own mio event loop, the mirror image of the server's.
+//!
+//! Load mode: C connections each send a `hello` asking for acks, then their share of M records
+//! in batch frames of B records, as fast as their sockets take them, and read acks until every
+//! record is acknowledged. It reports records/s, MB/s of record text, the ack latency of batches
+//! and, when bench started the server itself, the server's CPU time and memory (from `/proc`).
+//! `--proto` picks the wire protocol; `--idle N` instead measures what N idle connections cost
+//! the server.
+//!
+//! The client must never be what limits the measurement, so nothing is encoded while the clock
+//! runs: each connection encodes one batch frame beforehand (a `Template`) and resends it,
+//! writing only each record's 10-digit counter into it between sends. Connection set-up
+//! (connect, hello, welcome) also happens before the clock starts. Everything runs on the
+//! calling thread, except a small thread that drains a spawned server's standard output.
+//!
+//! This is a measuring tool built on the client library's framing ([`crate::client::framing`]);
+//! programs that send records use [`crate::client::Client`]. One file per idea, arrows only
+//! downward (this file runs the others; none imports it):
+//!
+//! - [`args`]: the options and the protocols; how records are shared over connections.
+//! - [`native`]: the native load (hello, batches, acks, latency) and `LoadConn`, one
+//!   connection's share of it.
+//! - [`unacked`]: syslog, JSON lines and pickle, which have no acks: send, then ask `health`
+//!   until every record is written.
+//! - [`grpc`]: the same load as gRPC calls through `h2`, driven by hand from the loop
+//!   (woken through the server's own [`crate::net::waker`]).
+//! - [`idle`]: `--idle N`, the server's memory per idle connection.
+//! - [`templates`]: what is sent, encoded once per batch in each wire protocol.
+//! - [`link`]: native connections in a mio loop, set up many at once; [`socket`]: connect,
+//!   register, write, poll.
+//! - [`spawn`]: the server bench starts; [`usage`]: CPU and memory from `/proc`.
+//! - [`report`]: the figures for people and the JSON line for scripts; [`progress`]: the bar;
+//!   [`error`]: why a run failed.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+pub mod args;
+pub mod error;
+pub mod grpc;
+pub mod idle;
+pub mod link;
+pub mod native;
+pub mod progress;
+pub mod report;
+pub mod socket;
+pub mod spawn;
+pub mod templates;
+pub mod unacked;
+pub mod usage;
+
+pub use args::{BenchArgs, GrpcMode, Proto};
+pub use error::BenchError;
+pub use report::{CpuTime, IdleMemory, IdleReport, Latency, LoadReport, Report, ServerUsage};
+
+use error::setup;
+use spawn::SpawnedServer;
+
+/// File descriptors this process needs besides its connections (stdio, poll, pipes, /proc).
+const FD_SPARE: u64 = 64;
+
+/// Runs a bench as `args` say: starts a server unless `--addr` is given, measures, stops the
+/// server it started. Progress and notes go to stderr; the caller prints the report.
+///
+/// # Errors
+/// [`BenchError`] for anything that makes the figures meaningless: a server that errs, closes,
+/// acks wrongly or does not finish before `--timeout`. A server bench started is stopped in any
+/// case; after a failure its files and stderr are kept and their place is printed.
+pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
+    let hold = Duration::from_secs(args.idle_secs);
+    let deadline = Instant::now()
+        + args.timeout
+        + if args.idle.is_some() {
+            hold
+        } else {
+            Duration::ZERO
+        };
+    let connections = args.idle.unwrap_or(args.connections);
+    if args.idle.is_some() && args.proto != Proto::Native {
+        return Err(BenchError::Usage(
+            "--idle measures native connections only; drop --proto".into(),
+        ));
+    }
+    raise_fd_limit(u64::from(connections))?;
+
+    let grpc = args.proto == Proto::Grpc;
+    let (addr, mut server) = match &args.addr {
+        Some(addr) => (resolve(addr)?, None),
+        None => {
+            let extra = args.server_args.as_deref().unwrap_or("");
+            let server = SpawnedServer::start(extra, grpc, deadline, args.timeout)?;
+            let addr = match server.grpc_addr() {
+                Some(grpc_addr) if grpc => grpc_addr,
+                _ => server.addr(),
+            };
+            eprintln!(
+                "logmill bench: started a server (pid {}) on {addr}, files in {}",
+                server.pid(),
+                server.base().display()
+            );
+            (addr, Some(server))
+        }
+    };
+    let result = match args.idle {
+        Some(n) => idle::idle(
+            n as usize,
+            hold,
+            addr,
+            server.as_ref(),
+            deadline,
+            args.timeout,
+        )
+        .map(Report::Idle),
+        None => match args.proto {
+            Proto::Native => native::load(&args, addr, server.as_ref(), deadline),
+            Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
+            Proto::Syslog | Proto::Json | Proto::Pickle => {
+                unacked::load(&args, addr, server.as_ref(), deadline)
+            }
+        }
+        .map(Report::Load),
+    };
+    if let Some(server) = server.as_mut() {
+        match (&result, server.stop(result.is_err())) {
+            (Ok(_), Err(stop)) => return Err(stop),
+            (Err(_), Err(stop)) => eprintln!("logmill bench: also, {stop}"),
+            (_, Ok(())) => {}
+        }
+    }
+    result
+}
+
+/// Raises this process's open files limit to its hard limit and checks `connections` fit.
+fn raise_fd_limit(connections: u64) -> Result<(), BenchError> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .map_err(setup("cannot raise the open files limit"))?;
+    let needed = connections.saturating_add(FD_SPARE);
+    if limit < needed {
+        return Err(BenchError::Usage(format!(
+            "{connections} connections need {needed} open files but this process may open only \
+             {limit}; raise the hard limit (ulimit -Hn) or use fewer connections"
+        )));
+    }
+    Ok(())
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
+    let mut addrs = addr.to_socket_addrs().map_err(|e| BenchError::Address {
+        addr: addr.to_string(),
+        detail: e.to_string(),
+    })?;
+    addrs.next().ok_or_else(|| BenchError::Address {
+        addr: addr.to_string(),
+        detail: "resolves to no address".into(),
+    })
+}
