@@ -22,7 +22,9 @@ pub mod connection;
 pub mod event_loop;
 pub mod grpc;
 pub mod health;
+pub mod session;
 pub mod shared;
+pub mod transport;
 
 /// Kept where the load tool imports it from until it imports `crate::net::h2_io` itself.
 pub use crate::net::h2_io;
