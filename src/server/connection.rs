@@ -1,5 +1,5 @@
 //! One client connection: a [`Transport`] plus the protocol [`Session`] detection picked, and
-//! what is the connection's whatever it speaks: buffers, limits, output, closing.
+//! what belongs to the connection whatever it speaks: buffers, limits, output, closing.
 //!
 //! [`Connection::read_from_socket`] is where received bytes become records: it reads, runs
 //! detection over the first bytes, then hands what arrived to the session, which pushes records

@@ -8,6 +8,9 @@
 //!    the others, and decode what arrived into this loop's batch.
 //! 4. Send the batch to the writer (one channel message per turn, not per record), and the acks.
 //!
+//! What a connection does with its bytes (buffers, detection, its protocol's session, output,
+//! the lingering close) is `server::connection`'s; the loop only decides whom to serve when.
+//!
 //! Readiness is edge-triggered, so every read, write and accept runs until `WouldBlock`, or the
 //! connection stays on the ready list until it does. When the writer's pending bytes are full
 //! the loop stops reading (the ready list waits) and TCP flow control pushes back on clients.
@@ -315,7 +318,7 @@ impl EventLoop {
                 self.refuse(peer);
                 continue; // dropping `stream` closes it
             }
-            if let Err(e) = super::tune_socket(&stream) {
+            if let Err(e) = super::transport::tune_socket(&stream) {
                 self.log.warn(format_args!(
                     "connection from {peer}: cannot set keepalive: {e}"
                 ));
