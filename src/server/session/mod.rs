@@ -218,3 +218,194 @@ impl Session {
         each!(self, s => s.ack(written, last_seq, sink))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Sessions driven without a socket: what each protocol makes of bytes, and what it says
+    //! when the server ends the connection.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Format;
+    use crate::protocol::frame::{self, Frame};
+    use crate::protocol::native::{self, ErrorKind, ServerFrame};
+    use crate::stats::Stats;
+    use crate::storage::line::LineFormatter;
+    use crate::storage::mailbox::{Handoff, Mailbox};
+
+    /// A loop's side without a loop: a batch, the shared state and a log.
+    struct Loop {
+        batch: BatchBuilder,
+        shared: Shared,
+        log: ServerLog,
+        _poll: mio::Poll,
+    }
+
+    impl Loop {
+        fn new() -> Self {
+            let poll = mio::Poll::new().unwrap();
+            let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+            let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
+            Loop {
+                batch: BatchBuilder::new(0, LineFormatter::new(Format::Text), 1),
+                shared: Shared::new("test".into(), handoff, Arc::new(Stats::default())),
+                log: ServerLog::stderr_only(),
+                _poll: poll,
+            }
+        }
+
+        fn cx(&mut self) -> Context<'_> {
+            Context {
+                batch: &mut self.batch,
+                now_ns: 0,
+                max_frame: 1024,
+                max_line: 64,
+                shared: &self.shared,
+                log: &self.log,
+            }
+        }
+    }
+
+    /// A connection's side without a connection.
+    struct Conn {
+        origin: Origin,
+        in_flight: u64,
+        output: Vec<u8>,
+    }
+
+    impl Conn {
+        fn new() -> Self {
+            Conn {
+                origin: Origin::default(),
+                in_flight: 0,
+                output: Vec::new(),
+            }
+        }
+
+        fn sink(&mut self) -> Sink<'_> {
+            Sink::new(
+                ConnKey {
+                    token: 0,
+                    serial: 0,
+                },
+                "127.0.0.1:1".parse().unwrap(),
+                &mut self.origin,
+                &mut self.in_flight,
+                &mut self.output,
+            )
+        }
+    }
+
+    fn start(protocol: Protocol, lp: &mut Loop, conn: &mut Conn) -> Option<Session> {
+        Session::start(protocol, &mut conn.sink(), &mut lp.cx())
+    }
+
+    #[test]
+    fn text_keeps_the_unfinished_line_and_stores_it_at_the_end() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = start(Protocol::Text, &mut lp, &mut conn).unwrap();
+        let progress = session.consume(b"one\ntwo", &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: 4,
+                needed: None
+            }
+        );
+        assert_eq!((lp.batch.len(), conn.in_flight), (1, 1));
+        let discarded = session.finish(b"two", &mut conn.sink(), &mut lp.cx());
+        assert_eq!((discarded, lp.batch.len(), conn.in_flight), (0, 2, 2));
+        assert!(conn.output.is_empty(), "text never replies");
+    }
+
+    #[test]
+    fn native_reports_a_frame_cut_by_the_read_and_refuses_an_oversized_one() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = start(Protocol::Native, &mut lp, &mut conn).unwrap();
+        let progress = session.consume(&[0, 0, 0, 10, 1, 2], &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: 0,
+                needed: Some(14)
+            }
+        );
+        let progress = session.consume(&[0, 1, 0, 0], &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert_eq!(error_kinds(&conn.output), [ErrorKind::FrameTooLarge]);
+    }
+
+    #[test]
+    fn each_protocol_says_goodbye_in_its_own_way() {
+        let farewells = [
+            Farewell::Shed { held: 10 },
+            Farewell::IdleTimeout(Duration::from_secs(3)),
+            Farewell::ShuttingDown,
+        ];
+        let said = |protocol| {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let mut session = start(protocol, &mut lp, &mut conn).unwrap();
+            farewells
+                .iter()
+                .map(|why| {
+                    conn.output.clear();
+                    session.farewell(why, &mut conn.sink());
+                    conn.output.clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        let native: Vec<_> = said(Protocol::Native)
+            .iter()
+            .map(|out| error_kinds(out))
+            .collect();
+        assert_eq!(
+            native,
+            [
+                vec![ErrorKind::FrameTooLarge],
+                vec![ErrorKind::IdleTimeout],
+                vec![ErrorKind::ShuttingDown]
+            ]
+        );
+        for protocol in [Protocol::JsonLines, Protocol::Text] {
+            let out = said(protocol);
+            assert!(
+                out[0].starts_with(b"logmill: the server's memory"),
+                "{protocol:?}"
+            );
+            assert!(out[0].ends_with(b"closing\n"), "{protocol:?}");
+            assert!(out[1].is_empty() && out[2].is_empty(), "{protocol:?}");
+        }
+        for protocol in [Protocol::Syslog, Protocol::Pickle] {
+            assert!(said(protocol).iter().all(Vec::is_empty), "{protocol:?}");
+        }
+    }
+
+    #[test]
+    fn health_and_unknown_answer_once_and_start_no_session() {
+        for (protocol, first) in [
+            (Protocol::Health, &b"OK name=test "[..]),
+            (Protocol::Unknown, &b"logmill: unrecognised protocol"[..]),
+        ] {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            assert!(start(protocol, &mut lp, &mut conn).is_none());
+            assert!(
+                conn.output.starts_with(first),
+                "{protocol:?}: {}",
+                String::from_utf8_lossy(&conn.output)
+            );
+        }
+    }
+
+    /// The kinds of the native error frames in `out`.
+    fn error_kinds(mut out: &[u8]) -> Vec<ErrorKind> {
+        let mut kinds = Vec::new();
+        while let Ok(Frame::Complete { payload, consumed }) = frame::decode(out, u32::MAX >> 8) {
+            match native::decode_server_frame(payload).unwrap() {
+                ServerFrame::Error { kind, .. } => kinds.push(kind.unwrap()),
+                other => panic!("not an error frame: {other:?}"),
+            }
+            out = &out[consumed..];
+        }
+        kinds
+    }
+}
