@@ -26,8 +26,9 @@
 //!  _server.log and the record files, so a refused second server writes nothing
 //! ```
 //!
-//! A record's path: bytes arrive on a connection ([`server::event_loop`]), the first bytes pick a
-//! protocol ([`protocol::detect`]), frames or lines are cut ([`protocol::frame`],
+//! A record's path: bytes arrive on a connection ([`server::event_loop`],
+//! [`server::connection`]), the first bytes pick a protocol ([`protocol::detect`]) and so its
+//! session ([`server::session`]), frames or lines are cut ([`protocol::frame`],
 //! [`protocol::lines`]) and decoded into a [`record::Record`] ([`protocol::native`] and its
 //! siblings; gRPC calls through [`server::grpc`]), which is formatted into a line with a gap for its
 //! sequence number ([`storage::line`]) and appended to the loop's [`storage::Batch`]. The writer
@@ -37,7 +38,9 @@
 //! - [`config`]: settings and the reasons for their defaults.
 //! - [`record`]: the one record type every protocol decodes into.
 //! - [`protocol`]: pure decoders and encoders, one file per wire format.
-//! - [`server`]: the listener, the event loops, the connections.
+//! - [`server`]: the listener, the event loops, the connections: a connection is a transport
+//!   (`server::transport`) plus the protocol session detection picked (`server::session`, one
+//!   file per protocol).
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
 //! - [`stats`]: the counters every thread bumps (atomics only; the lowest room).

@@ -1,89 +1,61 @@
-//! One client connection: its socket, its buffers and its protocol state.
+//! One client connection: a [`Transport`] plus the protocol [`Session`] detection picked, and
+//! what belongs to the connection whatever it speaks: buffers, limits, output, closing.
 //!
-//! [`Connection::consume`] is where received bytes become records: it runs detection, then the
-//! protocol's decoder, over bytes that the loop has read, and queues answers in `output`. It
-//! never reads or writes the socket itself; the loop does that (`event_loop.rs`).
+//! [`Connection::read_from_socket`] is where received bytes become records: it reads, runs
+//! detection over the first bytes, then hands what arrived to the session, which pushes records
+//! to the loop's batch and queues replies in the output ([`Connection::flush_output`] sends
+//! them). The event loop only calls these methods; every field is private.
 //!
-//! Memory: an idle connection holds no buffer at all. The loop reads into one scratch buffer per
-//! loop and only the unfinished tail of a frame is copied into `input`, which grows to what that
+//! Memory: an idle connection holds no buffer at all. The loop lends one scratch buffer per loop
+//! and only the unfinished tail of a frame is copied into `input`, which grows to what that
 //! frame announced (at most `--max-frame` and a few bytes of header) and is freed once the frame
 //! is complete. What `input` holds counts against the input budget (`--max-input`,
 //! `server::budget`): the loop [`recount`](Connection::recount)s it after each read, and a
 //! connection shed to keep within the budget loses only that unfinished tail
 //! ([`shed`](Connection::shed)).
 
-use std::io::Read;
-use std::net::Shutdown;
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
-use super::shared::Shared;
-use crate::protocol::detect::{self, Detect, Protocol};
-use crate::protocol::frame::{self, Frame};
-use crate::protocol::lines::{self, Line};
-use crate::protocol::native::{self, ClientFrame, ErrorKind, ServerFrame};
-use crate::protocol::{jsonl, pickle, syslog};
-use crate::record::{Body, Record};
+use super::session::{Context, Farewell, Progress, Session, Sink};
+use super::transport::Transport;
+use crate::protocol::detect::{self, Detect};
+use crate::storage::ConnKey;
 use crate::storage::line::Origin;
-use crate::storage::server_log::ServerLog;
-use crate::storage::{BatchBuilder, ConnKey};
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// No protocol decided yet.
-    Detecting,
-    /// Native frames.
-    Native,
-    /// Python `SocketHandler` pickles.
-    Pickle,
-    /// Syslog, either RFC 6587 framing.
-    Syslog,
-    /// One JSON object per line.
-    JsonLines,
-    /// One plain-text record per line.
-    Text,
-    /// No more input is taken; the connection closes once `output` is sent (and, if the client
-    /// wants acks, once its records are written).
-    Closing,
-}
 
 pub struct Connection {
-    pub stream: TcpStream,
-    pub key: ConnKey,
-    pub peer: SocketAddr,
-    pub phase: Phase,
-    pub origin: Origin,
-    pub want_acks: bool,
-    /// A hello is only valid before the first record.
-    pub seen_records: bool,
+    transport: Transport,
+    key: ConnKey,
+    /// `None` while detecting.
+    session: Option<Session>,
+    /// No more input is taken; the connection closes once `output` is sent (and, if the client
+    /// wants acks, once its records are written).
+    closing: bool,
+    origin: Origin,
     /// The unfinished tail of the input (a partial frame or detection prefix).
-    pub input: Vec<u8>,
+    input: Vec<u8>,
     /// Bytes the tail's frame will need in total, when known: the read size hint.
-    pub input_needed: Option<usize>,
+    input_needed: Option<usize>,
     /// Answers not yet sent; `output[..output_sent]` went out already.
-    pub output: Vec<u8>,
-    pub output_sent: usize,
-    pub last_active: Instant,
+    output: Vec<u8>,
+    output_sent: usize,
+    last_active: Instant,
     /// Records handed to the writer and not yet written.
-    pub in_flight: u64,
+    in_flight: u64,
     /// Records written (cumulative): what acks report.
-    pub written: u64,
-    pub last_seq: u64,
-    pub ack_due: bool,
+    written: u64,
+    last_seq: u64,
+    ack_due: bool,
     /// WRITABLE interest is registered (only while output is pending).
-    pub writable: bool,
+    writable: bool,
     /// In the loop's ready list.
-    pub queued: bool,
+    queued: bool,
     /// The peer closed its sending side.
-    pub eof: bool,
-    /// Syslog: between frames, or inside a long message being stored in pieces.
-    pub syslog: syslog::Continuation,
-    /// JSON lines and text: the current line was cut at the line limit; its remaining pieces are
-    /// stored flagged `truncated` too.
-    pub line_cut: bool,
+    eof: bool,
     /// Bytes of unfinished input last counted against the input budget (`recount`).
     counted: usize,
     /// Set once the server has said its last word and half-closed the socket: until then, what
@@ -99,31 +71,31 @@ const LINGER: Duration = Duration::from_secs(2);
 /// What a lingering connection may still send before it is closed anyway.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
-/// Everything `consume` needs from the loop besides the connection.
-pub struct Context<'a> {
-    pub batch: &'a mut BatchBuilder,
-    pub now_ns: u64,
-    pub max_frame: u32,
-    /// The longest line (syslog, JSON lines, text) stored as one record; longer ones are cut.
-    pub max_line: usize,
-    pub shared: &'a Shared,
-    pub log: &'a ServerLog,
-}
+/// Bytes read from one connection per call, and the part of the loop's scratch buffer a read
+/// fills; the rest of the scratch takes the rest of a frame the read cut
+/// (see `read_rest_of_frame`).
+pub const READ_CHUNK: usize = 256 * 1024;
 
-const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port takes native frames \
-(schema/logmill.capnp), Python SocketHandler pickles, syslog, JSON lines, plain text lines, or the \
-line `health`.\n";
+/// A client that does not read its acks and error frames gets this much output, then is closed.
+const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// Why [`Connection::flush_output`] gave up on a connection (it is aborted; the loop logs this).
+#[derive(Debug)]
+pub enum FlushError {
+    /// The client does not read its acks: this many bytes are unsent.
+    SlowReader(usize),
+    /// The loop cannot change what it watches on the socket.
+    Reregister(io::Error),
+}
 
 impl Connection {
     pub fn new(stream: TcpStream, key: ConnKey, peer: SocketAddr) -> Self {
         Connection {
-            stream,
+            transport: Transport::plain(stream, peer),
             key,
-            peer,
-            phase: Phase::Detecting,
+            session: None,
+            closing: false,
             origin: Origin::default(),
-            want_acks: false,
-            seen_records: false,
             input: Vec::new(),
             input_needed: None,
             output: Vec::new(),
@@ -136,11 +108,61 @@ impl Connection {
             writable: false,
             queued: false,
             eof: false,
-            syslog: syslog::Continuation::Start,
-            line_cut: false,
             counted: 0,
             linger_until: None,
         }
+    }
+
+    pub fn key(&self) -> ConnKey {
+        self.key
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.transport.peer()
+    }
+
+    /// # Errors
+    /// As [`Registry::register`].
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.transport.register(registry, token, Interest::READABLE)
+    }
+
+    /// # Errors
+    /// As [`Registry::deregister`].
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.transport.deregister(registry)
+    }
+
+    /// Marks the connection as in the loop's ready list; false if it already was.
+    pub fn enqueue(&mut self) -> bool {
+        !std::mem::replace(&mut self.queued, true)
+    }
+
+    /// The loop took the connection off its ready list.
+    pub fn dequeue(&mut self) {
+        self.queued = false;
+    }
+
+    pub fn is_queued(&self) -> bool {
+        self.queued
+    }
+
+    /// No protocol decided yet.
+    pub fn detecting(&self) -> bool {
+        self.session.is_none() && !self.closing
+    }
+
+    /// Takes no more input (see [`Connection::finished`] for when it closes).
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Looks at the first bytes waiting without taking them.
+    ///
+    /// # Errors
+    /// As [`Transport::peek`].
+    pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.transport.peek(buf)
     }
 
     /// Counts the unfinished input held now (the capacity of `input`: what it may have
@@ -156,294 +178,259 @@ impl Connection {
     }
 
     /// Drops the unfinished input to keep within `--max-input` and closes the connection,
-    /// telling the client why where its protocol has a reply channel (native: an error frame;
-    /// JSON lines and text: one line). Records already complete are kept, and acked when written.
-    /// The native error kind is `FrameTooLarge`: the frame in progress cannot be held, and a new
-    /// kind would be an error older clients cannot decode.
+    /// telling the client why where its protocol has a reply channel (`Session::farewell`).
+    /// Records already complete are kept, and acked when written.
     pub fn shed(&mut self) {
-        let message = format!(
-            "the server's memory for unfinished input (--max-input) is full and this connection \
-             held the most ({} bytes of an unfinished frame or line); closing",
-            self.counted
-        );
-        match self.phase {
-            Phase::Native => self.send_error(ErrorKind::FrameTooLarge, message),
-            Phase::JsonLines | Phase::Text => {
-                self.output.extend_from_slice(b"logmill: ");
-                self.output.extend_from_slice(message.as_bytes());
-                self.output.push(b'\n');
-            }
-            // Syslog senders and SocketHandler never read; detection has no protocol to answer in.
-            _ => {}
-        }
+        self.say_farewell(&Farewell::Shed { held: self.counted });
         self.input = Vec::new();
         self.input_needed = None;
-        self.phase = Phase::Closing;
+        self.closing = true;
+    }
+
+    /// Nothing arrived for `idle` (`--idle-timeout`) and nothing is being written: true if it is
+    /// time to close (see [`Connection::time_out`]).
+    pub fn idle(&self, now: Instant, idle: Duration) -> bool {
+        self.in_flight == 0
+            && self.linger_until.is_none()
+            && now.duration_since(self.last_active) >= idle
+    }
+
+    /// Closes an idle connection, telling the client why if its protocol can.
+    pub fn time_out(&mut self, idle: Duration) {
+        if !self.closing {
+            self.say_farewell(&Farewell::IdleTimeout(idle));
+        }
+        self.closing = true;
+    }
+
+    /// The server stops: queues the last ack and says why, then closes without waiting for
+    /// more writes.
+    pub fn shut_down(&mut self) {
+        self.queue_ack();
+        if !self.closing {
+            self.say_farewell(&Farewell::ShuttingDown);
+        }
+        self.closing = true;
+        self.in_flight = 0;
+        self.eof = true;
+    }
+
+    /// Records of this connection are still on their way to disk.
+    pub fn awaiting_writes(&self) -> bool {
+        self.in_flight > 0
+    }
+
+    fn say_farewell(&mut self, why: &Farewell) {
+        if let Some(session) = &mut self.session {
+            let mut sink = Sink::new(
+                self.key,
+                self.transport.peer(),
+                &mut self.origin,
+                &mut self.in_flight,
+                &mut self.output,
+            );
+            session.farewell(why, &mut sink);
+        }
+    }
+
+    /// Reads until `WouldBlock` (returns true) or until `budget` bytes (false), and consumes
+    /// what arrived. `scratch` is the loop's buffer: at least [`READ_CHUNK`], and room for the
+    /// rest of a frame after it. `input_cap` bounds what `input` may hold (one frame or line).
+    pub fn read_from_socket(
+        &mut self,
+        scratch: &mut [u8],
+        budget: usize,
+        input_cap: usize,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        if self.lingering() {
+            self.discard_input(&mut scratch[..READ_CHUNK]);
+            return true;
+        }
+        let mut total = 0usize;
+        loop {
+            if total >= budget {
+                return false;
+            }
+            if self.closing || self.eof {
+                return true;
+            }
+            let result = if self.input.is_empty() {
+                // The common case: read into the loop's scratch buffer, decode in place, and keep
+                // only an unfinished tail.
+                match self.transport.read(&mut scratch[..READ_CHUNK]) {
+                    Ok(n) if n > 0 => {
+                        let (used, end, result) = self.read_rest_of_frame(scratch, n, cx);
+                        self.input.extend_from_slice(&scratch[used..end]);
+                        result.map(|()| end)
+                    }
+                    other => other,
+                }
+            } else {
+                self.read_into_input(input_cap, cx)
+            };
+            match result {
+                Ok(0) => {
+                    self.eof = true;
+                    let discarded = self.finish_input(cx);
+                    if discarded > 0 {
+                        cx.log.warn(format_args!(
+                            "connection from {} closed in the middle of a frame; {discarded} \
+                             bytes of an incomplete frame discarded",
+                            self.peer(),
+                        ));
+                    }
+                    return true;
+                }
+                Ok(n) => {
+                    total += n;
+                    self.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    cx.log.warn(format_args!(
+                        "connection from {}: read failed: {e}",
+                        self.peer()
+                    ));
+                    self.abort();
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// A frame is half-way in: reads into the connection's own buffer, growing it only towards
+    /// what the frame announced.
+    fn read_into_input(&mut self, input_cap: usize, cx: &mut Context<'_>) -> io::Result<usize> {
+        let mut input = std::mem::take(&mut self.input);
+        let have = input.len();
+        let want = self
+            .input_needed
+            .map_or(4096, |need| need.saturating_sub(have))
+            .clamp(4096, READ_CHUNK)
+            // A frame (or line) never needs more than the cap, and the budget counts
+            // capacity: what the zeroing below may have touched.
+            .min(input_cap.saturating_sub(have))
+            .max(1);
+        reserve_input(&mut input, want, input_cap);
+        input.resize(have + want, 0);
+        let result = self.transport.read(&mut input[have..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        input.truncate(have + n);
+        if n > 0 {
+            let used = self.consume(&input, cx);
+            input.drain(..used);
+        }
+        self.input = if input.is_empty() { Vec::new() } else { input };
+        result
+    }
+
+    /// After a read into `scratch[..n]` consumed up to a frame it cut, reads the rest of that
+    /// frame right behind it, while the socket has it, and consumes it there: the cut part is
+    /// neither copied into `input` nor is `input` grown (and zeroed) for the rest, which cost a
+    /// copy and a fill of half a frame on nearly every read. Returns how far the scratch was
+    /// consumed and filled, and a read error to report (end of stream and `WouldBlock` are left
+    /// for the next read to see again).
+    fn read_rest_of_frame(
+        &mut self,
+        scratch: &mut [u8],
+        n: usize,
+        cx: &mut Context<'_>,
+    ) -> (usize, usize, io::Result<()>) {
+        let mut used = self.consume(&scratch[..n], cx);
+        let mut end = n;
+        while used < end && !self.closing {
+            let Some(need) = self.input_needed else {
+                break;
+            };
+            let frame_end = used.saturating_add(need);
+            if frame_end <= end || frame_end > scratch.len() {
+                break;
+            }
+            match self.transport.read(&mut scratch[end..frame_end]) {
+                Ok(0) => break,
+                Ok(m) => {
+                    end += m;
+                    used += self.consume(&scratch[used..end], cx);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return (used, end, Err(e)),
+            }
+        }
+        (used, end, Ok(()))
     }
 
     /// Takes what it can from `buf` and returns how many bytes it consumed; the caller keeps the
-    /// rest for the next call. Complete frames are decoded and their records pushed to the batch.
-    pub fn consume(&mut self, buf: &[u8], cx: &mut Context<'_>) -> usize {
-        let mut pos = 0;
-        loop {
-            let rest = &buf[pos..];
-            match self.phase {
-                Phase::Closing => return buf.len(),
-                Phase::Detecting => match detect::detect(rest) {
-                    Detect::Incomplete => {
-                        self.input_needed = None;
-                        return pos;
-                    }
-                    Detect::Decided { protocol, consumed } => {
-                        pos += consumed;
-                        self.start(protocol, cx);
-                    }
-                },
-                Phase::Pickle => match frame::decode(rest, cx.max_frame) {
-                    Ok(Frame::Complete { payload, consumed }) => {
-                        pos += consumed;
-                        self.pickle_frame(payload, cx);
-                    }
-                    Ok(Frame::Incomplete { needed }) => {
-                        self.input_needed = needed;
-                        return pos;
-                    }
-                    Err(too_large) => {
-                        // SocketHandler never reads from its socket, so the log is the only place
-                        // to say it; the stream cannot be resynchronised.
-                        cx.log.warn(format_args!(
-                            "connection from {} (Python SocketHandler): {too_large} (--max-frame); \
-                             closing",
-                            self.peer
-                        ));
-                        cx.shared.stats().decode_error();
-                        self.phase = Phase::Closing;
-                        return buf.len();
-                    }
-                },
-                Phase::Syslog => match syslog::decode_frame(rest, cx.max_line, &mut self.syslog) {
-                    syslog::Frame::Message { msg, consumed } => {
-                        pos += consumed;
-                        if !msg.is_empty() {
-                            self.push(&syslog::parse_message(msg), cx);
-                        }
-                    }
-                    syslog::Frame::Truncated {
-                        piece,
-                        consumed,
-                        first,
-                    } => {
-                        pos += consumed;
-                        let mut record = if first {
-                            syslog::parse_message(piece)
-                        } else {
-                            syslog::piece_record(piece)
-                        };
-                        record.truncated = true;
-                        self.push(&record, cx);
-                    }
-                    syslog::Frame::Incomplete => {
-                        self.input_needed = None;
-                        return pos;
-                    }
-                },
-                Phase::JsonLines | Phase::Text => match lines::next_line(rest, cx.max_line) {
-                    Line::Complete { line, consumed } => {
-                        pos += consumed;
-                        let truncated = std::mem::take(&mut self.line_cut);
-                        self.line_record(line, truncated, cx);
-                    }
-                    Line::Truncated { piece, consumed } => {
-                        pos += consumed;
-                        self.line_cut = true;
-                        self.line_record(piece, true, cx);
-                    }
-                    Line::Incomplete => {
-                        self.input_needed = None;
-                        return pos;
-                    }
-                },
-                Phase::Native => match frame::decode(rest, cx.max_frame) {
-                    Ok(Frame::Complete { payload, consumed }) => {
-                        pos += consumed;
-                        self.native_frame(payload, cx);
-                    }
-                    Ok(Frame::Incomplete { needed }) => {
-                        self.input_needed = needed;
-                        return pos;
-                    }
-                    Err(too_large) => {
-                        let message = format!(
-                            "frame of {} bytes is over the limit of {} (--max-frame); closing, \
-                             since the stream cannot be resynchronised",
-                            too_large.len, too_large.max
-                        );
-                        cx.log
-                            .warn(format_args!("connection from {}: {message}", self.peer));
-                        cx.shared.stats().decode_error();
-                        self.send_error(ErrorKind::FrameTooLarge, message);
-                        self.phase = Phase::Closing;
-                        return buf.len();
-                    }
-                },
-            }
+    /// rest for the next call. Detection first, then the session: one `match` per call.
+    fn consume(&mut self, buf: &[u8], cx: &mut Context<'_>) -> usize {
+        if self.closing {
+            return buf.len();
         }
-    }
-
-    fn start(&mut self, protocol: Protocol, cx: &mut Context<'_>) {
-        match protocol {
-            Protocol::Native => self.phase = Phase::Native,
-            Protocol::Pickle => self.phase = Phase::Pickle,
-            Protocol::Syslog => self.phase = Phase::Syslog,
-            Protocol::JsonLines => self.phase = Phase::JsonLines,
-            Protocol::Text => self.phase = Phase::Text,
-            Protocol::Health => {
-                self.output
-                    .extend_from_slice(super::health::health_line(cx.shared).as_bytes());
-                self.phase = Phase::Closing;
-            }
-            Protocol::Unknown => {
-                cx.log.warn(format_args!(
-                    "connection from {}: unrecognised protocol; closed",
-                    self.peer
-                ));
-                self.output.extend_from_slice(UNKNOWN_PROTOCOL);
-                self.phase = Phase::Closing;
-            }
-        }
-    }
-
-    fn native_frame(&mut self, payload: &[u8], cx: &mut Context<'_>) {
-        // A frame is all or nothing: if record 7 of a batch is broken, records 1-6 are taken back.
-        let mark = cx.batch.mark();
-        let key = self.key;
-        let origin = &self.origin;
-        let batch = &mut *cx.batch;
-        let now_ns = cx.now_ns;
-        match native::decode_client_frame(payload, |record| {
-            batch.push(key, &record, origin, now_ns)
-        }) {
-            Ok(ClientFrame::Records(n)) => {
-                self.seen_records = true;
-                self.in_flight += n as u64;
-                cx.shared.stats().received(n as u64);
-            }
-            Ok(ClientFrame::Hello(hello)) => {
-                if self.seen_records {
-                    self.send_error(
-                        ErrorKind::HelloNotFirst,
-                        "hello must be the first frame; ignored".into(),
-                    );
-                    return;
-                }
-                self.origin = Origin::new(hello.app, hello.instance);
-                self.want_acks = hello.want_acks;
-                native::encode_server_frame(
-                    &ServerFrame::Welcome {
-                        server: cx.shared.name().to_string(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        max_frame: cx.max_frame,
-                    },
-                    &mut self.output,
-                );
-            }
-            Err(e) => {
-                cx.batch.rollback(mark);
-                let count = cx.shared.stats().decode_error();
-                cx.log.warn(format_args!(
-                    "connection from {}: undecodable frame of {} skipped ({e}); {} so far",
-                    self.peer,
-                    crate::storage::server_log::count(payload.len() as u64, "byte"),
-                    crate::storage::server_log::count(count, "decode error")
-                ));
-                self.send_error(ErrorKind::Undecodable, format!("frame skipped: {e}"));
-            }
-        }
-    }
-
-    /// Hands one record to the batch. Records of the line and pickle protocols go through here;
-    /// native frames push whole frames at once (see `native_frame`).
-    fn push(&mut self, record: &Record<'_>, cx: &mut Context<'_>) {
-        cx.batch.push(self.key, record, &self.origin, cx.now_ns);
-        self.seen_records = true;
-        self.in_flight += 1;
-        cx.shared.stats().received(1);
-    }
-
-    fn pickle_frame(&mut self, payload: &[u8], cx: &mut Context<'_>) {
-        match pickle::decode_record(payload) {
-            Ok(record) => self.push(&record, cx),
-            Err(e) => {
-                let count = cx.shared.stats().decode_error();
-                cx.log.warn(format_args!(
-                    "connection from {} (Python SocketHandler): pickle of {} rejected \
-                     ({e}); {} so far",
-                    self.peer,
-                    crate::storage::server_log::count(payload.len() as u64, "byte"),
-                    crate::storage::server_log::count(count, "decode error")
-                ));
-            }
-        }
-    }
-
-    /// One line of a JSON-lines or text connection (blank lines are skipped). A piece of a cut
-    /// line is stored as text: a JSON object cut in two is no longer JSON.
-    fn line_record(&mut self, line: &[u8], truncated: bool, cx: &mut Context<'_>) {
-        if line.is_empty() {
-            return;
-        }
-        let mut record = if self.phase == Phase::JsonLines && !truncated {
-            jsonl::parse_line(line)
-        } else {
-            Record {
-                body: Body::Message(crate::record::lossy_utf8(line)),
-                ..Record::default()
-            }
-        };
-        record.truncated = truncated;
-        self.push(&record, cx);
-    }
-
-    /// The peer closed its side: a line protocol's last line may lack its newline; store it.
-    /// Returns how many bytes had to be discarded (an unfinished frame).
-    pub fn finish_input(&mut self, cx: &mut Context<'_>) -> usize {
-        let input = std::mem::take(&mut self.input);
-        let discarded = match self.phase {
-            Phase::Text | Phase::JsonLines if !input.is_empty() => {
-                let truncated = std::mem::take(&mut self.line_cut);
-                self.line_record(&input, truncated, cx);
-                0
-            }
-            Phase::Syslog if !input.is_empty() => {
-                match self.syslog {
-                    syslog::Continuation::Start if input[0].is_ascii_digit() => input.len(),
-                    syslog::Continuation::Start => {
-                        self.push(&syslog::parse_message(&input), cx);
-                        0
-                    }
-                    syslog::Continuation::Line => {
-                        self.push(&syslog::piece_record(&input), cx);
-                        0
-                    }
-                    // An octet count promised more than arrived.
-                    syslog::Continuation::Counted { .. } => input.len(),
-                }
-            }
-            Phase::Closing => 0,
-            _ => input.len(),
-        };
-        self.syslog = syslog::Continuation::Start;
-        discarded
-    }
-
-    fn send_error(&mut self, kind: ErrorKind, message: String) {
-        native::encode_server_frame(
-            &ServerFrame::Error {
-                kind: Some(kind),
-                message,
-            },
+        let mut sink = Sink::new(
+            self.key,
+            self.transport.peer(),
+            &mut self.origin,
+            &mut self.in_flight,
             &mut self.output,
         );
+        let (session, pos) = match &mut self.session {
+            Some(session) => (session, 0),
+            None => match detect::detect(buf) {
+                Detect::Incomplete => {
+                    self.input_needed = None;
+                    return 0;
+                }
+                Detect::Decided { protocol, consumed } => {
+                    match Session::start(protocol, &mut sink, cx) {
+                        Some(session) => (self.session.insert(session), consumed),
+                        None => {
+                            self.closing = true;
+                            return buf.len();
+                        }
+                    }
+                }
+            },
+        };
+        match session.consume(&buf[pos..], &mut sink, cx) {
+            Progress::Need { used, needed } => {
+                self.input_needed = needed;
+                pos + used
+            }
+            Progress::Close => {
+                self.closing = true;
+                buf.len()
+            }
+        }
+    }
+
+    /// The peer closed its side: the session stores what it can of the unfinished input.
+    /// Returns how many bytes had to be discarded (an unfinished frame).
+    fn finish_input(&mut self, cx: &mut Context<'_>) -> usize {
+        let input = std::mem::take(&mut self.input);
+        if self.closing {
+            return 0;
+        }
+        match &mut self.session {
+            Some(session) => {
+                let mut sink = Sink::new(
+                    self.key,
+                    self.transport.peer(),
+                    &mut self.origin,
+                    &mut self.in_flight,
+                    &mut self.output,
+                );
+                session.finish(&input, &mut sink, cx)
+            }
+            None => input.len(),
+        }
     }
 
     /// The writer wrote `count` more of this connection's records.
@@ -451,41 +438,89 @@ impl Connection {
         self.in_flight = self.in_flight.saturating_sub(count);
         self.written += count;
         self.last_seq = last_seq;
-        self.ack_due |= self.want_acks;
+        self.ack_due |= self.wants_acks();
+    }
+
+    fn wants_acks(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::wants_acks)
     }
 
     /// Queues one ack covering everything written so far (acks coalesce: one per loop turn).
     pub fn queue_ack(&mut self) {
-        if std::mem::take(&mut self.ack_due) {
-            native::encode_server_frame(
-                &ServerFrame::Ack {
-                    count: self.written,
-                    last_seq: self.last_seq,
-                },
+        if std::mem::take(&mut self.ack_due)
+            && let Some(session) = &mut self.session
+        {
+            let mut sink = Sink::new(
+                self.key,
+                self.transport.peer(),
+                &mut self.origin,
+                &mut self.in_flight,
                 &mut self.output,
             );
-        }
-    }
-
-    /// Queues an error frame, for loop-level reasons (idle timeout, shutdown, slow reader).
-    pub fn queue_error(&mut self, kind: ErrorKind, message: String) {
-        if self.phase == Phase::Native {
-            self.send_error(kind, message);
+            session.ack(self.written, self.last_seq, &mut sink);
         }
     }
 
     /// Ends the connection at once, dropping what was not sent: the peer is gone (a read or
     /// write failed), or it does not read what it is sent, or the loop cannot watch it any more.
-    /// The one close that tells the client nothing; every other goes through `Closing`.
+    /// The one close that tells the client nothing; every other goes through `closing`.
     pub fn abort(&mut self) {
         self.output.clear();
         self.output_sent = 0;
         self.eof = true;
-        self.phase = Phase::Closing;
+        self.closing = true;
     }
 
-    pub fn has_output(&self) -> bool {
+    fn has_output(&self) -> bool {
         self.output_sent < self.output.len()
+    }
+
+    /// Writes pending output until done or `WouldBlock`, and keeps WRITABLE interest (under
+    /// `token`) only while output is pending. A peer that is gone is aborted silently.
+    ///
+    /// # Errors
+    /// Why the connection was aborted, for the loop to log.
+    pub fn flush_output(&mut self, registry: &Registry, token: Token) -> Result<(), FlushError> {
+        let mut failed = false;
+        while self.has_output() {
+            match self.transport.write(&self.output[self.output_sent..]) {
+                Ok(0) => failed = true,
+                Ok(n) => self.output_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => failed = true,
+            }
+            if failed {
+                break;
+            }
+        }
+        let mut error = None;
+        if failed {
+            // The peer is gone; nothing more can be told to it.
+            self.abort();
+        } else if !self.has_output() {
+            self.output = Vec::new();
+            self.output_sent = 0;
+        } else if self.output.len() - self.output_sent > MAX_OUTPUT {
+            error = Some(FlushError::SlowReader(self.output.len() - self.output_sent));
+            self.abort();
+        }
+        let want_writable = self.has_output();
+        if want_writable != self.writable {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match self.transport.reregister(registry, token, interest) {
+                Ok(()) => self.writable = want_writable,
+                Err(e) => {
+                    error = Some(FlushError::Reregister(e));
+                    self.abort();
+                }
+            }
+        }
+        error.map_or(Ok(()), Err)
     }
 
     /// Called once [`Connection::finished`]: true while the socket should stay open a little
@@ -501,7 +536,7 @@ impl Connection {
         if self.linger_until.is_some() {
             return true;
         }
-        match self.stream.shutdown(Shutdown::Write) {
+        match self.transport.shutdown_write() {
             Ok(()) => {
                 self.linger_until = Some(Instant::now() + LINGER);
                 true
@@ -523,10 +558,10 @@ impl Connection {
 
     /// Reads and drops what a lingering client sends, into the loop's `scratch` buffer, until
     /// `WouldBlock`. Marks the connection `eof` once the client closed, failed, or sent too much.
-    pub fn discard_input(&mut self, scratch: &mut [u8]) {
+    fn discard_input(&mut self, scratch: &mut [u8]) {
         let mut dropped = 0usize;
         loop {
-            match self.stream.read(scratch) {
+            match self.transport.read(scratch) {
                 Ok(0) => break,
                 Ok(n) => {
                     dropped += n;
@@ -534,8 +569,8 @@ impl Connection {
                         break;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }
@@ -544,7 +579,18 @@ impl Connection {
 
     /// Nothing more will happen on this connection: close it.
     pub fn finished(&self) -> bool {
-        let waiting_for_acks = self.want_acks && self.in_flight > 0;
-        (self.phase == Phase::Closing || self.eof) && !self.has_output() && !waiting_for_acks
+        let waiting_for_acks = self.wants_acks() && self.in_flight > 0;
+        (self.closing || self.eof) && !self.has_output() && !waiting_for_acks
+    }
+}
+
+/// Makes room for `want` more bytes in a connection's input: doubling (few reallocations while a
+/// large frame arrives), but never past `cap`, so what the budget counts (the capacity) stays
+/// within one frame.
+fn reserve_input(input: &mut Vec<u8>, want: usize, cap: usize) {
+    let need = input.len() + want;
+    if input.capacity() < need {
+        let target = need.max(input.capacity().saturating_mul(2).min(cap));
+        input.reserve_exact(target - input.len());
     }
 }

@@ -8,6 +8,9 @@
 //!    the others, and decode what arrived into this loop's batch.
 //! 4. Send the batch to the writer (one channel message per turn, not per record), and the acks.
 //!
+//! What a connection does with its bytes (buffers, detection, its protocol's session, output,
+//! the lingering close) is `server::connection`'s; the loop only decides whom to serve when.
+//!
 //! Readiness is edge-triggered, so every read, write and accept runs until `WouldBlock`, or the
 //! connection stays on the ready list until it does. When the writer's pending bytes are full
 //! the loop stops reading (the ready list waits) and TCP flow control pushes back on clients.
@@ -17,7 +20,7 @@
 //! the loop sheds its connections holding the most ([`EventLoop::shed`]).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,13 +30,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::budget::Pressure;
-use super::connection::{Connection, Context, Phase};
+use super::connection::{Connection, FlushError, READ_CHUNK};
 use super::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
+use super::session::Context;
 use super::shared::Shared;
 use crate::config::{self, Config, GrpcLimits};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
-use crate::protocol::native::ErrorKind;
 use crate::storage::line::LineFormatter;
 use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, Command, ConnKey};
@@ -73,8 +76,6 @@ const BATCH_BYTES: usize = 512 * 1024;
 /// Accepts per turn: the listener is shared by all loops, so stopping early lets idle loops take
 /// their share of a burst of connections.
 const ACCEPT_BUDGET: usize = 64;
-/// A client that does not read its acks and error frames gets this much output, then is closed.
-const MAX_OUTPUT: usize = 1024 * 1024;
 /// Datagrams read per turn before connections get their turn again.
 const DATAGRAM_BUDGET: usize = 1024;
 /// How often idle timeouts and retried accepts are checked when nothing else happens.
@@ -171,8 +172,8 @@ impl EventLoop {
             ready: VecDeque::new(),
             // One read's worth (small enough that a read and the batch it turns into stay in L2
             // cache together), then room for the rest of a frame the read cut (see
-            // `read_rest_of_frame`); at least a UDP datagram.
-            scratch: vec![0; (READ_BUDGET + config.max_frame as usize + 4).max(64 * 1024)],
+            // `Connection::read_from_socket`); at least a UDP datagram.
+            scratch: vec![0; (READ_CHUNK + config.max_frame as usize + 4).max(64 * 1024)],
             batch: BatchBuilder::new(
                 id,
                 LineFormatter::new(config.format),
@@ -317,7 +318,7 @@ impl EventLoop {
                 self.refuse(peer);
                 continue; // dropping `stream` closes it
             }
-            if let Err(e) = super::tune_socket(&stream) {
+            if let Err(e) = super::transport::tune_socket(&stream) {
                 self.log.warn(format_args!(
                     "connection from {peer}: cannot set keepalive: {e}"
                 ));
@@ -327,11 +328,7 @@ impl EventLoop {
             let entry = self.conns.vacant_entry();
             let token = entry.key();
             let mut conn = Connection::new(stream, ConnKey { token, serial }, peer);
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut conn.stream, Token(token), Interest::READABLE)
-            {
+            if let Err(e) = conn.register(self.poll.registry(), Token(token)) {
                 self.shared.stats().connection_closed();
                 self.log
                     .error(format_args!("connection from {peer}: cannot register: {e}"));
@@ -378,9 +375,8 @@ impl EventLoop {
 
     fn mark_ready(&mut self, token: usize) {
         if let Some(conn) = self.conns.get_mut(token)
-            && !conn.queued
+            && conn.enqueue()
         {
-            conn.queued = true;
             self.ready.push_back(token);
         }
     }
@@ -401,7 +397,7 @@ impl EventLoop {
             let drained = self.read(token, budget);
             if let Some(conn) = self.conns.get_mut(token) {
                 if drained {
-                    conn.queued = false;
+                    conn.dequeue();
                 } else {
                     self.ready.push_back(token);
                 }
@@ -421,14 +417,10 @@ impl EventLoop {
             .ready
             .iter()
             .copied()
-            .filter(|&t| {
-                self.conns
-                    .get(t)
-                    .is_some_and(|c| c.phase == Phase::Detecting)
-            })
+            .filter(|&t| self.conns.get(t).is_some_and(Connection::detecting))
             .collect();
         for token in detecting {
-            let n = match self.conns[token].stream.peek(&mut peeked) {
+            let n = match self.conns[token].peek(&mut peeked) {
                 Ok(n) => n,
                 Err(_) => continue,
             };
@@ -473,7 +465,6 @@ impl EventLoop {
     }
 
     fn read_input(&mut self, token: usize, budget: usize) -> bool {
-        let input_cap = self.input_cap;
         let Some(conn) = self.conns.get_mut(token) else {
             return true;
         };
@@ -485,84 +476,7 @@ impl EventLoop {
             shared: &self.shared,
             log: &self.log,
         };
-        let mut total = 0usize;
-        if conn.lingering() {
-            conn.discard_input(&mut self.scratch[..READ_BUDGET]);
-            return true;
-        }
-        loop {
-            if total >= budget {
-                return false;
-            }
-            if conn.phase == Phase::Closing || conn.eof {
-                return true;
-            }
-            let result = if conn.input.is_empty() {
-                // The common case: read into the loop's scratch buffer, decode in place, and keep
-                // only an unfinished tail.
-                match conn.stream.read(&mut self.scratch[..READ_BUDGET]) {
-                    Ok(n) if n > 0 => {
-                        let (used, end, result) =
-                            read_rest_of_frame(conn, &mut self.scratch, n, &mut cx);
-                        conn.input.extend_from_slice(&self.scratch[used..end]);
-                        result.map(|()| end)
-                    }
-                    other => other,
-                }
-            } else {
-                // A frame is half-way in: read into the connection's own buffer, growing it only
-                // towards what the frame announced.
-                let mut input = std::mem::take(&mut conn.input);
-                let have = input.len();
-                let want = conn
-                    .input_needed
-                    .map_or(4096, |need| need.saturating_sub(have))
-                    .clamp(4096, READ_BUDGET)
-                    // A frame (or line) never needs more than the cap, and the budget counts
-                    // capacity: what the zeroing below may have touched.
-                    .min(input_cap.saturating_sub(have))
-                    .max(1);
-                reserve_input(&mut input, want, input_cap);
-                input.resize(have + want, 0);
-                let result = conn.stream.read(&mut input[have..]);
-                let n = *result.as_ref().unwrap_or(&0);
-                input.truncate(have + n);
-                if n > 0 {
-                    let used = conn.consume(&input, &mut cx);
-                    input.drain(..used);
-                }
-                conn.input = if input.is_empty() { Vec::new() } else { input };
-                result
-            };
-            match result {
-                Ok(0) => {
-                    conn.eof = true;
-                    let discarded = conn.finish_input(&mut cx);
-                    if discarded > 0 {
-                        self.log.warn(format_args!(
-                            "connection from {} closed in the middle of a frame; {discarded} \
-                             bytes of an incomplete frame discarded",
-                            conn.peer,
-                        ));
-                    }
-                    return true;
-                }
-                Ok(n) => {
-                    total += n;
-                    conn.last_active = Instant::now();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.log.warn(format_args!(
-                        "connection from {}: read failed: {e}",
-                        conn.peer
-                    ));
-                    conn.abort();
-                    return true;
-                }
-            }
-        }
+        conn.read_from_socket(&mut self.scratch, budget, self.input_cap, &mut cx)
     }
 
     /// Reads datagrams until `WouldBlock` or the per-turn budget; each is one record.
@@ -648,7 +562,7 @@ impl EventLoop {
                 continue;
             }
             if let Some(conn) = self.conns.get_mut(c.conn.token)
-                && conn.key == c.conn
+                && conn.key() == c.conn
             {
                 conn.completed(c.count, c.last_seq);
                 touched.push(c.conn.token);
@@ -668,54 +582,17 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let mut failed = false;
-        while conn.has_output() {
-            match conn.stream.write(&conn.output[conn.output_sent..]) {
-                Ok(0) => failed = true,
-                Ok(n) => conn.output_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => failed = true,
-            }
-            if failed {
-                break;
-            }
-        }
-        if failed {
-            // The peer is gone; nothing more can be told to it.
-            conn.abort();
-        } else if !conn.has_output() {
-            conn.output = Vec::new();
-            conn.output_sent = 0;
-        } else if conn.output.len() - conn.output_sent > MAX_OUTPUT {
-            self.log.warn(format_args!(
-                "connection from {}: client does not read its acks ({} bytes unsent); closing",
-                conn.peer,
-                conn.output.len() - conn.output_sent
-            ));
-            conn.abort();
-        }
-        let want_writable = conn.has_output();
-        if want_writable != conn.writable {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            match self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, Token(token), interest)
-            {
-                Ok(()) => conn.writable = want_writable,
-                Err(e) => {
-                    self.log.error(format_args!(
-                        "connection from {}: reregister: {e}",
-                        conn.peer
-                    ));
-                    conn.abort();
-                }
-            }
+        match conn.flush_output(self.poll.registry(), Token(token)) {
+            Ok(()) => {}
+            Err(FlushError::SlowReader(unsent)) => self.log.warn(format_args!(
+                "connection from {}: client does not read its acks ({unsent} bytes unsent); \
+                 closing",
+                conn.peer()
+            )),
+            Err(FlushError::Reregister(e)) => self.log.error(format_args!(
+                "connection from {}: reregister: {e}",
+                conn.peer()
+            )),
         }
         if conn.finished() && !conn.linger() {
             self.close(token);
@@ -726,16 +603,16 @@ impl EventLoop {
         let mut conn = self.conns.remove(token);
         self.account(conn.counted(), 0);
         self.publish_count();
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+        if let Err(e) = conn.deregister(self.poll.registry()) {
             self.log.warn(format_args!(
                 "connection from {}: deregister: {e}",
-                conn.peer
+                conn.peer()
             ));
         }
         self.shared.stats().connection_closed();
         // A token removed from the slab may still sit in the ready list; `read` skips it, and the
         // serial in `ConnKey` keeps a reused slot from being confused with this connection.
-        if conn.queued {
+        if conn.is_queued() {
             self.ready.retain(|&t| t != token);
         }
     }
@@ -768,23 +645,17 @@ impl EventLoop {
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.in_flight == 0 && !c.lingering() && now.duration_since(c.last_active) >= idle
-            })
+            .filter(|(_, c)| c.idle(now, idle))
             .map(|(t, _)| t)
             .collect();
         for token in expired {
             let conn = &mut self.conns[token];
             self.log.info(format_args!(
                 "connection from {}: idle for {}s (--idle-timeout); closed",
-                conn.peer,
+                conn.peer(),
                 idle.as_secs()
             ));
-            conn.queue_error(
-                ErrorKind::IdleTimeout,
-                format!("nothing received for {}s; closing", idle.as_secs()),
-            );
-            conn.phase = Phase::Closing;
+            conn.time_out(idle);
             self.send_output(token);
         }
     }
@@ -816,7 +687,7 @@ impl EventLoop {
         self.send_batch();
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut events = Events::with_capacity(256);
-        while (self.conns.iter().any(|(_, c)| c.in_flight > 0) || !self.grpc.conns.is_empty())
+        while (self.conns.iter().any(|(_, c)| c.awaiting_writes()) || !self.grpc.conns.is_empty())
             && Instant::now() < deadline
         {
             match self.poll.poll(&mut events, Some(Duration::from_millis(20))) {
@@ -841,11 +712,7 @@ impl EventLoop {
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
             if let Some(conn) = self.conns.get_mut(token) {
-                conn.queue_ack();
-                conn.queue_error(ErrorKind::ShuttingDown, "server is shutting down".into());
-                conn.phase = Phase::Closing;
-                conn.in_flight = 0;
-                conn.eof = true;
+                conn.shut_down();
             }
             self.send_output(token);
         }
@@ -1015,7 +882,7 @@ impl EventLoop {
         let mut victims: Vec<(usize, Victim)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.counted() > 0 && c.phase != Phase::Closing)
+            .filter(|(_, c)| c.counted() > 0 && !c.closing())
             .map(|(token, c)| (c.counted(), Victim::Tcp(token)))
             .chain(
                 self.grpc
@@ -1039,7 +906,7 @@ impl EventLoop {
                         "connection from {}: shed, holding {held} bytes of unfinished input, \
                          the most on its loop, while the server held {total} (--max-input \
                          {max}); its complete records are kept",
-                        conn.peer
+                        conn.peer()
                     ));
                     conn.shed();
                     conn.recount()
@@ -1076,61 +943,8 @@ impl EventLoop {
     }
 }
 
-/// Makes room for `want` more bytes in a connection's input: doubling (few reallocations while a
-/// large frame arrives), but never past `cap`, so what the budget counts (the capacity) stays
-/// within one frame.
-fn reserve_input(input: &mut Vec<u8>, want: usize, cap: usize) {
-    let need = input.len() + want;
-    if input.capacity() < need {
-        let target = need.max(input.capacity().saturating_mul(2).min(cap));
-        input.reserve_exact(target - input.len());
-    }
-}
-
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// After a read into `scratch[..n]` that `conn` consumed up to a frame it cut, reads the rest of
-/// that frame right behind it, while the socket has it, and consumes it there: the cut part is
-/// neither copied into the connection's buffer nor is that buffer grown (and zeroed) for the
-/// rest, which cost a copy and a fill of half a frame on nearly every read. Returns how far the
-/// scratch was consumed and filled, and a read error to report (end of stream and `WouldBlock`
-/// are left for the next read to see again).
-fn read_rest_of_frame(
-    conn: &mut Connection,
-    scratch: &mut [u8],
-    n: usize,
-    cx: &mut Context<'_>,
-) -> (usize, usize, io::Result<()>) {
-    let mut used = conn.consume(&scratch[..n], cx);
-    let mut end = n;
-    while used < end && conn.phase != Phase::Closing {
-        let Some(need) = conn.input_needed else {
-            break;
-        };
-        let frame_end = used.saturating_add(need);
-        if frame_end <= end || frame_end > scratch.len() {
-            break;
-        }
-        match conn.stream.read(&mut scratch[end..frame_end]) {
-            Ok(0) => break,
-            Ok(m) => {
-                end += m;
-                used += conn.consume(&scratch[used..end], cx);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                break;
-            }
-            Err(e) => return (used, end, Err(e)),
-        }
-    }
-    (used, end, Ok(()))
 }

@@ -10,7 +10,11 @@
 //!
 //! - [`event_loop`]: one loop, its accept/read/write discipline.
 //! - [`budget`]: the budget for unfinished input (`--max-input`) and who sheds when it is hit.
-//! - [`connection`]: one connection's buffers and protocol state.
+//! - [`connection`]: one TCP connection: a transport plus a session; its buffers, limits,
+//!   output and closing.
+//! - [`transport`]: the socket under a connection (plain TCP; TLS later), and its keepalive.
+//! - [`session`]: one protocol each (native, pickle, syslog, JSON lines and text, health), chosen
+//!   from detection's result in one place.
 //! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
@@ -22,7 +26,12 @@ pub mod connection;
 pub mod event_loop;
 pub mod grpc;
 pub mod health;
+pub mod session;
 pub mod shared;
+pub mod transport;
+
+/// Where the gRPC accept still takes it from; TCP's takes it from [`transport`].
+pub(crate) use transport::tune_socket;
 
 use std::fmt;
 use std::io;
@@ -30,7 +39,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
-use std::time::Duration;
 
 use mio::{Poll, Waker};
 
@@ -428,16 +436,4 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// Keepalive so peers that vanish without a FIN (a crashed host, a dropped NAT entry) are noticed
-/// within about two minutes and their slots freed; no Nagle delay on acks.
-pub(crate) fn tune_socket(stream: &mio::net::TcpStream) -> io::Result<()> {
-    let socket = socket2::SockRef::from(stream);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    socket.set_tcp_keepalive(&keepalive)?;
-    stream.set_nodelay(true)
 }
