@@ -11,7 +11,8 @@
 //! - [`event_loop`]: one loop, its accept/read/write discipline.
 //! - [`budget`]: the budget for unfinished input (`--max-input`) and who sheds when it is hit.
 //! - [`connection`]: one connection's buffers and protocol state.
-//! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
+//! - [`grpc`]: gRPC (HTTP/2 through `h2`): a loop's side of it as one unit ([`grpc::GrpcPort`]),
+//!   a connection's lifecycle, its calls, its replies.
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
 //! - [`health`]: the `health` line and gRPC's serving status.
@@ -33,7 +34,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
-use std::time::Duration;
 
 use mio::{Poll, Waker};
 
@@ -433,14 +433,5 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Keepalive so peers that vanish without a FIN (a crashed host, a dropped NAT entry) are noticed
-/// within about two minutes and their slots freed; no Nagle delay on acks.
-pub(crate) fn tune_socket(stream: &mio::net::TcpStream) -> io::Result<()> {
-    let socket = socket2::SockRef::from(stream);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    socket.set_tcp_keepalive(&keepalive)?;
-    stream.set_nodelay(true)
-}
+/// Where the TCP side of the loops finds it (`event_loop`); it lives with the socket plumbing.
+pub(crate) use crate::net::socket::tune_socket;

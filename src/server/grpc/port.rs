@@ -34,6 +34,7 @@ use super::calls::GrpcContext;
 use super::lifecycle::{Drive, GrpcConnection};
 use super::wake::ReadyQueue;
 use crate::config::GrpcLimits;
+use crate::net::socket::tune_socket;
 use crate::server::shared::Shared;
 use crate::storage::ConnKey;
 use crate::storage::server_log::ServerLog;
@@ -171,7 +172,7 @@ impl GrpcPort {
             shared.stats().connection_closed();
             return Accepted::Refused(peer); // dropping `stream` closes it
         }
-        if let Err(e) = crate::server::tune_socket(&stream) {
+        if let Err(e) = tune_socket(&stream) {
             log.warn(format_args!(
                 "gRPC connection from {peer}: cannot set keepalive: {e}"
             ));
