@@ -30,7 +30,7 @@
 //! [`server::connection`]), the first bytes pick a protocol ([`protocol::detect`]) and so its
 //! session ([`server::session`]), frames or lines are cut ([`protocol::frame`],
 //! [`protocol::lines`]) and decoded into a [`record::Record`] ([`protocol::native`] and its
-//! siblings; gRPC calls through [`server::grpc`]), which is formatted into a line with a gap for its
+//! siblings; gRPC messages through `server::grpc::calls`' `push_records`), which is formatted into a line with a gap for its
 //! sequence number ([`storage::line`]) and appended to the loop's [`storage::Batch`]. The writer
 //! ([`storage::writer`]) numbers the lines, writes them to the rotating files
 //! ([`storage::fileset`]) and hands completions back, which become acks.
@@ -41,11 +41,13 @@
 //! - [`server`]: the listener, the event loops, the connections: a connection is a transport
 //!   (`server::transport`) plus the protocol session detection picked (`server::session`, one
 //!   file per protocol).
+//!   [`server::grpc`] is gRPC split by idea (a connection's lifecycle, its calls, replies), its
+//!   loop side one unit, [`server::grpc::GrpcPort`].
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
 //! - [`stats`]: the counters every thread bumps (atomics only; the lowest room).
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
-//!   socket, and the waker for `h2` futures polled by hand.
+//!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   `logmill health` and `logmill send`.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.

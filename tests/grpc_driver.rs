@@ -1,7 +1,8 @@
-//! The gRPC connection driver (`server::grpc`) on its own, before any event loop of the server
-//! uses it: a tiny mio loop in a thread accepts sockets, runs [`GrpcConnection`]s, collects what
-//! they push into a real `BatchBuilder`, and plays the writer (sequence numbers, completions in
-//! order, an optional hold that stands for a slow disk). Real clients talk to it over loopback:
+//! The gRPC side of an event loop (`server::grpc::GrpcPort`) on its own: a thread polls and
+//! calls the port's methods as the server's loop does (accept, drive on events, wakes and
+//! deadlines, shutdown), collects what the connections push into a real `BatchBuilder`, and
+//! stands in for the writer (sequence numbers, completions in order through the port, an
+//! optional hold that stands for a slow disk). Real clients talk to it over loopback:
 //! the `h2` crate's client (on a tokio runtime, in this test only), raw sockets for the
 //! HTTP/1 and timeout cases, and the real Python `grpcio` and Node `@grpc/grpc-js` clients of
 //! `tests/grpc_interop/`, which `tests/common/tools.rs` installs (or says why it could not).
@@ -29,16 +30,15 @@ use logmill::config::GrpcLimits;
 use logmill::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use logmill::protocol::grpc::logmill_v1::{LogRecord, PushRequest, PushResponse, log_record};
 use logmill::protocol::grpc::{self, percent_decode};
-use logmill::server::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
+use logmill::server::grpc::{Accepted, GrpcContext, GrpcPort};
 use logmill::server::shared::Shared;
 use logmill::storage::line::LineFormatter;
 use logmill::storage::mailbox::{Handoff, Mailbox};
 use logmill::storage::server_log::ServerLog;
-use logmill::storage::{Batch, BatchBuilder, ConnKey};
+use logmill::storage::{Batch, BatchBuilder};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 use prost::Message as _;
-use slab::Slab;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -96,11 +96,9 @@ impl TestServer {
         let waker = Waker::new(poll.registry(), WAKER).unwrap();
         let handoff = Arc::new(Handoff::new(options.max_pending, vec![Mailbox::new(waker)]));
         let shared = Arc::new(Shared::new("grpc-test".into(), handoff, Arc::default()));
-        let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        // Registered by the port.
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .unwrap();
         let control = Arc::new(Control {
             shared,
             hold: AtomicBool::new(false),
@@ -174,101 +172,71 @@ impl Drop for TestServer {
     }
 }
 
-/// The loop, as the server's event loops will run it: drive on events, on the ready queue and
-/// on deadlines; hand completions back in order; deregister closed connections by descriptor.
+/// The loop: the server's turn reduced to its gRPC side, every step a call on the real
+/// [`GrpcPort`]; what is the test's own is the writer below.
 fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: Arc<Control>) {
     let shared = control.shared.clone();
     let log = ServerLog::stderr_only();
     let notify_shared = shared.clone();
-    let ready = ReadyQueue::new(move || notify_shared.mailbox(0).wake());
-    let mut conns: Slab<GrpcConnection> = Slab::new();
+    let mut port = GrpcPort::new(
+        Some(listener),
+        poll.registry(),
+        LISTENER,
+        limits,
+        move || notify_shared.mailbox(0).wake(),
+    )
+    .unwrap();
     let mut batch = BatchBuilder::new(0, LineFormatter::new(Format::Json), 1);
     let mut held: Vec<Batch> = Vec::new();
     let mut next_seq = 1u64;
-    let mut serial = 0u64;
     let mut events = Events::with_capacity(256);
-    let mut keys = Vec::new();
     let mut shutting_down = false;
     while !control.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         let mut timeout = Duration::from_millis(100);
-        if !ready.is_empty() && !shared.pending_full() {
+        if port.has_ready() && !shared.pending_full() {
             timeout = Duration::ZERO;
         }
-        for (_, conn) in &conns {
-            if let Some(at) = conn.next_deadline() {
-                timeout = timeout.min(at.saturating_duration_since(now));
-            }
+        if let Some(at) = port.next_deadline() {
+            timeout = timeout.min(at.saturating_duration_since(now));
         }
         match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("poll: {e}"),
         }
-        let mut to_drive: Vec<usize> = Vec::new();
-        for event in events.iter() {
-            match event.token() {
-                LISTENER => loop {
-                    match listener.accept() {
-                        Ok((stream, peer)) => {
-                            stream.set_nodelay(true).unwrap();
-                            let entry = conns.vacant_entry();
-                            let key = ConnKey {
-                                token: entry.key(),
-                                serial,
-                            };
-                            serial += 1;
-                            let conn =
-                                GrpcConnection::new(stream, key, peer, &limits, ready.clone());
-                            conn.register(poll.registry(), Token(key.token)).unwrap();
-                            entry.insert(conn);
-                            to_drive.push(key.token);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => panic!("accept: {e}"),
-                    }
-                },
-                WAKER => {}
-                Token(t) => to_drive.push(t),
-            }
-        }
-        if control.shutdown.load(Ordering::SeqCst) && !shutting_down {
-            shutting_down = true;
-            for (_, conn) in &mut conns {
-                conn.begin_shutdown();
-            }
-            control.shutdown_begun.store(true, Ordering::SeqCst);
-        }
-        ready.take(&mut keys);
-        for key in keys.drain(..) {
-            if conns.get(key.token).is_some_and(|c| c.key() == key) {
-                to_drive.push(key.token);
-            }
-        }
-        let now = Instant::now();
-        for (token, conn) in &conns {
-            if conn.next_deadline().is_some_and(|at| at <= now) {
-                to_drive.push(token);
-            }
-        }
-        to_drive.sort_unstable();
-        to_drive.dedup();
-        for token in to_drive {
-            let Some(conn) = conns.get_mut(token) else {
-                continue;
-            };
+        let drive = |port: &mut GrpcPort, token: Token, batch: &mut BatchBuilder| {
             let mut cx = GrpcContext {
-                batch: &mut batch,
+                batch,
                 now_ns: 1_700_000_000_000_000_000,
                 shared: &shared,
                 log: &log,
             };
-            if conn.drive(&mut cx) == Drive::Closed {
-                conn.deregister(poll.registry()).unwrap();
-                conns.remove(token);
+            port.drive(token, &mut cx, poll.registry(), true);
+        };
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => loop {
+                    match port.accept(poll.registry(), &shared, &log, usize::MAX) {
+                        Accepted::Conn(token) => drive(&mut port, token, &mut batch),
+                        Accepted::Done => break,
+                        other => panic!("accept: {other:?}"),
+                    }
+                },
+                WAKER => {}
+                token => drive(&mut port, token, &mut batch),
             }
         }
-        control.connections.store(conns.len(), Ordering::SeqCst);
+        if control.shutdown.load(Ordering::SeqCst) && !shutting_down {
+            shutting_down = true;
+            port.begin_shutdown();
+            control.shutdown_begun.store(true, Ordering::SeqCst);
+        }
+        port.collect_due(Instant::now());
+        while let Some(token) = port.next_due() {
+            drive(&mut port, token, &mut batch);
+        }
+        control.connections.store(port.len(), Ordering::SeqCst);
         // The batch goes to the writer once per turn, as in the server.
         if !batch.is_empty() {
             let b = batch.take(next_seq, None);
@@ -297,11 +265,8 @@ fn run_loop(mut poll: Poll, listener: TcpListener, limits: GrpcLimits, control: 
                 let (conn_key, count) = run.expect("a line without an owner");
                 in_run += 1;
                 if in_run == count {
-                    if let Some(conn) = conns.get_mut(conn_key.token)
-                        && conn.key() == conn_key
-                    {
-                        conn.completed(u64::from(count), seq);
-                    }
+                    assert!(GrpcPort::owns(conn_key.token), "a gRPC connection's line");
+                    port.completed(conn_key, u64::from(count), seq);
                     run = owners.next();
                     in_run = 0;
                 }

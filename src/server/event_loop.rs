@@ -31,7 +31,7 @@ use slab::Slab;
 
 use super::budget::Pressure;
 use super::connection::{Connection, FlushError, READ_CHUNK};
-use super::grpc::{Drive, GrpcConnection, GrpcContext, ReadyQueue};
+use super::grpc::{Accepted, GrpcContext, GrpcPort};
 use super::session::Context;
 use super::shared::Shared;
 use crate::config::{self, Config, GrpcLimits};
@@ -46,26 +46,11 @@ pub const UDP: Token = Token(usize::MAX - 2);
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX);
 
-/// gRPC connections' tokens (and their `ConnKey::token`s) start here, so events and writer
-/// completions are routed to the right slab by range.
-const GRPC_BASE: usize = 1 << 40;
-
 /// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket.
 pub struct Sockets {
     pub tcp: TcpListener,
     pub grpc: Option<TcpListener>,
     pub udp: Option<mio::net::UdpSocket>,
-}
-
-/// The gRPC side of a loop: h2 connections live in their own slab, since h2 owns their sockets
-/// (`server::grpc`), and wake themselves through `ready`.
-struct GrpcSide {
-    listener: Option<TcpListener>,
-    conns: Slab<GrpcConnection>,
-    ready: ReadyQueue,
-    limits: GrpcLimits,
-    /// Scratch list of connections to drive this turn.
-    keys: Vec<ConnKey>,
 }
 
 /// Bytes read from one connection per turn before the next connection gets its turn.
@@ -108,7 +93,8 @@ pub struct EventLoop {
     refusals_logged_at: Option<Instant>,
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
     accepted: u64,
-    grpc: GrpcSide,
+    /// The gRPC side: its own listener and connections, since h2 owns their sockets.
+    grpc: GrpcPort,
     /// Unfinished input this loop's connections hold: its part of the input budget.
     input_held: usize,
     /// The most one TCP connection holds: one frame (or line) and its header.
@@ -117,11 +103,11 @@ pub struct EventLoop {
     shedding: bool,
 }
 
-/// A connection to shed: a TCP token or a gRPC slab index.
+/// A connection to shed: a TCP token or a gRPC one.
 #[derive(Debug, Clone, Copy)]
 enum Victim {
     Tcp(usize),
-    Grpc(usize),
+    Grpc(Token),
 }
 
 impl EventLoop {
@@ -141,7 +127,7 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         let Sockets {
             tcp: mut listener,
-            grpc: mut grpc_listener,
+            grpc: grpc_listener,
             mut udp,
         } = sockets;
         poll.registry()
@@ -149,18 +135,14 @@ impl EventLoop {
         if let Some(socket) = &mut udp {
             poll.registry().register(socket, UDP, Interest::READABLE)?;
         }
-        if let Some(l) = &mut grpc_listener {
-            poll.registry()
-                .register(l, GRPC_LISTENER, Interest::READABLE)?;
-        }
         let notify = shared.clone();
-        let grpc = GrpcSide {
-            listener: grpc_listener,
-            conns: Slab::new(),
-            ready: ReadyQueue::new(move || notify.mailbox(id).wake()),
-            limits: GrpcLimits::from_config(config),
-            keys: Vec::new(),
-        };
+        let grpc = GrpcPort::new(
+            grpc_listener,
+            poll.registry(),
+            GRPC_LISTENER,
+            GrpcLimits::from_config(config),
+            move || notify.mailbox(id).wake(),
+        )?;
         Ok(EventLoop {
             id,
             poll,
@@ -211,11 +193,8 @@ impl EventLoop {
                 // gRPC connections keep their own timers (handshake, keepalive, grpc-timeout).
                 let now = Instant::now();
                 self.grpc
-                    .conns
-                    .iter()
-                    .filter_map(|(_, c)| c.next_deadline())
-                    .map(|at| at.saturating_duration_since(now))
-                    .fold(TICK, Duration::min)
+                    .next_deadline()
+                    .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK))
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -228,7 +207,7 @@ impl EventLoop {
                     UDP => self.udp_ready = true,
                     GRPC_LISTENER => self.accept_grpc(),
                     WAKER => {}
-                    Token(token) if token >= GRPC_BASE => self.drive_grpc(token - GRPC_BASE),
+                    Token(token) if GrpcPort::owns(token) => self.drive_grpc(Token(token)),
                     Token(token) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(token);
@@ -266,7 +245,7 @@ impl EventLoop {
     }
 
     fn has_work(&self) -> bool {
-        ((!self.ready.is_empty() || self.udp_ready || !self.grpc.ready.is_empty())
+        ((!self.ready.is_empty() || self.udp_ready || self.grpc.has_ready())
             && !self.shared.pending_full())
             || (self.accept_more && self.conns.len() < self.max_connections)
     }
@@ -318,7 +297,7 @@ impl EventLoop {
                 self.refuse(peer);
                 continue; // dropping `stream` closes it
             }
-            if let Err(e) = super::transport::tune_socket(&stream) {
+            if let Err(e) = crate::net::socket::tune_socket(&stream) {
                 self.log.warn(format_args!(
                     "connection from {peer}: cannot set keepalive: {e}"
                 ));
@@ -346,7 +325,7 @@ impl EventLoop {
     /// The loop to leave a new connection to, when it holds at least two connections fewer than
     /// this one.
     fn over_share(&self) -> Option<usize> {
-        let mine = self.conns.len() + self.grpc.conns.len();
+        let mine = self.conns.len() + self.grpc.len();
         self.shared.balance().lighter_loop(self.id, mine)
     }
 
@@ -354,7 +333,7 @@ impl EventLoop {
     fn publish_count(&self) {
         self.shared
             .balance()
-            .publish(self.id, self.conns.len() + self.grpc.conns.len());
+            .publish(self.id, self.conns.len() + self.grpc.len());
     }
 
     fn refuse(&mut self, peer: std::net::SocketAddr) {
@@ -552,13 +531,8 @@ impl EventLoop {
         }
         let mut touched = Vec::new();
         for c in completions {
-            if c.conn.token >= GRPC_BASE {
-                // The connection queues itself; its replies go out when it is next driven.
-                if let Some(conn) = self.grpc.conns.get_mut(c.conn.token - GRPC_BASE)
-                    && conn.key() == c.conn
-                {
-                    conn.completed(c.count, c.last_seq);
-                }
+            if GrpcPort::owns(c.conn.token) {
+                self.grpc.completed(c.conn, c.count, c.last_seq);
                 continue;
             }
             if let Some(conn) = self.conns.get_mut(c.conn.token)
@@ -625,9 +599,7 @@ impl EventLoop {
             self.accept_more = true;
         }
         if self.shared.input().may_grow(self.input_held) {
-            for (_, conn) in &mut self.grpc.conns {
-                conn.regrant();
-            }
+            self.grpc.regrant();
         }
         let now = Instant::now();
         let lingered: Vec<usize> = self
@@ -669,25 +641,19 @@ impl EventLoop {
         {
             self.log.warn(format_args!("deregister listener: {e}"));
         }
-        if let Some(mut listener) = self.grpc.listener.take()
-            && let Err(e) = self.poll.registry().deregister(&mut listener)
-        {
-            self.log.warn(format_args!("deregister gRPC listener: {e}"));
-        }
+        self.grpc.close_listener(self.poll.registry(), &self.log);
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
             self.read(token, usize::MAX);
         }
         // GOAWAY: calls in flight finish, no new ones start.
-        for (_, conn) in &mut self.grpc.conns {
-            conn.begin_shutdown();
-        }
+        self.grpc.begin_shutdown();
         self.serve_grpc();
         self.ready.clear();
         self.send_batch();
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut events = Events::with_capacity(256);
-        while (self.conns.iter().any(|(_, c)| c.awaiting_writes()) || !self.grpc.conns.is_empty())
+        while (self.conns.iter().any(|(_, c)| c.awaiting_writes()) || !self.grpc.is_empty())
             && Instant::now() < deadline
         {
             match self.poll.poll(&mut events, Some(Duration::from_millis(20))) {
@@ -696,19 +662,13 @@ impl EventLoop {
                 Err(e) => return Err(e),
             }
             self.take_completions();
-            let all: Vec<usize> = self.grpc.conns.iter().map(|(i, _)| i).collect();
-            for index in all {
-                self.drive_grpc(index);
+            for token in self.grpc.tokens() {
+                self.drive_grpc(token);
             }
             self.send_batch();
         }
-        for conn in self.grpc.conns.drain() {
-            if let Err(e) = conn.deregister(self.poll.registry()) {
-                self.log
-                    .warn(format_args!("deregister gRPC connection: {e}"));
-            }
-            self.shared.stats().connection_closed();
-        }
+        self.grpc
+            .close_all(self.poll.registry(), &self.shared, &self.log);
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
             if let Some(conn) = self.conns.get_mut(token) {
@@ -734,82 +694,42 @@ impl EventLoop {
     /// Accepts gRPC connections until `WouldBlock`, within `--max-connections` like TCP ones.
     fn accept_grpc(&mut self) {
         loop {
-            let Some(listener) = &self.grpc.listener else {
-                return;
-            };
-            let (stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.log.error(format_args!(
-                        "gRPC accept failed: {e}; retrying (raise `ulimit -n` if this is EMFILE)"
-                    ));
-                    return;
+            let registry = self.poll.registry();
+            match self
+                .grpc
+                .accept(registry, &self.shared, &self.log, self.max_connections)
+            {
+                Accepted::Conn(token) => {
+                    self.accepted += 1;
+                    self.publish_count();
+                    self.drive_grpc(token);
                 }
-            };
-            let total = self.shared.stats().connection_opened();
-            if total > self.max_connections {
-                self.shared.stats().connection_closed();
-                self.refuse(peer);
-                continue;
+                Accepted::Refused(peer) => self.refuse(peer),
+                Accepted::Skipped => {}
+                Accepted::Done => return,
             }
-            if let Err(e) = super::tune_socket(&stream) {
-                self.log.warn(format_args!(
-                    "gRPC connection from {peer}: cannot set keepalive: {e}"
-                ));
-            }
-            let entry = self.grpc.conns.vacant_entry();
-            let index = entry.key();
-            let key = ConnKey {
-                token: GRPC_BASE + index,
-                serial: self.next_serial,
-            };
-            self.next_serial += 1;
-            let conn = GrpcConnection::new(
-                stream,
-                key,
-                peer,
-                &self.grpc.limits,
-                self.grpc.ready.clone(),
-            );
-            if let Err(e) = conn.register(self.poll.registry(), Token(key.token)) {
-                self.shared.stats().connection_closed();
-                self.log.error(format_args!(
-                    "gRPC connection from {peer}: cannot register: {e}"
-                ));
-                continue;
-            }
-            entry.insert(conn);
-            self.accepted += 1;
-            self.publish_count();
-            self.drive_grpc(index);
         }
     }
 
-    /// Advances one gRPC connection; removes it (deregistering by raw fd) once it is closed.
-    fn drive_grpc(&mut self, index: usize) {
-        let Some(conn) = self.grpc.conns.get_mut(index) else {
-            return;
-        };
+    /// Advances one gRPC connection, then accounts its unfinished input.
+    fn drive_grpc(&mut self, token: Token) {
+        let may_grow = self.shared.input().may_grow(self.input_held);
         let mut cx = GrpcContext {
             batch: &mut self.batch,
             now_ns: now_ns(),
             shared: &self.shared,
             log: &self.log,
         };
-        conn.set_may_grow(self.shared.input().may_grow(self.input_held));
-        let drive = conn.drive(&mut cx);
-        let (before, now) = conn.recount();
-        if drive == Drive::Closed {
-            let conn = self.grpc.conns.remove(index);
+        let Some(driven) = self
+            .grpc
+            .drive(token, &mut cx, self.poll.registry(), may_grow)
+        else {
+            return;
+        };
+        if driven.closed() {
             self.publish_count();
-            if let Err(e) = conn.deregister(self.poll.registry()) {
-                self.log
-                    .warn(format_args!("deregister gRPC connection: {e}"));
-            }
-            self.shared.stats().connection_closed();
         }
+        let (before, now) = driven.held();
         self.account(before, now);
         if self.batch.bytes() >= BATCH_BYTES {
             self.send_batch();
@@ -824,23 +744,10 @@ impl EventLoop {
             // Sets the mailbox flag, so the writer wakes this loop once there is room again.
             self.is_paused();
         }
-        let mut keys = std::mem::take(&mut self.grpc.keys);
-        self.grpc.ready.take(&mut keys);
-        let now = Instant::now();
-        for (_, conn) in &self.grpc.conns {
-            if conn.next_deadline().is_some_and(|at| at <= now) {
-                keys.push(conn.key());
-            }
+        self.grpc.collect_due(Instant::now());
+        while let Some(token) = self.grpc.next_due() {
+            self.drive_grpc(token);
         }
-        keys.sort_unstable_by_key(|k| (k.token, k.serial));
-        keys.dedup();
-        for key in keys.drain(..) {
-            let index = key.token - GRPC_BASE;
-            if self.grpc.conns.get(index).is_some_and(|c| c.key() == key) {
-                self.drive_grpc(index);
-            }
-        }
-        self.grpc.keys = keys;
     }
 }
 
@@ -886,10 +793,8 @@ impl EventLoop {
             .map(|(token, c)| (c.counted(), Victim::Tcp(token)))
             .chain(
                 self.grpc
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.counted() > 0)
-                    .map(|(index, c)| (c.counted(), Victim::Grpc(index))),
+                    .victims()
+                    .map(|(held, token)| (held, Victim::Grpc(token))),
             )
             .collect();
         victims.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
@@ -911,13 +816,15 @@ impl EventLoop {
                     conn.shed();
                     conn.recount()
                 }
-                Victim::Grpc(index) => {
-                    let conn = &mut self.grpc.conns[index];
+                Victim::Grpc(token) => {
+                    let Some(peer) = self.grpc.peer(token) else {
+                        continue; // cannot happen: shedding closes no connection
+                    };
                     self.log.warn(format_args!(
                         "gRPC connection from {}: shed (GOAWAY ENHANCE_YOUR_CALM), holding \
                          {held} bytes of unfinished messages, the most on its loop, while the \
                          server held {total} (--max-input {max}); its complete records are kept",
-                        conn.peer()
+                        peer
                     ));
                     let mut cx = GrpcContext {
                         batch: &mut self.batch,
@@ -925,8 +832,7 @@ impl EventLoop {
                         shared: &self.shared,
                         log: &self.log,
                     };
-                    conn.shed(&mut cx);
-                    conn.recount()
+                    self.grpc.shed(token, &mut cx)
                 }
             };
             self.shared.stats().count_shed();
@@ -937,9 +843,7 @@ impl EventLoop {
         }
         self.shedding = false;
         // Room was made: calls whose capacity was withheld may take it now.
-        for (_, conn) in &mut self.grpc.conns {
-            conn.regrant();
-        }
+        self.grpc.regrant();
     }
 }
 

@@ -12,10 +12,11 @@
 //! - [`budget`]: the budget for unfinished input (`--max-input`) and who sheds when it is hit.
 //! - [`connection`]: one TCP connection: a transport plus a session; its buffers, limits,
 //!   output and closing.
-//! - [`transport`]: the socket under a connection (plain TCP; TLS later), and its keepalive.
+//! - [`transport`]: the socket under a connection (plain TCP; TLS later).
 //! - [`session`]: one protocol each (native, pickle, syslog, JSON lines and text, health), chosen
 //!   from detection's result in one place.
-//! - [`grpc`]: one gRPC connection (HTTP/2 through `h2`), driven by a loop like the others.
+//! - [`grpc`]: gRPC (HTTP/2 through `h2`): a loop's side of it as one unit ([`grpc::GrpcPort`]),
+//!   a connection's lifecycle, its calls, its replies.
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
 //! - [`health`]: the `health` line and gRPC's serving status.
@@ -29,9 +30,6 @@ pub mod health;
 pub mod session;
 pub mod shared;
 pub mod transport;
-
-/// Where the gRPC accept still takes it from; TCP's takes it from [`transport`].
-pub(crate) use transport::tune_socket;
 
 use std::fmt;
 use std::io;

@@ -8,7 +8,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -84,19 +83,4 @@ impl Transport {
     pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         registry.deregister(&mut self.stream)
     }
-}
-
-/// Keepalive so peers that vanish without a FIN (a crashed host, a dropped NAT entry) are noticed
-/// within about two minutes and their slots freed; no Nagle delay on acks.
-///
-/// # Errors
-/// The error setting either option.
-pub fn tune_socket(stream: &TcpStream) -> io::Result<()> {
-    let socket = socket2::SockRef::from(stream);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    socket.set_tcp_keepalive(&keepalive)?;
-    stream.set_nodelay(true)
 }
