@@ -79,6 +79,9 @@ pub struct Connection {
     /// JSON lines and text: the current line was cut at the line limit; its remaining pieces are
     /// stored flagged `truncated` too.
     pub line_cut: bool,
+    /// Syslog, JSON lines and text: how much of the line at the front of `input` was already
+    /// searched for its newline, so that a line arriving in many reads is searched once.
+    scan: lines::Scan,
 }
 
 /// Everything `consume` needs from the loop besides the connection.
@@ -120,6 +123,7 @@ impl Connection {
             eof: false,
             syslog: syslog::Continuation::Start,
             line_cut: false,
+            scan: lines::Scan::default(),
         }
     }
 
@@ -163,7 +167,12 @@ impl Connection {
                         return buf.len();
                     }
                 },
-                Phase::Syslog => match syslog::decode_frame(rest, cx.max_line, &mut self.syslog) {
+                Phase::Syslog => match syslog::decode_frame_resuming(
+                    rest,
+                    cx.max_line,
+                    &mut self.syslog,
+                    &mut self.scan,
+                ) {
                     syslog::Frame::Message { msg, consumed } => {
                         pos += consumed;
                         if !msg.is_empty() {
@@ -189,7 +198,7 @@ impl Connection {
                         return pos;
                     }
                 },
-                Phase::JsonLines | Phase::Text => match lines::next_line(rest, cx.max_line) {
+                Phase::JsonLines | Phase::Text => match self.scan.next_line(rest, cx.max_line) {
                     Line::Complete { line, consumed } => {
                         pos += consumed;
                         let truncated = std::mem::take(&mut self.line_cut);
@@ -376,6 +385,7 @@ impl Connection {
             _ => input.len(),
         };
         self.syslog = syslog::Continuation::Start;
+        self.scan = lines::Scan::default();
         discarded
     }
 
