@@ -6,6 +6,12 @@
 //! further pieces, the last of which is the [`Line::Complete`] that ends at the newline. So a
 //! connection never holds more than one line's worth of bytes, whatever a client sends.
 //!
+//! A connection calls [`Scan::next_line`] after every read, with the line it is waiting for
+//! still at the front of its buffer; a [`Scan`] it keeps says how much of that line was already
+//! searched for the newline, so each byte is searched once however the line arrives. Searching
+//! from the start on every call made a line cost its length squared: a client sending a 1 MiB
+//! line one byte per read made the server scan half a terabyte.
+//!
 //! What this file does not do: decide what a line means (`syslog`, `jsonl`), or remember that a
 //! line was cut. That is one bool in the caller: after a `Truncated`, every piece up to and
 //! including the next `Complete` belongs to the same cut line and is flagged `truncated` too.
@@ -22,30 +28,54 @@ pub enum Line<'a> {
     Incomplete,
 }
 
+/// How much of the line at the front of a buffer [`Scan::next_line`] has searched for its
+/// newline without finding one. A connection keeps one next to its buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Bytes at the front of the buffer known to hold no `\n`.
+    searched: usize,
+}
+
 /// Cuts the line at the front of `buf`, allowing lines of at most `max_line` bytes (a
-/// `max_line` of 0 is taken as 1, so every piece makes progress).
+/// `max_line` of 0 is taken as 1, so every piece makes progress). For a buffer looked at once;
+/// a buffer that grows between calls goes to [`Scan::next_line`].
 ///
 /// A line of exactly `max_line` bytes is `Complete` once its newline arrives, so `Incomplete`
 /// can be returned with up to `max_line` bytes (and a trailing `\r`) buffered, and no more.
 pub fn next_line(buf: &[u8], max_line: usize) -> Line<'_> {
-    let max_line = max_line.max(1);
-    // The newline may sit right after `max_line` bytes, or after `max_line` bytes and a `\r`.
-    let window = &buf[..buf.len().min(max_line.saturating_add(2))];
-    if let Some(at) = window.iter().position(|&b| b == b'\n') {
-        let line = strip_cr(&buf[..at]);
-        if line.len() <= max_line {
-            return Line::Complete {
-                line,
-                consumed: at + 1,
-            };
+    Scan::default().next_line(buf, max_line)
+}
+
+impl Scan {
+    /// [`next_line`] on a buffer that grows: after an `Incomplete`, the scan remembers that what
+    /// was buffered holds no newline, and the next call searches only the bytes appended since.
+    ///
+    /// The caller must call again with the same line at the front of `buf` (what was there, and
+    /// more) until the answer is not `Incomplete`; any other answer resets the scan for the next
+    /// line.
+    pub fn next_line<'a>(&mut self, buf: &'a [u8], max_line: usize) -> Line<'a> {
+        let max_line = max_line.max(1);
+        // The newline may sit right after `max_line` bytes, or after `max_line` bytes and a `\r`.
+        let window = &buf[..buf.len().min(max_line.saturating_add(2))];
+        let from = std::mem::take(&mut self.searched).min(window.len());
+        if let Some(at) = window[from..].iter().position(|&b| b == b'\n') {
+            let at = from + at;
+            let line = strip_cr(&buf[..at]);
+            if line.len() <= max_line {
+                return Line::Complete {
+                    line,
+                    consumed: at + 1,
+                };
+            }
+        } else if buf.len() <= max_line || (buf.len() == max_line + 1 && buf[max_line] == b'\r') {
+            self.searched = buf.len();
+            return Line::Incomplete;
         }
-    } else if buf.len() <= max_line || (buf.len() == max_line + 1 && buf[max_line] == b'\r') {
-        return Line::Incomplete;
-    }
-    let end = cut(buf, max_line);
-    Line::Truncated {
-        piece: &buf[..end],
-        consumed: end,
+        let end = cut(buf, max_line);
+        Line::Truncated {
+            piece: &buf[..end],
+            consumed: end,
+        }
     }
 }
 
@@ -97,10 +127,11 @@ mod tests {
         let mut buffered = Vec::new();
         let mut out = Vec::new();
         let mut continuing = false;
+        let mut scan = Scan::default();
         for part in stream.chunks(chunk.max(1)) {
             buffered.extend_from_slice(part);
             loop {
-                match next_line(&buffered, max) {
+                match scan.next_line(&buffered, max) {
                     Line::Complete { line, consumed } => {
                         out.push((String::from_utf8_lossy(line).into_owned(), continuing));
                         continuing = false;
@@ -167,6 +198,35 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn a_growing_line_is_searched_once() {
+        let mut scan = Scan::default();
+        assert_eq!(scan.next_line(b"abcdef", 64), Line::Incomplete);
+        assert_eq!(scan, Scan { searched: 6 });
+        // Only what was appended is searched: a newline planted in the searched part, which a
+        // caller keeping its buffer never does, goes unseen. Searching from the start again
+        // would find it, and make a line sent a byte per read cost its length squared.
+        assert_eq!(scan.next_line(b"ab\ndefgh", 64), Line::Incomplete);
+        assert_eq!(scan, Scan { searched: 8 });
+        assert_eq!(
+            scan.next_line(b"abcdefgh\nnext", 64),
+            Line::Complete {
+                line: b"abcdefgh",
+                consumed: 9
+            }
+        );
+        // An answer other than `Incomplete` starts the next line afresh.
+        assert_eq!(scan, Scan::default());
+        assert_eq!(
+            scan.next_line(b"next", 3),
+            Line::Truncated {
+                piece: b"nex",
+                consumed: 3
+            }
+        );
+        assert_eq!(scan, Scan::default());
     }
 
     #[test]

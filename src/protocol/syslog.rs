@@ -82,11 +82,23 @@ pub enum Continuation {
 /// bytes (0 is taken as 1). Buffering stays within the octet-count header plus `max_line` bytes
 /// (plus a `\r` for lines) whatever the sender does.
 pub fn decode_frame<'a>(buf: &'a [u8], max_line: usize, cont: &mut Continuation) -> Frame<'a> {
+    decode_frame_resuming(buf, max_line, cont, &mut lines::Scan::default())
+}
+
+/// [`decode_frame`] on a buffer that grows between calls, as a connection's does: `scan` keeps
+/// how much of a line-framed message was already searched for its newline, so that a message
+/// arriving a byte at a time is searched once, not once per byte ([`lines::Scan::next_line`]).
+pub fn decode_frame_resuming<'a>(
+    buf: &'a [u8],
+    max_line: usize,
+    cont: &mut Continuation,
+    scan: &mut lines::Scan,
+) -> Frame<'a> {
     let max_line = max_line.max(1);
     match *cont {
         Continuation::Start => {}
         Continuation::Line => {
-            return match lines::next_line(buf, max_line) {
+            return match scan.next_line(buf, max_line) {
                 Line::Complete { line, consumed } => {
                     *cont = Continuation::Start;
                     piece(line, consumed, false)
@@ -131,7 +143,7 @@ pub fn decode_frame<'a>(buf: &'a [u8], max_line: usize, cont: &mut Continuation)
                 None => Frame::Incomplete,
             }
         }
-        Header::Line => match lines::next_line(buf, max_line) {
+        Header::Line => match scan.next_line(buf, max_line) {
             Line::Complete { line, consumed } => Frame::Message {
                 msg: line,
                 consumed,
@@ -497,10 +509,12 @@ mod tests {
         let mut buffered = Vec::new();
         let mut out = Vec::new();
         let mut cont = Continuation::default();
+        let mut scan = lines::Scan::default();
         for part in stream.chunks(chunk.max(1)) {
             buffered.extend_from_slice(part);
             loop {
-                let (kind, text, consumed) = match decode_frame(&buffered, max, &mut cont) {
+                let frame = decode_frame_resuming(&buffered, max, &mut cont, &mut scan);
+                let (kind, text, consumed) = match frame {
                     Frame::Message { msg, consumed } => ('M', msg, consumed),
                     Frame::Truncated {
                         piece,
@@ -530,6 +544,34 @@ mod tests {
     }
 
     const STREAM: &[u8] = b"<13>one\r\n10 <14>two\nxx0 <15>three\n";
+
+    #[test]
+    fn a_growing_line_is_searched_once() {
+        // As in `lines`: a newline planted in what was already searched goes unseen, in a
+        // message's first bytes and in the rest of a cut one alike.
+        let (mut cont, mut scan) = (Continuation::default(), lines::Scan::default());
+        let mut frame = |buf: &'static [u8]| decode_frame_resuming(buf, 8, &mut cont, &mut scan);
+        assert_eq!(frame(b"<13>ab"), Frame::Incomplete);
+        assert_eq!(frame(b"<1\n>abc"), Frame::Incomplete);
+        assert_eq!(
+            frame(b"<13>abc\n"),
+            Frame::Message {
+                msg: b"<13>abc",
+                consumed: 8
+            }
+        );
+        assert_eq!(frame(b"<13>abcdefghij"), piece(b"<13>abcd", 8, true));
+        assert_eq!(frame(b"efghij"), Frame::Incomplete);
+        assert_eq!(frame(b"e\nghijk"), Frame::Incomplete);
+        assert_eq!(frame(b"efghijk\n"), piece(b"efghijk", 8, false));
+        assert_eq!(
+            frame(b"<13>x\n"),
+            Frame::Message {
+                msg: b"<13>x",
+                consumed: 6
+            }
+        );
+    }
 
     #[test]
     fn pipelined_frames_of_both_framings() {

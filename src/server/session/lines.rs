@@ -15,6 +15,9 @@ pub struct Lines {
     /// The current line was cut at the line limit; its remaining pieces are stored flagged
     /// `truncated` too.
     cut: bool,
+    /// How much of the line at the front of the buffer was already searched for its newline, so
+    /// a long line arriving in many reads is searched once, not once per read.
+    scan: lines::Scan,
 }
 
 impl Lines {
@@ -22,6 +25,7 @@ impl Lines {
         Lines {
             json: true,
             cut: false,
+            scan: lines::Scan::default(),
         }
     }
 
@@ -29,6 +33,7 @@ impl Lines {
         Lines {
             json: false,
             cut: false,
+            scan: lines::Scan::default(),
         }
     }
 
@@ -55,7 +60,7 @@ impl Handler for Lines {
     fn consume(&mut self, buf: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Progress {
         let mut used = 0;
         loop {
-            match lines::next_line(&buf[used..], cx.max_line) {
+            match self.scan.next_line(&buf[used..], cx.max_line) {
                 Line::Complete { line, consumed } => {
                     used += consumed;
                     let truncated = std::mem::take(&mut self.cut);

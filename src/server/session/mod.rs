@@ -318,6 +318,36 @@ mod tests {
         assert!(conn.output.is_empty(), "text never replies");
     }
 
+    /// The line sessions search the bytes of an unfinished line once: the connection hands them
+    /// the same line again with more bytes behind it, and they look only at what is new. (A
+    /// newline planted where they already looked goes unseen: that is how this test tells.)
+    #[test]
+    fn line_sessions_search_an_unfinished_line_once() {
+        for protocol in [Protocol::Text, Protocol::JsonLines, Protocol::Syslog] {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let mut session = start(protocol, &mut lp, &mut conn).unwrap();
+            let progress = session.consume(b"<1>abcd", &mut conn.sink(), &mut lp.cx());
+            assert_eq!(
+                progress,
+                Progress::Need {
+                    used: 0,
+                    needed: None
+                },
+                "{protocol:?}"
+            );
+            let progress = session.consume(b"<1>ab\nd efg\n", &mut conn.sink(), &mut lp.cx());
+            assert_eq!(
+                progress,
+                Progress::Need {
+                    used: 12,
+                    needed: None
+                },
+                "{protocol:?}"
+            );
+            assert_eq!(lp.batch.len(), 1, "{protocol:?}: one line, not two");
+        }
+    }
+
     #[test]
     fn native_reports_a_frame_cut_by_the_read_and_refuses_an_oversized_one() {
         let (mut lp, mut conn) = (Loop::new(), Conn::new());

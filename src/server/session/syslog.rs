@@ -3,19 +3,28 @@
 //! in pieces, each flagged `truncated`.
 
 use super::{Context, Handler, Progress, Sink};
+use crate::protocol::lines;
 use crate::protocol::syslog::{self, Continuation};
 
 /// Where the stream is: between messages, or inside a long one being stored in pieces.
 #[derive(Debug, Default)]
 pub struct Syslog {
     continuation: Continuation,
+    /// How much of a line-framed message at the front of the buffer was already searched for
+    /// its newline, so a long message arriving in many reads is searched once.
+    scan: lines::Scan,
 }
 
 impl Handler for Syslog {
     fn consume(&mut self, buf: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Progress {
         let mut used = 0;
         loop {
-            match syslog::decode_frame(&buf[used..], cx.max_line, &mut self.continuation) {
+            match syslog::decode_frame_resuming(
+                &buf[used..],
+                cx.max_line,
+                &mut self.continuation,
+                &mut self.scan,
+            ) {
                 syslog::Frame::Message { msg, consumed } => {
                     used += consumed;
                     if !msg.is_empty() {
