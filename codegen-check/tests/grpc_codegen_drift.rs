@@ -10,11 +10,12 @@
 //! To rewrite the committed files after changing a `.proto`:
 //! `LOGMILL_REGENERATE=1 cargo test -p logmill-codegen-check --test grpc_codegen_drift`.
 
-mod common;
+#[path = "../../tests/common/temp_dir.rs"]
+mod temp_dir;
 
 use std::path::Path;
 
-use common::TempDir;
+use temp_dir::TempDir;
 
 /// (file prost-build writes, committed copy).
 const OUTPUTS: [(&str, &str); 2] = [

@@ -8,13 +8,14 @@
 //! cannot run: under CI that is a failure; elsewhere the test prints `SKIPPED` and
 //! `tests/environment.rs` fails unless `LOGMILL_ALLOW_SKIP=1`.
 
-mod common;
+#[path = "../../tests/common/temp_dir.rs"]
+mod temp_dir;
 #[path = "../../tests/common/tools.rs"]
 mod tools;
 
 use std::path::Path;
 
-use common::TempDir;
+use temp_dir::TempDir;
 
 #[test]
 fn generated_code_matches_schema() {

@@ -9,12 +9,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use logmill::protocol::frame::{self, Frame};
 use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
+
+mod temp_dir;
+#[allow(unused_imports)] // not every test file makes a directory
+pub use temp_dir::TempDir;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -32,33 +35,6 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         );
         std::thread::park_timeout(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "logmill-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::fs::remove_dir_all(&self.0).is_err() {
-            eprintln!("could not remove {}", self.0.display());
-        }
     }
 }
 

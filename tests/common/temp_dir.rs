@@ -1,7 +1,5 @@
-//! What the drift tests share: a temporary directory for the generated code.
-//!
-//! A small copy of `TempDir` from logmill's `tests/common/mod.rs`: that helper starts the
-//! `logmill` binary (`CARGO_BIN_EXE_logmill`), which only logmill's own tests can name.
+//! A temporary directory for a test, removed when dropped. Only `std`, so any test crate can
+//! include it: `tests/common/mod.rs` does, and so do the drift tests in `codegen-check/`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
