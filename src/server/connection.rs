@@ -88,6 +88,20 @@ pub enum FlushError {
     Reregister(io::Error),
 }
 
+/// The [`Sink`] a session answers through, built from the connection's own fields (a macro, not a
+/// method, so the borrow of `self.session` beside it stays allowed).
+macro_rules! sink {
+    ($conn:ident) => {
+        Sink::new(
+            $conn.key,
+            $conn.transport.peer(),
+            &mut $conn.origin,
+            &mut $conn.in_flight,
+            &mut $conn.output,
+        )
+    };
+}
+
 impl Connection {
     pub fn new(stream: TcpStream, key: ConnKey, peer: SocketAddr) -> Self {
         Connection {
@@ -222,13 +236,7 @@ impl Connection {
 
     fn say_farewell(&mut self, why: &Farewell) {
         if let Some(session) = &mut self.session {
-            let mut sink = Sink::new(
-                self.key,
-                self.transport.peer(),
-                &mut self.origin,
-                &mut self.in_flight,
-                &mut self.output,
-            );
+            let mut sink = sink!(self);
             session.farewell(why, &mut sink);
         }
     }
@@ -374,13 +382,7 @@ impl Connection {
         if self.closing {
             return buf.len();
         }
-        let mut sink = Sink::new(
-            self.key,
-            self.transport.peer(),
-            &mut self.origin,
-            &mut self.in_flight,
-            &mut self.output,
-        );
+        let mut sink = sink!(self);
         let (session, pos) = match &mut self.session {
             Some(session) => (session, 0),
             None => match detect::detect(buf) {
@@ -420,13 +422,7 @@ impl Connection {
         }
         match &mut self.session {
             Some(session) => {
-                let mut sink = Sink::new(
-                    self.key,
-                    self.transport.peer(),
-                    &mut self.origin,
-                    &mut self.in_flight,
-                    &mut self.output,
-                );
+                let mut sink = sink!(self);
                 session.finish(&input, &mut sink, cx)
             }
             None => input.len(),
@@ -450,13 +446,7 @@ impl Connection {
         if std::mem::take(&mut self.ack_due)
             && let Some(session) = &mut self.session
         {
-            let mut sink = Sink::new(
-                self.key,
-                self.transport.peer(),
-                &mut self.origin,
-                &mut self.in_flight,
-                &mut self.output,
-            );
+            let mut sink = sink!(self);
             session.ack(self.written, self.last_seq, &mut sink);
         }
     }
