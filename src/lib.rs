@@ -4,10 +4,10 @@
 //!
 //! ```text
 //!                      +-------------------+
-//!  clients --TCP-->    | logmill-loop-0..N |  mio Poll, slab of connections, read/write buffers
-//!  (one listener,      |  accept, read,    |  protocol::detect -> native | pickle | syslog |
-//!   shared by loops)   |  decode, format   |    jsonl | text; records formatted into one Batch
-//!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc)
+//!  clients --TCP-->    | logmill-loop-0..N |  mio Poll, slab of connections (transport + session)
+//!  (one listener,      |  accept, read,    |  protocol::detect -> server::session: native |
+//!   shared by loops)   |  decode, format   |    pickle | syslog | lines | health; one Batch
+//!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc::GrpcPort)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
@@ -30,18 +30,19 @@
 //! [`server::connection`]), the first bytes pick a protocol ([`protocol::detect`]) and so its
 //! session ([`server::session`]), frames or lines are cut ([`protocol::frame`],
 //! [`protocol::lines`]) and decoded into a [`record::Record`] ([`protocol::native`] and its
-//! siblings; gRPC messages through `server::grpc::calls`' `push_records`), which is formatted into a line with a gap for its
-//! sequence number ([`storage::line`]) and appended to the loop's [`storage::Batch`]. The writer
+//! siblings; gRPC messages through `server::grpc::calls`' `push_records`), which is formatted
+//! into a line with a gap for its sequence number ([`storage::line`]) and appended to the loop's
+//! [`storage::Batch`]. The writer
 //! ([`storage::writer`]) numbers the lines, writes them to the rotating files
 //! ([`storage::fileset`]) and hands completions back, which become acks.
 //!
-//! - [`config`]: settings and the reasons for their defaults.
-//! - [`record`]: the one record type every protocol decodes into.
+//! - [`config`]: settings and the reasons for their defaults (`config::defaults`, read by the
+//!   command line too).
+//! - [`record`]: the one record type every protocol decodes into, with typed field values.
 //! - [`protocol`]: pure decoders and encoders, one file per wire format.
 //! - [`server`]: the listener, the event loops, the connections: a connection is a transport
 //!   (`server::transport`) plus the protocol session detection picked (`server::session`, one
-//!   file per protocol).
-//!   [`server::grpc`] is gRPC split by idea (a connection's lifecycle, its calls, replies), its
+//!   file per protocol); [`server::grpc`] is gRPC split by idea (a connection's lifecycle, its calls, replies), its
 //!   loop side one unit, [`server::grpc::GrpcPort`].
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
