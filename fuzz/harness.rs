@@ -12,7 +12,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::{Mutex, PoisonError};
 
@@ -498,28 +497,46 @@ fn line_checker() -> ([LineFormatter; 2], [Origin; 2]) {
 }
 
 /// The records [`check_lines_once`] has checked in this process: a table of their keys (the
-/// SipHash of their `Debug` text, which shows every field), each in the slot its key picks. A key
-/// that lands on a taken slot replaces the one there, which is checked again if it comes back.
-/// The table is allocated once and never grows: libFuzzer suspects an input that keeps memory of
-/// a leak, and runs it again to look for one.
+/// SipHash of the bytes each was decoded from and of how it was decoded), each in the slot its
+/// key picks. A key that lands on a taken slot replaces the one there, which is checked again if
+/// it comes back. The table is allocated once and never grows: libFuzzer suspects an input that
+/// keeps memory of a leak, and runs it again to look for one.
 static CHECKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// Slots in [`CHECKED`] (8 MiB).
 const CHECKED_SLOTS: usize = 1 << 20;
 
-/// [`check_lines`] with fresh formatters, once per distinct record in this process.
+/// How a line-stream harness made a record from its bytes, which with the bytes decides the
+/// record: part of the key [`check_lines_once`] remembers.
+#[derive(Clone, Copy)]
+enum Made {
+    /// `syslog::parse_message_with_clock` on a whole message.
+    SyslogMessage,
+    /// `syslog::parse_message_with_clock` on the first piece of a cut message, marked truncated.
+    SyslogFirstPiece,
+    /// `syslog::piece_record` on a later piece.
+    SyslogPiece,
+    /// `jsonl::parse_line` on a whole line.
+    JsonLine,
+    /// A piece of a cut line, kept as text.
+    JsonPiece,
+}
+
+/// [`check_lines`] with fresh formatters, once per distinct record source in this process.
 ///
 /// A line stream yields a record per line or piece, 15 per input on average, and checking them
 /// all (four lines formatted, two parsed as JSON, each) took over 80% of the `syslog` and `jsonl`
-/// targets' time; most recur, within an input and in the inputs mutated from it. A record's
-/// lines depend on the record alone (the formatters are fresh, the origins and clock fixed), so
-/// checking one again can find nothing new, and every distinct record is still checked: a
-/// lookup compares one slot, so a new record is taken for a checked one with odds of 2^-64.
-fn check_lines_once(record: &Record<'_>) {
-    let mut text = String::with_capacity(512);
-    write!(text, "{record:?}").expect("formatting into a String cannot fail");
+/// targets' time; most recur, within an input and in the inputs mutated from it. A record is
+/// decided by the bytes it was decoded from and by how (`made`: the decoders are pure and the
+/// clock is fixed), and its lines by the record alone (the formatters are fresh, the origins
+/// fixed), so checking the same bytes made the same way again can find nothing new. Every
+/// distinct record is still checked: a lookup compares one slot, so a new source is taken for a
+/// checked one with odds of 2^-64. The key is hashed from the bytes rather than from the
+/// record's `Debug` text, which cost more to format than the checks it saved.
+fn check_lines_once(made: Made, bytes: &[u8], record: &Record<'_>) {
     let mut hasher = DefaultHasher::new();
-    hasher.write(text.as_bytes());
+    hasher.write_u8(made as u8);
+    hasher.write(bytes);
     let key = hasher.finish();
     let slot = (key % CHECKED_SLOTS as u64) as usize;
     let seen = |table: &[u64]| table.get(slot) == Some(&key);
@@ -537,23 +554,27 @@ fn check_lines_once(record: &Record<'_>) {
     table[slot] = key;
 }
 
+/// Where a line-stream harness hands each record it decodes, in order.
+type Sink<'s> = &'s mut dyn FnMut(Record<'_>);
+
 /// Runs a connection's input loop over `chunks`: after each chunk, `step` takes what is complete
-/// at the front of the buffer (returning the bytes it consumed, `None` when it needs more), and
-/// at most `bound` bytes may stay buffered.
+/// at the front of the buffer (handing its record to `sink` and returning the bytes it consumed,
+/// `None` when it needs more), and at most `bound` bytes may stay buffered. Returns how many
+/// bytes stay buffered at the end.
 fn decode_lines<'c>(
     stream: &[u8],
-    chunks: impl Iterator<Item = &'c [u8]>,
+    chunks: &mut dyn Iterator<Item = &'c [u8]>,
     bound: usize,
-    mut step: impl FnMut(&[u8], &mut Vec<Record<'static>>) -> Option<usize>,
-) -> LinesOutcome {
+    sink: Sink<'_>,
+    mut step: impl FnMut(&[u8], Sink<'_>) -> Option<usize>,
+) -> usize {
     let mut input = Vec::new();
-    let mut records = Vec::new();
     let mut fed = 0;
     for chunk in chunks {
         fed += chunk.len();
         input.extend_from_slice(chunk);
         let mut pos = 0;
-        while let Some(consumed) = step(&input[pos..], &mut records) {
+        while let Some(consumed) = step(&input[pos..], &mut *sink) {
             assert!(consumed > 0, "no progress");
             assert!(pos + consumed <= input.len(), "consumed past the buffer");
             pos += consumed;
@@ -566,22 +587,47 @@ fn decode_lines<'c>(
         );
     }
     assert_eq!(fed, stream.len(), "chunks do not cover the stream");
-    LinesOutcome {
-        records,
-        buffered: input.len(),
-    }
+    input.len()
 }
 
 /// Decodes `input` in one chunk and in the chunks it asks for; both must agree. `decode` is
-/// told whether to check the stored lines: once is enough, as the records must be equal.
+/// told whether to check the stored lines: once is enough, as the records must be equal. The
+/// first decoding keeps its records; the second compares each record with the one kept at its
+/// place as it comes, and keeps none (only the first that differs, to report it).
 fn whole_and_chunked(
     input: &StreamInput<'_>,
-    decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, bool) -> LinesOutcome,
+    decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, Sink<'_>, bool) -> usize,
 ) -> LinesOutcome {
-    let whole = decode(&mut std::iter::once(input.stream), true);
-    let chunked = decode(&mut input.pieces(), false);
-    assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
-    whole
+    let mut records = Vec::new();
+    let buffered = decode(
+        &mut std::iter::once(input.stream),
+        &mut |record| records.push(record.into_static()),
+        true,
+    );
+    let mut count = 0;
+    let mut differs = None;
+    let chunked_buffered = decode(
+        &mut input.pieces(),
+        &mut |record| {
+            if differs.is_none() && records.get(count) != Some(&record) {
+                differs = Some((count, record.into_static()));
+            }
+            count += 1;
+        },
+        false,
+    );
+    if let Some((at, record)) = differs {
+        panic!(
+            "chunking changed the outcome: record {at} is {record:?}, not {:?} ({input:?})",
+            records.get(at)
+        );
+    }
+    assert_eq!(
+        (count, chunked_buffered),
+        (records.len(), buffered),
+        "chunking changed the outcome: (records, buffered) ({input:?})"
+    );
+    LinesOutcome { records, buffered }
 }
 
 /// The `syslog` target: RFC 6587 frames over a stream (laid out as for `frame_stream`, the
@@ -592,13 +638,13 @@ fn whole_and_chunked(
 pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
     let input = StreamInput::parse(data)?;
     let max = (input.max_payload as usize).max(1);
-    Some(whole_and_chunked(&input, |chunks, check| {
+    Some(whole_and_chunked(&input, |chunks, sink, check| {
         let mut cont = syslog::Continuation::default();
         let mut scan = lines::Scan::default();
         let bound = syslog::MAX_LEN_DIGITS + 2 + max;
-        decode_lines(input.stream, chunks, bound, |buf, records| {
+        decode_lines(input.stream, chunks, bound, sink, |buf, sink| {
             let frame = syslog::decode_frame_resuming(buf, max, &mut cont, &mut scan);
-            let (record, consumed) = match frame {
+            let (record, consumed, made, bytes) = match frame {
                 syslog::Frame::Incomplete => return None,
                 syslog::Frame::Message { msg, consumed } => {
                     assert!(msg.len() <= max, "message of {}", msg.len());
@@ -608,7 +654,7 @@ pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
                         let raw = String::from_utf8_lossy(msg);
                         assert_eq!(record.body, Body::Message(raw), "kept whole");
                     }
-                    (record.into_static(), consumed)
+                    (record, consumed, Made::SyslogMessage, msg)
                 }
                 syslog::Frame::Truncated {
                     piece,
@@ -621,19 +667,22 @@ pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
                         piece.len()
                     );
                     assert!(piece.len() <= consumed && consumed <= buf.len());
-                    let mut record = if first {
-                        syslog::parse_message_with_clock(piece, november_2025).into_static()
+                    let (mut record, made) = if first {
+                        (
+                            syslog::parse_message_with_clock(piece, november_2025),
+                            Made::SyslogFirstPiece,
+                        )
                     } else {
-                        syslog::piece_record(piece).into_static()
+                        (syslog::piece_record(piece), Made::SyslogPiece)
                     };
                     record.truncated = true;
-                    (record, consumed)
+                    (record, consumed, made, piece)
                 }
             };
             if check {
-                check_lines_once(&record);
+                check_lines_once(made, bytes, &record);
             }
-            records.push(record);
+            sink(record);
             Some(consumed)
         })
     }))
@@ -649,10 +698,10 @@ pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
     let input = StreamInput::parse(data)?;
     let max = (input.max_payload as usize).max(1);
     let utf8 = std::str::from_utf8(input.stream).is_ok() && max >= 4;
-    Some(whole_and_chunked(&input, |chunks, check| {
+    Some(whole_and_chunked(&input, |chunks, sink, check| {
         let mut continuing = false;
         let mut scan = lines::Scan::default();
-        decode_lines(input.stream, chunks, max + 1, |buf, records| {
+        decode_lines(input.stream, chunks, max + 1, sink, |buf, sink| {
             let (text, consumed, cut) = match scan.next_line(buf, max) {
                 Line::Incomplete => return None,
                 Line::Complete { line, consumed } => {
@@ -670,24 +719,25 @@ pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
                 !utf8 || std::str::from_utf8(text).is_ok(),
                 "cut inside a character"
             );
-            let record = if cut {
-                Record {
-                    body: Body::Message(String::from_utf8_lossy(text).into_owned().into()),
+            let (record, made) = if cut {
+                let record = Record {
+                    body: Body::Message(String::from_utf8_lossy(text)),
                     truncated: true,
                     ..Record::default()
-                }
+                };
+                (record, Made::JsonPiece)
             } else {
                 let record = jsonl::parse_line(text);
                 if record.parse_error {
                     let raw = String::from_utf8_lossy(text);
                     assert_eq!(record.body, Body::Message(raw), "kept whole");
                 }
-                record
+                (record, Made::JsonLine)
             };
             if check {
-                check_lines_once(&record);
+                check_lines_once(made, text, &record);
             }
-            records.push(record);
+            sink(record);
             Some(consumed)
         })
     }))
