@@ -470,10 +470,27 @@ pub fn server_frame(data: &[u8]) -> Option<ServerFrame> {
 /// What a line-based stream decoded to, once every chunk was delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinesOutcome {
-    /// One record per message, line or piece, in order.
-    pub records: Vec<Record<'static>>,
+    /// Where each message, line or piece's record comes from, in order ([`Decoded::sources`]):
+    /// the harness makes a record only the first time it meets its source, to check it.
+    sources: Vec<u8>,
     /// Bytes still held, waiting for the rest of a message.
     pub buffered: usize,
+}
+
+impl LinesOutcome {
+    /// One record per message, line or piece, in order, made again from their sources.
+    pub fn records(&self) -> Vec<Record<'static>> {
+        let mut records = Vec::new();
+        let mut rest = &self.sources[..];
+        while let Some((&made, tail)) = rest.split_first() {
+            let (len, tail) = tail.split_at(8);
+            let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+            let (bytes, tail) = tail.split_at(len);
+            records.push(Made::from_byte(made).record(bytes).into_static());
+            rest = tail;
+        }
+        records
+    }
 }
 
 /// The clock RFC 3164 timestamps are dated by: fixed, so a corpus file decodes the same on any
@@ -506,8 +523,8 @@ static CHECKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 /// Slots in [`CHECKED`] (8 MiB).
 const CHECKED_SLOTS: usize = 1 << 20;
 
-/// How a line-stream harness made a record from its bytes, which with the bytes decides the
-/// record: part of the key [`check_lines_once`] remembers.
+/// How a line-stream harness makes a record from its bytes ([`Made::record`]), which with the
+/// bytes decides the record: part of the key [`check_lines_once`] remembers.
 #[derive(Clone, Copy)]
 enum Made {
     /// `syslog::parse_message_with_clock` on a whole message.
@@ -522,7 +539,55 @@ enum Made {
     JsonPiece,
 }
 
-/// [`check_lines`] with fresh formatters, once per distinct record source in this process.
+impl Made {
+    /// Every way, in the order of their bytes.
+    const ALL: [Made; 5] = [
+        Made::SyslogMessage,
+        Made::SyslogFirstPiece,
+        Made::SyslogPiece,
+        Made::JsonLine,
+        Made::JsonPiece,
+    ];
+
+    fn from_byte(byte: u8) -> Made {
+        Made::ALL[usize::from(byte)]
+    }
+
+    /// The record made from `bytes` this way; a message or line that does not parse must be
+    /// kept whole.
+    fn record(self, bytes: &[u8]) -> Record<'_> {
+        match self {
+            Made::SyslogMessage | Made::SyslogFirstPiece => {
+                let mut record = syslog::parse_message_with_clock(bytes, november_2025);
+                if record.parse_error {
+                    let raw = String::from_utf8_lossy(bytes);
+                    assert_eq!(record.body, Body::Message(raw), "kept whole");
+                }
+                if let Made::SyslogFirstPiece = self {
+                    record.truncated = true;
+                }
+                record
+            }
+            Made::SyslogPiece => syslog::piece_record(bytes),
+            Made::JsonLine => {
+                let record = jsonl::parse_line(bytes);
+                if record.parse_error {
+                    let raw = String::from_utf8_lossy(bytes);
+                    assert_eq!(record.body, Body::Message(raw), "kept whole");
+                }
+                record
+            }
+            Made::JsonPiece => Record {
+                body: Body::Message(String::from_utf8_lossy(bytes)),
+                truncated: true,
+                ..Record::default()
+            },
+        }
+    }
+}
+
+/// Makes the record `bytes` give `made`'s way and checks it with [`check_lines`] and fresh
+/// formatters, once per distinct record source in this process.
 ///
 /// A line stream yields a record per line or piece, 15 per input on average, and checking them
 /// all (four lines formatted, two parsed as JSON, each) took over 80% of the `syslog` and `jsonl`
@@ -532,8 +597,9 @@ enum Made {
 /// fixed), so checking the same bytes made the same way again can find nothing new. Every
 /// distinct record is still checked: a lookup compares one slot, so a new source is taken for a
 /// checked one with odds of 2^-64. The key is hashed from the bytes rather than from the
-/// record's `Debug` text, which cost more to format than the checks it saved.
-fn check_lines_once(made: Made, bytes: &[u8], record: &Record<'_>) {
+/// record's `Debug` text, which cost more to format than the checks it saved, and a record is
+/// made only for a source not seen before: parsing the same bytes again can find nothing new.
+fn check_lines_once(made: Made, bytes: &[u8]) {
     let mut hasher = DefaultHasher::new();
     hasher.write_u8(made as u8);
     hasher.write(bytes);
@@ -545,8 +611,9 @@ fn check_lines_once(made: Made, bytes: &[u8], record: &Record<'_>) {
     }
     // Checked outside the lock, and remembered only once it passed: a record that breaks an
     // invariant fails every input that yields it.
+    let record = made.record(bytes);
     let (mut formatters, origins) = line_checker();
-    check_lines(record, &mut formatters, &origins);
+    check_lines(&record, &mut formatters, &origins);
     let mut table = CHECKED.lock().unwrap_or_else(PoisonError::into_inner);
     if table.is_empty() {
         table.resize(CHECKED_SLOTS, 0);
@@ -554,13 +621,11 @@ fn check_lines_once(made: Made, bytes: &[u8], record: &Record<'_>) {
     table[slot] = key;
 }
 
-/// What one decoding of a line stream made, in order.
+/// What one decoding of a line stream framed, in order.
 #[derive(Default)]
 struct Decoded {
-    /// Each record, kept by the first decoding only.
-    records: Vec<Record<'static>>,
-    /// How each record was made ([`Made`], a byte), the length of its bytes (8 bytes) and the
-    /// bytes: everything a record is decided by, so two decodings with equal `sources` made equal
+    /// How each record is made ([`Made`], a byte), the length of its bytes (8 bytes) and the
+    /// bytes: everything a record is decided by, so two decodings with equal `sources` make equal
     /// records.
     sources: Vec<u8>,
 }
@@ -608,10 +673,10 @@ fn decode_lines<'c>(
 }
 
 /// Decodes `input` in one chunk and in the chunks it asks for; both must agree. `decode` is
-/// told whether it is the first decoding, which makes, checks and keeps the records; the second
-/// only frames the stream and logs each record's source. A record is a pure function of its
-/// source (the decoders are pure and the clock fixed), so equal sources mean equal records, and
-/// comparing them spares parsing every message twice.
+/// told whether it is the first decoding, which checks the records of sources it has not seen;
+/// both log each record's source. A record is a pure function of its source (the decoders are
+/// pure and the clock fixed), so equal sources mean equal records, and comparing them spares
+/// parsing every message twice.
 fn whole_and_chunked(
     input: &StreamInput<'_>,
     decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, &mut Decoded, bool) -> usize,
@@ -625,7 +690,7 @@ fn whole_and_chunked(
         "chunking changed the outcome ({input:?})"
     );
     LinesOutcome {
-        records: whole.records,
+        sources: whole.sources,
         buffered,
     }
 }
@@ -672,20 +737,7 @@ pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
             };
             decoded.source(made, bytes);
             if first_pass {
-                let record = match made {
-                    Made::SyslogPiece => syslog::piece_record(bytes),
-                    _ => {
-                        let mut record = syslog::parse_message_with_clock(bytes, november_2025);
-                        if record.parse_error {
-                            let raw = String::from_utf8_lossy(bytes);
-                            assert_eq!(record.body, Body::Message(raw), "kept whole");
-                        }
-                        record.truncated |= matches!(made, Made::SyslogFirstPiece);
-                        record
-                    }
-                };
-                check_lines_once(made, bytes, &record);
-                decoded.records.push(record.into_static());
+                check_lines_once(made, bytes);
             }
             Some(consumed)
         })
@@ -726,22 +778,7 @@ pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
             let made = if cut { Made::JsonPiece } else { Made::JsonLine };
             decoded.source(made, text);
             if first_pass {
-                let record = if cut {
-                    Record {
-                        body: Body::Message(String::from_utf8_lossy(text).into_owned().into()),
-                        truncated: true,
-                        ..Record::default()
-                    }
-                } else {
-                    let record = jsonl::parse_line(text);
-                    if record.parse_error {
-                        let raw = String::from_utf8_lossy(text);
-                        assert_eq!(record.body, Body::Message(raw), "kept whole");
-                    }
-                    record
-                };
-                check_lines_once(made, text, &record);
-                decoded.records.push(record);
+                check_lines_once(made, text);
             }
             Some(consumed)
         })
