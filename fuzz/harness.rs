@@ -284,13 +284,16 @@ const SEQ: u64 = 42;
 
 /// Formats `record` in both formats for each origin and checks every line.
 fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins: &[Origin; 2]) {
+    // A non-empty buffer, as in a batch: head and tail count from where the line starts.
+    const PREVIOUS: &[u8] = b"previous line\n";
+    let mut out = Vec::with_capacity(1024);
+    // The slot for the sequence number, which the writer fills in.
+    let seq = SEQ.to_string();
     for origin in origins {
         for (formatter, format) in formatters.iter_mut().zip([Format::Text, Format::Json]) {
-            // A non-empty buffer, as in a batch: head and tail count from where the line starts.
-            let mut out = b"previous line\n".to_vec();
+            out.clear();
+            out.extend_from_slice(PREVIOUS);
             let start = out.len();
-            // The slot for the sequence number, which the writer fills in.
-            let seq = SEQ.to_string();
             let (head, tail) = formatter.format(record, origin, NOW_NS, seq.len(), &mut out);
             assert_eq!(
                 start + head + seq.len() + tail,
@@ -308,7 +311,7 @@ fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins
 fn check_line(format: Format, record: &Record<'_>, line: &[u8]) {
     let text = std::str::from_utf8(line).expect("a line is UTF-8");
     assert_eq!(
-        line.iter().position(|&b| b == b'\n'),
+        text.find('\n'),
         Some(line.len() - 1),
         "{format:?}: one newline, at the end: {text:?}"
     );
