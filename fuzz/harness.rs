@@ -637,7 +637,8 @@ impl Decoded {
     /// Logs the source of the next record.
     fn source(&mut self, made: Made, bytes: &[u8]) {
         self.sources.push(made as u8);
-        self.sources.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.sources
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         self.sources.extend_from_slice(bytes);
     }
 }
@@ -646,9 +647,9 @@ impl Decoded {
 /// at the front of the buffer (logging it in `decoded` and returning the bytes it consumed,
 /// `None` when it needs more), and at most `bound` bytes may stay buffered. Returns how many
 /// bytes stay buffered at the end.
-fn decode_lines<'c>(
+fn decode_lines(
     stream: &[u8],
-    chunks: &mut dyn Iterator<Item = &'c [u8]>,
+    chunks: &mut dyn Iterator<Item = &[u8]>,
     bound: usize,
     decoded: &mut Decoded,
     mut step: impl FnMut(&[u8], &mut Decoded) -> Option<usize>,
