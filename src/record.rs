@@ -224,11 +224,16 @@ impl JsonText<'_> {
             .map(|v| JsonText(Cow::Owned(v.to_string())))
     }
 
-    /// An integer of any size (a Python big int) as a JSON number; `None` unless `digits` is
-    /// an optional `-` and decimal digits with no leading zero.
+    /// An integer past 64 bits (a Python big int) as a JSON number; `None` unless `digits` is
+    /// an optional `-` and at most [`MAX_JSON_DIGITS`] decimal digits with no leading zero.
+    /// Longer ones are left to the caller to store as text: JSON allows any number, but most
+    /// readers (serde_json, Python's `json` with `parse_float`, JavaScript) read an integer as
+    /// a double and refuse or turn into infinity one past about 1.8e308.
     pub fn integer(digits: String) -> Option<JsonText<'static>> {
         let unsigned = digits.strip_prefix('-').unwrap_or(&digits);
-        let digits_only = !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit());
+        let digits_only = !unsigned.is_empty()
+            && unsigned.len() <= MAX_JSON_DIGITS
+            && unsigned.bytes().all(|b| b.is_ascii_digit());
         // JSON allows no leading zero.
         (digits_only && (unsigned == "0" || !unsigned.starts_with('0')))
             .then_some(JsonText(Cow::Owned(digits)))
@@ -238,6 +243,10 @@ impl JsonText<'_> {
         &self.0
     }
 }
+
+/// The most digits an integer written as a JSON number has: every such integer is below
+/// `f64::MAX` (about 1.8e308, 309 digits), so a reader that parses numbers as doubles reads it.
+pub const MAX_JSON_DIGITS: usize = 308;
 
 /// The text format's spelling of a value: a string as it is, anything else as JSON.
 impl fmt::Display for Value<'_> {
@@ -341,7 +350,20 @@ pub fn lossy_utf8(bytes: &[u8]) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::Level;
+    use super::{JsonText, Level, MAX_JSON_DIGITS};
+
+    #[test]
+    fn integers_past_a_double_are_not_json_numbers() {
+        // Found by the pickle fuzz target: a Python int of 400 digits was written as a JSON
+        // number that serde_json (and any reader parsing numbers as doubles) refuses.
+        let fits = "9".repeat(MAX_JSON_DIGITS);
+        let number = JsonText::integer(fits.clone()).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(number.as_str()).is_ok());
+        assert!(JsonText::integer(format!("-{fits}")).is_some());
+        assert!(JsonText::integer("9".repeat(MAX_JSON_DIGITS + 1)).is_none());
+        assert!(serde_json::from_str::<serde_json::Value>(&"9".repeat(400)).is_err());
+        assert!(JsonText::integer("012".into()).is_none());
+    }
 
     #[test]
     fn otel_severity_ranges() {

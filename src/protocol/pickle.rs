@@ -987,8 +987,9 @@ fn seconds_to_ns(seconds: f64) -> u64 {
 /// an int and a float keep their type, a str is text; a list, tuple, set or frozenset is an
 /// array and a dict an object (keys that are not str are written as their `repr()`). What JSON
 /// cannot hold is text: bytes as their `repr()` (`b'\x00'`), `nan` and `inf` as Python spells
-/// them; an int past 64 bits is a JSON number at the top level and its digits as a string
-/// inside a container (`serde_json` would round it to a float).
+/// them; an int past 64 bits is a JSON number at the top level (its digits as a string past
+/// [`MAX_JSON_DIGITS`](crate::record::MAX_JSON_DIGITS), which readers would refuse) and its
+/// digits as a string inside a container (`serde_json` would round it to a float).
 fn typed(value: Value) -> FieldValue<'static> {
     match value {
         Value::String(s) => FieldValue::Str(s.into()),
