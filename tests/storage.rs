@@ -238,7 +238,8 @@ fn numbers_continue_after_the_files_were_moved_away() {
     let dir = TempDir::new("moved");
     let server = Server::start(&dir.0, &["--max-file-size", "2KiB"]);
     send_numbered(&server, 0, 100); // rotates: _main.log.0 .. exist too
-    move_record_files(&dir.0, "rotated-1");
+    // A directory whose name is not an app name (a leading dot) is not a bucket.
+    move_record_files(&dir.0, ".rotated-1");
     server.signal("HUP");
     wait_for("a new _main.log", DEADLINE, || {
         dir.0.join("_main.log").exists().then_some(())
@@ -249,7 +250,7 @@ fn numbers_continue_after_the_files_were_moved_away() {
     assert_eq!(lines.first().map(|l| seq_of(l)), Some(101));
     assert_gap_free(&lines, 101);
 
-    move_record_files(&dir.0, "rotated-2");
+    move_record_files(&dir.0, ".rotated-2");
     assert!(read_lines(&dir.0).is_empty());
     let server = Server::start(&dir.0, &[]);
     send_numbered(&server, 105, 110);

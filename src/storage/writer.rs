@@ -605,6 +605,15 @@ impl Writer {
     /// beyond [`MAX_OPEN_BUCKETS`] (a flush may have opened more). Runs after writes, so the
     /// buckets it looks at usually have nothing queued.
     fn close_idle(&mut self, now: Instant) {
+        // Over the budget (a flush needed more open at once): back under it now, not in a second.
+        while self.open_buckets > MAX_OPEN_BUCKETS {
+            let before = self.open_buckets;
+            self.close_least_recent(ANONYMOUS);
+            if self.open_buckets == before {
+                break;
+            }
+        }
+        // The idle look goes through every bucket: once a second, not once per batch.
         if self.open_buckets <= 1 || now < self.idle_check_at {
             return;
         }
@@ -616,13 +625,6 @@ impl Writer {
                 && now.duration_since(b.last_used) >= BUCKET_IDLE_CLOSE
             {
                 self.close(i);
-            }
-        }
-        while self.open_buckets > MAX_OPEN_BUCKETS {
-            let before = self.open_buckets;
-            self.close_least_recent(ANONYMOUS);
-            if self.open_buckets == before {
-                break;
             }
         }
     }
