@@ -216,6 +216,8 @@ impl Calls {
         request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
         now: Instant,
+        log: &ServerLog,
+        peer: std::net::SocketAddr,
     ) -> bool {
         let (head, recv) = request.into_parts();
         // Not gRPC at all: plain HTTP answers, as the gRPC HTTP/2 protocol asks.
@@ -284,6 +286,10 @@ impl Calls {
         let app = text("logmill-app");
         if !app.is_empty() && !crate::storage::bucket::valid_app_name(&app) {
             // The app names a directory: refused before it is ever a path.
+            log.warn(format_args!(
+                "gRPC call from {peer}: refused: logmill-app {app:?} is not \
+                 [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"
+            ));
             let status = Status::new(
                 Code::InvalidArgument,
                 format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
