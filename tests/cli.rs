@@ -172,7 +172,7 @@ fn send_stores_one_record_and_prints_its_sequence_number() {
     let lines = read_lines(&dir.0.join("try"));
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].ends_with(" WARNING 1 try shell disk almost full"),
+        lines[0].ends_with(" WARNING 1 try/127.0.0.1 shell disk almost full"),
         "{}",
         lines[0]
     );

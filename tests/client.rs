@@ -135,7 +135,7 @@ fn no_server_and_no_acks() {
         (!lines.is_empty()).then_some(lines)
     });
     assert!(
-        lines[0].ends_with(" quiet - fire and forget"),
+        lines[0].ends_with(" quiet/127.0.0.1 - fire and forget"),
         "{}",
         lines[0]
     );

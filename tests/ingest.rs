@@ -84,7 +84,7 @@ fn frames_split_at_every_byte_boundary() {
     });
     assert_eq!(lines.len(), expected);
     for line in &lines {
-        assert!(line.contains(" split - record "), "{line}");
+        assert!(line.contains(" split/127.0.0.1 - record "), "{line}");
     }
     // Per connection order: record 0, 1, 2 for each of the connections.
     let mut counts = [0usize; 3];
@@ -122,7 +122,7 @@ fn acks_report_written_records() {
         let lines = read_lines(&dir.0.join("acker"));
         assert_eq!(seq_of(lines.last().unwrap()), last_seq);
         assert!(
-            lines.last().unwrap().ends_with("acker - m99"),
+            lines.last().unwrap().ends_with("acker/127.0.0.1 - m99"),
             "{:?}",
             lines.last()
         );

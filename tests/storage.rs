@@ -143,6 +143,8 @@ fn json_format_lines() {
     assert_eq!(v["time"], "2023-11-14T22:13:20.000001Z");
     assert_eq!(v["level"], "critical");
     assert_eq!(v["app"], "billing");
+    // No instance in the hello: the peer's address (README, "Buckets").
+    assert_eq!(v["instance"], "127.0.0.1");
     assert_eq!(v["logger"], "app.core");
     assert_eq!(v["message"], "line one\nline two \u{1b}[31m");
     assert_eq!(v["pid"], 4242);
@@ -167,7 +169,7 @@ fn text_format_escapes_and_shows_fields() {
     assert_eq!(
         lines,
         [
-            "2023-11-14T22:13:20.000001Z CRITICAL 1 billing app.core line one\\nline two \\x1b[31m \
+            "2023-11-14T22:13:20.000001Z CRITICAL 1 billing/127.0.0.1 app.core line one\\nline two \\x1b[31m \
           | host=web-1 service=billing file=core.py line=12 function=run pid=4242 \
           thread=MainThread user=\"ada lovelace\" stack_trace=\"Traceback\\n  File x\""
         ]

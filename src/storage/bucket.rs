@@ -2,7 +2,8 @@
 //! anonymous ones in `<dir>/_main.log`.
 //!
 //! This file holds the one rule that decides whether a name may become a directory
-//! ([`valid_app_name`]) and the start-up scan that finds the buckets already on disk. The writer
+//! ([`valid_app_name`]), the instance a connection's records carry ([`default_instance`]) and
+//! the start-up scan that finds the buckets already on disk. The writer
 //! ([`super::writer`]) owns the open files, their order and their closing.
 
 use std::io;
@@ -60,6 +61,18 @@ pub fn existing(dir: &Path) -> io::Result<Vec<String>> {
     Ok(apps)
 }
 
+/// The instance of a connection's records: the one it names or, for a connection that names an
+/// app but no instance, the peer's IP address (a host is the natural instance then; the port
+/// would make each connection an instance of its own). Anonymous records keep an empty one, so
+/// their lines are unchanged.
+pub fn default_instance(app: &str, instance: String, peer: std::net::SocketAddr) -> String {
+    if instance.is_empty() && !app.is_empty() {
+        peer.ip().to_string()
+    } else {
+        instance
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +89,13 @@ mod tests {
         ] {
             assert!(!valid_app_name(bad), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn an_app_without_an_instance_gets_the_peer_ip() {
+        let peer = "10.0.0.7:51234".parse().unwrap();
+        assert_eq!(default_instance("billing", String::new(), peer), "10.0.0.7");
+        assert_eq!(default_instance("billing", "pod-7".into(), peer), "pod-7");
+        assert_eq!(default_instance("", String::new(), peer), "");
     }
 }

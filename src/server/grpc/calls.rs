@@ -309,7 +309,11 @@ impl Calls {
             encoding: Encoding::from_header(
                 head.headers.get("grpc-encoding").map(HeaderValue::as_bytes),
             ),
-            origin: Origin::new(app, text("logmill-instance")),
+            origin: {
+                let instance =
+                    crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
+                Origin::new(app, instance)
+            },
             deadline,
             messages: 0,
             pushed: 0,

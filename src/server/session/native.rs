@@ -4,7 +4,7 @@
 use super::{Context, Farewell, Handler, Progress, Sink};
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::native::{self, ClientFrame, ErrorKind, ServerFrame};
-use crate::storage::bucket::valid_app_name;
+use crate::storage::bucket::{default_instance, valid_app_name};
 use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
@@ -112,7 +112,8 @@ impl Native {
                     );
                     return;
                 }
-                *sink.origin = Origin::new(hello.app, hello.instance);
+                let instance = default_instance(&hello.app, hello.instance, sink.peer);
+                *sink.origin = Origin::new(hello.app, instance);
                 native::encode_server_frame(
                     &ServerFrame::Welcome {
                         server: cx.shared.name().to_string(),
