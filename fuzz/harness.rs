@@ -12,7 +12,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::{Mutex, PoisonError};
 
@@ -285,13 +284,16 @@ const SEQ: u64 = 42;
 
 /// Formats `record` in both formats for each origin and checks every line.
 fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins: &[Origin; 2]) {
+    // A non-empty buffer, as in a batch: head and tail count from where the line starts.
+    const PREVIOUS: &[u8] = b"previous line\n";
+    let mut out = Vec::with_capacity(1024);
+    // The slot for the sequence number, which the writer fills in.
+    let seq = SEQ.to_string();
     for origin in origins {
         for (formatter, format) in formatters.iter_mut().zip([Format::Text, Format::Json]) {
-            // A non-empty buffer, as in a batch: head and tail count from where the line starts.
-            let mut out = b"previous line\n".to_vec();
+            out.clear();
+            out.extend_from_slice(PREVIOUS);
             let start = out.len();
-            // The slot for the sequence number, which the writer fills in.
-            let seq = SEQ.to_string();
             let (head, tail) = formatter.format(record, origin, NOW_NS, seq.len(), &mut out);
             assert_eq!(
                 start + head + seq.len() + tail,
@@ -309,7 +311,7 @@ fn check_lines(record: &Record<'_>, formatters: &mut [LineFormatter; 2], origins
 fn check_line(format: Format, record: &Record<'_>, line: &[u8]) {
     let text = std::str::from_utf8(line).expect("a line is UTF-8");
     assert_eq!(
-        line.iter().position(|&b| b == b'\n'),
+        text.find('\n'),
         Some(line.len() - 1),
         "{format:?}: one newline, at the end: {text:?}"
     );
@@ -471,10 +473,27 @@ pub fn server_frame(data: &[u8]) -> Option<ServerFrame> {
 /// What a line-based stream decoded to, once every chunk was delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinesOutcome {
-    /// One record per message, line or piece, in order.
-    pub records: Vec<Record<'static>>,
+    /// Where each message, line or piece's record comes from, in order ([`Decoded::sources`]):
+    /// the harness makes a record only the first time it meets its source, to check it.
+    sources: Vec<u8>,
     /// Bytes still held, waiting for the rest of a message.
     pub buffered: usize,
+}
+
+impl LinesOutcome {
+    /// One record per message, line or piece, in order, made again from their sources.
+    pub fn records(&self) -> Vec<Record<'static>> {
+        let mut records = Vec::new();
+        let mut rest = &self.sources[..];
+        while let Some((&made, tail)) = rest.split_first() {
+            let (len, tail) = tail.split_at(8);
+            let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+            let (bytes, tail) = tail.split_at(len);
+            records.push(Made::from_byte(made).record(bytes).into_static());
+            rest = tail;
+        }
+        records
+    }
 }
 
 /// The clock RFC 3164 timestamps are dated by: fixed, so a corpus file decodes the same on any
@@ -498,28 +517,95 @@ fn line_checker() -> ([LineFormatter; 2], [Origin; 2]) {
 }
 
 /// The records [`check_lines_once`] has checked in this process: a table of their keys (the
-/// SipHash of their `Debug` text, which shows every field), each in the slot its key picks. A key
-/// that lands on a taken slot replaces the one there, which is checked again if it comes back.
-/// The table is allocated once and never grows: libFuzzer suspects an input that keeps memory of
-/// a leak, and runs it again to look for one.
+/// SipHash of the bytes each was decoded from and of how it was decoded), each in the slot its
+/// key picks. A key that lands on a taken slot replaces the one there, which is checked again if
+/// it comes back. The table is allocated once and never grows: libFuzzer suspects an input that
+/// keeps memory of a leak, and runs it again to look for one.
 static CHECKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// Slots in [`CHECKED`] (8 MiB).
 const CHECKED_SLOTS: usize = 1 << 20;
 
-/// [`check_lines`] with fresh formatters, once per distinct record in this process.
+/// How a line-stream harness makes a record from its bytes ([`Made::record`]), which with the
+/// bytes decides the record: part of the key [`check_lines_once`] remembers.
+#[derive(Clone, Copy)]
+enum Made {
+    /// `syslog::parse_message_with_clock` on a whole message.
+    SyslogMessage,
+    /// `syslog::parse_message_with_clock` on the first piece of a cut message, marked truncated.
+    SyslogFirstPiece,
+    /// `syslog::piece_record` on a later piece.
+    SyslogPiece,
+    /// `jsonl::parse_line` on a whole line.
+    JsonLine,
+    /// A piece of a cut line, kept as text.
+    JsonPiece,
+}
+
+impl Made {
+    /// Every way, in the order of their bytes.
+    const ALL: [Made; 5] = [
+        Made::SyslogMessage,
+        Made::SyslogFirstPiece,
+        Made::SyslogPiece,
+        Made::JsonLine,
+        Made::JsonPiece,
+    ];
+
+    fn from_byte(byte: u8) -> Made {
+        Made::ALL[usize::from(byte)]
+    }
+
+    /// The record made from `bytes` this way; a message or line that does not parse must be
+    /// kept whole.
+    fn record(self, bytes: &[u8]) -> Record<'_> {
+        match self {
+            Made::SyslogMessage | Made::SyslogFirstPiece => {
+                let mut record = syslog::parse_message_with_clock(bytes, november_2025);
+                if record.parse_error {
+                    let raw = String::from_utf8_lossy(bytes);
+                    assert_eq!(record.body, Body::Message(raw), "kept whole");
+                }
+                if let Made::SyslogFirstPiece = self {
+                    record.truncated = true;
+                }
+                record
+            }
+            Made::SyslogPiece => syslog::piece_record(bytes),
+            Made::JsonLine => {
+                let record = jsonl::parse_line(bytes);
+                if record.parse_error {
+                    let raw = String::from_utf8_lossy(bytes);
+                    assert_eq!(record.body, Body::Message(raw), "kept whole");
+                }
+                record
+            }
+            Made::JsonPiece => Record {
+                body: Body::Message(String::from_utf8_lossy(bytes)),
+                truncated: true,
+                ..Record::default()
+            },
+        }
+    }
+}
+
+/// Makes the record `bytes` give `made`'s way and checks it with [`check_lines`] and fresh
+/// formatters, once per distinct record source in this process.
 ///
 /// A line stream yields a record per line or piece, 15 per input on average, and checking them
 /// all (four lines formatted, two parsed as JSON, each) took over 80% of the `syslog` and `jsonl`
-/// targets' time; most recur, within an input and in the inputs mutated from it. A record's
-/// lines depend on the record alone (the formatters are fresh, the origins and clock fixed), so
-/// checking one again can find nothing new, and every distinct record is still checked: a
-/// lookup compares one slot, so a new record is taken for a checked one with odds of 2^-64.
-fn check_lines_once(record: &Record<'_>) {
-    let mut text = String::with_capacity(512);
-    write!(text, "{record:?}").expect("formatting into a String cannot fail");
+/// targets' time; most recur, within an input and in the inputs mutated from it. A record is
+/// decided by the bytes it was decoded from and by how (`made`: the decoders are pure and the
+/// clock is fixed), and its lines by the record alone (the formatters are fresh, the origins
+/// fixed), so checking the same bytes made the same way again can find nothing new. Every
+/// distinct record is still checked: a lookup compares one slot, so a new source is taken for a
+/// checked one with odds of 2^-64. The key is hashed from the bytes rather than from the
+/// record's `Debug` text, which cost more to format than the checks it saved, and a record is
+/// made only for a source not seen before: parsing the same bytes again can find nothing new.
+fn check_lines_once(made: Made, bytes: &[u8]) {
     let mut hasher = DefaultHasher::new();
-    hasher.write(text.as_bytes());
+    hasher.write_u8(made as u8);
+    hasher.write(bytes);
     let key = hasher.finish();
     let slot = (key % CHECKED_SLOTS as u64) as usize;
     let seen = |table: &[u64]| table.get(slot) == Some(&key);
@@ -528,8 +614,9 @@ fn check_lines_once(record: &Record<'_>) {
     }
     // Checked outside the lock, and remembered only once it passed: a record that breaks an
     // invariant fails every input that yields it.
+    let record = made.record(bytes);
     let (mut formatters, origins) = line_checker();
-    check_lines(record, &mut formatters, &origins);
+    check_lines(&record, &mut formatters, &origins);
     let mut table = CHECKED.lock().unwrap_or_else(PoisonError::into_inner);
     if table.is_empty() {
         table.resize(CHECKED_SLOTS, 0);
@@ -537,23 +624,43 @@ fn check_lines_once(record: &Record<'_>) {
     table[slot] = key;
 }
 
+/// What one decoding of a line stream framed, in order.
+#[derive(Default)]
+struct Decoded {
+    /// How each record is made ([`Made`], a byte), the length of its bytes (8 bytes) and the
+    /// bytes: everything a record is decided by, so two decodings with equal `sources` make equal
+    /// records.
+    sources: Vec<u8>,
+}
+
+impl Decoded {
+    /// Logs the source of the next record.
+    fn source(&mut self, made: Made, bytes: &[u8]) {
+        self.sources.push(made as u8);
+        self.sources
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.sources.extend_from_slice(bytes);
+    }
+}
+
 /// Runs a connection's input loop over `chunks`: after each chunk, `step` takes what is complete
-/// at the front of the buffer (returning the bytes it consumed, `None` when it needs more), and
-/// at most `bound` bytes may stay buffered.
-fn decode_lines<'c>(
+/// at the front of the buffer (logging it in `decoded` and returning the bytes it consumed,
+/// `None` when it needs more), and at most `bound` bytes may stay buffered. Returns how many
+/// bytes stay buffered at the end.
+fn decode_lines(
     stream: &[u8],
-    chunks: impl Iterator<Item = &'c [u8]>,
+    chunks: &mut dyn Iterator<Item = &[u8]>,
     bound: usize,
-    mut step: impl FnMut(&[u8], &mut Vec<Record<'static>>) -> Option<usize>,
-) -> LinesOutcome {
+    decoded: &mut Decoded,
+    mut step: impl FnMut(&[u8], &mut Decoded) -> Option<usize>,
+) -> usize {
     let mut input = Vec::new();
-    let mut records = Vec::new();
     let mut fed = 0;
     for chunk in chunks {
         fed += chunk.len();
         input.extend_from_slice(chunk);
         let mut pos = 0;
-        while let Some(consumed) = step(&input[pos..], &mut records) {
+        while let Some(consumed) = step(&input[pos..], decoded) {
             assert!(consumed > 0, "no progress");
             assert!(pos + consumed <= input.len(), "consumed past the buffer");
             pos += consumed;
@@ -566,22 +673,30 @@ fn decode_lines<'c>(
         );
     }
     assert_eq!(fed, stream.len(), "chunks do not cover the stream");
-    LinesOutcome {
-        records,
-        buffered: input.len(),
-    }
+    input.len()
 }
 
 /// Decodes `input` in one chunk and in the chunks it asks for; both must agree. `decode` is
-/// told whether to check the stored lines: once is enough, as the records must be equal.
+/// told whether it is the first decoding, which checks the records of sources it has not seen;
+/// both log each record's source. A record is a pure function of its source (the decoders are
+/// pure and the clock fixed), so equal sources mean equal records, and comparing them spares
+/// parsing every message twice.
 fn whole_and_chunked(
     input: &StreamInput<'_>,
-    decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, bool) -> LinesOutcome,
+    decode: impl Fn(&mut dyn Iterator<Item = &[u8]>, &mut Decoded, bool) -> usize,
 ) -> LinesOutcome {
-    let whole = decode(&mut std::iter::once(input.stream), true);
-    let chunked = decode(&mut input.pieces(), false);
-    assert_eq!(whole, chunked, "chunking changed the outcome ({input:?})");
-    whole
+    let mut whole = Decoded::default();
+    let buffered = decode(&mut std::iter::once(input.stream), &mut whole, true);
+    let mut chunked = Decoded::default();
+    let chunked_buffered = decode(&mut input.pieces(), &mut chunked, false);
+    assert!(
+        whole.sources == chunked.sources && buffered == chunked_buffered,
+        "chunking changed the outcome ({input:?})"
+    );
+    LinesOutcome {
+        sources: whole.sources,
+        buffered,
+    }
 }
 
 /// The `syslog` target: RFC 6587 frames over a stream (laid out as for `frame_stream`, the
@@ -592,23 +707,18 @@ fn whole_and_chunked(
 pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
     let input = StreamInput::parse(data)?;
     let max = (input.max_payload as usize).max(1);
-    Some(whole_and_chunked(&input, |chunks, check| {
+    Some(whole_and_chunked(&input, |chunks, decoded, first_pass| {
         let mut cont = syslog::Continuation::default();
         let mut scan = lines::Scan::default();
         let bound = syslog::MAX_LEN_DIGITS + 2 + max;
-        decode_lines(input.stream, chunks, bound, |buf, records| {
+        decode_lines(input.stream, chunks, bound, decoded, |buf, decoded| {
             let frame = syslog::decode_frame_resuming(buf, max, &mut cont, &mut scan);
-            let (record, consumed) = match frame {
+            let (bytes, consumed, made) = match frame {
                 syslog::Frame::Incomplete => return None,
                 syslog::Frame::Message { msg, consumed } => {
                     assert!(msg.len() <= max, "message of {}", msg.len());
                     assert!(msg.len() < consumed && consumed <= buf.len());
-                    let record = syslog::parse_message_with_clock(msg, november_2025);
-                    if record.parse_error {
-                        let raw = String::from_utf8_lossy(msg);
-                        assert_eq!(record.body, Body::Message(raw), "kept whole");
-                    }
-                    (record.into_static(), consumed)
+                    (msg, consumed, Made::SyslogMessage)
                 }
                 syslog::Frame::Truncated {
                     piece,
@@ -621,19 +731,18 @@ pub fn syslog(data: &[u8]) -> Option<LinesOutcome> {
                         piece.len()
                     );
                     assert!(piece.len() <= consumed && consumed <= buf.len());
-                    let mut record = if first {
-                        syslog::parse_message_with_clock(piece, november_2025).into_static()
+                    let made = if first {
+                        Made::SyslogFirstPiece
                     } else {
-                        syslog::piece_record(piece).into_static()
+                        Made::SyslogPiece
                     };
-                    record.truncated = true;
-                    (record, consumed)
+                    (piece, consumed, made)
                 }
             };
-            if check {
-                check_lines_once(&record);
+            decoded.source(made, bytes);
+            if first_pass {
+                check_lines_once(made, bytes);
             }
-            records.push(record);
             Some(consumed)
         })
     }))
@@ -649,10 +758,10 @@ pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
     let input = StreamInput::parse(data)?;
     let max = (input.max_payload as usize).max(1);
     let utf8 = std::str::from_utf8(input.stream).is_ok() && max >= 4;
-    Some(whole_and_chunked(&input, |chunks, check| {
+    Some(whole_and_chunked(&input, |chunks, decoded, first_pass| {
         let mut continuing = false;
         let mut scan = lines::Scan::default();
-        decode_lines(input.stream, chunks, max + 1, |buf, records| {
+        decode_lines(input.stream, chunks, max + 1, decoded, |buf, decoded| {
             let (text, consumed, cut) = match scan.next_line(buf, max) {
                 Line::Incomplete => return None,
                 Line::Complete { line, consumed } => {
@@ -670,24 +779,11 @@ pub fn jsonl(data: &[u8]) -> Option<LinesOutcome> {
                 !utf8 || std::str::from_utf8(text).is_ok(),
                 "cut inside a character"
             );
-            let record = if cut {
-                Record {
-                    body: Body::Message(String::from_utf8_lossy(text).into_owned().into()),
-                    truncated: true,
-                    ..Record::default()
-                }
-            } else {
-                let record = jsonl::parse_line(text);
-                if record.parse_error {
-                    let raw = String::from_utf8_lossy(text);
-                    assert_eq!(record.body, Body::Message(raw), "kept whole");
-                }
-                record
-            };
-            if check {
-                check_lines_once(&record);
+            let made = if cut { Made::JsonPiece } else { Made::JsonLine };
+            decoded.source(made, text);
+            if first_pass {
+                check_lines_once(made, text);
             }
-            records.push(record);
             Some(consumed)
         })
     }))

@@ -563,7 +563,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
-/// Parses a duration: `250ms`, `10s`, `5m`, `1h`; a bare number is seconds.
+/// Parses a duration: `250ms`, `10s`, `5m`, `1h`, `30d` (days, for token lifetimes); a bare
+/// number is seconds.
 ///
 /// # Errors
 /// A message saying what was expected.
@@ -573,15 +574,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration: use a number and ms, s, m or h"))?;
+        .map_err(|_| format!("`{s}` is not a duration: use a number and ms, s, m, h or d"))?;
     let ms = match unit.trim() {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
         other => {
             return Err(format!(
-                "unknown duration unit `{other}`: use ms, s, m or h"
+                "unknown duration unit `{other}`: use ms, s, m, h or d"
             ));
         }
     };
@@ -708,6 +710,8 @@ mod tests {
     fn durations_and_fsync() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("1w").is_err());
         assert_eq!(
             parse_fsync("1000ms"),
             Ok(Fsync::Every(Duration::from_secs(1)))

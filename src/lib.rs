@@ -52,10 +52,13 @@
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   `logmill health` and `logmill send`.
+//! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
+//!   issued and revoked tokens; `logmill token`.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod bench;
 pub mod client;
 pub mod config;

@@ -48,6 +48,8 @@ enum Command {
     Health(logmill::client::oneshot::HealthArgs),
     /// Store one record (native protocol, with acks); prints its sequence number once written.
     Send(logmill::client::oneshot::SendArgs),
+    /// Application tokens: issue one for an app, list them, revoke one.
+    Token(logmill::apps::cli::TokenArgs),
 }
 
 /// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Health(args)) => return health(&args),
         Some(Command::Send(args)) => return send(&args),
+        Some(Command::Token(args)) => return token(&args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -216,6 +219,18 @@ fn send(args: &logmill::client::oneshot::SendArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("logmill send: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `logmill token issue|list|revoke`: the answer on stdout, notes on stderr.
+fn token(args: &logmill::apps::cli::TokenArgs) -> ExitCode {
+    let result = logmill::apps::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logmill token: {e}");
             ExitCode::FAILURE
         }
     }

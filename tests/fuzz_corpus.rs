@@ -742,7 +742,7 @@ fn decoded(f: impl Fn(&Result<Record<'static>, PickleError>) -> bool + 'static) 
 /// `n` records, none of them a parse error, nothing left buffered.
 fn parsed(n: usize) -> Expect {
     lines(move |o| {
-        o.records.len() == n && o.buffered == 0 && o.records.iter().all(|r| !r.parse_error)
+        o.records().len() == n && o.buffered == 0 && o.records().iter().all(|r| !r.parse_error)
     })
 }
 
@@ -767,17 +767,17 @@ fn syslog_seeds() -> Vec<Seed> {
             "rfc5424",
             StreamInput::encode(LIMIT_1000, &[256], format!("{rfc5424}\n").as_bytes()),
             lines(|o| {
-                o.records.len() == 1
-                    && o.records[0].level == Level::Critical
-                    && o.records[0].host == "mymachine.example.com"
-                    && !o.records[0].parse_error
+                o.records().len() == 1
+                    && o.records()[0].level == Level::Critical
+                    && o.records()[0].host == "mymachine.example.com"
+                    && !o.records()[0].parse_error
             }),
         ),
         seed(
             t,
             "rfc5424-structured-data",
             StreamInput::encode(LIMIT_1000, &[100, 3], format!("{sd}\n").as_bytes()),
-            lines(|o| o.records.len() == 1 && o.records[0].fields.len() == 6),
+            lines(|o| o.records().len() == 1 && o.records()[0].fields.len() == 6),
         ),
         seed(
             t,
@@ -788,7 +788,7 @@ fn syslog_seeds() -> Vec<Seed> {
                 br#"<14>1 - - - - - [id a="q\"uote" b="back\\slash" c="br\]acket" d="C:\new"] m
 "#,
             ),
-            lines(|o| o.records.len() == 1 && o.records[0].fields.len() == 5),
+            lines(|o| o.records().len() == 1 && o.records()[0].fields.len() == 5),
         ),
         seed(
             t,
@@ -804,7 +804,7 @@ fn syslog_seeds() -> Vec<Seed> {
                 &[40],
                 b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick\n<13>Feb  5 17:32:18 10.0.0.99 sshd[1234]: Accepted publickey\n",
             ),
-            lines(|o| o.records.len() == 2 && o.records[1].process_id == 1234),
+            lines(|o| o.records().len() == 2 && o.records()[1].process_id == 1234),
         ),
         seed(
             t,
@@ -822,55 +822,55 @@ fn syslog_seeds() -> Vec<Seed> {
             t,
             "oversized-line",
             StreamInput::encode(LIMIT_5, &[3], b"<13>Oct 11 22:14:15 host app: a long message\nok\n"),
-            lines(|o| o.records.len() > 2 && o.records.iter().filter(|r| r.truncated).count() == o.records.len() - 1),
+            lines(|o| o.records().len() > 2 && o.records().iter().filter(|r| r.truncated).count() == o.records().len() - 1),
         ),
         seed(
             t,
             "oversized-count",
             StreamInput::encode(LIMIT_64, &[50], format!("{}x\n", counted(sd)).as_bytes()),
-            lines(|o| o.records.len() > 2 && o.records[0].truncated && !o.records.last().is_some_and(|r| r.truncated)),
+            lines(|o| o.records().len() > 2 && o.records()[0].truncated && !o.records().last().is_some_and(|r| r.truncated)),
         ),
         seed(
             t,
             "count-too-long",
             StreamInput::encode(LIMIT_64, &[5], b"12345678901 not a count\n12abc\n0 "),
-            lines(|o| o.records.len() == 3 && o.records.iter().all(|r| r.parse_error)),
+            lines(|o| o.records().len() == 3 && o.records().iter().all(|r| r.parse_error)),
         ),
         seed(
             t,
             "crlf-and-blank-lines",
             StreamInput::encode(LIMIT_64, &[2], b"<13>1 - - - - - - a\r\n\r\n\n<13>1 - - - - - - b\r\n"),
-            lines(|o| o.records.len() == 4),
+            lines(|o| o.records().len() == 4),
         ),
         seed(
             t,
             "utf8-pieces",
             StreamInput::encode(LIMIT_5, &[1, 2], "<13>é€😀é€😀\n".as_bytes()),
-            lines(|o| o.records.iter().all(|r| matches!(&r.body, Body::Message(m) if !m.contains('\u{fffd}')))),
+            lines(|o| o.records().iter().all(|r| matches!(&r.body, Body::Message(m) if !m.contains('\u{fffd}')))),
         ),
         seed(
             t,
             "invalid-utf8",
             StreamInput::encode(LIMIT_64, &[9], b"<14>1 - h\xff a - - - bad \xfe byte\n"),
-            lines(|o| o.records.len() == 1 && o.records[0].host == "h\u{fffd}"),
+            lines(|o| o.records().len() == 1 && o.records()[0].host == "h\u{fffd}"),
         ),
         seed(
             t,
             "malformed",
             StreamInput::encode(LIMIT_64, &[4], b"<13>hello\nhello\n<999>1 x\n<14>1 - h a - - [bad\n"),
-            lines(|o| o.records.len() == 4 && o.records.iter().all(|r| r.parse_error)),
+            lines(|o| o.records().len() == 4 && o.records().iter().all(|r| r.parse_error)),
         ),
         seed(
             t,
             "incomplete",
             StreamInput::encode(LIMIT_64, &[3], b"<13>no newline yet"),
-            lines(|o| o.records.is_empty() && o.buffered == 18),
+            lines(|o| o.records().is_empty() && o.buffered == 18),
         ),
         seed(
             t,
             "garbage",
             StreamInput::encode(LIMIT_64, &[1, 2, 3], b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n\x00\xff\n"),
-            lines(|o| o.records.len() == 2),
+            lines(|o| o.records().len() == 2),
         ),
     ]
 }
@@ -884,7 +884,7 @@ fn jsonl_seeds() -> Vec<Seed> {
             t,
             "python-json-logger",
             StreamInput::encode(LIMIT_1000, &[256], python),
-            lines(|o| o.records.len() == 1 && o.records[0].level == Level::Warning && o.records[0].line == 42),
+            lines(|o| o.records().len() == 1 && o.records()[0].level == Level::Warning && o.records()[0].line == 42),
         ),
         seed(
             t,
@@ -902,7 +902,7 @@ fn jsonl_seeds() -> Vec<Seed> {
             t,
             "numeric-levels",
             StreamInput::encode(LIMIT_64, &[], b"{\"level\":10}\n{\"level\":30}\n{\"level\":3}\n{\"level\":\"50\"}\n"),
-            lines(|o| o.records.iter().map(|r| r.level).eq([Level::Debug, Level::Warning, Level::Error, Level::Critical])),
+            lines(|o| o.records().iter().map(|r| r.level).eq([Level::Debug, Level::Warning, Level::Error, Level::Critical])),
         ),
         seed(
             t,
@@ -912,14 +912,14 @@ fn jsonl_seeds() -> Vec<Seed> {
                 &[11],
                 b"{\"ts\":1763771173}\n{\"ts\":1763771173123}\n{\"ts\":1763771173123456}\n{\"ts\":1763771173123456789}\n{\"time\":\"yesterday\"}\n",
             ),
-            lines(|o| o.records.len() == 5 && o.records[..4].iter().all(|r| r.timestamp_ns / 1_000_000_000 == 1_763_771_173)),
+            lines(|o| o.records().len() == 5 && o.records()[..4].iter().all(|r| r.timestamp_ns / 1_000_000_000 == 1_763_771_173)),
         ),
         seed(
             t,
             "nested-values",
             StreamInput::encode(LIMIT_1000, &[64], br#"{"msg":"x","user":{"id":7,"tags":["a","b"]},"ok":true,"none":null,"n":1.5e3}
 "#),
-            lines(|o| o.records.len() == 1 && o.records[0].fields.len() == 4),
+            lines(|o| o.records().len() == 1 && o.records()[0].fields.len() == 4),
         ),
         seed(
             t,
@@ -932,43 +932,43 @@ fn jsonl_seeds() -> Vec<Seed> {
             t,
             "not-objects",
             StreamInput::encode(LIMIT_64, &[8], b"plain text\n[1,2]\n42\n\"s\"\n{\"a\":\n{\"a\":1} x\n\n"),
-            lines(|o| o.records.len() == 7 && o.records.iter().all(|r| r.parse_error)),
+            lines(|o| o.records().len() == 7 && o.records().iter().all(|r| r.parse_error)),
         ),
         seed(
             t,
             "deep-nesting",
             StreamInput::encode(LIMIT_1000, &[200], format!("{{\"a\":{}{}}}\n{{\"b\":{}}}\n", "[".repeat(100), "]".repeat(100), "[".repeat(300)).as_bytes()),
-            lines(|o| o.records.len() == 2 && !o.records[0].parse_error && o.records[1].parse_error),
+            lines(|o| o.records().len() == 2 && !o.records()[0].parse_error && o.records()[1].parse_error),
         ),
         seed(
             t,
             "oversized-line",
             StreamInput::encode(LIMIT_64, &[100], format!("{python}{{\"msg\":\"ok\"}}\n", python = std::str::from_utf8(python).unwrap()).as_bytes()),
-            lines(|o| o.records.len() > 2 && o.records.last().is_some_and(|r| !r.truncated && !r.parse_error)),
+            lines(|o| o.records().len() > 2 && o.records().last().is_some_and(|r| !r.truncated && !r.parse_error)),
         ),
         seed(
             t,
             "utf8-pieces",
             StreamInput::encode(LIMIT_5, &[3], "{\"msg\":\"é€😀é€😀\"}\n".as_bytes()),
-            lines(|o| o.records.iter().all(|r| matches!(&r.body, Body::Message(m) if !m.contains('\u{fffd}')))),
+            lines(|o| o.records().iter().all(|r| matches!(&r.body, Body::Message(m) if !m.contains('\u{fffd}')))),
         ),
         seed(
             t,
             "crlf-bom-blank",
             StreamInput::encode(LIMIT_64, &[2], b"\xef\xbb\xbf{\"msg\":\"a\"}\r\n\r\n{\"msg\":\"b\"}\n"),
-            lines(|o| o.records.len() == 3 && !o.records[0].parse_error && o.records[1].parse_error),
+            lines(|o| o.records().len() == 3 && !o.records()[0].parse_error && o.records()[1].parse_error),
         ),
         seed(
             t,
             "invalid-utf8",
             StreamInput::encode(LIMIT_64, &[4], b"{\"msg\":\"bad \xff\"}\n\xfe\xff\n"),
-            lines(|o| o.records.len() == 2 && o.records.iter().all(|r| r.parse_error)),
+            lines(|o| o.records().len() == 2 && o.records().iter().all(|r| r.parse_error)),
         ),
         seed(
             t,
             "incomplete",
             StreamInput::encode(LIMIT_64, &[1], b"{\"msg\":\"no newline\"}"),
-            lines(|o| o.records.is_empty() && o.buffered == 20),
+            lines(|o| o.records().is_empty() && o.buffered == 20),
         ),
         seed(t, "empty", StreamInput::encode(LIMIT_64, &[1], b""), parsed(0)),
     ]
