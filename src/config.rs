@@ -331,6 +331,15 @@ impl Config {
     }
 }
 
+/// A bucket (one app's file set) that has written nothing for this long closes its file; the
+/// next record reopens it. A minute: an app that logs at all keeps its file open, while thousands
+/// of apps that log once in a while do not hold thousands of descriptors.
+pub const BUCKET_IDLE_CLOSE: Duration = Duration::from_secs(60);
+
+/// At most this many buckets keep their file open; beyond it the least recently written closes
+/// first. Far below the usual 1024-descriptor soft limit, which the connections share.
+pub const MAX_OPEN_BUCKETS: usize = 256;
+
 /// The largest `--max-frame`: a frame's first byte must be 0 for detection (`protocol::detect`),
 /// so lengths stay under 16 MiB.
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;

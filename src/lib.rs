@@ -33,8 +33,9 @@
 //! siblings; gRPC messages through `server::grpc::calls`' `push_records`), which is formatted
 //! into a line with a gap for its sequence number ([`storage::line`]) and appended to the loop's
 //! [`storage::Batch`]. The writer
-//! ([`storage::writer`]) numbers the lines, writes them to the rotating files
-//! ([`storage::fileset`]) and hands completions back, which become acks.
+//! ([`storage::writer`]) puts the numbered lines in order, writes them to the rotating files
+//! ([`storage::fileset`]) of their app's bucket ([`storage::bucket`]) and hands completions back,
+//! which become acks.
 //!
 //! - [`config`]: settings and the reasons for their defaults (`config::defaults`, read by the
 //!   command line too).

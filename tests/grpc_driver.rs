@@ -637,6 +637,27 @@ fn concurrent_streams_and_connections_keep_each_calls_order() {
     }
 }
 
+/// A `logmill-app` that is not a valid bucket name (it would name a path) is refused with
+/// INVALID_ARGUMENT before any record is read; nothing is stored.
+#[test]
+fn invalid_app_names_are_refused() {
+    let server = TestServer::start(Options::default());
+    block_on(DEADLINE, async {
+        let mut client = connect(server.addr).await;
+        for app in ["..", "../x", "a/b", ".hidden", &"x".repeat(65)] {
+            let body = push_message("refused", 0, 1, 0);
+            let r = call(&mut client, PUSH, &[("logmill-app", app)], body).await;
+            assert_eq!(r.code(), Some(3), "{app:?}: {r:?}");
+            assert!(
+                r.message().contains("is not [A-Za-z0-9]"),
+                "{}",
+                r.message()
+            );
+        }
+    });
+    assert_eq!(server.written(), 0);
+}
+
 #[test]
 fn every_error_code() {
     let server = TestServer::with_limits(GrpcLimits {

@@ -77,10 +77,14 @@ fn frames_split_at_every_byte_boundary() {
         s.write_all(std::slice::from_ref(byte)).unwrap();
     }
     let expected = stream.len() * 3;
-    let lines = server.wait_lines(expected);
+    // The app's bucket (tests/buckets.rs).
+    let lines = wait_for("the records in the bucket", DEADLINE, || {
+        let lines = read_lines_while_written(&dir.0.join("split"));
+        (lines.len() >= expected).then_some(lines)
+    });
     assert_eq!(lines.len(), expected);
     for line in &lines {
-        assert!(line.contains(" split - record "), "{line}");
+        assert!(line.contains(" split/127.0.0.1 - record "), "{line}");
     }
     // Per connection order: record 0, 1, 2 for each of the connections.
     let mut counts = [0usize; 3];
@@ -114,10 +118,11 @@ fn acks_report_written_records() {
         let batch: Vec<_> = (0..100).map(|i| message(&format!("m{i}"))).collect();
         client.send(&batch);
         let last_seq = client.wait_ack(100);
-        let lines = server.lines();
+        // An app's records are in its bucket (tests/buckets.rs).
+        let lines = read_lines(&dir.0.join("acker"));
         assert_eq!(seq_of(lines.last().unwrap()), last_seq);
         assert!(
-            lines.last().unwrap().ends_with("acker - m99"),
+            lines.last().unwrap().ends_with("acker/127.0.0.1 - m99"),
             "{:?}",
             lines.last()
         );
@@ -148,7 +153,7 @@ fn frames_larger_than_a_read_are_stored_whole() {
     }
     client.send_raw(&stream);
     client.wait_ack(expected.len() as u64);
-    let lines = server.wait_lines(expected.len());
+    let lines = read_lines(&dir.0.join("big"));
     assert_gap_free(&lines, 1);
     for (line, start) in lines.iter().zip(&expected) {
         let message = message_of(line);

@@ -261,11 +261,17 @@ fn hostile_partial_input_is_shed_within_the_documented_bound() {
 
     // The good client's records are all stored; no hostile byte is.
     let good_lines = wait_for("the good records on disk", DEADLINE, || {
-        let lines = server.lines();
+        // The good client's app bucket (tests/buckets.rs).
+        let lines = common::read_lines_while_written(&dir.0.join("good"));
         let n = lines.iter().filter(|l| l.contains(" good ")).count();
         (n >= GOOD_BATCHES * GOOD_PER_BATCH).then_some(lines)
     });
     assert!(!good_lines.iter().any(|l| l.contains("hhhhhhhh")));
+    assert!(
+        !common::read_lines(&dir.0)
+            .iter()
+            .any(|l| l.contains("hhhhhhhh"))
+    );
 
     let log = std::fs::read_to_string(dir.0.join("_server.log")).unwrap();
     assert!(

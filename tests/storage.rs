@@ -136,13 +136,15 @@ fn json_format_lines() {
         ..Record::default()
     }]);
     client.wait_ack(2);
-    let lines = server.lines();
+    let lines = read_lines(&dir.0.join("billing"));
     assert_eq!(lines.len(), 2);
     let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(v["seq"], 1);
     assert_eq!(v["time"], "2023-11-14T22:13:20.000001Z");
     assert_eq!(v["level"], "critical");
     assert_eq!(v["app"], "billing");
+    // No instance in the hello: the peer's address (README, "Buckets").
+    assert_eq!(v["instance"], "127.0.0.1");
     assert_eq!(v["logger"], "app.core");
     assert_eq!(v["message"], "line one\nline two \u{1b}[31m");
     assert_eq!(v["pid"], 4242);
@@ -163,11 +165,11 @@ fn text_format_escapes_and_shows_fields() {
     client.hello("billing", true);
     client.send(&[full_record()]);
     client.wait_ack(1);
-    let lines = server.lines();
+    let lines = read_lines(&dir.0.join("billing"));
     assert_eq!(
         lines,
         [
-            "2023-11-14T22:13:20.000001Z CRITICAL 1 billing app.core line one\\nline two \\x1b[31m \
+            "2023-11-14T22:13:20.000001Z CRITICAL 1 billing/127.0.0.1 app.core line one\\nline two \\x1b[31m \
           | host=web-1 service=billing file=core.py line=12 function=run pid=4242 \
           thread=MainThread user=\"ada lovelace\" stack_trace=\"Traceback\\n  File x\""
         ]
@@ -238,7 +240,8 @@ fn numbers_continue_after_the_files_were_moved_away() {
     let dir = TempDir::new("moved");
     let server = Server::start(&dir.0, &["--max-file-size", "2KiB"]);
     send_numbered(&server, 0, 100); // rotates: _main.log.0 .. exist too
-    move_record_files(&dir.0, "rotated-1");
+    // A directory whose name is not an app name (a leading dot) is not a bucket.
+    move_record_files(&dir.0, ".rotated-1");
     server.signal("HUP");
     wait_for("a new _main.log", DEADLINE, || {
         dir.0.join("_main.log").exists().then_some(())
@@ -249,7 +252,7 @@ fn numbers_continue_after_the_files_were_moved_away() {
     assert_eq!(lines.first().map(|l| seq_of(l)), Some(101));
     assert_gap_free(&lines, 101);
 
-    move_record_files(&dir.0, "rotated-2");
+    move_record_files(&dir.0, ".rotated-2");
     assert!(read_lines(&dir.0).is_empty());
     let server = Server::start(&dir.0, &[]);
     send_numbered(&server, 105, 110);

@@ -61,6 +61,15 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..=100)
     )]
     pub grpc_calls: u32,
+    /// Spread the native connections over N apps (`logmill-bench-0000` ...), each its own
+    /// bucket; connection i is app i mod N. 1: every connection is app `logmill-bench`.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub apps: u32,
     /// Instead of sending records, hold N idle connections and report the server's memory per
     /// connection.
     #[arg(

@@ -26,7 +26,7 @@ pub fn idle(
     let before = server.and_then(usage::memory);
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} idle connections to {addr}");
-    let (mut links, _) = open(&mut poll, addr, n, deadline, timeout)?;
+    let (mut links, _) = open(&mut poll, addr, n, 1, deadline, timeout)?;
     eprintln!(
         "logmill bench: the server welcomed {n} connections; holding them for {} s",
         hold.as_secs_f64()

@@ -32,9 +32,13 @@ pub struct Link {
 }
 
 impl Link {
-    fn new(stream: TcpStream, conn: usize) -> Link {
+    fn new(stream: TcpStream, conn: usize, apps: usize) -> Link {
         let mut hello = Vec::new();
-        ClientOptions::new("logmill-bench")
+        let app = match apps {
+            0 | 1 => "logmill-bench".to_string(),
+            apps => format!("logmill-bench-{:04}", conn % apps),
+        };
+        ClientOptions::new(app)
             .instance(format!("c{conn:05}"))
             .encode_hello(&mut hello);
         Link {
@@ -165,11 +169,13 @@ impl Link {
 
 /// Opens `n` connections to `addr`; each sends its hello and waits for the server's welcome.
 /// At most [`CONNECT_WINDOW`] are being set up at once. Returns the connections, registered on
-/// `poll` with their index as token, and the largest frame the server accepts.
+/// `poll` with their index as token, and the largest frame the server accepts. Connection `i`
+/// says hello as app `i % apps` (`--apps`).
 pub fn open(
     poll: &mut Poll,
     addr: SocketAddr,
     n: usize,
+    apps: usize,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(Vec<Link>, u32), BenchError> {
@@ -185,7 +191,7 @@ pub fn open(
             let mut stream =
                 TcpStream::connect(addr).map_err(|source| BenchError::Connect { addr, source })?;
             register(poll, &mut stream, i)?;
-            links.push(Link::new(stream, i));
+            links.push(Link::new(stream, i, apps));
         }
         wait(poll, &mut events, deadline, timeout, || {
             format!("connections ({welcomed} of {n} welcomed by the server)")

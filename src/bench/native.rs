@@ -35,7 +35,14 @@ pub fn load(
     let size = args.size as usize;
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} connections to {addr}");
-    let (links, max_frame) = open(&mut poll, addr, n, deadline, args.timeout)?;
+    let (links, max_frame) = open(
+        &mut poll,
+        addr,
+        n,
+        args.apps as usize,
+        deadline,
+        args.timeout,
+    )?;
 
     // Everything is encoded here, before the clock starts.
     let mut conns: Vec<LoadConn> = links

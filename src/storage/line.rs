@@ -15,6 +15,7 @@
 
 use crate::config::Format;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::record::{Body, Level, Record, Value};
 
@@ -27,6 +28,10 @@ pub struct Origin {
     app: String,
     instance: String,
     text_column: Vec<u8>,
+    /// The bucket the records go to: the app, when it is a valid bucket name
+    /// ([`valid_app_name`](super::bucket::valid_app_name)); `None` for anonymous. Shared, so a
+    /// batch marks whose lines are whose by comparing pointers, not names.
+    bucket: Option<Arc<str>>,
 }
 
 impl Origin {
@@ -45,10 +50,14 @@ impl Origin {
             text_column.push(b'/');
             escape::<COLUMN>(&instance, &mut text_column);
         }
+        // Sessions refuse an invalid name at hello; this is the second lock on the same door:
+        // a name that is not a valid bucket never becomes a path.
+        let bucket = super::bucket::valid_app_name(&app).then(|| Arc::from(app.as_str()));
         Origin {
             app,
             instance,
             text_column,
+            bucket,
         }
     }
 
@@ -58,6 +67,11 @@ impl Origin {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The app's bucket, `None` for the anonymous one.
+    pub fn bucket(&self) -> Option<&Arc<str>> {
+        self.bucket.as_ref()
     }
 }
 

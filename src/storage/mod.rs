@@ -2,6 +2,7 @@
 //!
 //! - [`line`]: how a record becomes a stored line (formatted by the loops, see there why).
 //! - [`parse`]: a stored line read back into a record (the inverse of `line`, for searches).
+//! - [`bucket`]: which app names may become a bucket directory; the buckets found at start-up.
 //! - [`fileset`]: one rotating set of files, its crash repair at start-up.
 //! - [`high_water`]: the highest sequence number given, kept in `_main.seq` so numbers never
 //!   repeat when the files were moved away.
@@ -17,6 +18,7 @@
 //! Nothing here imports the server: the server builds on storage, never the other way round.
 
 pub mod backpressure;
+pub mod bucket;
 pub mod fileset;
 pub mod high_water;
 pub mod line;
@@ -25,6 +27,8 @@ pub mod mailbox;
 pub mod parse;
 pub mod server_log;
 pub mod writer;
+
+use std::sync::Arc;
 
 use crate::record::Record;
 use line::{LineFormatter, Origin};
@@ -69,12 +73,29 @@ pub struct Batch {
     pub seq_width: usize,
     /// The number of the first line, once [`Batch::number`] has given them (0 before).
     pub first_seq: u64,
+    /// Which bucket each run of consecutive lines goes to (`None`: anonymous), as `owners` says
+    /// whose they are. One run when every line goes to the same bucket, the common case the
+    /// writer handles without copying a byte.
+    buckets: Vec<(Option<Arc<str>>, u32)>,
 }
 
 impl Batch {
     /// What this batch counts for in the pending-bytes gauge.
     pub fn cost(&self) -> usize {
-        self.bytes.len() + self.spans.len() * 8 + self.owners.len() * 24
+        self.bytes.len() + self.spans.len() * 8 + self.owners.len() * 24 + self.buckets.len() * 24
+    }
+
+    /// Empties the batch for reuse, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+        self.owners.clear();
+        self.buckets.clear();
+    }
+
+    /// The runs of consecutive lines that go to one bucket, `(app, lines)`; `None` is anonymous.
+    pub fn buckets(&self) -> &[(Option<Arc<str>>, u32)] {
+        &self.buckets
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,6 +148,16 @@ impl Batch {
     }
 }
 
+/// Whether two runs go to the same bucket: the same shared name (a connection's records), or
+/// equal names (two connections of one app).
+fn same_bucket(a: Option<&Arc<str>>, b: Option<&Arc<str>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        _ => false,
+    }
+}
+
 /// Written batches kept per loop for reuse ([`Mailbox::give_back`](mailbox::Mailbox::give_back)):
 /// about what the writer holds between two writes. Beyond these, and batches whose buffer grew
 /// past `SPARE_CAPACITY` (a turn of very large frames), are freed.
@@ -145,6 +176,8 @@ pub struct Mark {
     spans: usize,
     owners: usize,
     last_owner_count: u32,
+    buckets: usize,
+    last_bucket_count: u32,
 }
 
 /// Builds a loop's [`Batch`], one record at a time.
@@ -182,6 +215,12 @@ impl BatchBuilder {
             Some((key, count)) if *key == conn => *count += 1,
             _ => self.batch.owners.push((conn, 1)),
         }
+        // A pointer comparison per record: the app's name is never looked at here.
+        let bucket = origin.bucket();
+        match self.batch.buckets.last_mut() {
+            Some((b, count)) if same_bucket(b.as_ref(), bucket) => *count += 1,
+            _ => self.batch.buckets.push((bucket.cloned(), 1)),
+        }
     }
 
     pub fn mark(&self) -> Mark {
@@ -190,6 +229,8 @@ impl BatchBuilder {
             spans: self.batch.spans.len(),
             owners: self.batch.owners.len(),
             last_owner_count: self.batch.owners.last().map_or(0, |o| o.1),
+            buckets: self.batch.buckets.len(),
+            last_bucket_count: self.batch.buckets.last().map_or(0, |b| b.1),
         }
     }
 
@@ -200,6 +241,10 @@ impl BatchBuilder {
         self.batch.owners.truncate(mark.owners);
         if let Some(last) = self.batch.owners.last_mut() {
             last.1 = mark.last_owner_count;
+        }
+        self.batch.buckets.truncate(mark.buckets);
+        if let Some(last) = self.batch.buckets.last_mut() {
+            last.1 = mark.last_bucket_count;
         }
     }
 

@@ -8,6 +8,14 @@
 //! `_main.seq` ([`super::high_water`]: one `pwrite`), so numbering survives the files being moved
 //! away.
 //!
+//! Each bucket ([`super::bucket`]: one app's records, or the anonymous ones) has its own file
+//! set and its own queue. A batch whose lines all go to one bucket (the common case) is queued
+//! whole; a batch that mixes apps is cut into one buffer per bucket, in order, so each bucket
+//! still gets one `write` per flush. Buckets close their file after
+//! [`BUCKET_IDLE_CLOSE`](crate::config::BUCKET_IDLE_CLOSE) without records and beyond
+//! [`MAX_OPEN_BUCKETS`](crate::config::MAX_OPEN_BUCKETS) open ones (least recently written
+//! first), and reopen on the next record.
+//!
 //! When a write fails, the pending batches, the position in the first and their rotations stay as
 //! they are and the write is retried (3 retries, exponential backoff). If the disk still refuses, the writer marks
 //! the server DEGRADED and retries every second, still holding the records: the loops' pending
@@ -15,8 +23,9 @@
 //! clients are pushed back by TCP. Nothing is dropped; when the disk recovers, the writer carries
 //! on where it stopped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Write as _};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -27,7 +36,7 @@ use super::line::parse_seq;
 use super::mailbox::Handoff;
 use super::server_log::{ServerLog, count};
 use super::{Batch, Command, Completion, SPARE_BATCHES, SPARE_CAPACITY, decimal_width};
-use crate::config::Fsync;
+use crate::config::{BUCKET_IDLE_CLOSE, Fsync, MAX_OPEN_BUCKETS};
 use crate::stats::Stats;
 
 /// Write once this much is buffered even if more batches are queued, so acks keep flowing.
@@ -40,24 +49,89 @@ const RETRY_BACKOFF: [Duration; 3] = [
 ];
 const DEGRADED_RETRY: Duration = Duration::from_secs(1);
 
-/// One batch's numbered lines.
+/// Numbered lines of one bucket: a whole batch, or this bucket's part of a batch that mixes apps.
 struct Pending {
-    /// The numbered batch, its lines in `bytes`; its loop gets it back once they are written.
-    batch: Batch,
-    /// `batch.bytes[..written]` is in the file.
+    lines: Lines,
+    /// `lines[..written]` is in the file.
     written: usize,
-    /// Offsets in `batch.bytes` before which the file must be rotated.
+    /// Offsets in the lines before which the file must be rotated.
     rotations: VecDeque<usize>,
+    records: u64,
+    /// The highest sequence number among the lines.
+    last_seq: u64,
+}
+
+enum Lines {
+    /// The batch as the loop sent it; its loop gets it back once it is written.
+    Batch(Batch),
+    /// Copied out of a batch that mixes buckets.
+    Part(Vec<u8>),
 }
 
 impl Pending {
+    fn bytes(&self) -> &[u8] {
+        match &self.lines {
+            Lines::Batch(batch) => &batch.bytes,
+            Lines::Part(bytes) => bytes,
+        }
+    }
+
     fn unwritten(&self) -> usize {
-        self.batch.bytes.len() - self.written
+        self.bytes().len() - self.written
     }
 }
 
+/// One bucket's file set and queue.
+struct Bucket {
+    /// `<dir>` for the anonymous bucket, `<dir>/<app>` for an app's.
+    dir: PathBuf,
+    /// `None` while closed (idle, or beyond the open-file budget); the anonymous one stays open.
+    files: Option<FileSet>,
+    /// Size the active file will have once `pending` is written (since the last planned rotation).
+    planned_size: u64,
+    pending: VecDeque<Pending>,
+    /// This bucket's part of the batch being cut ([`Writer::append`]), not yet queued.
+    part: Option<Pending>,
+    /// When a record for it was last queued: what idle closing and the LRU look at.
+    last_used: Instant,
+    /// Written to since its last `fsync`.
+    dirty: bool,
+}
+
+impl Bucket {
+    fn closed(dir: PathBuf) -> Bucket {
+        Bucket {
+            dir,
+            files: None,
+            planned_size: 0,
+            pending: VecDeque::new(),
+            part: None,
+            last_used: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.dir.join("_main.log")
+    }
+}
+
+/// The anonymous bucket's index in [`Writer::buckets`].
+const ANONYMOUS: usize = 0;
+
 pub struct Writer {
-    files: FileSet,
+    /// [`ANONYMOUS`] first, then the apps' in the order they were first seen.
+    buckets: Vec<Bucket>,
+    /// App name to its index in `buckets`.
+    by_app: HashMap<Arc<str>, usize>,
+    /// Buckets with something in `pending`, each once (what a flush goes through).
+    queued: Vec<usize>,
+    /// Buckets whose file is open (the anonymous one included).
+    open_buckets: usize,
+    /// When [`Writer::close_idle`] next looks through the buckets (about once a second).
+    idle_check_at: Instant,
+    max_file_size: u64,
+    max_files: usize,
     /// `_main.seq`: updated once per flush, after the lines are in the file, fsynced with them.
     high_water: HighWater,
     /// The highest sequence number in the files (what `high_water` is told).
@@ -65,14 +139,10 @@ pub struct Writer {
     next_seq: u64,
     fsync: Fsync,
     stdout: bool,
-    /// Numbered lines waiting to be written, one buffer per batch, in order.
-    pending: VecDeque<Pending>,
     /// Batches that arrived before one with lower numbers, by their first number.
     waiting: BTreeMap<u64, Batch>,
     /// Bytes appended since everything was last written (what `FLUSH_AT` counts).
     appended: usize,
-    /// Size the active file will have once `pending` is written (since the last planned rotation).
-    planned_size: u64,
     /// Completions, per loop, for the lines appended since everything was last written.
     completions: Vec<Vec<Completion>>,
     /// Records in `pending` (not yet in the file).
@@ -116,23 +186,26 @@ impl Writer {
         log: Arc<ServerLog>,
         rx: Receiver<Command>,
     ) -> io::Result<Writer> {
-        let opened = FileSet::open(&config.dir, "_main", config.max_file_size, config.max_files)?;
-        for repair in &opened.repairs {
-            log.warn(format_args!("repaired at start-up: {repair}"));
+        let (files, mut files_seq) =
+            open_bucket(&config.dir, config.max_file_size, config.max_files, &log)?;
+        let mut buckets = vec![Bucket {
+            planned_size: files.size(),
+            files: Some(files),
+            ..Bucket::closed(config.dir.clone())
+        }];
+        let mut by_app = HashMap::new();
+        // Every bucket on disk is opened once (and repaired), so numbering continues after the
+        // highest number in any of them; its file is closed again until a record comes.
+        for app in super::bucket::existing(&config.dir)? {
+            let dir = config.dir.join(&app);
+            let (files, last) = open_bucket(&dir, config.max_file_size, config.max_files, &log)?;
+            files_seq = files_seq.max(last);
+            by_app.insert(Arc::from(app), buckets.len());
+            buckets.push(Bucket {
+                planned_size: files.size(),
+                ..Bucket::closed(dir)
+            });
         }
-        let files_seq = match &opened.last_line {
-            None => 0,
-            Some(line) => parse_seq(line).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "cannot read the sequence number of the last line in {}: is this directory \
-                         written by logmill? Use another --dir.",
-                        config.dir.display()
-                    ),
-                )
-            })?,
-        };
         // The files say where numbering stopped unless they were moved away (logrotate); the
         // state file remembers it then. Whichever is higher wins, so no number is given twice.
         let (mut high_water, recovered) = HighWater::open(&config.dir)?;
@@ -159,22 +232,27 @@ impl Writer {
             high_water.sync()?;
         }
         log.info(format_args!(
-            "storage: {} ({}), next sequence number {}",
-            opened.files.active_path().display(),
-            count(opened.files.size(), "byte"),
+            "storage: {} ({}), {}, next sequence number {}",
+            buckets[ANONYMOUS].active_path().display(),
+            count(buckets[ANONYMOUS].planned_size, "byte"),
+            count(by_app.len() as u64, "app bucket"),
             last_seq + 1
         ));
         let loops = handoff.loops();
         handoff.start_seq(last_seq + 1);
         Ok(Writer {
-            planned_size: opened.files.size(),
-            files: opened.files,
+            buckets,
+            by_app,
+            queued: Vec::new(),
+            open_buckets: 1,
+            idle_check_at: Instant::now(),
+            max_file_size: config.max_file_size,
+            max_files: config.max_files,
             high_water,
             written_seq: last_seq,
             next_seq: last_seq + 1,
             fsync: config.fsync,
             stdout: config.stdout,
-            pending: VecDeque::new(),
             waiting: BTreeMap::new(),
             appended: 0,
             completions: vec![Vec::new(); loops],
@@ -216,10 +294,11 @@ impl Writer {
             // `retry_at` is set after a failure even when every line was written (a failed
             // fsync or state update): the held completions wait for that retry.
             let due = self.retry_at.is_none_or(|at| now >= at);
-            if (!self.pending.is_empty() || self.retry_at.is_some()) && due {
+            if (!self.queued.is_empty() || self.retry_at.is_some()) && due {
                 self.flush();
             }
             self.periodic_fsync(now);
+            self.close_idle(now);
             self.periodic_stats(now);
 
             if self.loops_done == self.completions.len() {
@@ -234,7 +313,7 @@ impl Writer {
                     self.append(batch);
                 }
                 let began = *shutdown_began.get_or_insert(now);
-                if self.pending.is_empty() {
+                if self.queued.is_empty() {
                     if let Err(e) = self.sync() {
                         self.log.error(format_args!("final fsync failed: {e}"));
                     }
@@ -246,7 +325,7 @@ impl Writer {
                         "shutdown: gave up after {shutdown_timeout:?}; {} received could not \
                          be written to {}",
                         count(lost, "record"),
-                        self.files.active_path().display()
+                        self.where_failing()
                     ));
                     return Exit::Lost(lost);
                 }
@@ -271,28 +350,31 @@ impl Writer {
             Command::Write(batch) => self.receive(batch),
             Command::Reopen => {
                 self.flush();
-                // The file being let go gets the fsync it would have had, and the state file
-                // with it: its numbers are about to leave the directory.
+                // The files being let go get the fsync they would have had, and the state file
+                // with them: their numbers are about to leave the directory.
                 if self.fsync != Fsync::Never
                     && let Err(e) = self.sync()
                 {
-                    self.log.error(format_args!(
-                        "SIGHUP: fsync of {} before reopening failed: {e}",
-                        self.files.active_path().display()
-                    ));
+                    self.log
+                        .error(format_args!("SIGHUP: fsync before reopening failed: {e}"));
                 }
-                match self.files.reopen() {
-                    Ok(()) => self.log.info(format_args!(
-                        "SIGHUP: reopened {}",
-                        self.files.active_path().display()
-                    )),
-                    Err(e) => self.log.error(format_args!(
-                        "SIGHUP: cannot reopen {}: {e}; still writing the old file",
-                        self.files.active_path().display()
-                    )),
+                for bucket in &mut self.buckets {
+                    let Some(files) = &mut bucket.files else {
+                        continue;
+                    };
+                    match files.reopen() {
+                        Ok(()) => self.log.info(format_args!(
+                            "SIGHUP: reopened {}",
+                            files.active_path().display()
+                        )),
+                        Err(e) => self.log.error(format_args!(
+                            "SIGHUP: cannot reopen {}: {e}; still writing the old file",
+                            files.active_path().display()
+                        )),
+                    }
+                    let unwritten: usize = bucket.pending.iter().map(Pending::unwritten).sum();
+                    bucket.planned_size = files.size() + unwritten as u64;
                 }
-                let unwritten: usize = self.pending.iter().map(Pending::unwritten).sum();
-                self.planned_size = self.files.size() + unwritten as u64;
             }
             Command::LoopDone(_) => self.loops_done += 1,
         }
@@ -322,26 +404,69 @@ impl Writer {
         }
     }
 
-    /// Plans the rotations that fall among the batch's lines and queues them. This is the
-    /// writer's per-record work: a line length and a completion count; the lines themselves are
-    /// neither read nor copied here.
+    /// Plans the rotations that fall among the batch's lines and queues them, in their buckets.
+    /// This is the writer's per-record work: a line length and a completion count; the lines
+    /// themselves are neither read nor copied here when the batch goes to one bucket. A batch
+    /// that mixes buckets is cut: each bucket's lines are copied, in order, into one buffer.
     fn append(&mut self, batch: Batch) {
         let count = batch.len() as u64;
         let first = batch.first_seq;
-        let max = self.files.max_file_size();
+        let max = self.max_file_size;
+        let whole = batch.buckets().len() <= 1;
+        let mut buckets = batch.buckets().iter();
+        let mut bucket = ANONYMOUS;
+        let mut left_in_bucket = 0u32;
         let mut rotations = VecDeque::new();
+        let mut touched = Vec::new();
         let mut runs = batch.owners.iter();
         let mut run = runs.next().copied();
         let mut in_run = 0u32;
         let mut at = 0usize;
+        let now = Instant::now();
         for (seq, &(head, tail)) in (first..).zip(&batch.spans) {
             let len = head as usize + decimal_width(seq) + tail as usize;
-            if self.planned_size > 0 && self.planned_size + len as u64 > max {
-                rotations.push_back(at);
-                self.planned_size = 0;
+            if left_in_bucket == 0
+                && let Some((app, lines)) = buckets.next()
+            {
+                bucket = self.bucket_for(app.as_ref(), now);
+                left_in_bucket = *lines;
+                if !whole && self.buckets[bucket].part.is_none() {
+                    touched.push(bucket);
+                    self.buckets[bucket].part = Some(Pending {
+                        lines: Lines::Part(Vec::new()),
+                        written: 0,
+                        rotations: VecDeque::new(),
+                        records: 0,
+                        last_seq: seq,
+                    });
+                }
+            }
+            left_in_bucket = left_in_bucket.saturating_sub(1);
+            let b = &mut self.buckets[bucket];
+            let rotate = b.planned_size > 0 && b.planned_size + len as u64 > max;
+            if rotate {
+                b.planned_size = 0;
+            }
+            b.planned_size += len as u64;
+            match &mut b.part {
+                Some(Pending {
+                    lines: Lines::Part(bytes),
+                    rotations: part_rotations,
+                    records,
+                    last_seq,
+                    ..
+                }) if !whole => {
+                    if rotate {
+                        part_rotations.push_back(bytes.len());
+                    }
+                    bytes.extend_from_slice(&batch.bytes[at..at + len]);
+                    *records += 1;
+                    *last_seq = seq;
+                }
+                _ if rotate => rotations.push_back(at),
+                _ => {}
             }
             at += len;
-            self.planned_size += len as u64;
 
             if let Some((conn, count)) = run {
                 in_run += 1;
@@ -360,11 +485,154 @@ impl Writer {
         self.appended += batch.bytes.len();
         self.unwritten_records += count;
         self.unreleased += batch.cost();
-        self.pending.push_back(Pending {
-            batch,
-            written: 0,
-            rotations,
-        });
+        if whole {
+            self.queue(
+                bucket,
+                Pending {
+                    lines: Lines::Batch(batch),
+                    written: 0,
+                    rotations,
+                    records: count,
+                    last_seq: first + count.saturating_sub(1),
+                },
+            );
+        } else {
+            for bucket in touched {
+                if let Some(part) = self.buckets[bucket].part.take() {
+                    self.queue(bucket, part);
+                }
+            }
+            Self::recycle(&self.handoff, batch);
+        }
+    }
+
+    fn queue(&mut self, bucket: usize, pending: Pending) {
+        let b = &mut self.buckets[bucket];
+        if b.pending.is_empty() {
+            self.queued.push(bucket);
+        }
+        b.pending.push_back(pending);
+    }
+
+    /// The index of `app`'s bucket (`None`: anonymous), made on its first record, its file
+    /// opened if it was closed (a rotation is planned from the file's size).
+    fn bucket_for(&mut self, app: Option<&Arc<str>>, now: Instant) -> usize {
+        let index = match app {
+            None => ANONYMOUS,
+            Some(app) => match self.by_app.get(app) {
+                Some(&index) => index,
+                None => {
+                    let index = self.buckets.len();
+                    self.buckets.push(Bucket::closed(self.root().join(&**app)));
+                    self.by_app.insert(app.clone(), index);
+                    index
+                }
+            },
+        };
+        self.buckets[index].last_used = now;
+        if self.buckets[index].files.is_none() {
+            // A failure is logged and left to the write, which retries it with the others.
+            if let Err(e) = self.open_files(index) {
+                self.log.warn(format_args!(
+                    "cannot open {}: {e}; will retry",
+                    self.buckets[index].active_path().display()
+                ));
+            }
+        }
+        index
+    }
+
+    fn root(&self) -> &std::path::Path {
+        &self.buckets[ANONYMOUS].dir
+    }
+
+    /// Opens a closed bucket's files, closing the least recently used idle one first when
+    /// [`MAX_OPEN_BUCKETS`] are open.
+    fn open_files(&mut self, index: usize) -> io::Result<()> {
+        if self.open_buckets >= MAX_OPEN_BUCKETS {
+            self.close_least_recent(index);
+        }
+        let bucket = &self.buckets[index];
+        let (files, _) = open_bucket(&bucket.dir, self.max_file_size, self.max_files, &self.log)?;
+        let unwritten: usize = bucket.pending.iter().map(Pending::unwritten).sum();
+        let bucket = &mut self.buckets[index];
+        bucket.planned_size = files.size() + unwritten as u64;
+        bucket.files = Some(files);
+        self.open_buckets += 1;
+        Ok(())
+    }
+
+    /// Closes the least recently used open app bucket with nothing queued, except `keep`.
+    fn close_least_recent(&mut self, keep: usize) {
+        let lru = self
+            .buckets
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|&(i, b)| {
+                i != keep && b.files.is_some() && b.pending.is_empty() && b.part.is_none()
+            })
+            .min_by_key(|(_, b)| b.last_used)
+            .map(|(i, _)| i);
+        if let Some(i) = lru {
+            self.close(i);
+        }
+    }
+
+    /// Closes a bucket's file (after its `fsync`, if one is owed). Closing loses nothing: the
+    /// next record reopens it.
+    fn close(&mut self, index: usize) {
+        let bucket = &mut self.buckets[index];
+        let Some(files) = &bucket.files else {
+            return;
+        };
+        if bucket.dirty
+            && self.fsync != Fsync::Never
+            && let Err(e) = files.sync()
+        {
+            self.log.error(format_args!(
+                "fsync of {} before closing it failed: {e}; keeping it open",
+                files.active_path().display()
+            ));
+            return;
+        }
+        bucket.files = None;
+        bucket.dirty = false;
+        self.open_buckets -= 1;
+    }
+
+    /// Closes the app buckets idle for [`BUCKET_IDLE_CLOSE`], and the least recently used ones
+    /// beyond [`MAX_OPEN_BUCKETS`] (a flush may have opened more). Runs after writes, so the
+    /// buckets it looks at usually have nothing queued.
+    fn close_idle(&mut self, now: Instant) {
+        // Over the budget (a flush needed more open at once): back under it now, not in a second.
+        while self.open_buckets > MAX_OPEN_BUCKETS {
+            let before = self.open_buckets;
+            self.close_least_recent(ANONYMOUS);
+            if self.open_buckets == before {
+                break;
+            }
+        }
+        // The idle look goes through every bucket: once a second, not once per batch.
+        if self.open_buckets <= 1 || now < self.idle_check_at {
+            return;
+        }
+        self.idle_check_at = now + Duration::from_secs(1);
+        for i in 1..self.buckets.len() {
+            let b = &self.buckets[i];
+            if b.files.is_some()
+                && b.pending.is_empty()
+                && now.duration_since(b.last_used) >= BUCKET_IDLE_CLOSE
+            {
+                self.close(i);
+            }
+        }
+    }
+
+    /// The active file of the first bucket with something unwritten: what a failure is about.
+    fn where_failing(&self) -> String {
+        let index = self.queued.first().copied().unwrap_or(ANONYMOUS);
+        self.buckets[index].active_path().display().to_string()
     }
 
     /// Writes `out`, rotating where planned; on failure keeps everything for the next try.
@@ -383,14 +651,14 @@ impl Writer {
                     self.log.error(format_args!(
                         "cannot write {}: {e}; DEGRADED: holding {} in memory, reading from \
                          clients stops at --max-pending, retrying every {}s",
-                        self.files.active_path().display(),
+                        self.where_failing(),
                         count(self.unwritten_records, "record"),
                         DEGRADED_RETRY.as_secs()
                     ));
                 } else if self.failures as usize <= RETRY_BACKOFF.len() {
                     self.log.warn(format_args!(
                         "write to {} failed: {e}; retry {} of {} in {retry:?}",
-                        self.files.active_path().display(),
+                        self.where_failing(),
                         self.failures,
                         RETRY_BACKOFF.len()
                     ));
@@ -401,52 +669,25 @@ impl Writer {
 
     /// Hands a written batch back to its loop, emptied, unless the loop has enough spares or
     /// the batch grew oversized.
-    fn recycle(&self, mut batch: Batch) {
+    fn recycle(handoff: &Handoff, mut batch: Batch) {
         if batch.bytes.capacity() > SPARE_CAPACITY {
             return;
         }
-        batch.bytes.clear();
-        batch.spans.clear();
-        batch.owners.clear();
-        self.handoff
+        batch.clear();
+        handoff
             .mailbox(batch.loop_id)
             .give_back(batch, SPARE_BATCHES);
     }
 
+    /// Writes every queued bucket, in the order they were first queued; a bucket that fails
+    /// stays queued (with what it has written) and the error is returned.
     fn write_out(&mut self) -> io::Result<()> {
-        while let Some(p) = self.pending.front_mut() {
-            loop {
-                let stop = p.rotations.front().copied().unwrap_or(p.batch.bytes.len());
-                while p.written < stop {
-                    let n = self.files.write(&p.batch.bytes[p.written..stop])?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    if self.stdout {
-                        echo(&self.log, &p.batch.bytes[p.written..p.written + n]);
-                    }
-                    p.written += n;
-                }
-                match p.rotations.front() {
-                    Some(&at) if at == p.written => {
-                        if self.fsync != Fsync::Never {
-                            self.files.sync()?;
-                        }
-                        self.files.rotate()?;
-                        p.rotations.pop_front();
-                    }
-                    _ => break,
-                }
+        while let Some(&index) = self.queued.first() {
+            if self.buckets[index].files.is_none() {
+                self.open_files(index)?;
             }
-            let records = p.batch.len() as u64;
-            // A batch stored out of order ("stored as it is") may hold lower numbers.
-            let last = p.batch.first_seq + records.saturating_sub(1);
-            self.written_seq = self.written_seq.max(last);
-            self.unwritten_records -= records;
-            self.written_records += records;
-            if let Some(done) = self.pending.pop_front() {
-                self.recycle(done.batch);
-            }
+            self.write_bucket(index)?;
+            self.queued.remove(0);
         }
         // The high-water mark: one `pwrite` per flush (which may cover many batches), never one
         // per record; under `--fsync always` one more `fdatasync` per flush, for the state file.
@@ -457,11 +698,62 @@ impl Writer {
         Ok(())
     }
 
-    /// `fsync`s the active file, then the state file. After a power loss the state may be ahead
-    /// of the lines (the kernel writes pages back in any order): that only skips numbers. A state
-    /// behind the lines is corrected by the files at start-up.
+    /// Writes one bucket's queue: one `write` per queued buffer, two when a rotation falls
+    /// inside it.
+    fn write_bucket(&mut self, index: usize) -> io::Result<()> {
+        let bucket = &mut self.buckets[index];
+        let Some(files) = &mut bucket.files else {
+            return Err(io::Error::other("the bucket's file is not open"));
+        };
+        while let Some(p) = bucket.pending.front_mut() {
+            loop {
+                let end = p.bytes().len();
+                let stop = p.rotations.front().copied().unwrap_or(end);
+                while p.written < stop {
+                    let n = files.write(&p.bytes()[p.written..stop])?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    bucket.dirty = true;
+                    if self.stdout {
+                        echo(&self.log, &p.bytes()[p.written..p.written + n]);
+                    }
+                    p.written += n;
+                }
+                match p.rotations.front() {
+                    Some(&at) if at == p.written => {
+                        if self.fsync != Fsync::Never {
+                            files.sync()?;
+                        }
+                        files.rotate()?;
+                        p.rotations.pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            // A batch stored out of order ("stored as it is") may hold lower numbers.
+            self.written_seq = self.written_seq.max(p.last_seq);
+            self.unwritten_records -= p.records;
+            self.written_records += p.records;
+            if let Some(done) = bucket.pending.pop_front()
+                && let Lines::Batch(batch) = done.lines
+            {
+                Self::recycle(&self.handoff, batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// `fsync`s the files written since their last one, then the state file. After a power
+    /// loss the state may be ahead of the lines (the kernel writes pages back in any order):
+    /// that only skips numbers. A state behind the lines is corrected by the files at start-up.
     fn sync(&mut self) -> io::Result<()> {
-        self.files.sync()?;
+        for bucket in &mut self.buckets {
+            if let (true, Some(files)) = (bucket.dirty, &bucket.files) {
+                files.sync()?;
+                bucket.dirty = false;
+            }
+        }
         self.high_water.sync()
     }
 
@@ -470,7 +762,7 @@ impl Writer {
         if self.failures > RETRY_BACKOFF.len() as u32 {
             self.log.info(format_args!(
                 "writes to {} work again; no longer DEGRADED",
-                self.files.active_path().display()
+                self.buckets[ANONYMOUS].dir.display()
             ));
         }
         self.failures = 0;
@@ -506,10 +798,7 @@ impl Writer {
         {
             match self.sync() {
                 Ok(()) => self.dirty_since = None,
-                Err(e) => self.log.error(format_args!(
-                    "fsync of {} failed: {e}",
-                    self.files.active_path().display()
-                )),
+                Err(e) => self.log.error(format_args!("fsync failed: {e}")),
             }
         }
     }
@@ -544,6 +833,34 @@ fn echo(log: &ServerLog, lines: &[u8]) {
             "--stdout: cannot write to standard output: {e}"
         ));
     }
+}
+
+/// Opens (and repairs) the file set in `dir`, logging the repairs; the highest sequence number
+/// in it (0 when empty).
+fn open_bucket(
+    dir: &std::path::Path,
+    max_file_size: u64,
+    max_files: usize,
+    log: &ServerLog,
+) -> io::Result<(FileSet, u64)> {
+    let opened = FileSet::open(dir, "_main", max_file_size, max_files)?;
+    for repair in &opened.repairs {
+        log.warn(format_args!("repaired at start-up: {repair}"));
+    }
+    let last = match &opened.last_line {
+        None => 0,
+        Some(line) => parse_seq(line).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cannot read the sequence number of the last line in {}: is this directory \
+                     written by logmill? Use another --dir.",
+                    dir.display()
+                ),
+            )
+        })?,
+    };
+    Ok((opened.files, last))
 }
 
 #[cfg(test)]
@@ -663,6 +980,94 @@ mod tests {
                 .iter()
                 .all(|b| b.bytes.is_empty() && b.is_empty() && b.owners.is_empty())
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    /// One batch mixing two apps and anonymous records, and a frame rolled back half-way: each
+    /// bucket's file gets exactly its lines, in number order, the numbers one sequence over all.
+    #[test]
+    fn a_batch_that_mixes_apps_is_cut_into_its_buckets() {
+        let dir = std::env::temp_dir().join(format!("logmill-writer-mix-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let config = Config {
+            dir: dir.clone(),
+            fsync: Fsync::Never,
+            ..Config::default()
+        };
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::open(
+            &config,
+            handoff.clone(),
+            Arc::default(),
+            Arc::new(ServerLog::stderr_only()),
+            rx,
+        )
+        .unwrap();
+        let origins = [
+            Origin::new("a".into(), "1".into()),
+            Origin::new("b".into(), "1".into()),
+            Origin::default(),
+            Origin::new("a".into(), "2".into()),
+        ];
+        let mut builder = BatchBuilder::new(0, LineFormatter::new(Format::Text), 1);
+        let conn = ConnKey {
+            token: 0,
+            serial: 0,
+        };
+        let record = |text: String| Record {
+            timestamp_ns: 1,
+            body: Body::Message(text.into()),
+            ..Record::default()
+        };
+        let mut sent = 0;
+        for round in 0..10 {
+            for (i, origin) in origins.iter().enumerate() {
+                sent += 1;
+                builder.push(conn, &record(format!("{round} {i}")), origin, 0);
+            }
+            // A frame that fails half-way is taken back, bucket runs included.
+            let mark = builder.mark();
+            builder.push(conn, &record("rolled back".into()), &origins[1], 0);
+            builder.rollback(mark);
+        }
+        let first = handoff.take_seq(sent);
+        let mut batch = builder.take(1, None);
+        // One run per change of bucket: `a/2` then the next round's `a/1` is one run of `a`.
+        assert_eq!(batch.buckets().len(), 4 * 10 - 9);
+        batch.number(first);
+        tx.send(Command::Write(batch)).unwrap();
+        tx.send(Command::LoopDone(0)).unwrap();
+        assert_eq!(writer.run(Duration::from_secs(5)), Exit::Clean);
+
+        let mut seqs = Vec::new();
+        for (bucket, expect) in [
+            (dir.join("a"), vec!["a/1 - {r} 0", "a/2 - {r} 3"]),
+            (dir.join("b"), vec!["b/1 - {r} 1"]),
+            (dir.clone(), vec!["- - {r} 2"]),
+        ] {
+            let lines = stored_lines(&bucket);
+            let want: Vec<String> = (0..10)
+                .flat_map(|r| expect.iter().map(move |e| e.replace("{r}", &r.to_string())))
+                .collect();
+            assert_eq!(lines.len(), want.len(), "{bucket:?}");
+            let mut last = 0;
+            for (line, want) in lines.iter().zip(&want) {
+                let seq: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
+                assert!(seq > last, "{line}");
+                last = seq;
+                seqs.push(seq);
+                assert!(
+                    line.ends_with(want.as_str()),
+                    "{line} should end with {want}"
+                );
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=sent).collect::<Vec<_>>());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -219,8 +219,16 @@ async function errors(target) {
 
 function checkFiles(dir) {
   const seen = new Map();
-  for (const name of fs.readdirSync(dir).filter((n) => n.startsWith('_main.log')).sort()) {
-    for (const line of fs.readFileSync(path.join(dir, name), 'utf8').split('\n')) {
+  // The anonymous files and every app's bucket (<dir>/<app>/_main.log*).
+  const dirs = [dir].concat(
+    fs.readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => path.join(dir, e.name)),
+  );
+  const files = dirs.flatMap((d) =>
+    fs.readdirSync(d).filter((n) => n.startsWith('_main.log')).map((n) => path.join(d, n)));
+  for (const file of files.sort()) {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       if (!line) continue;
       const rec = JSON.parse(line);
       if (!(rec.logger || '').startsWith(`js-${RUN}-`)) continue;

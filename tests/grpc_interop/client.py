@@ -217,7 +217,10 @@ def errors(channel, args):
 def check_files(directory):
     """Every record sent in a successful call is stored once, each call's records in order."""
     seen = {}
-    for path in sorted(glob.glob(os.path.join(directory, "_main.log*"))):
+    # The anonymous files and every app's bucket (<dir>/<app>/_main.log*).
+    paths = glob.glob(os.path.join(directory, "_main.log*"))
+    paths += glob.glob(os.path.join(directory, "*", "_main.log*"))
+    for path in sorted(paths):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 rec = json.loads(line)

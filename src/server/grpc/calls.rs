@@ -216,6 +216,8 @@ impl Calls {
         request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
         now: Instant,
+        log: &ServerLog,
+        peer: std::net::SocketAddr,
     ) -> bool {
         let (head, recv) = request.into_parts();
         // Not gRPC at all: plain HTTP answers, as the gRPC HTTP/2 protocol asks.
@@ -281,6 +283,20 @@ impl Calls {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_default()
         };
+        let app = text("logmill-app");
+        if !app.is_empty() && !crate::storage::bucket::valid_app_name(&app) {
+            // The app names a directory: refused before it is ever a path.
+            log.warn(format_args!(
+                "gRPC call from {peer}: refused: logmill-app {app:?} is not \
+                 [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"
+            ));
+            let status = Status::new(
+                Code::InvalidArgument,
+                format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
+            );
+            send_status(&mut Some(respond), &mut None, &status);
+            return false;
+        }
         let entry = self.slots.vacant_entry();
         let slot = entry.key();
         entry.insert(Call {
@@ -293,7 +309,11 @@ impl Calls {
             encoding: Encoding::from_header(
                 head.headers.get("grpc-encoding").map(HeaderValue::as_bytes),
             ),
-            origin: Origin::new(text("logmill-app"), text("logmill-instance")),
+            origin: {
+                let instance =
+                    crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
+                Origin::new(app, instance)
+            },
             deadline,
             messages: 0,
             pushed: 0,

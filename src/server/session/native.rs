@@ -4,6 +4,7 @@
 use super::{Context, Farewell, Handler, Progress, Sink};
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::native::{self, ClientFrame, ErrorKind, ServerFrame};
+use crate::storage::bucket::{default_instance, valid_app_name};
 use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
@@ -91,8 +92,28 @@ impl Native {
                     );
                     return;
                 }
-                *sink.origin = Origin::new(hello.app, hello.instance);
                 self.want_acks = hello.want_acks;
+                if !hello.app.is_empty() && !valid_app_name(&hello.app) {
+                    // The app names a directory: refused here, before it is ever a path. The
+                    // connection goes on, its records in the anonymous bucket, as the error says.
+                    cx.log.warn(format_args!(
+                        "connection from {}: hello refused: app name {:?} is not \
+                         [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}; its records go to the anonymous bucket",
+                        sink.peer, hello.app
+                    ));
+                    send_error(
+                        sink,
+                        ErrorKind::Undecodable,
+                        format!(
+                            "hello refused: app name {:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}; \
+                             this connection's records go to the anonymous bucket",
+                            hello.app
+                        ),
+                    );
+                    return;
+                }
+                let instance = default_instance(&hello.app, hello.instance, sink.peer);
+                *sink.origin = Origin::new(hello.app, instance);
                 native::encode_server_frame(
                     &ServerFrame::Welcome {
                         server: cx.shared.name().to_string(),
