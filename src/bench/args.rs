@@ -61,8 +61,11 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..=100)
     )]
     pub grpc_calls: u32,
-    /// Spread the native connections over N apps (`logmill-bench-0000` ...), each its own
-    /// bucket; connection i is app i mod N. 1: every connection is app `logmill-bench`.
+    /// Spread the native connections (of a load or of --idle) over N apps
+    /// (`logmill-bench-0000` ...), each its own bucket; connection i is app i mod N. 1: every
+    /// connection is app `logmill-bench`. Each connection sends its app's token, signed with
+    /// the secret of the server bench starts (or the one --secret-file names), so the server
+    /// verifies it as it would a real application's.
     #[arg(
         long,
         default_value_t = 1,
@@ -70,6 +73,12 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub apps: u32,
+    /// With --addr: the server's secret file, to sign the apps' tokens. Without it, against
+    /// --addr, connections name their app in hello only (a bucket of its own only under
+    /// `--auth off`). With a server bench starts and `--server-args "--secret-file F"`, give
+    /// the same F here.
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<std::path::PathBuf>,
     /// Instead of sending records, hold N idle connections and report the server's memory per
     /// connection.
     #[arg(

@@ -1,12 +1,14 @@
 //! `logmill bench --idle N`: N native connections say hello, wait for the welcome and stay
 //! silent; the spawned server's resident memory before and after says what an idle connection
-//! costs.
+//! costs. With `--apps`, the connections are spread over the apps with their tokens, as in a
+//! load run.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 
+use super::apps::Apps;
 use super::error::{BenchError, setup};
 use super::link::{READ_CHUNK, open};
 use super::report::{IdleMemory, IdleReport};
@@ -17,6 +19,7 @@ use super::usage;
 /// Opens `n` connections, holds them `hold`, and measures the server's memory with them.
 pub fn idle(
     n: usize,
+    apps: &Apps,
     hold: Duration,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
@@ -26,7 +29,7 @@ pub fn idle(
     let before = server.and_then(usage::memory);
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} idle connections to {addr}");
-    let (mut links, _) = open(&mut poll, addr, n, 1, deadline, timeout)?;
+    let (mut links, _) = open(&mut poll, addr, n, apps, deadline, timeout)?;
     eprintln!(
         "logmill bench: the server welcomed {n} connections; holding them for {} s",
         hold.as_secs_f64()

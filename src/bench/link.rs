@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Poll};
 
+use super::apps::Apps;
 use super::error::BenchError;
 use super::socket::{register, wait, write_some};
 use crate::client::framing::{ClientOptions, Inbox, Reply};
@@ -32,14 +33,12 @@ pub struct Link {
 }
 
 impl Link {
-    fn new(stream: TcpStream, conn: usize, apps: usize) -> Link {
+    fn new(stream: TcpStream, conn: usize, apps: &Apps) -> Link {
         let mut hello = Vec::new();
-        let app = match apps {
-            0 | 1 => "logmill-bench".to_string(),
-            apps => format!("logmill-bench-{:04}", conn % apps),
-        };
+        let (app, token) = apps.of(conn);
         ClientOptions::new(app)
             .instance(format!("c{conn:05}"))
+            .token(token)
             .encode_hello(&mut hello);
         Link {
             stream,
@@ -170,12 +169,12 @@ impl Link {
 /// Opens `n` connections to `addr`; each sends its hello and waits for the server's welcome.
 /// At most [`CONNECT_WINDOW`] are being set up at once. Returns the connections, registered on
 /// `poll` with their index as token, and the largest frame the server accepts. Connection `i`
-/// says hello as app `i % apps` (`--apps`).
+/// says hello as app `i % apps`, with its token if `apps` has them (`--apps`).
 pub fn open(
     poll: &mut Poll,
     addr: SocketAddr,
     n: usize,
-    apps: usize,
+    apps: &Apps,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(Vec<Link>, u32), BenchError> {

@@ -17,6 +17,7 @@
 //! programs that send records use [`crate::client::Client`]. One file per idea, arrows only
 //! downward (this file runs the others; none imports it):
 //!
+//! - [`apps`]: `--apps N`, each connection's app and the token bench signs for it.
 //! - [`args`]: the options and the protocols; how records are shared over connections.
 //! - [`native`]: the native load (hello, batches, acks, latency) and `LoadConn`, one
 //!   connection's share of it.
@@ -35,6 +36,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+pub mod apps;
 pub mod args;
 pub mod error;
 pub mod grpc;
@@ -101,9 +103,34 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             (addr, Some(server))
         }
     };
+    let apps = match (&args.secret_file, &server) {
+        (Some(file), _) => apps::Apps::with_tokens(args.apps as usize, file),
+        (None, Some(server)) => apps::Apps::with_tokens(
+            args.apps as usize,
+            &crate::apps::secret::default_path(&server.data_dir()),
+        ),
+        (None, None) => Ok(apps::Apps::named(args.apps as usize)),
+    };
+    let apps = match apps {
+        Ok(apps) => apps,
+        Err(e) => {
+            if let Some(server) = server.as_mut() {
+                let _ = server.stop(true);
+            }
+            return Err(e);
+        }
+    };
+    if args.apps > 1 && !apps.has_tokens() {
+        eprintln!(
+            "logmill bench: no --secret-file, so the {} apps are named in hello only: they get \
+             buckets of their own only if the server runs with --auth off",
+            apps.count()
+        );
+    }
     let result = match args.idle {
         Some(n) => idle::idle(
             n as usize,
+            &apps,
             hold,
             addr,
             server.as_ref(),
@@ -112,7 +139,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         )
         .map(Report::Idle),
         None => match args.proto {
-            Proto::Native => native::load(&args, addr, server.as_ref(), deadline),
+            Proto::Native => native::load(&args, &apps, addr, server.as_ref(), deadline),
             Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
             Proto::Syslog | Proto::Json | Proto::Pickle => {
                 unacked::load(&args, addr, server.as_ref(), deadline)

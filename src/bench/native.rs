@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 
+use super::apps::Apps;
 use super::args::{BenchArgs, Proto, share};
 use super::error::{BenchError, setup};
 use super::link::{Link, READ_CHUNK, open};
@@ -26,6 +27,7 @@ use crate::protocol::frame;
 /// Native: opens the connections, sends every record, waits for every ack, and measures.
 pub fn load(
     args: &BenchArgs,
+    apps: &Apps,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
     deadline: Instant,
@@ -35,14 +37,7 @@ pub fn load(
     let size = args.size as usize;
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} connections to {addr}");
-    let (links, max_frame) = open(
-        &mut poll,
-        addr,
-        n,
-        args.apps as usize,
-        deadline,
-        args.timeout,
-    )?;
+    let (links, max_frame) = open(&mut poll, addr, n, apps, deadline, args.timeout)?;
 
     // Everything is encoded here, before the clock starts.
     let mut conns: Vec<LoadConn> = links

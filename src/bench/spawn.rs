@@ -182,6 +182,11 @@ impl SpawnedServer {
         self.grpc_addr
     }
 
+    /// Its `--dir`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.base.join("data")
+    }
+
     /// The directory holding its `data/` and `server.stderr`.
     pub fn base(&self) -> &std::path::Path {
         &self.base
