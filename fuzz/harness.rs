@@ -191,6 +191,11 @@ fn consume(buf: &[u8], max_payload: u32, outcome: &mut StreamOutcome) -> usize {
                         rest.starts_with(b"health\n") || rest.starts_with(b"health\r\n"),
                         "health detected on {rest:?}"
                     );
+                    assert_eq!(
+                        protocol == Protocol::Status,
+                        rest.starts_with(b"status\n") || rest.starts_with(b"status\r\n"),
+                        "status detected on {rest:?}"
+                    );
                     if protocol != Protocol::Native {
                         outcome.end = StreamEnd::Other(protocol);
                         return buf.len();

@@ -51,9 +51,10 @@
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
-//!   `logmill health` and `logmill send`.
+//!   `logmill health`, `logmill status` and `logmill send`.
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
-//!   issued and revoked tokens; `logmill token`.
+//!   issued and revoked tokens; `logmill token`; the registry of live connections the loops
+//!   keep and publish (`apps::connections`), which `status` and `health` read.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]

@@ -28,6 +28,7 @@ serve`.\n\nExamples:\n  \
 logmill                              serve on 127.0.0.1:4020, files in ./logs\n  \
 logmill --port 5000 --grpc_port 5001\n  logmill --tcp_only --name MyLogServer\n  \
 logmill health                       ask a running server how it is\n  \
+logmill status                       who is connected, by app and instance\n  \
 logmill send --level warning disk almost full",
     args_conflicts_with_subcommands = true
 )]
@@ -46,6 +47,8 @@ enum Command {
     Bench(logmill::bench::BenchArgs),
     /// Ask a running server how it is; prints its health line (exit 1 unless OK).
     Health(logmill::client::oneshot::HealthArgs),
+    /// Who is connected to a running server, by app and instance (a table; --json for scripts).
+    Status(logmill::client::status::StatusArgs),
     /// Store one record (native protocol, with acks); prints its sequence number once written.
     Send(logmill::client::oneshot::SendArgs),
     /// Application tokens: issue one for an app, list them, revoke one.
@@ -179,6 +182,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args.into_config(),
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Health(args)) => return health(&args),
+        Some(Command::Status(args)) => return status(&args),
         Some(Command::Send(args)) => return send(&args),
         Some(Command::Token(args)) => return token(&args),
     };
@@ -205,6 +209,24 @@ fn health(args: &logmill::client::oneshot::HealthArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("logmill health: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `logmill status`: the table (or with `--json` the server's JSON, one line) on stdout.
+fn status(args: &logmill::client::status::StatusArgs) -> ExitCode {
+    match logmill::client::status::status(args) {
+        Ok(status) => {
+            if args.json() {
+                println!("{}", status.raw);
+            } else {
+                print!("{}", logmill::client::status::table(&status.value));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logmill status: {e}");
             ExitCode::FAILURE
         }
     }

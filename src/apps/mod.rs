@@ -6,14 +6,17 @@
 //!   first use with mode 0600.
 //! - [`registry`]: the append-only list of issued and revoked tokens beside the secret.
 //! - [`cli`]: `logmill token issue|list|revoke`.
+//! - [`connections`]: the registry of live connections (kept by the event loops, published to a
+//!   board) and the `logmill status` JSON built from it.
 //!
-//! Not here (yet): reading a token from a connection, the `--auth` policy and the registry of
-//! live connections; those come with the wiring into `server`.
+//! Not here (yet): reading a token from a connection and the `--auth` policy; those come with
+//! the wiring into `server`.
 
 use registry::Registry;
 use token::{Claims, Refused};
 
 pub mod cli;
+pub mod connections;
 pub mod registry;
 pub mod secret;
 pub mod token;

@@ -33,11 +33,13 @@
 //! - [`error`]: [`Error`], why a call failed.
 //! - [`oneshot`]: `logmill health` and `logmill send`, the CLI's one-request commands, built
 //!   on the above.
+//! - [`status`]: `logmill status`, who is connected (the `status` request), as a table or JSON.
 
 pub mod blocking;
 pub mod error;
 pub mod framing;
 pub mod oneshot;
+pub mod status;
 
 pub use blocking::{Client, ask_health};
 pub use error::Error;

@@ -26,7 +26,7 @@ use crate::protocol::native::ErrorKind;
 use crate::record::{Body, Level, Record};
 
 /// Where `logmill serve` listens without flags.
-const DEFAULT_ADDR: &str = "127.0.0.1:4020";
+pub(super) const DEFAULT_ADDR: &str = "127.0.0.1:4020";
 
 /// How long `health` may take without `--wait`, and each step of `send` (connect, hello, the
 /// ack). A server answers `health` from its event loop, even while its writer is stuck, and acks
@@ -106,6 +106,8 @@ pub enum Error {
     },
     /// Something answered `health` with what is not a health line.
     NotHealth { addr: SocketAddr, answer: String },
+    /// Something answered `status` with what is not the status JSON (its first characters).
+    NotStatus { addr: SocketAddr, answer: String },
     /// Connecting, writing or reading failed while sending a record.
     Io { addr: SocketAddr, source: io::Error },
     /// The server answered the record with an error frame.
@@ -149,6 +151,11 @@ impl fmt::Display for Error {
                 f,
                 "{addr} answered {answer:?}, which is not a logmill health line: is another \
                  program on that port?"
+            ),
+            Error::NotStatus { addr, answer } => write!(
+                f,
+                "{addr} answered {answer:?}, which is not logmill's status JSON: is another \
+                 program on that port, or a logmill older than `status`?"
             ),
             Error::Io { addr, source } => write!(f, "talking to {addr} failed: {source}"),
             Error::Refused {
@@ -293,7 +300,7 @@ impl Error {
     }
 }
 
-fn resolve(addr: &str) -> Result<Vec<SocketAddr>, Error> {
+pub(super) fn resolve(addr: &str) -> Result<Vec<SocketAddr>, Error> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::Address {

@@ -6,6 +6,7 @@
 //! | first bytes                         | protocol                                            |
 //! |-------------------------------------|-----------------------------------------------------|
 //! | `health\n` or `health\r\n`          | health check: one status line, then close           |
+//! | `status\n` or `status\r\n`          | who is connected: one JSON document, then close     |
 //! | `00 ?? ?? ??` then `80`, `7d` or `28` | Python `SocketHandler`: length, then a pickle       |
 //! | `00 ?? ?? ??` then anything else    | native frames: length, then a Cap'n Proto message   |
 //! | `{`                                 | JSON lines                                          |
@@ -27,6 +28,8 @@ use super::{pickle, syslog};
 pub enum Protocol {
     /// `health` and a newline: answer with one status line and close.
     Health,
+    /// `status` and a newline: answer with the connection registry's JSON and close.
+    Status,
     /// Length-prefixed Cap'n Proto frames (`schema/logmill.capnp`).
     Native,
     /// Length-prefixed pickles from Python's `logging.handlers.SocketHandler`.
@@ -52,6 +55,7 @@ pub enum Detect {
 }
 
 const HEALTH: &[u8] = b"health";
+const STATUS: &[u8] = b"status";
 
 /// Decides the protocol of a connection from the bytes received so far.
 pub fn detect(buf: &[u8]) -> Detect {
@@ -63,7 +67,8 @@ pub fn detect(buf: &[u8]) -> Detect {
         b'{' => decided(Protocol::JsonLines),
         b'<' => decided(Protocol::Syslog),
         b'0'..=b'9' => digits(buf),
-        b'h' => health_or_text(buf),
+        b'h' => request_or_text(buf, HEALTH, Protocol::Health),
+        b's' => request_or_text(buf, STATUS, Protocol::Status),
         b'\t' | 0x20..=0x7e | 0xc2..=0xf4 => decided(Protocol::Text),
         _ => decided(Protocol::Unknown),
     }
@@ -101,21 +106,19 @@ fn digits(buf: &[u8]) -> Detect {
     }
 }
 
-/// `health`, then `\n` or `\r\n`; any other line starting with `h` is text.
-fn health_or_text(buf: &[u8]) -> Detect {
-    let common = buf.len().min(HEALTH.len());
-    if buf[..common] != HEALTH[..common] {
+/// A one-word request (`health`, `status`), then `\n` or `\r\n`; any other line starting with
+/// the word's first letter is text.
+fn request_or_text(buf: &[u8], word: &[u8], protocol: Protocol) -> Detect {
+    let common = buf.len().min(word.len());
+    if buf[..common] != word[..common] {
         return decided(Protocol::Text);
     }
-    let health = |consumed| Detect::Decided {
-        protocol: Protocol::Health,
-        consumed,
-    };
+    let request = |consumed| Detect::Decided { protocol, consumed };
     match &buf[common..] {
         [] => Detect::Incomplete,
-        [b'\n', ..] => health(HEALTH.len() + 1),
+        [b'\n', ..] => request(word.len() + 1),
         [b'\r'] => Detect::Incomplete,
-        [b'\r', b'\n', ..] => health(HEALTH.len() + 2),
+        [b'\r', b'\n', ..] => request(word.len() + 2),
         _ => decided(Protocol::Text),
     }
 }
@@ -145,6 +148,25 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn status_at_every_split_point() {
+        for line in [&b"status\n"[..], b"status\r\n"] {
+            for cut in 0..line.len() {
+                assert_eq!(detect(&line[..cut]), Detect::Incomplete, "cut {cut}");
+            }
+            assert_eq!(
+                detect(line),
+                Detect::Decided {
+                    protocol: Protocol::Status,
+                    consumed: line.len()
+                }
+            );
+        }
+        assert_eq!(protocol(b"status ok\n"), Some(Protocol::Text));
+        assert_eq!(protocol(b"started\n"), Some(Protocol::Text));
+        assert_eq!(protocol(b"statusx"), Some(Protocol::Text));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use mio::{Interest, Registry, Token};
 
 use super::session::{Context, Farewell, Progress, Session, Sink};
 use super::transport::Transport;
+use crate::apps::connections::{Entry, MAX_STATUS_BYTES, Row};
 use crate::protocol::detect::{self, Detect};
 use crate::storage::ConnKey;
 use crate::storage::line::Origin;
@@ -36,6 +37,9 @@ pub struct Connection {
     /// wants acks, once its records are written).
     closing: bool,
     origin: Origin,
+    /// What `status` shows of it (`apps::connections`): bumped where records are pushed and
+    /// bytes read, published by the loop.
+    entry: Entry,
     /// The unfinished tail of the input (a partial frame or detection prefix).
     input: Vec<u8>,
     /// Bytes the tail's frame will need in total, when known: the read size hint.
@@ -79,6 +83,10 @@ pub const READ_CHUNK: usize = 256 * 1024;
 /// A client that does not read its acks and error frames gets this much output, then is closed.
 const MAX_OUTPUT: usize = 1024 * 1024;
 
+// A `status` answer is one output: it must fit, or a client reading it a little slowly would be
+// closed as a slow reader.
+const _: () = assert!(MAX_STATUS_BYTES <= MAX_OUTPUT);
+
 /// Why [`Connection::flush_output`] gave up on a connection (it is aborted; the loop logs this).
 #[derive(Debug)]
 pub enum FlushError {
@@ -97,6 +105,7 @@ macro_rules! sink {
             $conn.transport.peer(),
             &mut $conn.origin,
             &mut $conn.in_flight,
+            &mut $conn.entry,
             &mut $conn.output,
         )
     };
@@ -110,6 +119,7 @@ impl Connection {
             session: None,
             closing: false,
             origin: Origin::default(),
+            entry: Entry::accepted(None),
             input: Vec::new(),
             input_needed: None,
             output: Vec::new(),
@@ -133,6 +143,11 @@ impl Connection {
 
     pub fn peer(&self) -> SocketAddr {
         self.transport.peer()
+    }
+
+    /// What `status` shows of it; `None` until its protocol is known (and for `health`).
+    pub fn row(&self) -> Option<Row> {
+        self.entry.row(self.peer())
     }
 
     /// # Errors
@@ -292,6 +307,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     total += n;
+                    self.entry.read(n);
                     self.last_active = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,

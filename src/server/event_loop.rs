@@ -15,6 +15,11 @@
 //! connection stays on the ready list until it does. When the writer's pending bytes are full
 //! the loop stops reading (the ready list waits) and TCP flow control pushes back on clients.
 //!
+//! Who is connected (`logmill status`): each connection keeps its own entry
+//! (`apps::connections::Entry`), bumped on the record path; the loop copies them to its slot of
+//! the shared board when something changed, at most every `PUBLISH_EVERY`
+//! ([`EventLoop::publish_connections`]), never per record.
+//!
 //! Unfinished input (frame tails, gRPC messages being assembled) is counted after every read and
 //! every gRPC drive against the input budget (`--max-input`, `server::budget`); when it is full
 //! the loop sheds its connections holding the most ([`EventLoop::shed`]).
@@ -34,6 +39,7 @@ use super::connection::{Connection, FlushError, READ_CHUNK};
 use super::grpc::{Accepted, GrpcContext, GrpcPort};
 use super::session::Context;
 use super::shared::Shared;
+use crate::apps::connections::PUBLISH_EVERY;
 use crate::config::{self, Config, GrpcLimits};
 use crate::protocol::datagram::{self, Datagram};
 use crate::protocol::detect::{self, Detect, Protocol};
@@ -101,6 +107,9 @@ pub struct EventLoop {
     input_cap: usize,
     /// Inside `shed`: what it frees must not start another shed.
     shedding: bool,
+    /// A connection came or went, or bytes were read, since the board was last published.
+    board_dirty: bool,
+    published_at: Instant,
 }
 
 /// A connection to shed: a TCP token or a gRPC one.
@@ -177,6 +186,8 @@ impl EventLoop {
             input_held: 0,
             input_cap: config::min_max_input(config.max_frame, config.max_line),
             shedding: false,
+            board_dirty: false,
+            published_at: Instant::now(),
         })
     }
 
@@ -192,9 +203,16 @@ impl EventLoop {
             } else {
                 // gRPC connections keep their own timers (handshake, keepalive, grpc-timeout).
                 let now = Instant::now();
-                self.grpc
+                let timeout = self
+                    .grpc
                     .next_deadline()
-                    .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK))
+                    .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK));
+                if self.board_dirty {
+                    let publish_at = self.published_at + PUBLISH_EVERY;
+                    timeout.min(publish_at.saturating_duration_since(now))
+                } else {
+                    timeout
+                }
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -238,10 +256,26 @@ impl EventLoop {
             self.serve_ready(false);
             self.serve_grpc();
             self.send_batch();
+            if self.board_dirty && self.published_at.elapsed() >= PUBLISH_EVERY {
+                self.publish_connections();
+            }
             if self.last_tick.elapsed() >= TICK {
                 self.tick();
             }
         }
+    }
+
+    /// Copies this loop's connections' entries to its slot of the board `status` and `health`
+    /// read. Off the record path: at most every [`PUBLISH_EVERY`], and only after a change.
+    fn publish_connections(&mut self) {
+        self.board_dirty = false;
+        self.published_at = Instant::now();
+        let rows = self
+            .conns
+            .iter()
+            .filter_map(|(_, conn)| conn.row())
+            .chain(self.grpc.rows());
+        self.shared.connections().publish(self.id, rows);
     }
 
     fn has_work(&self) -> bool {
@@ -316,6 +350,7 @@ impl EventLoop {
             entry.insert(conn);
             self.accepted += 1;
             self.publish_count();
+            self.board_dirty = true;
             // Data may already be waiting; the edge for it may have come before registration.
             self.mark_ready(token);
         }
@@ -389,7 +424,8 @@ impl EventLoop {
     }
 
     /// While paused, connections that have not started a protocol are peeked at (not read), so a
-    /// `health` check is still answered when the writer is stuck, which is when it matters most.
+    /// `health` check (or `status`) is still answered when the writer is stuck, which is when it
+    /// matters most.
     fn serve_health_while_paused(&mut self) {
         let mut peeked = [0u8; 16];
         let detecting: Vec<usize> = self
@@ -406,7 +442,7 @@ impl EventLoop {
             let health = matches!(
                 detect::detect(&peeked[..n]),
                 Detect::Decided {
-                    protocol: Protocol::Health,
+                    protocol: Protocol::Health | Protocol::Status,
                     ..
                 }
             );
@@ -447,6 +483,8 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token) else {
             return true;
         };
+        // Its bytes and records change what `status` shows.
+        self.board_dirty = true;
         let mut cx = Context {
             batch: &mut self.batch,
             now_ns: now_ns(),
@@ -577,6 +615,7 @@ impl EventLoop {
         let mut conn = self.conns.remove(token);
         self.account(conn.counted(), 0);
         self.publish_count();
+        self.board_dirty = true;
         if let Err(e) = conn.deregister(self.poll.registry()) {
             self.log.warn(format_args!(
                 "connection from {}: deregister: {e}",
@@ -714,6 +753,7 @@ impl EventLoop {
     /// Advances one gRPC connection, then accounts its unfinished input.
     fn drive_grpc(&mut self, token: Token) {
         let may_grow = self.shared.input().may_grow(self.input_held);
+        self.board_dirty = true;
         let mut cx = GrpcContext {
             batch: &mut self.batch,
             now_ns: now_ns(),

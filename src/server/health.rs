@@ -8,9 +8,12 @@ use super::shared::Shared;
 pub fn health_line(shared: &Shared) -> String {
     let stats = shared.stats();
     let status = if stats.degraded() { "DEGRADED" } else { "OK" };
+    // `apps` and `instances` are the connection registry's (`logmill status`), as the loops
+    // last published it; `connections` counts every open connection, listed or not yet.
+    let listed = shared.connections().counts();
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
-         partial_bytes={} shed={}\n",
+         partial_bytes={} shed={} apps={} instances={}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -21,6 +24,8 @@ pub fn health_line(shared: &Shared) -> String {
         shared.handoff().pending().pending(),
         stats.partial_bytes(),
         stats.shed(),
+        listed.apps,
+        listed.instances,
     )
 }
 

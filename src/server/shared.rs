@@ -1,6 +1,7 @@
 //! What the threads of one server share: its name and start time, the shutdown flag, the
 //! counters ([`Stats`]), the hand-off to the writer ([`Handoff`]: mailboxes, sequence counter,
-//! pending-bytes gauge), the input budget and the loops' balance.
+//! pending-bytes gauge), the input budget, the loops' balance and the connection registry's
+//! board (`apps::connections`).
 //!
 //! Each part lives in the room its path names; this only bundles them behind one `Arc` for the
 //! loops. The writer gets only the parts it uses (the hand-off and the counters), so storage
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::Balance;
 use super::budget::InputBudget;
+use crate::apps::connections::Board;
 use crate::config::Config;
 use crate::stats::Stats;
 use crate::storage::mailbox::{Handoff, Mailbox};
@@ -25,6 +27,8 @@ pub struct Shared {
     /// Unfinished input held by the loops' connections (`--max-input`).
     input: InputBudget,
     balance: Balance,
+    /// Each loop's published connections, for `status` and `health`.
+    connections: Board,
 }
 
 impl Shared {
@@ -41,6 +45,7 @@ impl Shared {
             stats,
             handoff,
             balance: Balance::new(loops),
+            connections: Board::new(loops),
         }
     }
 
@@ -78,6 +83,11 @@ impl Shared {
 
     pub fn balance(&self) -> &Balance {
         &self.balance
+    }
+
+    /// Who is connected, as the loops last published it.
+    pub fn connections(&self) -> &Board {
+        &self.connections
     }
 
     /// True while the loops should not read more from sockets.

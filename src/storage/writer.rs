@@ -48,6 +48,9 @@ const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(160),
 ];
 const DEGRADED_RETRY: Duration = Duration::from_secs(1);
+/// Apps named in the stats line; the others are summed, so thousands of apps make one line of
+/// bounded length.
+const STATS_TOP_APPS: usize = 10;
 
 /// Numbered lines of one bucket: a whole batch, or this bucket's part of a batch that mixes apps.
 struct Pending {
@@ -85,6 +88,11 @@ impl Pending {
 struct Bucket {
     /// `<dir>` for the anonymous bucket, `<dir>/<app>` for an app's.
     dir: PathBuf,
+    /// The app (`None`: anonymous), for the stats line.
+    app: Option<Arc<str>>,
+    /// Records and bytes written since the last stats line.
+    stats_records: u64,
+    stats_bytes: u64,
     /// `None` while closed (idle, or beyond the open-file budget); the anonymous one stays open.
     files: Option<FileSet>,
     /// Size the active file will have once `pending` is written (since the last planned rotation).
@@ -99,9 +107,12 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn closed(dir: PathBuf) -> Bucket {
+    fn closed(dir: PathBuf, app: Option<Arc<str>>) -> Bucket {
         Bucket {
             dir,
+            app,
+            stats_records: 0,
+            stats_bytes: 0,
             files: None,
             planned_size: 0,
             pending: VecDeque::new(),
@@ -191,7 +202,7 @@ impl Writer {
         let mut buckets = vec![Bucket {
             planned_size: files.size(),
             files: Some(files),
-            ..Bucket::closed(config.dir.clone())
+            ..Bucket::closed(config.dir.clone(), None)
         }];
         let mut by_app = HashMap::new();
         // Every bucket on disk is opened once (and repaired), so numbering continues after the
@@ -200,10 +211,11 @@ impl Writer {
             let dir = config.dir.join(&app);
             let (files, last) = open_bucket(&dir, config.max_file_size, config.max_files, &log)?;
             files_seq = files_seq.max(last);
-            by_app.insert(Arc::from(app), buckets.len());
+            let app: Arc<str> = Arc::from(app);
+            by_app.insert(app.clone(), buckets.len());
             buckets.push(Bucket {
                 planned_size: files.size(),
-                ..Bucket::closed(dir)
+                ..Bucket::closed(dir, Some(app))
             });
         }
         // The files say where numbering stopped unless they were moved away (logrotate); the
@@ -523,7 +535,8 @@ impl Writer {
                 Some(&index) => index,
                 None => {
                     let index = self.buckets.len();
-                    self.buckets.push(Bucket::closed(self.root().join(&**app)));
+                    let dir = self.root().join(&**app);
+                    self.buckets.push(Bucket::closed(dir, Some(app.clone())));
                     self.by_app.insert(app.clone(), index);
                     index
                 }
@@ -735,6 +748,8 @@ impl Writer {
             self.written_seq = self.written_seq.max(p.last_seq);
             self.unwritten_records -= p.records;
             self.written_records += p.records;
+            bucket.stats_records += p.records;
+            bucket.stats_bytes += p.bytes().len() as u64;
             if let Some(done) = bucket.pending.pop_front()
                 && let Lines::Batch(batch) = done.lines
             {
@@ -803,14 +818,57 @@ impl Writer {
         }
     }
 
+    /// `; by app: billing 1200 records 250000 bytes, ...`: what each bucket had written since
+    /// the last stats line, the [`STATS_TOP_APPS`] with the most records first (`_anonymous`
+    /// for the root bucket), the rest summed; empty when nothing was written. Resets the counts.
+    fn stats_by_app(&mut self) -> String {
+        let mut written: Vec<(u64, u64, &str)> = self
+            .buckets
+            .iter()
+            .filter(|b| b.stats_records > 0)
+            .map(|b| {
+                let name = b.app.as_deref().unwrap_or("_anonymous");
+                (b.stats_records, b.stats_bytes, name)
+            })
+            .collect();
+        written.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(b.2)));
+        let mut out = String::new();
+        for (i, (records, bytes, name)) in written.iter().enumerate() {
+            if i == STATS_TOP_APPS {
+                let rest = &written[i..];
+                let records: u64 = rest.iter().map(|r| r.0).sum();
+                let bytes: u64 = rest.iter().map(|r| r.1).sum();
+                out.push_str(&format!(
+                    ", {}: {} {}",
+                    count(rest.len() as u64, "other app"),
+                    count(records, "record"),
+                    count(bytes, "byte")
+                ));
+                break;
+            }
+            out.push_str(if i == 0 { "; by app: " } else { ", " });
+            out.push_str(&format!(
+                "{name} {} {}",
+                count(*records, "record"),
+                count(*bytes, "byte")
+            ));
+        }
+        for bucket in &mut self.buckets {
+            bucket.stats_records = 0;
+            bucket.stats_bytes = 0;
+        }
+        out
+    }
+
     fn periodic_stats(&mut self, now: Instant) {
         let elapsed = now.duration_since(self.stats_at);
         if elapsed < self.stats_interval {
             return;
         }
         let secs = elapsed.as_secs_f64();
+        let apps = self.stats_by_app();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}{apps}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             count(self.stats.connections() as u64, "connection"),
@@ -1068,6 +1126,54 @@ mod tests {
         }
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=sent).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The stats line's part by app: the busiest first, the rest summed, counts reset after.
+    #[test]
+    fn the_stats_line_names_the_busiest_apps_and_sums_the_rest() {
+        let dir = std::env::temp_dir().join(format!("logmill-writer-top-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let config = Config {
+            dir: dir.clone(),
+            fsync: Fsync::Never,
+            ..Config::default()
+        };
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
+        let (_tx, rx) = mpsc::channel();
+        let mut writer = Writer::open(
+            &config,
+            handoff,
+            Arc::default(),
+            Arc::new(ServerLog::stderr_only()),
+            rx,
+        )
+        .unwrap();
+        assert_eq!(writer.stats_by_app(), "");
+        for i in 0..15u64 {
+            let app: Arc<str> = Arc::from(format!("app{i:02}"));
+            let index = writer.bucket_for(Some(&app), Instant::now());
+            writer.buckets[index].stats_records = 100 + i;
+            writer.buckets[index].stats_bytes = 1000;
+        }
+        writer.buckets[ANONYMOUS].stats_records = 1;
+        writer.buckets[ANONYMOUS].stats_bytes = 10;
+        let line = writer.stats_by_app();
+        assert!(
+            line.starts_with("; by app: app14 114 records 1000 bytes, app13 113 records"),
+            "{line}"
+        );
+        // 16 buckets wrote: 10 named, 6 summed (app00..app04 and the anonymous one).
+        let rest = 100 + 101 + 102 + 103 + 104 + 1;
+        assert!(
+            line.ends_with(&format!(", 6 other apps: {rest} records 5010 bytes")),
+            "{line}"
+        );
+        assert_eq!(writer.stats_by_app(), "", "reset");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

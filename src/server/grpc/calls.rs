@@ -34,6 +34,7 @@ use slab::Slab;
 
 use super::replies::{HEALTH_SERVICES, send_reply, send_status, serving_status, watch_update};
 use super::wake::WakeState;
+use crate::apps::connections::{Entry, Socket};
 use crate::config::GrpcLimits;
 use crate::net::waker::waker_for;
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
@@ -151,6 +152,9 @@ pub(super) struct Calls {
     inflated: Vec<u8>,
     /// The input budget has room for more unfinished input (`set_may_grow`).
     pub(super) may_grow: bool,
+    /// What `status` shows of the connection (`apps::connections`): the app and instance of its
+    /// latest push call, and the records and bytes of all its calls.
+    pub(super) entry: Entry,
 }
 
 impl Calls {
@@ -173,6 +177,7 @@ impl Calls {
             next_watch_check: None,
             inflated: Vec::new(),
             may_grow: true,
+            entry: Entry::accepted(Some(Socket::Grpc)),
         }
     }
 
@@ -297,6 +302,15 @@ impl Calls {
             send_status(&mut Some(respond), &mut None, &status);
             return false;
         }
+        let origin = {
+            let instance =
+                crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
+            Origin::new(app, instance)
+        };
+        // A connection whose calls name different apps is listed under its latest push call's.
+        if matches!(method, Rpc::Push | Rpc::PushStream) {
+            self.entry.set_origin(&origin);
+        }
         let entry = self.slots.vacant_entry();
         let slot = entry.key();
         entry.insert(Call {
@@ -309,11 +323,7 @@ impl Calls {
             encoding: Encoding::from_header(
                 head.headers.get("grpc-encoding").map(HeaderValue::as_bytes),
             ),
-            origin: {
-                let instance =
-                    crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
-                Origin::new(app, instance)
-            },
+            origin,
             deadline,
             messages: 0,
             pushed: 0,
@@ -582,6 +592,8 @@ impl Calls {
             ..
         } = call;
         let key = self.key;
+        let entry = &mut self.entry;
+        entry.read(chunk.len());
         let inflated = &mut self.inflated;
         let fifo = &mut self.fifo;
         let in_flight = &mut self.in_flight;
@@ -608,6 +620,7 @@ impl Calls {
                         }
                         *pushed += n;
                         *in_flight += n;
+                        entry.received(n, cx.now_ns);
                         cx.shared.stats().received(n);
                     }
                 }

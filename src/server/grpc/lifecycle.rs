@@ -264,6 +264,11 @@ impl GrpcConnection {
         self.peer
     }
 
+    /// What `status` shows of it (`apps::connections`).
+    pub fn row(&self) -> Option<crate::apps::connections::Row> {
+        self.calls.entry.row(self.peer)
+    }
+
     /// Registers the socket with `registry` for READABLE | WRITABLE (edge-triggered: a WRITABLE
     /// event comes only when a full send buffer drains, which is when `h2` is waiting for it).
     ///

@@ -320,6 +320,11 @@ impl GrpcPort {
             .map(|(index, c)| (c.counted(), Token(GRPC_BASE + index)))
     }
 
+    /// What `status` shows of each connection (`apps::connections`).
+    pub fn rows(&self) -> impl Iterator<Item = crate::apps::connections::Row> + '_ {
+        self.conns.iter().filter_map(|(_, conn)| conn.row())
+    }
+
     /// The peer of connection `token`, for the loop's log lines.
     pub fn peer(&self, token: Token) -> Option<SocketAddr> {
         let index = token.0.checked_sub(GRPC_BASE)?;

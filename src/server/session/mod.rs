@@ -17,11 +17,13 @@ mod health;
 mod lines;
 mod native;
 mod pickle;
+mod status;
 mod syslog;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::apps::connections::{Entry, Socket};
 use crate::protocol::detect::Protocol;
 use crate::record::Record;
 use crate::server::shared::Shared;
@@ -104,12 +106,14 @@ impl Farewell {
 }
 
 /// What a session may touch of its connection: the records' key and origin, the count of
-/// records in flight, and the output. Built by the connection for each call.
+/// records in flight, the connection's entry in the registry (`apps::connections`), and the
+/// output. Built by the connection for each call.
 pub struct Sink<'a> {
     key: ConnKey,
     peer: SocketAddr,
     origin: &'a mut Origin,
     in_flight: &'a mut u64,
+    entry: &'a mut Entry,
     output: &'a mut Vec<u8>,
 }
 
@@ -119,6 +123,7 @@ impl<'a> Sink<'a> {
         peer: SocketAddr,
         origin: &'a mut Origin,
         in_flight: &'a mut u64,
+        entry: &'a mut Entry,
         output: &'a mut Vec<u8>,
     ) -> Self {
         Sink {
@@ -126,8 +131,17 @@ impl<'a> Sink<'a> {
             peer,
             origin,
             in_flight,
+            entry,
             output,
         }
+    }
+
+    /// The connection's records carry `origin` from now on (its app and instance, decided at
+    /// the hello): the one place a session changes it, so `status` lists the connection under
+    /// the same app and instance as its records.
+    fn set_origin(&mut self, origin: Origin) {
+        self.entry.set_origin(&origin);
+        *self.origin = origin;
     }
 
     /// Hands one record to the batch (the line and pickle protocols; native pushes a frame's
@@ -140,6 +154,7 @@ impl<'a> Sink<'a> {
     /// `n` more records of this connection are in the batch.
     fn received(&mut self, n: u64, cx: &mut Context<'_>) {
         *self.in_flight += n;
+        self.entry.received(n, cx.now_ns);
         cx.shared.stats().received(n);
     }
 
@@ -171,12 +186,14 @@ macro_rules! each {
 
 const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port takes native frames \
 (schema/logmill.capnp), Python SocketHandler pickles, syslog, JSON lines, plain text lines, or the \
-line `health`.\n";
+line `health` or `status`.\n";
 
 impl Session {
     /// The one place a detected protocol becomes a session. `None`: the protocol is said in one
-    /// answer (`health`, or the error for bytes nothing speaks) and the connection closes.
+    /// answer (`health`, `status`, or the error for bytes nothing speaks) and the connection
+    /// closes; such a connection is never listed in `status`.
     pub fn start(protocol: Protocol, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Option<Self> {
+        sink.entry.set_socket(Socket::of(protocol));
         match protocol {
             Protocol::Native => Some(Session::Native(native::Native::default())),
             Protocol::Pickle => Some(Session::Pickle(pickle::Pickle)),
@@ -185,6 +202,10 @@ impl Session {
             Protocol::Text => Some(Session::Lines(lines::Lines::text())),
             Protocol::Health => {
                 health::answer(sink, cx);
+                None
+            }
+            Protocol::Status => {
+                status::answer(sink, cx);
                 None
             }
             Protocol::Unknown => {
@@ -270,6 +291,7 @@ mod tests {
     struct Conn {
         origin: Origin,
         in_flight: u64,
+        entry: Entry,
         output: Vec<u8>,
     }
 
@@ -278,6 +300,7 @@ mod tests {
             Conn {
                 origin: Origin::default(),
                 in_flight: 0,
+                entry: Entry::accepted(None),
                 output: Vec::new(),
             }
         }
@@ -291,6 +314,7 @@ mod tests {
                 "127.0.0.1:1".parse().unwrap(),
                 &mut self.origin,
                 &mut self.in_flight,
+                &mut self.entry,
                 &mut self.output,
             )
         }
@@ -298,6 +322,18 @@ mod tests {
 
     fn start(protocol: Protocol, lp: &mut Loop, conn: &mut Conn) -> Option<Session> {
         Session::start(protocol, &mut conn.sink(), &mut lp.cx())
+    }
+
+    /// The entry a session keeps: its protocol, and its records as they are pushed.
+    #[test]
+    fn sessions_count_their_records_in_their_entry() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = start(Protocol::Text, &mut lp, &mut conn).unwrap();
+        session.consume(b"one\ntwo\n", &mut conn.sink(), &mut lp.cx());
+        let row = conn.entry.row("127.0.0.1:1".parse().unwrap()).unwrap();
+        let status = crate::apps::connections::status_json(&[row], 4096);
+        assert!(status.contains("\"socket\":\"text\""), "{status}");
+        assert!(status.contains("\"records\":2"), "{status}");
     }
 
     #[test]
@@ -414,10 +450,12 @@ mod tests {
     fn health_and_unknown_answer_once_and_start_no_session() {
         for (protocol, first) in [
             (Protocol::Health, &b"OK name=test "[..]),
+            (Protocol::Status, &b"{}\n"[..]),
             (Protocol::Unknown, &b"logmill: unrecognised protocol"[..]),
         ] {
             let (mut lp, mut conn) = (Loop::new(), Conn::new());
             assert!(start(protocol, &mut lp, &mut conn).is_none());
+            assert!(!conn.entry.listed(), "{protocol:?} is not listed");
             assert!(
                 conn.output.starts_with(first),
                 "{protocol:?}: {}",

@@ -113,7 +113,7 @@ impl Native {
                     return;
                 }
                 let instance = default_instance(&hello.app, hello.instance, sink.peer);
-                *sink.origin = Origin::new(hello.app, instance);
+                sink.set_origin(Origin::new(hello.app, instance));
                 native::encode_server_frame(
                     &ServerFrame::Welcome {
                         server: cx.shared.name().to_string(),
