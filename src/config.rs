@@ -119,6 +119,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often the server logs its stats line (records/s, bytes/s, connections, pending).
     pub stats_interval: Duration,
+    /// How long an HTTP client on the gRPC port has to send a whole request head, from its
+    /// first byte (`server::http::HEADER_TIMEOUT`, the slowloris bound).
+    pub header_timeout: Duration,
+    /// Serve the HTTP admin API (`/v1/status`) without an admin token.
+    pub admin_open: bool,
 }
 
 impl Default for Config {
@@ -146,6 +151,8 @@ impl Default for Config {
             stdout: false,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             stats_interval: defaults::STATS_INTERVAL,
+            header_timeout: crate::server::http::HEADER_TIMEOUT,
+            admin_open: false,
         }
     }
 }

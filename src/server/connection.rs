@@ -137,8 +137,45 @@ impl Connection {
         }
     }
 
+    /// A connection accepted elsewhere whose protocol is already known: an HTTP/1.1 client
+    /// the gRPC port's detection handed over (`server::http`), with the `first` bytes detection
+    /// read. They are consumed at once; what is left waits in `input` for the next read.
+    pub fn adopt(
+        stream: TcpStream,
+        key: ConnKey,
+        peer: SocketAddr,
+        session: Session,
+        first: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Self {
+        let mut conn = Connection::new(stream, key, peer);
+        conn.session = Some(session);
+        conn.entry.read(first.len());
+        let used = conn.consume(first, cx);
+        if used < first.len() {
+            conn.input = first[used..].to_vec();
+        }
+        conn
+    }
+
     pub fn key(&self) -> ConnKey {
         self.key
+    }
+
+    /// Its protocol, as the metrics label it (`detecting` before detection decided).
+    pub fn kind(&self) -> &'static str {
+        self.session.as_ref().map_or("detecting", Session::kind)
+    }
+
+    /// The session's own deadline has passed while it still waits for input (HTTP's header
+    /// timeout, `Handler::deadline`): time to close with [`Connection::time_out`].
+    pub fn overdue(&self, now: Instant) -> bool {
+        !self.closing
+            && self
+                .session
+                .as_ref()
+                .and_then(Session::deadline)
+                .is_some_and(|at| now >= at)
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -422,7 +459,8 @@ impl Connection {
                 self.input_needed = needed;
                 pos + used
             }
-            Progress::Close => {
+            // `Session::consume` handles a switch itself and never returns it.
+            Progress::Close | Progress::Switch { .. } => {
                 self.closing = true;
                 buf.len()
             }

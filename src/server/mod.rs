@@ -20,6 +20,10 @@
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
 //! - [`health`]: the `health` line and gRPC's serving status.
+//! - [`http`]: HTTP/1.1 on the gRPC port: the hand-over from the port's detection, the routes,
+//!   `/healthz`, `/metrics` and the admin API.
+//! - [`traffic`]: records, bytes and connections per protocol and app, counted per loop and
+//!   published for `/metrics`.
 
 pub mod balance;
 pub mod budget;
@@ -27,8 +31,10 @@ pub mod connection;
 pub mod event_loop;
 pub mod grpc;
 pub mod health;
+pub mod http;
 pub mod session;
 pub mod shared;
+pub mod traffic;
 pub mod transport;
 
 use std::fmt;
@@ -309,6 +315,22 @@ impl Server {
                     source,
                 }
             })?;
+        // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
+        // The secret is `logmill token`'s default place under --dir: the one seam with the
+        // server's token settings.
+        // Nothing is created under --dir when the port is off.
+        let secret_path =
+            (!config.tcp_only).then(|| crate::apps::secret::default_path(&config.dir));
+        let web = Arc::new(http::Web::new(
+            config.header_timeout,
+            config.admin_open,
+            secret_path.as_deref(),
+        ));
+        if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
+            log.error(format_args!(
+                "the HTTP admin API refuses every request: cannot load the secret ({why});                  fix it, or serve it without tokens with --admin-open"
+            ));
+        }
         let mut loops = Vec::with_capacity(workers);
         for (id, poll) in polls.into_iter().enumerate() {
             let handle =
@@ -330,6 +352,7 @@ impl Server {
                         udp: if id == 0 { udp.take() } else { None },
                     },
                     &config,
+                    web.clone(),
                     writer_tx.clone(),
                     shared.clone(),
                     log.clone(),

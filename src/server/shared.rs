@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::Balance;
 use super::budget::InputBudget;
+use super::traffic::TrafficBoard;
 use crate::apps::connections::Board;
 use crate::config::Config;
 use crate::stats::Stats;
@@ -29,6 +30,8 @@ pub struct Shared {
     balance: Balance,
     /// Each loop's published connections, for `status` and `health`.
     connections: Board,
+    /// Each loop's published traffic, for `/metrics` (`server::traffic`).
+    traffic: TrafficBoard,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             handoff,
             balance: Balance::new(loops),
             connections: Board::new(loops),
+            traffic: TrafficBoard::new(loops),
         }
     }
 
@@ -91,6 +95,11 @@ impl Shared {
     }
 
     /// True while the loops should not read more from sockets.
+    /// Each loop's traffic, as last published, for `/metrics`.
+    pub fn traffic(&self) -> &TrafficBoard {
+        &self.traffic
+    }
+
     pub fn pending_full(&self) -> bool {
         self.handoff.pending().is_full()
     }

@@ -24,7 +24,7 @@ mod wake;
 
 pub use calls::GrpcContext;
 pub use lifecycle::{Drive, GrpcConnection};
-pub use port::{Accepted, Driven, GrpcPort};
+pub use port::{Accepted, Driven, GrpcPort, Http1};
 pub use wake::ReadyQueue;
 
 #[cfg(test)]

@@ -8,12 +8,31 @@
 //! line) and knows what its protocol says when the server ends the connection ([`Farewell`]).
 //!
 //! Adding a protocol: a rule in `protocol/detect.rs`, a file here implementing [`Handler`], and
-//! in this file one [`Session`] arm, one line in `each!` and one in [`Session::start`].
+//! in this file one [`Session`] arm, one line in `each!`, one in [`Session::kind`] and one in
+//! [`Session::start`]. A protocol that is not detected on the TCP port (HTTP/1.1, handed over
+//! by the gRPC port's detection) has its own constructor instead ([`Session::http`]).
+//!
+//! # Switching sessions (an upgrade)
+//!
+//! A connection may change protocol in the middle of its stream: after an HTTP `101 Switching
+//! Protocols` (a WebSocket upgrade) the bytes that follow are the new protocol's. A session
+//! says so by returning [`Progress::Switch`] with the bytes it used, and hands over the next
+//! session from [`Handler::take_next`]; [`Session::consume`] replaces itself with it and gives
+//! it the rest of the same buffer, so nothing read in the same packet is lost. The connection
+//! never sees the switch: its buffers, budget, limits and closing carry on unchanged.
+//!
+//! # Deadlines
+//!
+//! A session may ask for the connection to be closed at a time of its own
+//! ([`Handler::deadline`]: HTTP's header timeout, the slowloris bound). The loop checks it on
+//! its tick with the idle timeouts and closes the connection with
+//! [`Farewell::IdleTimeout`] (the session words it).
 //!
 //! Dispatch is a `match` per call of `consume` (once per read), never per record, and never
 //! through a `dyn`.
 
 mod health;
+pub mod http;
 mod lines;
 mod native;
 mod pickle;
@@ -21,7 +40,8 @@ mod status;
 mod syslog;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::apps::connections::{Entry, Socket};
 use crate::protocol::detect::Protocol;
@@ -65,6 +85,18 @@ pub trait Handler {
     /// Queues one ack: `written` records so far, the last with sequence `last_seq`. Called only
     /// when [`wants_acks`](Self::wants_acks).
     fn ack(&mut self, _written: u64, _last_seq: u64, _sink: &mut Sink<'_>) {}
+
+    /// When the connection must be closed if it is still waiting for this session's input
+    /// (HTTP's header timeout); `None`: only `--idle-timeout` applies.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The session the connection continues with, after this one returned
+    /// [`Progress::Switch`] (module doc, "Switching sessions").
+    fn take_next(&mut self) -> Option<Session> {
+        None
+    }
 }
 
 /// How far a [`Handler::consume`] got.
@@ -76,6 +108,10 @@ pub enum Progress {
     /// The stream cannot go on (an oversized frame): take no more input, close once the replies
     /// are sent.
     Close,
+    /// `used` bytes were this protocol's; the rest belong to the session
+    /// [`Handler::take_next`] returns. Handled inside [`Session::consume`], which never returns
+    /// it.
+    Switch { used: usize },
 }
 
 /// Why the server ends a connection on its own.
@@ -136,6 +172,11 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// The client's address (for log lines).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// The connection's records carry `origin` from now on (its app and instance, decided at
     /// the hello): the one place a session changes it, so `status` lists the connection under
     /// the same app and instance as its records.
@@ -170,6 +211,7 @@ pub enum Session {
     Pickle(pickle::Pickle),
     Syslog(syslog::Syslog),
     Lines(lines::Lines),
+    Http(http::Http),
 }
 
 /// Runs `$body` with `$s` bound to whichever session `$session` holds: the one list of arms.
@@ -180,6 +222,7 @@ macro_rules! each {
             Session::Pickle($s) => $body,
             Session::Syslog($s) => $body,
             Session::Lines($s) => $body,
+            Session::Http($s) => $body,
         }
     };
 }
@@ -219,8 +262,50 @@ impl Session {
         }
     }
 
+    /// An HTTP/1.1 connection handed over by the gRPC port's detection (`server::http`).
+    pub fn http(web: Arc<crate::server::http::Web>) -> Self {
+        Session::Http(http::Http::new(web))
+    }
+
+    /// The protocol's name, as the metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Session::Native(_) => "native",
+            Session::Pickle(_) => "pickle",
+            Session::Syslog(_) => "syslog",
+            Session::Lines(lines) if lines.is_json() => "jsonl",
+            Session::Lines(_) => "text",
+            Session::Http(_) => "http",
+        }
+    }
+
+    /// Hands `buf` to the session, and what follows a switch (module doc, "Switching
+    /// sessions") to the next one.
     pub fn consume(&mut self, buf: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Progress {
-        each!(self, s => s.consume(buf, sink, cx))
+        let mut pos = 0;
+        loop {
+            match each!(self, s => s.consume(&buf[pos..], sink, cx)) {
+                Progress::Need { used, needed } => {
+                    return Progress::Need {
+                        used: pos + used,
+                        needed,
+                    };
+                }
+                Progress::Close => return Progress::Close,
+                Progress::Switch { used } => {
+                    pos += used;
+                    match each!(self, s => s.take_next()) {
+                        Some(next) => *self = next,
+                        // A switch with nowhere to go: the stream cannot be read any more.
+                        None => return Progress::Close,
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        each!(self, s => s.deadline())
     }
 
     pub fn finish(&mut self, rest: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> usize {

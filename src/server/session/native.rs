@@ -34,7 +34,9 @@ impl Handler for Native {
                     );
                     cx.log
                         .warn(format_args!("connection from {}: {message}", sink.peer));
-                    cx.shared.stats().decode_error();
+                    cx.shared
+                        .stats()
+                        .decode_error(crate::stats::Decoder::Native);
                     send_error(sink, ErrorKind::FrameTooLarge, message);
                     return Progress::Close;
                 }
@@ -125,7 +127,10 @@ impl Native {
             }
             Err(e) => {
                 cx.batch.rollback(mark);
-                let errors = cx.shared.stats().decode_error();
+                let errors = cx
+                    .shared
+                    .stats()
+                    .decode_error(crate::stats::Decoder::Native);
                 cx.log.warn(format_args!(
                     "connection from {}: undecodable frame of {} skipped ({e}); {} so far",
                     sink.peer,
