@@ -89,9 +89,10 @@ impl Web {
     /// (`--admin-open`), and the secret admin tokens are checked with (`None`: the port is
     /// off, `--tcp-only`, and no secret is loaded or created).
     pub fn new(header_timeout: Duration, admin_open: bool, secret_path: Option<&Path>) -> Web {
-        let guard = match secret_path {
-            Some(path) => Guard::load(admin_open, path),
-            None => Guard::Unavailable("the HTTP port is off (--tcp-only)".into()),
+        let guard = match (admin_open, secret_path) {
+            (true, _) => Guard::Open,
+            (false, Some(path)) => Guard::load(false, path),
+            (false, None) => Guard::Unavailable("the HTTP port is off (--tcp-only)".into()),
         };
         Web {
             header_timeout,

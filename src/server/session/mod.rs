@@ -549,6 +549,94 @@ mod tests {
         }
     }
 
+    fn http(lp: &mut Loop, conn: &mut Conn) -> Session {
+        let web = crate::server::http::Web::new(Duration::from_secs(10), false, None);
+        let session = Session::http(Arc::new(web));
+        conn.entry.set_socket(None);
+        let _ = lp;
+        session
+    }
+
+    /// Pipelined requests are answered in the order they came, in one output.
+    #[test]
+    fn http_answers_pipelined_requests_in_order() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let requests = b"GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n\
+                         POST /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /v1/status H";
+        let progress = session.consume(requests, &mut conn.sink(), &mut lp.cx());
+        let cut = requests.len() - b"GET /v1/status H".len();
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: cut,
+                needed: None
+            }
+        );
+        let out = String::from_utf8(conn.output.clone()).unwrap();
+        let statuses: Vec<&str> = out
+            .match_indices("HTTP/1.1 ")
+            .map(|(at, _)| &out[at + 9..at + 12])
+            .collect();
+        assert_eq!(statuses, ["200", "404", "405"], "{out}");
+        assert!(out.contains("Allow: GET\r\n"), "{out}");
+        assert!(
+            session.deadline().is_some(),
+            "a head has begun: the header timeout runs"
+        );
+    }
+
+    /// After a `101` the rest of the same buffer belongs to the next session (here the test
+    /// route's stand-in, plain text lines), and so does every later read.
+    #[test]
+    fn http_upgrade_switches_the_session_and_keeps_the_bytes_behind_it() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let progress = session.consume(
+            b"GET /test/upgrade HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: text\r\n\r\none\ntw",
+            &mut conn.sink(),
+            &mut lp.cx(),
+        );
+        assert!(matches!(progress, Progress::Need { .. }), "{progress:?}");
+        assert!(
+            conn.output
+                .starts_with(b"HTTP/1.1 101 Switching Protocols\r\n")
+        );
+        assert!(
+            matches!(session, Session::Lines(_)),
+            "switched to the next session"
+        );
+        assert_eq!(
+            lp.batch.len(),
+            1,
+            "the line behind the 101, in the same buffer"
+        );
+        session.consume(b"two\n", &mut conn.sink(), &mut lp.cx());
+        assert_eq!(lp.batch.len(), 2);
+        let status = crate::apps::connections::status_json(
+            &[conn.entry.row("127.0.0.1:1".parse().unwrap()).unwrap()],
+            4096,
+        );
+        assert!(status.contains("\"socket\":\"text\""), "{status}");
+    }
+
+    #[test]
+    fn http_expect_continue_is_sent_once_and_a_bad_request_closes() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let head = b"POST /healthz HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        for _ in 0..2 {
+            session.consume(head, &mut conn.sink(), &mut lp.cx());
+        }
+        assert_eq!(conn.output, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let progress = session.consume(b"\x01 / HTTP/1.1\r\n\r\n", &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert!(
+            conn.output
+                .ends_with(b"malformed request: invalid method or token\n")
+        );
+    }
+
     /// The kinds of the native error frames in `out`.
     fn error_kinds(mut out: &[u8]) -> Vec<ErrorKind> {
         let mut kinds = Vec::new();
