@@ -54,11 +54,13 @@ pub const UDP: Token = Token(usize::MAX - 2);
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX);
 
-/// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket.
+/// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket;
+/// and what the HTTP/1.1 connections of the gRPC socket share (`server::http`).
 pub struct Sockets {
     pub tcp: TcpListener,
     pub grpc: Option<TcpListener>,
     pub udp: Option<mio::net::UdpSocket>,
+    pub web: Arc<Web>,
 }
 
 /// Bytes read from one connection per turn before the next connection gets its turn.
@@ -137,7 +139,6 @@ impl EventLoop {
         poll: Poll,
         sockets: Sockets,
         config: &Config,
-        web: Arc<Web>,
         writer: Sender<Command>,
         shared: Arc<Shared>,
         log: Arc<ServerLog>,
@@ -146,6 +147,7 @@ impl EventLoop {
             tcp: mut listener,
             grpc: grpc_listener,
             mut udp,
+            web,
         } = sockets;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;

@@ -350,9 +350,9 @@ impl Server {
                         // One socket, one reader: datagrams carry no per-sender order to keep,
                         // and one loop reads them in arrival order.
                         udp: if id == 0 { udp.take() } else { None },
+                        web: web.clone(),
                     },
                     &config,
-                    web.clone(),
                     writer_tx.clone(),
                     shared.clone(),
                     log.clone(),
