@@ -409,3 +409,33 @@ print(json.dumps(out))
     assert!(out.status.success(), "the parser refused:\n{text}");
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// `logmill bench --idle N --proto http` holds N keep-alive connections and proves they stayed
+/// open (each answers a second `GET /healthz` after the hold).
+#[test]
+fn bench_holds_idle_http_connections() {
+    let dir = TempDir::new("http-bench");
+    let (_server, addr) = start(&dir, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args([
+            "bench",
+            "--idle",
+            "50",
+            "--proto",
+            "http",
+            "--idle-secs",
+            "0",
+        ])
+        .args(["--no-progress", "--addr", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\"connections\":50"), "{stdout}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["bench", "--proto", "http", "--addr", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add --idle N"));
+}

@@ -199,6 +199,9 @@ fn help_explains_the_flags() {
         "--max-frame",
         "--idle-timeout",
         "--stdout",
+        "--admin-open",
+        "--header-timeout",
+        "/metrics",
         "bench",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
