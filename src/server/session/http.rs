@@ -20,6 +20,10 @@ use super::{Context, Farewell, Handler, Progress, Session, Sink};
 use crate::protocol::http1::{self, Parsed, Response, Version};
 use crate::server::http::{Answer, Web};
 
+/// Answers queued and not yet sent past which a pipelining client is closed: what the
+/// connection would let a slow reader leave unread (`server::connection`'s output limit).
+const MAX_UNREAD_ANSWERS: usize = 1024 * 1024;
+
 /// One HTTP connection's state between requests.
 pub struct Http {
     web: Arc<Web>,
@@ -89,7 +93,7 @@ impl Handler for Http {
                         self.continued = true;
                         sink.reply().extend_from_slice(http1::CONTINUE);
                     }
-                    let needed = needed.map(|n| n.saturating_sub(used));
+                    // `needed` counts from the request's start, where the unconsumed tail starts.
                     return Progress::Need { used, needed };
                 }
                 Ok(Parsed::Complete { request, consumed }) => {
@@ -123,6 +127,16 @@ impl Handler for Http {
                         return Progress::Switch { used };
                     }
                     if !keep_alive {
+                        return Progress::Close;
+                    }
+                    if sink.reply().len() > MAX_UNREAD_ANSWERS {
+                        // A client pipelining requests whose answers it does not read: one read
+                        // of small requests could otherwise queue far more than it sent.
+                        cx.log.warn(format_args!(
+                            "HTTP connection from {}: over {MAX_UNREAD_ANSWERS} bytes of \
+                             answers to pipelined requests not read; closing",
+                            sink.peer
+                        ));
                         return Progress::Close;
                     }
                 }

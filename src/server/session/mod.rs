@@ -586,6 +586,21 @@ mod tests {
         );
     }
 
+    /// A client that pipelines far more answers than it reads is closed, not buffered for.
+    #[test]
+    fn http_closes_a_client_that_does_not_read_its_pipelined_answers() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let flood = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(20_000);
+        let progress = session.consume(&flood, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert!(
+            conn.output.len() < 1024 * 1024 + 200,
+            "{}",
+            conn.output.len()
+        );
+    }
+
     /// After a `101` the rest of the same buffer belongs to the next session (here the test
     /// route's stand-in, plain text lines), and so does every later read.
     #[test]
