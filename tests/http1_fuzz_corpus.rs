@@ -25,6 +25,9 @@ fn input(max_index: u8, read: u8, stream: &[u8]) -> Vec<u8> {
 fn seeds() -> Vec<(&'static str, Vec<u8>, usize, Option<Error>)> {
     let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(17_000));
     let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(101));
+    let mut long_target = b"GET ".to_vec();
+    long_target.extend_from_slice(&[b'a'; 16_500]);
+    long_target.extend_from_slice(b"\x01 HTTP/1.1\r\n\r\n");
     vec![
         ("seed-empty", input(0, 1, b""), 0, None),
         (
@@ -92,6 +95,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, usize, Option<Error>)> {
             input(7, 32, many.as_bytes()),
             0,
             Some(Error::TooManyHeaders),
+        ),
+        (
+            // Found by the fuzzer: a bad byte past the head limit made the answer depend on
+            // how the bytes arrived (400 read whole, 431 a read at a time).
+            "seed-bad-byte-past-the-head-limit",
+            input(7, 32, &long_target),
+            0,
+            Some(Error::HeadTooLarge),
         ),
         (
             "seed-smuggling",
