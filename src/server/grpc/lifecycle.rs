@@ -16,6 +16,8 @@
 //! writer Completion for conn.key() ─────> conn.completed(count, last_seq)    (it re-queues itself)
 //! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving until Closed
 //! drive() == Drive::Closed ─────────────> conn.deregister(registry); drop(conn)
+//! drive() == Drive::Http1 ──────────────> conn.deregister(registry); conn.into_http1()
+//!                                          (not HTTP/2: the loop serves it as HTTP/1.1)
 //! ```
 //!
 //! - [`drive`](GrpcConnection::drive) does all the work and never blocks: it reads, decodes,
