@@ -167,6 +167,12 @@ impl Connection {
         self.session.as_ref().map_or("detecting", Session::kind)
     }
 
+    /// Its session makes no records (HTTP's `/healthz`, `/metrics`, admin API), so the loop
+    /// reads it even while the writer is full (`EventLoop::serve_health_while_paused`).
+    pub fn answers_while_paused(&self) -> bool {
+        matches!(self.session, Some(Session::Http(_)))
+    }
+
     /// The session's own deadline has passed while it still waits for input (HTTP's header
     /// timeout, `Handler::deadline`): time to close with [`Connection::time_out`].
     pub fn overdue(&self, now: Instant) -> bool {

@@ -452,8 +452,29 @@ impl EventLoop {
 
     /// While paused, connections that have not started a protocol are peeked at (not read), so a
     /// `health` check (or `status`) is still answered when the writer is stuck, which is when it
-    /// matters most.
+    /// matters most. HTTP connections are read: their requests (`/healthz`, `/metrics`, the
+    /// admin API) make no records, and a probe must hear `503 DEGRADED` then.
     fn serve_health_while_paused(&mut self) {
+        let http: Vec<usize> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|&t| {
+                self.conns
+                    .get(t)
+                    .is_some_and(Connection::answers_while_paused)
+            })
+            .collect();
+        for token in http {
+            let drained = self.read(token, READ_BUDGET);
+            if drained {
+                self.ready.retain(|&t| t != token);
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.dequeue();
+                }
+            }
+            self.send_output(token);
+        }
         let mut peeked = [0u8; 16];
         let detecting: Vec<usize> = self
             .ready
