@@ -211,6 +211,15 @@ fn every_limit_has_its_status_and_a_one_line_reason() {
             assert_eq!(conn.answer().status, 200, "{status} keeps the connection");
         }
     }
+    // At the limits, not over them: a head of nearly 16 KiB and a body of exactly --max-frame.
+    let mut conn = Conn::open(addr);
+    let head = format!(
+        "POST /healthz HTTP/1.1\r\nX-Big: {}\r\nContent-Length: 1024\r\n\r\n",
+        "h".repeat(16_000)
+    );
+    conn.send(head.as_bytes());
+    conn.send(&[b'b'; 1024]);
+    assert_eq!(conn.answer().status, 405, "read whole and answered");
     // Each refusal that closes is a line in _server.log.
     let log = std::fs::read_to_string(server.dir.join("_server.log")).unwrap();
     for status in ["431", "413", "400"] {

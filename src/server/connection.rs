@@ -370,6 +370,9 @@ impl Connection {
     /// A frame is half-way in: reads into the connection's own buffer, growing it only towards
     /// what the frame announced.
     fn read_into_input(&mut self, input_cap: usize, cx: &mut Context<'_>) -> io::Result<usize> {
+        // An HTTP request is a head and a body of up to `--max-frame`: room for the head too.
+        let input_cap =
+            input_cap.saturating_add(self.session.as_ref().map_or(0, Session::input_slack));
         let mut input = std::mem::take(&mut self.input);
         let have = input.len();
         let want = self

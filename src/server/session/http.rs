@@ -184,6 +184,10 @@ impl Handler for Http {
         );
     }
 
+    fn input_slack(&self) -> usize {
+        http1::MAX_HEAD + http1::MAX_CHUNK_FRAMING
+    }
+
     fn deadline(&self) -> Option<Instant> {
         self.head_since.map(|since| since + self.web.header_timeout)
     }

@@ -97,6 +97,12 @@ pub trait Handler {
     fn take_next(&mut self) -> Option<Session> {
         None
     }
+
+    /// Bytes an unfinished unit of this protocol may hold beyond one frame or line (the
+    /// connection's input cap): HTTP's head and chunked framing around a `--max-frame` body.
+    fn input_slack(&self) -> usize {
+        0
+    }
 }
 
 /// How far a [`Handler::consume`] got.
@@ -306,6 +312,10 @@ impl Session {
 
     pub fn deadline(&self) -> Option<Instant> {
         each!(self, s => s.deadline())
+    }
+
+    pub fn input_slack(&self) -> usize {
+        each!(self, s => s.input_slack())
     }
 
     pub fn finish(&mut self, rest: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> usize {
