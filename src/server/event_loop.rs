@@ -101,6 +101,8 @@ pub struct EventLoop {
     shutdown_timeout: Duration,
     last_tick: Instant,
     refusals_logged_at: Option<Instant>,
+    /// When a header timeout was last logged (one line a second at most).
+    header_timeouts_logged_at: Option<Instant>,
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
     accepted: u64,
     /// The gRPC side: its own listener and connections, since h2 owns their sockets.
@@ -191,6 +193,7 @@ impl EventLoop {
             shutdown_timeout: config.shutdown_timeout,
             last_tick: Instant::now(),
             refusals_logged_at: None,
+            header_timeouts_logged_at: None,
             accepted: 0,
             grpc,
             input_held: 0,
@@ -746,11 +749,19 @@ impl EventLoop {
         for token in overdue {
             let conn = &mut self.conns[token];
             let count = self.shared.stats().header_timeout();
-            self.log.info(format_args!(
-                "HTTP connection from {}: request head not complete within {}s                  (--header-timeout); closed ({count} so far)",
-                conn.peer(),
-                timeout.as_secs_f64()
-            ));
+            // One line a second at most: a crowd of slow clients must not flood the log.
+            if self
+                .header_timeouts_logged_at
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                self.header_timeouts_logged_at = Some(now);
+                self.log.info(format_args!(
+                    "HTTP connection from {}: request head not complete within {}s \
+                     (--header-timeout); closed ({count} so far)",
+                    conn.peer(),
+                    timeout.as_secs_f64()
+                ));
+            }
             conn.time_out(timeout);
             self.send_output(token);
         }

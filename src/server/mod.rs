@@ -328,7 +328,8 @@ impl Server {
         ));
         if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
             log.error(format_args!(
-                "the HTTP admin API refuses every request: cannot load the secret ({why});                  fix it, or serve it without tokens with --admin-open"
+                "the HTTP admin API refuses every request: cannot load the secret ({why}); \
+                 fix it, or serve it without tokens with --admin-open"
             ));
         }
         let mut loops = Vec::with_capacity(workers);
