@@ -10,7 +10,7 @@ pub fn health_line(shared: &Shared) -> String {
     let status = if stats.degraded() { "DEGRADED" } else { "OK" };
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
-         partial_bytes={} shed={}\n",
+         partial_bytes={} shed={} refused_auth={}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -21,6 +21,7 @@ pub fn health_line(shared: &Shared) -> String {
         shared.handoff().pending().pending(),
         stats.partial_bytes(),
         stats.shed(),
+        stats.refused_auth(),
     )
 }
 

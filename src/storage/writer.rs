@@ -810,7 +810,7 @@ impl Writer {
         }
         let secs = elapsed.as_secs_f64();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}, {}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             count(self.stats.connections() as u64, "connection"),
@@ -818,6 +818,7 @@ impl Writer {
             count(self.stats.decode_errors(), "decode error"),
             count(self.stats.partial_bytes() as u64, "partial byte"),
             count(self.stats.shed(), "shed connection"),
+            self.stats.refused_auth_summary(),
         ));
         self.stats_at = now;
         self.stats_records = 0;
