@@ -135,6 +135,7 @@ impl Native {
         }
         self.said_hello = true;
         if !hello.app.is_empty() && !valid_app_name(&hello.app) {
+            self.want_acks = hello.want_acks;
             // The app names a directory: refused here, before it is ever a path. The
             // connection goes on, its records in the anonymous bucket, as the error says
             // (unless anonymous connections are refused).
