@@ -53,7 +53,8 @@
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   `logmill health` and `logmill send`.
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
-//!   issued and revoked tokens; `logmill token`.
+//!   issued and revoked tokens, the `--auth` gate a connection's token goes through once (native
+//!   hello, gRPC call); `logmill token`.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]
