@@ -456,12 +456,13 @@ fn required_refuses_every_connection_without_a_token() {
 // gRPC
 // ---------------------------------------------------------------------------------------------
 
-/// Starts `logmill serve` with its gRPC port; returns the server and the gRPC address.
-fn start_with_grpc(dir: &Path) -> (Server, SocketAddr) {
+/// Starts `logmill serve ARGS` with its gRPC port; returns the server and the gRPC address.
+fn start_with_grpc(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(dir);
+        .arg(dir)
+        .args(args);
     let server = Server::spawn(command, dir);
     let grpc = server.listening["grpc"].as_str().unwrap().parse().unwrap();
     (server, grpc)
@@ -544,7 +545,7 @@ fn push(addr: SocketAddr, metadata: &[(&str, &str)], text: &str) -> Reply {
 #[test]
 fn grpc_bearer_tokens() {
     let dir = TempDir::new("auth-grpc");
-    let (server, grpc) = start_with_grpc(&dir.0);
+    let (server, grpc) = start_with_grpc(&dir.0, &[]);
     let billing = issue(&dir.0, "billing");
 
     let bad = push(grpc, &[("authorization", "Bearer not-a-token")], "refused");
@@ -587,6 +588,21 @@ fn grpc_bearer_tokens() {
     assert!(root[0].contains(" billing/127.0.0.1 "), "{}", root[0]);
     let log = wait_log(&dir.0, "answered UNAUTHENTICATED", 3);
     assert!(log.contains("token refused: token is not a JWT"), "{log}");
+    assert!(server.stop().success());
+
+    // `--auth required`: no bearer, no push; the token still works.
+    let (server, grpc) = start_with_grpc(&dir.0, &["--auth", "required"]);
+    let none = push(grpc, &[("logmill-app", "billing")], "refused");
+    assert_eq!(none.code, Some(16), "{}", none.message);
+    assert!(none.message.contains("--auth optional"), "{}", none.message);
+    let good = push(grpc, &[("authorization", &bearer)], "billing again");
+    assert_eq!(good.code, Some(0), "{}", good.message);
+    assert_eq!(read_lines(&dir.0.join("billing")).len(), 2);
+    assert_eq!(
+        read_lines(&dir.0).len(),
+        1,
+        "an anonymous record was stored"
+    );
     assert!(server.stop().success());
 }
 

@@ -813,3 +813,29 @@ fn inflate<'a>(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_takes_the_token_of_a_bearer_value_only() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some(&b"abc.def.ghi"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER abc"), Some(&b"abc"[..]));
+        for refused in [
+            &b"Basic dXNlcjpwdw=="[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearerabc",
+            b"",
+        ] {
+            assert_eq!(
+                bearer(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+}
