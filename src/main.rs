@@ -132,6 +132,21 @@ struct ServeArgs {
     /// Also print every stored line to standard output.
     #[arg(long)]
     stdout: bool,
+    /// What application tokens decide. optional: a connection with a valid token (native
+    /// hello.token, gRPC `authorization: Bearer TOKEN`) writes to its app's files
+    /// (<dir>/<app>/_main.log), an invalid, expired or revoked token is refused, and a connection
+    /// without one writes to <dir>/_main.log (the app it names is shown in its lines, unverified).
+    /// required: as optional, and connections without a token are refused, including
+    /// SocketHandler, syslog, JSON lines, text and UDP, which cannot carry one. off: tokens are
+    /// ignored and the app a client names chooses its files (a trusted network only).
+    #[arg(long, default_value_t = defaults::AUTH, value_name = "off|optional|required")]
+    auth: config::Auth,
+    /// The secret that signs application tokens (`logmill token issue` uses the same one):
+    /// created with 32 random bytes and mode 0600 if missing; a file group or others can read is
+    /// refused at start-up (fix: chmod 600 FILE). Not read with --auth off. Default:
+    /// <dir>/.logmill/secret, with the token registry beside it.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 fn parse_max_frame(s: &str) -> Result<Size, String> {
@@ -171,6 +186,8 @@ impl ServeArgs {
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout.0,
             stats_interval: self.stats_interval.0,
+            auth: self.auth,
+            secret_file: self.secret_file,
         }
     }
 }
@@ -335,6 +352,15 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let addr = server.tcp_addr();
+    match config.auth {
+        config::Auth::Off => log.info(format_args!(
+            "--auth off: tokens are ignored; the app a client names chooses its files"
+        )),
+        policy => log.info(format_args!(
+            "--auth {policy}: application tokens signed with {}",
+            config.secret_path().display()
+        )),
+    }
     log.info(format_args!(
         "{} {} listening on tcp {addr} ({}), storing in {}",
         config.name,
@@ -448,6 +474,7 @@ mod tests {
             "[default: 1h]",
             "[default: 1s]",
             "[default: text]",
+            "[default: optional]",
         ] {
             assert!(help.contains(shown), "{shown} missing from --help");
         }

@@ -480,6 +480,7 @@ pub enum Code {
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -495,6 +496,7 @@ impl Code {
             Code::Unimplemented => "12",
             Code::Internal => "13",
             Code::Unavailable => "14",
+            Code::Unauthenticated => "16",
         }
     }
 }

@@ -40,6 +40,7 @@ use std::thread;
 
 use mio::{Poll, Waker};
 
+use crate::apps::gate::Gate;
 use crate::config::Config;
 use crate::stats::Stats;
 use crate::storage::Command;
@@ -104,6 +105,8 @@ pub enum Error {
         source: io::Error,
     },
     Setup(io::Error),
+    /// The signing secret cannot be used (`--secret-file`, `--auth`).
+    Secret(crate::apps::secret::SecretError),
     LoopFailed(String),
     RecordsLost(u64),
 }
@@ -131,6 +134,10 @@ impl fmt::Display for Error {
                  or choose another with --dir"
             ),
             Error::Setup(e) => write!(f, "cannot set up the event loops: {e}"),
+            Error::Secret(e) => write!(
+                f,
+                "{e} (the secret signs application tokens; --auth off runs without one)"
+            ),
             Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
             Error::RecordsLost(n) => write!(
                 f,
@@ -286,6 +293,8 @@ impl Server {
             grpc_addr,
             udp_addr,
         } = listeners;
+        // First, before any record file is opened: a secret others can read stops the start.
+        let gate = Gate::open(&config).map_err(Error::Secret)?;
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
         let mut mailboxes = Vec::with_capacity(workers);
@@ -299,7 +308,8 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
-                .with_max_input(config.max_input),
+                .with_max_input(config.max_input)
+                .with_gate(gate),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =

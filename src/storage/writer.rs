@@ -868,7 +868,7 @@ impl Writer {
         let secs = elapsed.as_secs_f64();
         let apps = self.stats_by_app();
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}{apps}",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}, {}{apps}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             count(self.stats.connections() as u64, "connection"),
@@ -876,6 +876,7 @@ impl Writer {
             count(self.stats.decode_errors(), "decode error"),
             count(self.stats.partial_bytes() as u64, "partial byte"),
             count(self.stats.shed(), "shed connection"),
+            self.stats.refused_auth_summary(),
         ));
         self.stats_at = now;
         self.stats_records = 0;

@@ -35,6 +35,7 @@ use slab::Slab;
 use super::replies::{HEALTH_SERVICES, send_reply, send_status, serving_status, watch_update};
 use super::wake::WakeState;
 use crate::apps::connections::{Entry, Socket};
+use crate::apps::gate::Admit;
 use crate::config::GrpcLimits;
 use crate::net::waker::waker_for;
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
@@ -42,6 +43,7 @@ use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Status};
 use crate::server::shared::Shared;
+use crate::storage::bucket::default_instance;
 use crate::storage::line::Origin;
 use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, ConnKey};
@@ -221,6 +223,7 @@ impl Calls {
         request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
         now: Instant,
+        shared: &Shared,
         log: &ServerLog,
         peer: std::net::SocketAddr,
     ) -> bool {
@@ -302,10 +305,27 @@ impl Calls {
             send_status(&mut Some(respond), &mut None, &status);
             return false;
         }
-        let origin = {
-            let instance =
-                crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
-            Origin::new(app, instance)
+        let instance = text("logmill-instance");
+        let origin = match method {
+            // Health calls store nothing: no token asked.
+            Rpc::HealthCheck | Rpc::HealthWatch => Origin::default(),
+            Rpc::Push | Rpc::PushStream => {
+                match admit(&head.headers, app, instance, shared, peer) {
+                    Ok(origin) => origin,
+                    Err(refused) => {
+                        let count = shared.stats().count_refused_auth(refused.app.as_deref());
+                        log.warn(format_args!(
+                            "gRPC call from {peer}: {}{}; answered UNAUTHENTICATED ({})",
+                            refused.message,
+                            refused.detail,
+                            crate::storage::server_log::count(count, "refusal")
+                        ));
+                        let status = Status::new(Code::Unauthenticated, refused.message);
+                        send_status(&mut Some(respond), &mut None, &status);
+                        return false;
+                    }
+                }
+            }
         };
         // A connection whose calls name different apps is listed under its latest push call's.
         if matches!(method, Rpc::Push | Rpc::PushStream) {
@@ -685,6 +705,76 @@ impl Calls {
 /// The hot path: one formatted line per record, appended to the loop's batch (which goes to
 /// the writer once per loop turn). prost has already allocated each non-empty string once while
 /// decoding; `to_record` only borrows them.
+/// Why a call was refused by `--auth`: what the client is told (`grpc-message`), what only the
+/// log gets, and the app a genuine token names (for the per-app count).
+struct Unauthenticated {
+    message: String,
+    detail: String,
+    app: Option<String>,
+}
+
+/// A push call's token (`authorization: Bearer TOKEN`) judged by the gate, once per call, and
+/// the origin of its records: the token's app and bucket, or anonymous with the `logmill-app`
+/// it names as a label (see [`crate::apps::gate`]). `app` is already a valid name or empty.
+fn admit(
+    headers: &http::HeaderMap,
+    app: String,
+    instance: String,
+    shared: &Shared,
+    peer: std::net::SocketAddr,
+) -> Result<Origin, Unauthenticated> {
+    let gate = shared.gate();
+    let token = match headers.get(http::header::AUTHORIZATION) {
+        None => String::new(),
+        // Tokens are ignored, whatever shape the header has.
+        Some(_) if gate.policy() == crate::config::Auth::Off => String::new(),
+        Some(value) => match bearer(value.as_bytes()) {
+            Some(token) => String::from_utf8_lossy(token).into_owned(),
+            None => {
+                return Err(Unauthenticated {
+                    message: "refused: the authorization metadata must be `Bearer TOKEN`, with a \
+                              token from `logmill token issue`"
+                        .into(),
+                    detail: String::new(),
+                    app: None,
+                });
+            }
+        },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match gate.admit(&token, &app, now) {
+        Ok(Admit::App(app)) => {
+            let instance = default_instance(&app, instance, peer);
+            Ok(Origin::new(app, instance))
+        }
+        Ok(Admit::Anonymous { label }) => {
+            let instance = default_instance(&label, instance, peer);
+            Ok(Origin::anonymous(label, instance))
+        }
+        Err(refusal) => Err(Unauthenticated {
+            message: refusal.message(),
+            detail: refusal
+                .log_detail()
+                .map_or_else(String::new, |why| format!(" ({why})")),
+            app: refusal.app().map(str::to_owned),
+        }),
+    }
+}
+
+/// The token of an `authorization` value `Bearer TOKEN` (the scheme in any case, RFC 6750), or
+/// `None` for another scheme or shape.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    let head = value.get(..SCHEME.len())?;
+    if !head.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let token = value[SCHEME.len()..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
 fn push_records(
     payload: &[u8],
     number: u64,
@@ -733,5 +823,31 @@ fn inflate<'a>(
                 grpc::ACCEPT_ENCODING
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_takes_the_token_of_a_bearer_value_only() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some(&b"abc.def.ghi"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER abc"), Some(&b"abc"[..]));
+        for refused in [
+            &b"Basic dXNlcjpwdw=="[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearerabc",
+            b"",
+        ] {
+            assert_eq!(
+                bearer(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 }

@@ -188,12 +188,41 @@ const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port take
 (schema/logmill.capnp), Python SocketHandler pickles, syslog, JSON lines, plain text lines, or the \
 line `health` or `status`.\n";
 
+/// The name of a protocol whose records come with no token at all: anonymous under `--auth
+/// optional`, refused under `required`. `None` for the others: native carries a token in its
+/// hello, `health`, `status` and unknown bytes store nothing.
+fn carries_no_token(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Pickle => Some("Python SocketHandler (pickle)"),
+        Protocol::Syslog => Some("syslog"),
+        Protocol::JsonLines => Some("JSON lines"),
+        Protocol::Text => Some("plain text"),
+        Protocol::Native | Protocol::Health | Protocol::Status | Protocol::Unknown => None,
+    }
+}
+
 impl Session {
     /// The one place a detected protocol becomes a session. `None`: the protocol is said in one
     /// answer (`health`, `status`, or the error for bytes nothing speaks) and the connection
     /// closes; such a connection is never listed in `status`.
     pub fn start(protocol: Protocol, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Option<Self> {
         sink.entry.set_socket(Socket::of(protocol));
+        if let Some(name) = carries_no_token(protocol)
+            && !cx.shared.gate().admits_anonymous()
+        {
+            // `--auth required`, and this protocol has no place for a token: refused by name,
+            // before a byte of it is decoded.
+            let refused = cx.shared.stats().count_refused_auth(None);
+            cx.log.warn(format_args!(
+                "connection from {}: {name} cannot carry an application token and this server \
+                 requires one (--auth required); closed ({})",
+                sink.peer,
+                crate::storage::server_log::count(refused, "refusal")
+            ));
+            sink.reply()
+                .extend_from_slice(crate::apps::gate::ANONYMOUS_REFUSED.as_bytes());
+            return None;
+        }
         match protocol {
             Protocol::Native => Some(Session::Native(native::Native::default())),
             Protocol::Pickle => Some(Session::Pickle(pickle::Pickle)),
