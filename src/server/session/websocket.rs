@@ -26,6 +26,9 @@ use crate::protocol::native::{self, ClientFrame};
 use crate::protocol::websocket::{self, Decoded, Decoder, Message, code};
 use crate::storage::server_log::count;
 
+// A message of `--max-frame` bytes in one frame must fit the input a connection may hold.
+const _: () = assert!(websocket::MAX_HEADER_LEN <= crate::config::INPUT_SLACK);
+
 /// A WebSocket connection's state.
 #[derive(Debug)]
 pub struct WebSocket {
