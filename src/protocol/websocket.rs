@@ -657,10 +657,10 @@ where
                 }
                 _ => version = Some(value.trim_ascii()),
             }
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            if key.replace(value.trim_ascii()).is_some() {
-                return Err(UpgradeError::DuplicateKey);
-            }
+        } else if name.eq_ignore_ascii_case("sec-websocket-key")
+            && key.replace(value.trim_ascii()).is_some()
+        {
+            return Err(UpgradeError::DuplicateKey);
         }
     }
     if !websocket {
