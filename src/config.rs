@@ -379,7 +379,8 @@ pub const MAX_OPEN_BUCKETS: usize = 256;
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
 
 /// Bytes a connection may hold of one unfinished frame or line beyond `max_frame`: a frame's
-/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space.
+/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space, a WebSocket
+/// frame's header (14 bytes at most).
 pub const INPUT_SLACK: usize = 16;
 
 /// The smallest `--max-input` for a given `--max-frame` and `--max-line`: one frame or line of

@@ -12,6 +12,7 @@
 //! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
 //! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
+//! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
 
 pub mod datagram;
 pub mod detect;
@@ -23,3 +24,4 @@ pub mod native;
 pub mod native_fast;
 pub mod pickle;
 pub mod syslog;
+pub mod websocket;
