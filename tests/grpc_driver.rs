@@ -571,7 +571,12 @@ fn log_message_replies_only_once_written() {
             &[("logmill-app", "web"), ("logmill-instance", "tab-1")],
         )
         .await;
-        send_all(&mut send, Bytes::from(framed(&record.encode_to_vec())), true).await;
+        send_all(
+            &mut send,
+            Bytes::from(framed(&record.encode_to_vec())),
+            true,
+        )
+        .await;
         let mut response = Box::pin(finish(response));
         let early = tokio::time::timeout(Duration::from_millis(300), &mut response).await;
         assert!(early.is_err(), "replied before the record was written");
@@ -591,7 +596,11 @@ fn log_message_replies_only_once_written() {
         two.extend(framed(&record.encode_to_vec()));
         let r = call(&mut client, LOG_MESSAGE, &[], two).await;
         assert_eq!(r.code(), Some(13), "two messages: {r:?}");
-        assert!(r.message().contains("LogMessage is unary"), "{}", r.message());
+        assert!(
+            r.message().contains("LogMessage is unary"),
+            "{}",
+            r.message()
+        );
         let r = call(&mut client, LOG_MESSAGE, &[], Vec::new()).await;
         assert_eq!(r.code(), Some(13), "no message: {r:?}");
     });
