@@ -325,7 +325,14 @@ impl Calls {
             // Health calls store nothing: no token asked.
             Rpc::HealthCheck | Rpc::HealthWatch => Origin::default(),
             Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
-                match admit(&head.headers, app, instance, shared, peer) {
+                let authorization = head.headers.get(http::header::AUTHORIZATION);
+                match admit(
+                    authorization.map(HeaderValue::as_bytes),
+                    app,
+                    instance,
+                    shared,
+                    peer,
+                ) {
                     Ok(origin) => origin,
                     Err(refused) => {
                         let count = shared.stats().count_refused_auth(refused.app.as_deref());
@@ -730,28 +737,29 @@ impl Calls {
 /// decoding; `to_record` only borrows them.
 /// Why a call was refused by `--auth`: what the client is told (`grpc-message`), what only the
 /// log gets, and the app a genuine token names (for the per-app count).
-struct Unauthenticated {
-    message: String,
-    detail: String,
-    app: Option<String>,
+pub(crate) struct Unauthenticated {
+    pub(crate) message: String,
+    pub(crate) detail: String,
+    pub(crate) app: Option<String>,
 }
 
-/// A push call's token (`authorization: Bearer TOKEN`) judged by the gate, once per call, and
-/// the origin of its records: the token's app and bucket, or anonymous with the `logmill-app`
-/// it names as a label (see [`crate::apps::gate`]). `app` is already a valid name or empty.
-fn admit(
-    headers: &http::HeaderMap,
+/// A push call's token (its `authorization` metadata, `Bearer TOKEN`) judged by the gate, once
+/// per call, and the origin of its records: the token's app and bucket, or anonymous with the
+/// `logmill-app` it names as a label (see [`crate::apps::gate`]). `app` is already a valid name
+/// or empty. gRPC over h2 and gRPC-Web (`server::session::grpc_web`) both call this.
+pub(crate) fn admit(
+    authorization: Option<&[u8]>,
     app: String,
     instance: String,
     shared: &Shared,
     peer: std::net::SocketAddr,
 ) -> Result<Origin, Unauthenticated> {
     let gate = shared.gate();
-    let token = match headers.get(http::header::AUTHORIZATION) {
+    let token = match authorization {
         None => String::new(),
         // Tokens are ignored, whatever shape the header has.
         Some(_) if gate.policy() == crate::config::Auth::Off => String::new(),
-        Some(value) => match bearer(value.as_bytes()) {
+        Some(value) => match bearer(value) {
             Some(token) => String::from_utf8_lossy(token).into_owned(),
             None => {
                 return Err(Unauthenticated {

@@ -13,6 +13,7 @@
 //! Dispatch is a `match` per call of `consume` (once per read), never per record, and never
 //! through a `dyn`.
 
+pub mod grpc_web;
 mod health;
 mod lines;
 mod native;
