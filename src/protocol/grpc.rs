@@ -371,6 +371,14 @@ pub fn decode_push_request(payload: &[u8]) -> Result<PushRequest, prost::DecodeE
     PushRequest::decode(payload)
 }
 
+/// Decodes a `LogRecord` message payload (the request of `LogMessage`), after decompression.
+///
+/// # Errors
+/// prost's error when the bytes are not a valid `LogRecord`.
+pub fn decode_log_record(payload: &[u8]) -> Result<LogRecord, prost::DecodeError> {
+    LogRecord::decode(payload)
+}
+
 /// Encodes a `PushRequest` payload (clients, tests, fuzzing); frame it with [`encode_message`].
 pub fn encode_push_request(request: &PushRequest) -> Vec<u8> {
     request.encode_to_vec()

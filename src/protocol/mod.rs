@@ -5,6 +5,7 @@
 //! - [`detect`]: the first bytes of a TCP connection decide which protocol it speaks.
 //! - [`frame`]: the 4-byte big-endian length prefix shared by native frames.
 //! - [`grpc`]: gRPC message framing, gzip, the `proto/` types and their conversion to records.
+//! - [`grpc_web`]: gRPC-Web bodies (binary and base64 text), trailers-only answers, CORS.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
 //! - [`native_fast`]: the fast path for record and batch frames, checked against the crate.
 //! - [`lines`]: `\n`-terminated lines, cut into pieces when longer than the limit.
@@ -18,6 +19,7 @@ pub mod datagram;
 pub mod detect;
 pub mod frame;
 pub mod grpc;
+pub mod grpc_web;
 pub mod jsonl;
 pub mod lines;
 pub mod native;

@@ -70,8 +70,22 @@ pub struct GrpcContext<'a> {
 pub(super) enum Rpc {
     Push,
     PushStream,
+    /// One `LogRecord` (the seed's `client.logMessage`): Push with one record.
+    LogMessage,
     HealthCheck,
     HealthWatch,
+}
+
+impl Rpc {
+    /// The method stores records (and so needs a token, and waits for the writer).
+    fn pushes(self) -> bool {
+        matches!(self, Rpc::Push | Rpc::PushStream | Rpc::LogMessage)
+    }
+
+    /// One request message, exactly.
+    fn unary(self) -> bool {
+        !matches!(self, Rpc::PushStream)
+    }
 }
 
 /// One gRPC call (one HTTP/2 stream).
@@ -252,6 +266,7 @@ impl Calls {
         let method = match head.uri.path() {
             "/logmill.v1.LogService/Push" => Some(Rpc::Push),
             "/logmill.v1.LogService/PushStream" => Some(Rpc::PushStream),
+            "/logmill.v1.LogService/LogMessage" => Some(Rpc::LogMessage),
             "/grpc.health.v1.Health/Check" => Some(Rpc::HealthCheck),
             "/grpc.health.v1.Health/Watch" => Some(Rpc::HealthWatch),
             _ => None,
@@ -261,8 +276,8 @@ impl Calls {
                 Code::Unimplemented,
                 format!(
                     "unknown method {}: this server has logmill.v1.LogService/Push, \
-                     logmill.v1.LogService/PushStream, grpc.health.v1.Health/Check and \
-                     grpc.health.v1.Health/Watch",
+                     logmill.v1.LogService/PushStream, logmill.v1.LogService/LogMessage, \
+                     grpc.health.v1.Health/Check and grpc.health.v1.Health/Watch",
                     head.uri.path()
                 ),
             );
@@ -309,8 +324,15 @@ impl Calls {
         let origin = match method {
             // Health calls store nothing: no token asked.
             Rpc::HealthCheck | Rpc::HealthWatch => Origin::default(),
-            Rpc::Push | Rpc::PushStream => {
-                match admit(&head.headers, app, instance, shared, peer) {
+            Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
+                let authorization = head.headers.get(http::header::AUTHORIZATION);
+                match admit(
+                    authorization.map(HeaderValue::as_bytes),
+                    app,
+                    instance,
+                    shared,
+                    peer,
+                ) {
                     Ok(origin) => origin,
                     Err(refused) => {
                         let count = shared.stats().count_refused_auth(refused.app.as_deref());
@@ -328,7 +350,7 @@ impl Calls {
             }
         };
         // A connection whose calls name different apps is listed under its latest push call's.
-        if matches!(method, Rpc::Push | Rpc::PushStream) {
+        if method.pushes() {
             self.entry.set_origin(&origin);
         }
         let entry = self.slots.vacant_entry();
@@ -406,7 +428,7 @@ impl Calls {
         // without a message was already failed by `read`.
         if !call.answered {
             match call.method {
-                Rpc::Push | Rpc::PushStream => {
+                Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
                     if call.input_done && call.written == call.pushed {
                         // A call with no records has no sequence numbers: both stay 0.
                         let reply = PushResponse {
@@ -525,7 +547,7 @@ impl Calls {
         }
         loop {
             let call = &mut self.slots[slot];
-            let pushes = matches!(call.method, Rpc::Push | Rpc::PushStream);
+            let pushes = call.method.pushes();
             if pushes && (cx.shared.pending_full() || *budget == 0) {
                 // Backpressure or fairness: come back to this call at the next drive.
                 self.due.push(slot);
@@ -550,9 +572,7 @@ impl Calls {
                             "request body ended inside a message ({} bytes of it received)",
                             call.deframer.pending()
                         ))
-                    } else if call.messages == 0
-                        && matches!(call.method, Rpc::Push | Rpc::HealthCheck | Rpc::HealthWatch)
-                    {
+                    } else if call.messages == 0 && call.method.unary() {
                         Some("unary call without a request message".to_string())
                     } else {
                         None
@@ -625,14 +645,24 @@ impl Calls {
                 payload
             };
             match method {
-                Rpc::Push | Rpc::PushStream => {
+                Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
                     if *method == Rpc::Push && *messages > 1 {
                         return Err(Status::new(
                             Code::Internal,
                             "Push is unary: one PushRequest per call (use PushStream for more)",
                         ));
                     }
-                    let n = push_records(payload, *messages, key, origin, cx)?;
+                    if *method == Rpc::LogMessage && *messages > 1 {
+                        return Err(Status::new(
+                            Code::Internal,
+                            "LogMessage is unary: one LogRecord per call (use Push for more)",
+                        ));
+                    }
+                    let n = if *method == Rpc::LogMessage {
+                        push_record(payload, key, origin, cx)?
+                    } else {
+                        push_records(payload, *messages, key, origin, cx)?
+                    };
                     if n > 0 {
                         match fifo.back_mut() {
                             Some((last, count)) if *last == slot => *count += n,
@@ -707,28 +737,29 @@ impl Calls {
 /// decoding; `to_record` only borrows them.
 /// Why a call was refused by `--auth`: what the client is told (`grpc-message`), what only the
 /// log gets, and the app a genuine token names (for the per-app count).
-struct Unauthenticated {
-    message: String,
-    detail: String,
-    app: Option<String>,
+pub(crate) struct Unauthenticated {
+    pub(crate) message: String,
+    pub(crate) detail: String,
+    pub(crate) app: Option<String>,
 }
 
-/// A push call's token (`authorization: Bearer TOKEN`) judged by the gate, once per call, and
-/// the origin of its records: the token's app and bucket, or anonymous with the `logmill-app`
-/// it names as a label (see [`crate::apps::gate`]). `app` is already a valid name or empty.
-fn admit(
-    headers: &http::HeaderMap,
+/// A push call's token (its `authorization` metadata, `Bearer TOKEN`) judged by the gate, once
+/// per call, and the origin of its records: the token's app and bucket, or anonymous with the
+/// `logmill-app` it names as a label (see [`crate::apps::gate`]). `app` is already a valid name
+/// or empty. gRPC over h2 and gRPC-Web (`server::session::grpc_web`) both call this.
+pub(crate) fn admit(
+    authorization: Option<&[u8]>,
     app: String,
     instance: String,
     shared: &Shared,
     peer: std::net::SocketAddr,
 ) -> Result<Origin, Unauthenticated> {
     let gate = shared.gate();
-    let token = match headers.get(http::header::AUTHORIZATION) {
+    let token = match authorization {
         None => String::new(),
         // Tokens are ignored, whatever shape the header has.
         Some(_) if gate.policy() == crate::config::Auth::Off => String::new(),
-        Some(value) => match bearer(value.as_bytes()) {
+        Some(value) => match bearer(value) {
             Some(token) => String::from_utf8_lossy(token).into_owned(),
             None => {
                 return Err(Unauthenticated {
@@ -793,6 +824,26 @@ fn push_records(
             .push(key, &grpc::to_record(record), origin, cx.now_ns);
     }
     Ok(request.records.len() as u64)
+}
+
+/// `LogMessage`'s record path: the request message decoded (prost) as one `LogRecord` and
+/// pushed as [`push_records`] pushes each of a `PushRequest`'s. Returns 1; a message that is not
+/// a `LogRecord` pushes nothing and fails the call with INVALID_ARGUMENT.
+fn push_record(
+    payload: &[u8],
+    key: ConnKey,
+    origin: &Origin,
+    cx: &mut GrpcContext<'_>,
+) -> Result<u64, Status> {
+    let record = grpc::decode_log_record(payload).map_err(|e| {
+        Status::new(
+            Code::InvalidArgument,
+            format!("request message is not a valid LogRecord: {e}"),
+        )
+    })?;
+    cx.batch
+        .push(key, &grpc::to_record(&record), origin, cx.now_ns);
+    Ok(1)
 }
 
 /// Undoes a message's compression (`grpc-encoding`) into `inflated`, at most `max` bytes.

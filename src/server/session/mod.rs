@@ -13,6 +13,9 @@
 //! Dispatch is a `match` per call of `consume` (once per read), never per record, and never
 //! through a `dyn`.
 
+/// gRPC-Web calls, which the HTTP session runs (not a session of their own: a call is one
+/// request body in, one answer out once its records are written).
+pub mod grpc_web;
 mod health;
 mod lines;
 mod native;
