@@ -69,7 +69,7 @@ struct LogRecord {
 struct Hello {
   app @0 :Text;       # application name, stored on every record of this connection
   instance @1 :Text;  # instance of the application (host name, pod name, ...)
-  token @2 :Text;     # application token (reserved for the token issue; ignored today)
+  token @2 :Text;     # application token (`logmill token issue`): the connection's app; see --auth
   wantAcks @3 :Bool;  # ask for ServerFrame.ack as records are written
 }
 
@@ -93,6 +93,7 @@ enum ErrorCode {
   shuttingDown @3;    # the server is stopping; records already acked are safe
   slowReader @4;      # the client does not read its acks; the connection is closed
   idleTimeout @5;     # nothing received for --idle-timeout; the connection is closed
+  unauthorized @6;    # the token was refused (or none was sent under --auth required); closed
 }
 
 struct Error {

@@ -25,12 +25,28 @@ pub enum Fsync {
     Every(Duration),
 }
 
+/// Who may choose a bucket (`--auth`): what the server does with application tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// Tokens are ignored; the app a client names (native `hello.app`, gRPC `logmill-app`)
+    /// chooses its bucket. For a trusted network where every client is yours.
+    Off,
+    /// A valid token puts the connection in its app's bucket; an invalid one is refused; a
+    /// connection without one is anonymous (`<dir>/_main.log`). Anyone can still log, nobody can
+    /// write into an app's files without its token.
+    #[default]
+    Optional,
+    /// As `optional`, and a connection without a token is refused, including every protocol
+    /// that cannot carry one (SocketHandler, syslog, JSON lines, text, UDP).
+    Required,
+}
+
 /// Every default, with its reason. `Config::default` and the command line (`main.rs`, where
 /// `--help` prints them) both read these, so a default is written once.
 pub mod defaults {
     use std::time::Duration;
 
-    use super::{Format, Fsync};
+    use super::{Auth, Format, Fsync};
 
     pub const NAME: &str = "LogServer";
     /// Loopback: a log server should be exposed to a network on purpose, not by accident.
@@ -69,6 +85,9 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     /// A minute: a trend in `_server.log` without drowning it.
     pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
+    /// Optional: a server upgraded to tokens keeps taking what its clients send today (they go
+    /// to the anonymous bucket), and an app's bucket is written only with the app's token.
+    pub const AUTH: Auth = Auth::Optional;
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -119,6 +138,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How often the server logs its stats line (records/s, bytes/s, connections, pending).
     pub stats_interval: Duration,
+    /// What tokens decide (`--auth`); see [`Auth`].
+    pub auth: Auth,
+    /// The signing secret (`--secret-file`); `None` is `<dir>/.logmill/secret`
+    /// ([`Config::secret_path`]). Read (or created) at start-up unless `auth` is `Off`.
+    pub secret_file: Option<PathBuf>,
     /// How long an HTTP client on the gRPC port has to send a whole request head, from its
     /// first byte (`server::http::HEADER_TIMEOUT`, the slowloris bound).
     pub header_timeout: Duration,
@@ -151,6 +175,8 @@ impl Default for Config {
             stdout: false,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             stats_interval: defaults::STATS_INTERVAL,
+            auth: defaults::AUTH,
+            secret_file: None,
             header_timeout: crate::server::http::HEADER_TIMEOUT,
             admin_open: false,
         }
@@ -214,6 +240,14 @@ impl std::fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 impl Config {
+    /// Where the signing secret is: `--secret-file`, or `<dir>/.logmill/secret`. The token
+    /// registry is the file `tokens` beside it.
+    pub fn secret_path(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| crate::apps::secret::default_path(&self.dir))
+    }
+
     /// Refuses settings with which the server would start and then not work: `--max-pending 0`
     /// never reads a byte, `--workers 0` has no loop to read with, `--max-connections 0` closes
     /// every client. Checked once at start-up, before anything is bound or written.
@@ -352,7 +386,8 @@ pub const MAX_OPEN_BUCKETS: usize = 256;
 pub const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
 
 /// Bytes a connection may hold of one unfinished frame or line beyond `max_frame`: a frame's
-/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space.
+/// 4-byte length, a line's `\r` and newline, a syslog octet count and its space, a WebSocket
+/// frame's header (14 bytes at most).
 pub const INPUT_SLACK: usize = 16;
 
 /// The smallest `--max-input` for a given `--max-frame` and `--max-line`: one frame or line of
@@ -448,6 +483,31 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Text => "text",
             Format::Json => "json",
+        })
+    }
+}
+
+impl std::str::FromStr for Auth {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Auth::Off),
+            "optional" => Ok(Auth::Optional),
+            "required" => Ok(Auth::Required),
+            other => Err(format!(
+                "unknown auth policy `{other}`: use off, optional or required"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::Off => "off",
+            Auth::Optional => "optional",
+            Auth::Required => "required",
         })
     }
 }

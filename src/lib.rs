@@ -50,16 +50,17 @@
 //!   loop side one unit, [`server::grpc::GrpcPort`].
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
-//! - [`stats`]: the counters every thread bumps (atomics only; the lowest room); the writer's
-//!   histograms for `/metrics` (`server::http::metrics`, which sums the loops' own counts,
-//!   `server::traffic`).
+//! - [`stats`]: the counters every thread bumps (atomics, and refusals by app behind a mutex
+//!   taken once per refusal; the lowest room); the writer's histograms for `/metrics`
+//!   (`server::http::metrics`, which sums the loops' own counts, `server::traffic`).
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   `logmill health`, `logmill status` and `logmill send`.
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
-//!   issued and revoked tokens; `logmill token`; the registry of live connections the loops
-//!   keep and publish (`apps::connections`), which `status` and `health` read.
+//!   issued and revoked tokens, the `--auth` gate a connection's token goes through once (native
+//!   hello, gRPC call); `logmill token`; the registry of live connections the loops keep and
+//!   publish (`apps::connections`), which `status` and `health` read.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]

@@ -2270,6 +2270,7 @@ pub enum ErrorCode {
     ShuttingDown = 3,
     SlowReader = 4,
     IdleTimeout = 5,
+    Unauthorized = 6,
 }
 
 impl ::capnp::introspect::Introspect for ErrorCode {
@@ -2288,6 +2289,7 @@ impl ::core::convert::TryFrom<u16> for ErrorCode {
             3 => ::core::result::Result::Ok(Self::ShuttingDown),
             4 => ::core::result::Result::Ok(Self::SlowReader),
             5 => ::core::result::Result::Ok(Self::IdleTimeout),
+            6 => ::core::result::Result::Ok(Self::Unauthorized),
             n => ::core::result::Result::Err(::capnp::NotInSchema(n)),
         }
     }
@@ -2300,7 +2302,7 @@ impl ::capnp::traits::HasTypeId for ErrorCode {
     const TYPE_ID: u64 = 0xd1dc_3b9c_588c_8d53u64;
 }
 mod error_code {
-pub(crate) static ENCODED_NODE: [::capnp::Word; 47] = [
+pub(crate) static ENCODED_NODE: [::capnp::Word; 52] = [
     ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
     ::capnp::word(83, 141, 140, 88, 156, 59, 220, 209),
     ::capnp::word(14, 0, 0, 0, 2, 0, 0, 0),
@@ -2310,31 +2312,34 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 47] = [
     ::capnp::word(21, 0, 0, 0, 194, 0, 0, 0),
     ::capnp::word(29, 0, 0, 0, 7, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(25, 0, 0, 0, 151, 0, 0, 0),
+    ::capnp::word(25, 0, 0, 0, 175, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(108, 111, 103, 109, 105, 108, 108, 46),
     ::capnp::word(99, 97, 112, 110, 112, 58, 69, 114),
     ::capnp::word(114, 111, 114, 67, 111, 100, 101, 0),
     ::capnp::word(0, 0, 0, 0, 1, 0, 1, 0),
-    ::capnp::word(24, 0, 0, 0, 1, 0, 2, 0),
+    ::capnp::word(28, 0, 0, 0, 1, 0, 2, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(65, 0, 0, 0, 114, 0, 0, 0),
+    ::capnp::word(77, 0, 0, 0, 114, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(1, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(61, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(73, 0, 0, 0, 98, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(2, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(57, 0, 0, 0, 114, 0, 0, 0),
+    ::capnp::word(69, 0, 0, 0, 114, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(3, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(53, 0, 0, 0, 106, 0, 0, 0),
+    ::capnp::word(65, 0, 0, 0, 106, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(4, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(49, 0, 0, 0, 90, 0, 0, 0),
+    ::capnp::word(61, 0, 0, 0, 90, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(5, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(45, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(57, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+    ::capnp::word(6, 0, 0, 0, 0, 0, 0, 0),
+    ::capnp::word(53, 0, 0, 0, 106, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(102, 114, 97, 109, 101, 84, 111, 111),
     ::capnp::word(76, 97, 114, 103, 101, 0, 0, 0),
@@ -2348,6 +2353,8 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 47] = [
     ::capnp::word(101, 114, 0, 0, 0, 0, 0, 0),
     ::capnp::word(105, 100, 108, 101, 84, 105, 109, 101),
     ::capnp::word(111, 117, 116, 0, 0, 0, 0, 0),
+    ::capnp::word(117, 110, 97, 117, 116, 104, 111, 114),
+    ::capnp::word(105, 122, 101, 100, 0, 0, 0, 0),
 ];
 pub(crate) fn get_annotation_types(child_index: Option<u16>, index: u32) -> ::capnp::introspect::Type {
     ::capnp::introspect::panic_invalid_annotation_indices(child_index, index)

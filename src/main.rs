@@ -133,13 +133,28 @@ struct ServeArgs {
     /// Also print every stored line to standard output.
     #[arg(long)]
     stdout: bool,
+    /// What application tokens decide. optional: a connection with a valid token (native
+    /// hello.token, gRPC `authorization: Bearer TOKEN`) writes to its app's files
+    /// (<dir>/<app>/_main.log), an invalid, expired or revoked token is refused, and a connection
+    /// without one writes to <dir>/_main.log (the app it names is shown in its lines, unverified).
+    /// required: as optional, and connections without a token are refused, including
+    /// SocketHandler, syslog, JSON lines, text and UDP, which cannot carry one. off: tokens are
+    /// ignored and the app a client names chooses its files (a trusted network only).
+    #[arg(long, default_value_t = defaults::AUTH, value_name = "off|optional|required")]
+    auth: config::Auth,
+    /// The secret that signs application tokens (`logmill token issue` uses the same one):
+    /// created with 32 random bytes and mode 0600 if missing; a file group or others can read is
+    /// refused at start-up (fix: chmod 600 FILE). Not read with --auth off. Default:
+    /// <dir>/.logmill/secret, with the token registry beside it.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// HTTP/1.1 on the gRPC port: close a client that has not sent a whole request head this
     /// long after its first byte (slowloris), with 408.
     #[arg(long = "header-timeout", default_value_t = Span(logmill::server::http::HEADER_TIMEOUT))]
     header_timeout: Span,
     /// Serve the HTTP admin API (/v1/status: who is connected) without a token. Without it, the
     /// admin API asks for `Authorization: Bearer <token>` with a token from
-    /// `logmill token issue --admin` (checked with the secret under --dir); /healthz and
+    /// `logmill token issue --admin` (checked with --secret-file); /healthz and
     /// /metrics never ask.
     #[arg(long = "admin-open")]
     admin_open: bool,
@@ -182,6 +197,8 @@ impl ServeArgs {
             stdout: self.stdout,
             shutdown_timeout: self.shutdown_timeout.0,
             stats_interval: self.stats_interval.0,
+            auth: self.auth,
+            secret_file: self.secret_file,
             header_timeout: self.header_timeout.0,
             admin_open: self.admin_open,
         }
@@ -348,6 +365,15 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let addr = server.tcp_addr();
+    match config.auth {
+        config::Auth::Off => log.info(format_args!(
+            "--auth off: tokens are ignored; the app a client names chooses its files"
+        )),
+        policy => log.info(format_args!(
+            "--auth {policy}: application tokens signed with {}",
+            config.secret_path().display()
+        )),
+    }
     log.info(format_args!(
         "{} {} listening on tcp {addr} ({}), storing in {}",
         config.name,
@@ -461,6 +487,7 @@ mod tests {
             "[default: 1h]",
             "[default: 1s]",
             "[default: text]",
+            "[default: optional]",
         ] {
             assert!(help.contains(shown), "{shown} missing from --help");
         }

@@ -8,8 +8,19 @@
 //!
 //! Every counter is bumped at most once per batch, read, frame or connection, never once per
 //! record inside a batch, so a `Relaxed` atomic is enough: nobody orders other memory by them.
+//! The one map, refusals by app, is behind a mutex taken once per refused connection.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Apps whose refusals are counted by name; refusals of apps beyond these count in the total
+/// only. Only apps named by a token signed with the server's secret are counted, so the map
+/// grows with the operator's tokens, not with what clients send; the bound is a second lock.
+const MAX_REFUSED_APPS: usize = 1024;
+
+/// Apps named in the stats line's refusals, the most refused first.
+const SHOWN_REFUSED_APPS: usize = 10;
 
 /// Counters shared by every thread of one server.
 #[derive(Debug, Default)]
@@ -26,6 +37,11 @@ pub struct Stats {
     partial_bytes: AtomicUsize,
     /// Connections and gRPC calls closed to keep within `--max-input`.
     shed: AtomicU64,
+    /// Connections, gRPC calls and datagrams refused by `--auth` (a bad token, none under
+    /// `required`).
+    refused_auth: AtomicU64,
+    /// The same, by the app a genuine token names (see [`MAX_REFUSED_APPS`]).
+    refused_auth_by_app: Mutex<BTreeMap<String, u64>>,
     /// Undecodable input by where it came from (indexed by [`Decoder`]).
     decode_errors_by: [AtomicU64; Decoder::ALL.len()],
     /// HTTP connections closed for not finishing a request head in time (slowloris).
@@ -41,14 +57,18 @@ pub enum Decoder {
     Native,
     Pickle,
     Grpc,
+    GrpcWeb,
+    WebSocket,
     Udp,
 }
 
 impl Decoder {
-    pub const ALL: [Decoder; 4] = [
+    pub const ALL: [Decoder; 6] = [
         Decoder::Native,
         Decoder::Pickle,
         Decoder::Grpc,
+        Decoder::GrpcWeb,
+        Decoder::WebSocket,
         Decoder::Udp,
     ];
 
@@ -57,6 +77,8 @@ impl Decoder {
             Decoder::Native => "native",
             Decoder::Pickle => "pickle",
             Decoder::Grpc => "grpc",
+            Decoder::GrpcWeb => "grpc_web",
+            Decoder::WebSocket => "websocket",
             Decoder::Udp => "udp",
         }
     }
@@ -239,5 +261,94 @@ impl Stats {
 
     pub fn shed(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Counts one connection, call or datagram refused by `--auth`; `app` is the app its token
+    /// names when the token's signature is good. Returns the total so far.
+    pub fn count_refused_auth(&self, app: Option<&str>) -> u64 {
+        if let Some(app) = app {
+            let mut by_app = self
+                .refused_auth_by_app
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = by_app.get_mut(app) {
+                *n += 1;
+            } else if by_app.len() < MAX_REFUSED_APPS {
+                by_app.insert(app.to_owned(), 1);
+            }
+        }
+        self.refused_auth.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Connections, calls and datagrams refused by `--auth` so far.
+    pub fn refused_auth(&self) -> u64 {
+        self.refused_auth.load(Ordering::Relaxed)
+    }
+
+    /// Refusals by app so far (at most [`MAX_REFUSED_APPS`] apps).
+    pub fn refused_auth_by_app(&self) -> BTreeMap<String, u64> {
+        self.refused_auth_by_app
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `refused_auth=N`, then the most refused apps: `refused_auth=5 (billing=3, search=2)`,
+    /// for the stats line. At most [`SHOWN_REFUSED_APPS`] are named, then `+N more apps`.
+    pub fn refused_auth_summary(&self) -> String {
+        let mut text = format!("refused_auth={}", self.refused_auth());
+        let mut by_app: Vec<_> = self.refused_auth_by_app().into_iter().collect();
+        if by_app.is_empty() {
+            return text;
+        }
+        by_app.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        text.push_str(" (");
+        for (i, (app, n)) in by_app.iter().take(SHOWN_REFUSED_APPS).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            text.push_str(&format!("{sep}{app}={n}"));
+        }
+        if by_app.len() > SHOWN_REFUSED_APPS {
+            let more = by_app.len() - SHOWN_REFUSED_APPS;
+            text.push_str(&format!(", +{more} more apps"));
+        }
+        text.push(')');
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_counted_in_total_and_by_genuine_app() {
+        let stats = Stats::default();
+        assert_eq!(stats.refused_auth_summary(), "refused_auth=0");
+        stats.count_refused_auth(Some("billing"));
+        stats.count_refused_auth(Some("search"));
+        stats.count_refused_auth(Some("billing"));
+        assert_eq!(stats.count_refused_auth(None), 4);
+        assert_eq!(
+            stats.refused_auth_summary(),
+            "refused_auth=4 (billing=2, search=1)"
+        );
+    }
+
+    #[test]
+    fn refusals_by_app_are_bounded() {
+        let stats = Stats::default();
+        for i in 0..MAX_REFUSED_APPS + 5 {
+            stats.count_refused_auth(Some(&format!("app{i}")));
+        }
+        assert_eq!(stats.refused_auth_by_app().len(), MAX_REFUSED_APPS);
+        assert_eq!(stats.refused_auth(), (MAX_REFUSED_APPS + 5) as u64);
+        let summary = stats.refused_auth_summary();
+        assert!(
+            summary.ends_with(&format!(
+                ", +{} more apps)",
+                MAX_REFUSED_APPS - SHOWN_REFUSED_APPS
+            )),
+            "{summary}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end buckets: each app's records in `<dir>/<app>/_main.log*`, anonymous ones in
 //! `<dir>/_main.log*`, one global sequence; app names that could leave `--dir` refused; many
 //! apps with rotation and more buckets than the open-file budget. Bytes are checked on disk.
+//! The servers run with `--auth off`, where `hello.app` names the bucket.
 
 mod common;
 
@@ -10,6 +11,10 @@ use std::path::Path;
 
 use common::*;
 use logmill::protocol::native::{self, ErrorKind, Hello, ServerFrame};
+
+/// These tests are about buckets, not tokens: under `--auth off` the hello's app chooses the
+/// bucket (tests/auth.rs covers the same with tokens).
+const OFF: &[&str] = &["--auth", "off"];
 
 /// A native client that said hello as `app`/`instance` (acks on) and got its welcome.
 fn client_as(server: &Server, app: &str, instance: &str) -> Client {
@@ -72,7 +77,7 @@ fn subdirs(dir: &Path) -> BTreeSet<String> {
 #[test]
 fn two_apps_three_instances_each_in_its_bucket() {
     let dir = TempDir::new("buckets-two-apps");
-    let server = Server::start(&dir.0, &[]);
+    let server = Server::start(&dir.0, OFF);
     let apps = ["billing", "search"];
     let mut clients = Vec::new();
     for app in apps {
@@ -97,11 +102,17 @@ fn two_apps_three_instances_each_in_its_bucket() {
         client.wait_ack(2 * ROUNDS as u64);
     }
     anonymous.wait_ack(ROUNDS as u64);
+    // One more, sent after every other record is written, so the highest number is surely in
+    // an app's bucket (the loops number their batches in whatever order they send them).
+    let (app, instance, client) = &mut clients[0];
+    client.send(&[message(&format!("{app} {instance} last"))]);
+    client.wait_ack(2 * ROUNDS as u64 + 1);
 
     let mut all = Vec::new();
     for app in apps {
         let lines = read_lines(&dir.0.join(app));
-        assert_eq!(lines.len(), 3 * 2 * ROUNDS, "{app}");
+        let last = usize::from(app == "billing");
+        assert_eq!(lines.len(), 3 * 2 * ROUNDS + last, "{app}");
         assert_increasing(&lines, app);
         for line in &lines {
             let (origin, text) = (origin_of(line), message_of_app(line));
@@ -118,7 +129,7 @@ fn two_apps_three_instances_each_in_its_bucket() {
     assert!(root.iter().all(|l| message_of(l).starts_with("anonymous ")));
     all.extend(root);
     let seqs: BTreeSet<u64> = all.iter().map(|l| seq_of(l)).collect();
-    let total = (2 * 3 * 2 + 1) * ROUNDS as u64;
+    let total = (2 * 3 * 2 + 1) * ROUNDS as u64 + 1;
     assert_eq!(seqs, (1..=total).collect(), "one gap-free sequence");
     assert_eq!(
         subdirs(&dir.0),
@@ -138,7 +149,7 @@ fn two_apps_three_instances_each_in_its_bucket() {
     std::fs::remove_file(dir.0.join("_main.seq")).unwrap();
     let last_in_root = seq_of(read_lines(&dir.0).last().unwrap());
     assert!(last_in_root < total);
-    let server = Server::start(&dir.0, &[]);
+    let server = Server::start(&dir.0, OFF);
     let mut client = client_as(&server, "billing", "pod-9");
     client.send(&[message("billing pod-9 after restart")]);
     assert_eq!(client.wait_ack(1), total + 1);
@@ -159,7 +170,7 @@ fn message_of_app(line: &str) -> &str {
 fn traversal_app_names_are_refused() {
     let outer = TempDir::new("buckets-traversal");
     let dir = outer.0.join("data");
-    let server = Server::start(&dir, &[]);
+    let server = Server::start(&dir, OFF);
     let long = "x".repeat(65);
     let bad = [
         "..", ".", "a/b", "../x", "../../x", "/tmp/x", "a\0b", &long, "-x", "a b",
@@ -214,7 +225,17 @@ fn many_apps_rotate_and_close_their_files() {
     const APPS: usize = 300;
     const RECORDS: usize = 20;
     let dir = TempDir::new("buckets-many");
-    let server = Server::start(&dir.0, &["--max-file-size", "1KiB", "--max-files", "5"]);
+    let server = Server::start(
+        &dir.0,
+        &[
+            "--auth",
+            "off",
+            "--max-file-size",
+            "1KiB",
+            "--max-files",
+            "5",
+        ],
+    );
     for app in 0..APPS {
         let mut client = client_as(&server, &format!("app-{app:03}"), "i");
         let records: Vec<_> = (0..RECORDS)

@@ -727,6 +727,7 @@ fn server_frame_seeds() -> Vec<Seed> {
         ("error-shutting-down", ErrorKind::ShuttingDown),
         ("error-slow-reader", ErrorKind::SlowReader),
         ("error-idle-timeout", ErrorKind::IdleTimeout),
+        ("error-unauthorized", ErrorKind::Unauthorized),
     ] {
         let frame = if kind == ErrorKind::FrameTooLarge {
             too_large.clone()

@@ -47,6 +47,7 @@ const WAKER: Token = Token(usize::MAX);
 /// The methods the tests call.
 const PUSH: &str = "/logmill.v1.LogService/Push";
 const PUSH_STREAM: &str = "/logmill.v1.LogService/PushStream";
+const LOG_MESSAGE: &str = "/logmill.v1.LogService/LogMessage";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 // ---------------------------------------------------------------------------------------------
@@ -556,6 +557,70 @@ fn empty_push_replies_zero() {
         .push();
         assert_eq!((reply.accepted, reply.first_seq, reply.last_seq), (0, 0, 0));
     });
+}
+
+/// `LogMessage` (the seed's `client.logMessage`): one `LogRecord`, stored as a Push of one
+/// record would be, under the call's app and instance, and answered only once written.
+#[test]
+fn log_message_replies_only_once_written() {
+    let server = TestServer::start(Options::default());
+    server.set_hold(true);
+    block_on(DEADLINE, async {
+        let mut client = connect(server.addr).await;
+        let record = LogRecord {
+            body: Some(log_record::Body::Message("one record".into())),
+            logger: "logmessage".into(),
+            level: 6,
+            fields: [("k".to_string(), "v".to_string())].into(),
+            ..LogRecord::default()
+        };
+        let (response, mut send) = start(
+            &mut client,
+            LOG_MESSAGE,
+            &[("logmill-app", "web"), ("logmill-instance", "tab-1")],
+        )
+        .await;
+        send_all(
+            &mut send,
+            Bytes::from(framed(&record.encode_to_vec())),
+            true,
+        )
+        .await;
+        let mut response = Box::pin(finish(response));
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut response).await;
+        assert!(early.is_err(), "replied before the record was written");
+        server.set_hold(false);
+        let reply = response.await.push();
+        assert_eq!((reply.accepted, reply.first_seq, reply.last_seq), (1, 1, 1));
+
+        // Errors: not a LogRecord, two messages, none.
+        let r = call(&mut client, LOG_MESSAGE, &[], framed(b"\x1a\x05ab")).await;
+        assert_eq!(r.code(), Some(3), "undecodable: {r:?}");
+        assert!(
+            r.message().contains("not a valid LogRecord"),
+            "{}",
+            r.message()
+        );
+        let mut two = framed(&record.encode_to_vec());
+        two.extend(framed(&record.encode_to_vec()));
+        let r = call(&mut client, LOG_MESSAGE, &[], two).await;
+        assert_eq!(r.code(), Some(13), "two messages: {r:?}");
+        assert!(
+            r.message().contains("LogMessage is unary"),
+            "{}",
+            r.message()
+        );
+        let r = call(&mut client, LOG_MESSAGE, &[], Vec::new()).await;
+        assert_eq!(r.code(), Some(13), "no message: {r:?}");
+    });
+    let lines = server.lines();
+    let got = messages_of(&lines, "logmessage");
+    // The two-message call stored its first record before failing on the second.
+    assert_eq!(got[0], (1, "one record".to_string()));
+    assert_eq!(lines[0]["app"], "web");
+    assert_eq!(lines[0]["instance"], "tab-1");
+    assert_eq!(lines[0]["level"], "error");
+    assert_eq!(lines[0]["fields"]["k"], "v");
 }
 
 /// 100 MB through one PushStream: flow control must be released as records are taken, or the

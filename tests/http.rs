@@ -268,7 +268,8 @@ fn healthz_says_ok() {
 #[test]
 fn status_needs_an_admin_token_unless_admin_open() {
     let dir = TempDir::new("http-status");
-    let (server, addr) = start(&dir, &[]);
+    // --auth off: the app a hello names is the connection's app (no app token needed here).
+    let (server, addr) = start(&dir, &["--auth", "off"]);
     let issue = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
             .args(["token", "issue", "--dir"])
@@ -353,7 +354,8 @@ fn metrics_parse_with_prometheus_and_count_what_was_sent() {
         return;
     };
     let dir = TempDir::new("http-metrics");
-    let (server, addr) = start(&dir, &[]);
+    // --auth off: the app a hello names is the connection's app (no app token needed here).
+    let (server, addr) = start(&dir, &["--auth", "off"]);
     let mut billing = server.client();
     billing.hello("billing", true);
     let records: Vec<_> = (0..7).map(|i| message(&format!("r{i}"))).collect();

@@ -112,7 +112,9 @@ fn stats_records_by_app(dir: &std::path::Path) -> HashMap<String, u64> {
 #[test]
 fn status_lists_apps_instances_and_anonymous_clients() {
     let dir = TempDir::new("status");
-    let server = Server::start(&dir.0, &["--stats-interval", "1s"]);
+    // `--auth off`: the hello's app chooses the bucket (tokens are `tests/auth.rs`'s, which
+    // checks that a token's connection is listed under its app).
+    let server = Server::start(&dir.0, &["--stats-interval", "1s", "--auth", "off"]);
     assert_eq!(status(server.addr), serde_json::json!({}), "nothing yet");
 
     const N: usize = 25;
@@ -245,7 +247,16 @@ fn grpc_connections_are_listed_under_their_latest_push_call() {
     let dir = TempDir::new("status-grpc");
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--auth",
+            "off",
+            "--dir",
+        ])
         .arg(&dir.0);
     let server = Server::spawn(command, &dir.0);
     let grpc_addr: SocketAddr = server.listening["grpc"].as_str().unwrap().parse().unwrap();

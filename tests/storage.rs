@@ -136,7 +136,7 @@ fn json_format_lines() {
         ..Record::default()
     }]);
     client.wait_ack(2);
-    let lines = read_lines(&dir.0.join("billing"));
+    let lines = server.lines();
     assert_eq!(lines.len(), 2);
     let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(v["seq"], 1);
@@ -165,7 +165,7 @@ fn text_format_escapes_and_shows_fields() {
     client.hello("billing", true);
     client.send(&[full_record()]);
     client.wait_ack(1);
-    let lines = read_lines(&dir.0.join("billing"));
+    let lines = server.lines();
     assert_eq!(
         lines,
         [

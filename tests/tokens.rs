@@ -2,8 +2,8 @@
 //! against the secret file it made, the files have private modes, the registry records issues
 //! and revocations, and bad input is refused with a reason and nothing written.
 //!
-//! Connections do not present tokens yet (that is the wiring into the server); these tests
-//! cover what works now: the operator's commands and the files they leave.
+//! These tests cover the operator's commands and the files they leave; tokens presented by
+//! connections (native hello, gRPC bearer, `--auth`) are tests/auth.rs.
 
 mod common;
 

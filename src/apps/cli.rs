@@ -124,7 +124,7 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 Some(d) => Some(expiry(now, *d).ok_or(CliError::Expires(*d))?),
             };
             // Checked before the secret is made, so a typo creates nothing.
-            if !token::valid_app_name(app) {
+            if !crate::storage::bucket::valid_app_name(app) {
                 return Err(CliError::Issue(IssueError::BadAppName(app.clone())));
             }
             let secret = secret::load_or_create(&place.secret()).map_err(CliError::Secret)?;

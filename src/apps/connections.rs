@@ -79,6 +79,8 @@ pub enum Socket {
     Syslog,
     Jsonl,
     Text,
+    /// Upgraded from HTTP/1.1 (`GET /v1/ws`), not picked by detection.
+    WebSocket,
 }
 
 impl Socket {
@@ -103,6 +105,7 @@ impl Socket {
             Socket::Syslog => "syslog",
             Socket::Jsonl => "jsonl",
             Socket::Text => "text",
+            Socket::WebSocket => "websocket",
         }
     }
 }

@@ -1,22 +1,26 @@
 //! Applications: the tokens that name them and the files that back the tokens.
 //!
 //! - [`token`]: HS256 JWTs, issued and verified as pure functions (bytes, secret, time in;
-//!   claims or a named refusal out), and [`token::valid_app_name`], the one app name check.
+//!   claims or a named refusal out). App names are checked by the one rule every bucket obeys,
+//!   [`crate::storage::bucket::valid_app_name`].
 //! - [`secret`]: the signing secret, `<dir>/.logmill/secret` or `--secret-file`, created at
 //!   first use with mode 0600.
 //! - [`registry`]: the append-only list of issued and revoked tokens beside the secret.
+//! - [`gate`]: the `--auth` policy: what a connection's token (or its absence) decides, asked
+//!   by the server's sessions once per connection (gRPC: once per call).
 //! - [`cli`]: `logmill token issue|list|revoke`.
 //! - [`connections`]: the registry of live connections (kept by the event loops, published to a
 //!   board) and the `logmill status` JSON built from it.
 //!
-//! Not here (yet): reading a token from a connection and the `--auth` policy; those come with
-//! the wiring into `server`.
+//! Not here: reading a token off the wire and answering a refusal (`server::session::native`,
+//! `server::grpc::calls`).
 
 use registry::Registry;
 use token::{Claims, Refused};
 
 pub mod cli;
 pub mod connections;
+pub mod gate;
 pub mod registry;
 pub mod secret;
 pub mod token;

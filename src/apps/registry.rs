@@ -25,7 +25,8 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::token::{valid_app_name, valid_jti};
+use super::token::valid_jti;
+use crate::storage::bucket::valid_app_name;
 
 const HEADER: &str =
     "# logmill token registry: one line per event, appended by `logmill token issue|revoke`\n";

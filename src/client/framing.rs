@@ -59,7 +59,9 @@ impl ClientOptions {
         self
     }
 
-    /// The token the server may ask for (unused by today's server, sent as given).
+    /// The application token (`logmill token issue --app NAME`): the server stores this
+    /// connection's records in the token's app's files, or refuses the hello (`unauthorized`)
+    /// if the token is invalid, expired or revoked.
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> ClientOptions {
         self.token = token.into();

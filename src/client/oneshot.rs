@@ -55,9 +55,15 @@ pub struct SendArgs {
     /// emergency (also warn, err, fatal and other common spellings).
     #[arg(long, default_value = "info", value_parser = parse_level)]
     level: Level,
-    /// App name sent in the hello; the files show it as APP/INSTANCE.
+    /// App name sent in the hello; the files show it as APP/INSTANCE. With --token it may be
+    /// left out (the token names the app) or must be the token's app; without one, a server
+    /// under --auth optional shows it but stores the record in <dir>/_main.log.
     #[arg(long, default_value = "")]
     app: String,
+    /// Application token (from `logmill token issue --app NAME`) sent in the hello: the record
+    /// goes to that app's files, <dir>/<app>/_main.log.
+    #[arg(long, default_value = "")]
+    token: String,
     /// Logger name.
     #[arg(long, default_value = "")]
     logger: String,
@@ -253,7 +259,9 @@ fn until(deadline: Instant) -> io::Result<Duration> {
 /// [`Error::Closed`] or [`Error::Io`] when the record was not acknowledged (it may or may not be
 /// stored); [`Error::Protocol`] when the answer is not logmill's.
 pub fn send(args: &SendArgs) -> Result<u64, Error> {
-    let options = ClientOptions::new(args.app.as_str()).timeout(ANSWER_TIMEOUT);
+    let options = ClientOptions::new(args.app.as_str())
+        .token(args.token.as_str())
+        .timeout(ANSWER_TIMEOUT);
     let record = Record {
         level: args.level,
         logger: args.logger.as_str().into(),

@@ -351,6 +351,14 @@ pub fn decode_push_request(payload: &[u8]) -> Result<PushRequest, prost::DecodeE
     PushRequest::decode(payload)
 }
 
+/// Decodes a `LogRecord` message payload (the request of `LogMessage`), after decompression.
+///
+/// # Errors
+/// prost's error when the bytes are not a valid `LogRecord`.
+pub fn decode_log_record(payload: &[u8]) -> Result<LogRecord, prost::DecodeError> {
+    LogRecord::decode(payload)
+}
+
 /// Encodes a `PushRequest` payload (clients, tests, fuzzing); frame it with [`encode_message`].
 pub fn encode_push_request(request: &PushRequest) -> Vec<u8> {
     request.encode_to_vec()
@@ -460,6 +468,7 @@ pub enum Code {
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -475,6 +484,7 @@ impl Code {
             Code::Unimplemented => "12",
             Code::Internal => "13",
             Code::Unavailable => "14",
+            Code::Unauthenticated => "16",
         }
     }
 }

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -38,9 +38,46 @@ pub fn parse_line(line: &[u8]) -> Record<'static> {
     }
 }
 
+/// Parses a message that holds one JSON object or a JSON array of them (a WebSocket text
+/// message) and hands `each` their records in order, each object mapped as a line is. Never
+/// fails, never drops: text that is neither comes back as one record of its text, an element of
+/// the array that is not an object as one record of its compact JSON, both flagged
+/// `parse_error`. An empty array gives no record. The whole array is parsed before the first
+/// record is handed over, so a broken array is one `parse_error` record, not half of its
+/// records.
+pub fn parse_message(text: &[u8], mut each: impl FnMut(Record<'static>)) {
+    let json = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    if json.trim_ascii_start().starts_with(b"[")
+        && let Ok(Array(elements)) = serde_json::from_slice::<Array>(json)
+    {
+        for element in elements {
+            each(match element {
+                Element::Object(entries) => to_record(entries),
+                Element::Other(value) => Record {
+                    body: Body::Message(Cow::Owned(value.to_string())),
+                    parse_error: true,
+                    ..Record::default()
+                },
+            });
+        }
+        return;
+    }
+    each(parse_line(text));
+}
+
 /// The top-level object, its entries in the order of the line (`serde_json::Map` would sort
 /// them, and a map type that keeps order would change every `Map` in the program).
 pub(crate) struct Object(pub(crate) Vec<(String, Value)>);
+
+/// The entries of a JSON object, in order. No `size_hint` preallocation: the count would come
+/// from the input.
+fn entries<'de, A: MapAccess<'de>>(mut map: A) -> Result<Vec<(String, Value)>, A::Error> {
+    let mut entries = Vec::new();
+    while let Some(entry) = map.next_entry()? {
+        entries.push(entry);
+    }
+    Ok(entries)
+}
 
 impl<'de> Deserialize<'de> for Object {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -50,16 +87,86 @@ impl<'de> Deserialize<'de> for Object {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
-                // No `size_hint` preallocation: the count would come from the input.
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Object(entries))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object, A::Error> {
+                entries(map).map(Object)
             }
         }
         deserializer.deserialize_map(Entries)
+    }
+}
+
+/// A top-level array ([`parse_message`]).
+struct Array(Vec<Element>);
+
+/// An element of a top-level array: an object (its entries in order, like [`Object`]) or any
+/// other value.
+enum Element {
+    Object(Vec<(String, Value)>),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Array {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = Array;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Array, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = seq.next_element()? {
+                    elements.push(element);
+                }
+                Ok(Array(elements))
+            }
+        }
+        deserializer.deserialize_seq(Elements)
+    }
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Objects keep their order; every other value is what `serde_json` makes of it.
+        struct AnyValue;
+        impl<'de> Visitor<'de> for AnyValue {
+            type Value = Element;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element, A::Error> {
+                entries(map).map(Element::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element()? {
+                    values.push(value);
+                }
+                Ok(Element::Other(Value::Array(values)))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Element, E> {
+                Ok(Element::Other(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Element, E> {
+                Ok(Element::Other(Value::from(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Element, E> {
+                Ok(Element::Other(Value::from(n)))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Element, E> {
+                Ok(Element::Other(Value::from(n)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Element, E> {
+                Ok(Element::Other(Value::from(s)))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Element, E> {
+                Ok(Element::Other(Value::String(s)))
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element::Other(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(AnyValue)
     }
 }
 
@@ -515,6 +622,57 @@ mod tests {
         let r = parse_line(nested.as_bytes());
         assert!(!r.parse_error);
         assert_eq!(field(&r, "a").as_deref().map(str::len), Some(200));
+    }
+
+    /// What a WebSocket text message holds: one object, or an array of them.
+    #[test]
+    fn messages_are_an_object_or_an_array_of_them() {
+        let records = |text: &[u8]| {
+            let mut out = Vec::new();
+            parse_message(text, |r| out.push(r));
+            out
+        };
+        let one = records(br#"{"msg":"one","b":1,"a":2}"#);
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one[0],
+            parse_line(br#"{"msg":"one","b":1,"a":2}"#),
+            "the line mapping"
+        );
+        let many = records(b" \xef\xbb\xbf[{\"msg\":\"a\",\"z\":1,\"y\":2}, 7, \"s\", null, [1, {\"b\":2,\"a\":1}], {\"level\":\"error\"}] ");
+        assert_eq!(many.len(), 1, "a BOM is only skipped at the very start");
+        assert!(many[0].parse_error);
+        let many = records(b"\xef\xbb\xbf [{\"msg\":\"a\",\"z\":1,\"y\":2}, 7, \"s\", null, [1, {\"b\":2,\"a\":1}], {\"level\":\"error\"}] ");
+        let bodies: Vec<String> = many.iter().map(|r| format!("{:?}", r.body)).collect();
+        assert_eq!(many.len(), 6, "{bodies:?}");
+        assert_eq!(many[0].body, Body::Message("a".into()));
+        let keys: Vec<&str> = many[0].fields.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["z", "y"], "objects in an array keep their order");
+        for (r, text) in many[1..5]
+            .iter()
+            .zip(["7", "\"s\"", "null", r#"[1,{"a":1,"b":2}]"#])
+        {
+            assert!(r.parse_error, "{text}");
+            assert_eq!(r.body, Body::Message(text.into()));
+        }
+        assert_eq!(many[5].level, Level::Error);
+        assert!(records(b"[]").is_empty());
+        for broken in [
+            &b"[{\"msg\":\"a\"}, "[..],
+            b"[1,,2]",
+            b"nope",
+            b"[{\"a\":1}] x",
+        ] {
+            let out = records(broken);
+            assert_eq!(out.len(), 1, "{broken:?}");
+            assert!(out[0].parse_error, "{broken:?}");
+            assert_eq!(out[0].body, Body::Message(String::from_utf8_lossy(broken)));
+        }
+        let deep = format!("[{}{}]", "[".repeat(200), "]".repeat(200));
+        assert!(
+            records(deep.as_bytes())[0].parse_error,
+            "nesting is bounded"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`http1`]: HTTP/1.1 and 1.0 requests (`httparse` for the head; bodies framed here) and
 //!   responses, for the HTTP side of the gRPC port.
 //! - [`grpc`]: gRPC message framing, gzip, the `proto/` types and their conversion to records.
+//! - [`grpc_web`]: gRPC-Web bodies (binary and base64 text), trailers-only answers, CORS.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
 //! - [`native_fast`]: the fast path for record and batch frames, checked against the crate.
 //! - [`lines`]: `\n`-terminated lines, cut into pieces when longer than the limit.
@@ -14,11 +15,13 @@
 //! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
 //! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
+//! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
 
 pub mod datagram;
 pub mod detect;
 pub mod frame;
 pub mod grpc;
+pub mod grpc_web;
 pub mod http1;
 pub mod jsonl;
 pub mod lines;
@@ -26,3 +29,4 @@ pub mod native;
 pub mod native_fast;
 pub mod pickle;
 pub mod syslog;
+pub mod websocket;

@@ -228,6 +228,8 @@ pub enum ErrorKind {
     ShuttingDown,
     SlowReader,
     IdleTimeout,
+    /// The hello's token was refused, or none was sent under `--auth required`.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -239,6 +241,7 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => ErrorCode::ShuttingDown,
             ErrorKind::SlowReader => ErrorCode::SlowReader,
             ErrorKind::IdleTimeout => ErrorCode::IdleTimeout,
+            ErrorKind::Unauthorized => ErrorCode::Unauthorized,
         }
     }
 
@@ -250,6 +253,7 @@ impl ErrorKind {
             ErrorCode::ShuttingDown => ErrorKind::ShuttingDown,
             ErrorCode::SlowReader => ErrorKind::SlowReader,
             ErrorCode::IdleTimeout => ErrorKind::IdleTimeout,
+            ErrorCode::Unauthorized => ErrorKind::Unauthorized,
         }
     }
 }

@@ -73,6 +73,8 @@ const BATCH_BYTES: usize = 512 * 1024;
 const ACCEPT_BUDGET: usize = 64;
 /// Datagrams read per turn before connections get their turn again.
 const DATAGRAM_BUDGET: usize = 1024;
+/// Refused datagrams (`--auth required`) are logged the first time, then at most this often.
+const DATAGRAM_REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 /// How often idle timeouts and retried accepts are checked when nothing else happens.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -103,6 +105,8 @@ pub struct EventLoop {
     refusals_logged_at: Option<Instant>,
     /// When a header timeout was last logged (one line a second at most).
     header_timeouts_logged_at: Option<Instant>,
+    /// `--auth required`: when a refused datagram was last logged (the first, then once a minute).
+    datagram_refusals_logged_at: Option<Instant>,
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
     accepted: u64,
     /// The gRPC side: its own listener and connections, since h2 owns their sockets.
@@ -194,6 +198,7 @@ impl EventLoop {
             last_tick: Instant::now(),
             refusals_logged_at: None,
             header_timeouts_logged_at: None,
+            datagram_refusals_logged_at: None,
             accepted: 0,
             grpc,
             input_held: 0,
@@ -573,6 +578,25 @@ impl EventLoop {
                     continue;
                 }
             };
+            if !self.shared.gate().admits_anonymous() {
+                // A datagram cannot carry a token: under `--auth required` it is counted and
+                // dropped undecoded; there is no one to tell but the log.
+                let refused = self.shared.stats().count_refused_auth(None);
+                let now = Instant::now();
+                if self
+                    .datagram_refusals_logged_at
+                    .is_none_or(|at| now.duration_since(at) >= DATAGRAM_REFUSALS_LOGGED_EVERY)
+                {
+                    self.datagram_refusals_logged_at = Some(now);
+                    self.log.warn(format_args!(
+                        "udp datagram from {peer} refused: a datagram cannot carry an \
+                         application token and this server requires one (--auth required); not \
+                         stored ({} so far; logged at most once a minute)",
+                        crate::storage::server_log::count(refused, "refusal")
+                    ));
+                }
+                continue;
+            }
             match datagram::decode(&self.scratch[..n]) {
                 Datagram::Syslog(record) => self.batch.push(key, &record, &origin, now_ns),
                 Datagram::Pickle(Ok(record)) => self.batch.push(key, &record, &origin, now_ns),

@@ -46,6 +46,7 @@ use std::thread;
 
 use mio::{Poll, Waker};
 
+use crate::apps::gate::Gate;
 use crate::config::Config;
 use crate::stats::Stats;
 use crate::storage::Command;
@@ -110,6 +111,8 @@ pub enum Error {
         source: io::Error,
     },
     Setup(io::Error),
+    /// The signing secret cannot be used (`--secret-file`, `--auth`).
+    Secret(crate::apps::secret::SecretError),
     LoopFailed(String),
     RecordsLost(u64),
 }
@@ -137,6 +140,10 @@ impl fmt::Display for Error {
                  or choose another with --dir"
             ),
             Error::Setup(e) => write!(f, "cannot set up the event loops: {e}"),
+            Error::Secret(e) => write!(
+                f,
+                "{e} (the secret signs application tokens; --auth off runs without one)"
+            ),
             Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
             Error::RecordsLost(n) => write!(
                 f,
@@ -292,6 +299,8 @@ impl Server {
             grpc_addr,
             udp_addr,
         } = listeners;
+        // First, before any record file is opened: a secret others can read stops the start.
+        let gate = Gate::open(&config).map_err(Error::Secret)?;
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
         let mut mailboxes = Vec::with_capacity(workers);
@@ -305,7 +314,8 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
-                .with_max_input(config.max_input),
+                .with_max_input(config.max_input)
+                .with_gate(gate),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =
@@ -316,11 +326,9 @@ impl Server {
                 }
             })?;
         // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
-        // The secret is `logmill token`'s default place under --dir: the one seam with the
-        // server's token settings.
-        // Nothing is created under --dir when the port is off.
-        let secret_path =
-            (!config.tcp_only).then(|| crate::apps::secret::default_path(&config.dir));
+        // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
+        // or `<dir>/.logmill/secret`); nothing is created under --dir when the port is off.
+        let secret_path = (!config.tcp_only).then(|| config.secret_path());
         let web = Arc::new(http::Web::new(
             config.header_timeout,
             config.admin_open,

@@ -15,6 +15,7 @@ use super::balance::Balance;
 use super::budget::InputBudget;
 use super::traffic::TrafficBoard;
 use crate::apps::connections::Board;
+use crate::apps::gate::Gate;
 use crate::config::Config;
 use crate::stats::Stats;
 use crate::storage::mailbox::{Handoff, Mailbox};
@@ -30,6 +31,8 @@ pub struct Shared {
     balance: Balance,
     /// Each loop's published connections, for `status` and `health`.
     connections: Board,
+    /// What a connection's token decides (`--auth`); asked once per connection or gRPC call.
+    gate: Gate,
     /// Each loop's published traffic, for `/metrics` (`server::traffic`).
     traffic: TrafficBoard,
 }
@@ -37,7 +40,8 @@ pub struct Shared {
 impl Shared {
     /// The state of a server named `name` whose loops hand off through `handoff` (one mailbox
     /// per loop) and count in `stats`; the input budget is the default until
-    /// [`with_max_input`](Self::with_max_input).
+    /// [`with_max_input`](Self::with_max_input), and the gate lets the app a client names choose
+    /// its bucket ([`Gate::off`]) until [`with_gate`](Self::with_gate).
     pub fn new(name: String, handoff: Arc<Handoff>, stats: Arc<Stats>) -> Self {
         let loops = handoff.loops();
         Shared {
@@ -49,8 +53,19 @@ impl Shared {
             handoff,
             balance: Balance::new(loops),
             connections: Board::new(loops),
+            gate: Gate::off(),
             traffic: TrafficBoard::new(loops),
         }
+    }
+
+    /// Sets the gate connections go through (`--auth`, the secret, the token registry).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Sets the input budget to `max_input` bytes (`--max-input`), shared by the loops.

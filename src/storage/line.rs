@@ -35,7 +35,20 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Records of `app` (its bucket, when `app` is a valid bucket name) from `instance`.
     pub fn new(app: String, instance: String) -> Self {
+        let mut origin = Origin::anonymous(app, instance);
+        // Sessions refuse an invalid name at hello; this is the second lock on the same door:
+        // a name that is not a valid bucket never becomes a path.
+        origin.bucket =
+            super::bucket::valid_app_name(&origin.app).then(|| Arc::from(origin.app.as_str()));
+        origin
+    }
+
+    /// Records shown as `label`/`instance` in the lines but stored in the anonymous bucket: a
+    /// connection that names an app without the token that would prove it (`--auth optional`).
+    pub fn anonymous(label: String, instance: String) -> Self {
+        let app = label;
         // The first plain `/` ends the app, so one in the app is escaped.
         let mut app_column = Vec::new();
         column(&app, &mut app_column);
@@ -50,14 +63,11 @@ impl Origin {
             text_column.push(b'/');
             escape::<COLUMN>(&instance, &mut text_column);
         }
-        // Sessions refuse an invalid name at hello; this is the second lock on the same door:
-        // a name that is not a valid bucket never becomes a path.
-        let bucket = super::bucket::valid_app_name(&app).then(|| Arc::from(app.as_str()));
         Origin {
             app,
             instance,
             text_column,
-            bucket,
+            bucket: None,
         }
     }
 

@@ -140,6 +140,14 @@ async function unary(target) {
   r = await unaryCall(client, 'Push', request(t, 0, 10000));
   expect(r.accepted === 10000 && r.last_seq - r.first_seq + 1 >= 10000, `Push 10k: ${JSON.stringify(r)}`);
   sent(t, 10000);
+  // LogMessage: the seed's `client.logMessage(logEntry)`, one record per call.
+  t = tag('logmessage');
+  for (let i = 0; i < 3; i++) {
+    r = await unaryCall(client, 'LogMessage', record(t, i), {}, md);
+    expect(r.accepted === 1 && r.first_seq === r.last_seq && r.first_seq > 0,
+      `LogMessage: ${JSON.stringify(r)}`);
+    sent(t, 1);
+  }
   client.close();
 }
 
@@ -188,6 +196,8 @@ async function errors(target) {
   await expectCode(rawCall('/no.Such/Service', Buffer.alloc(0)), grpc.status.UNIMPLEMENTED, 'unknown service');
   await expectCode(rawCall('/logmill.v1.LogService/Push', Buffer.from([0x0a, 0x05, 0x08])),
     grpc.status.INVALID_ARGUMENT, 'undecodable', 'not a valid PushRequest');
+  await expectCode(rawCall('/logmill.v1.LogService/LogMessage', Buffer.from([0x1a, 0x05, 0x61, 0x62])),
+    grpc.status.INVALID_ARGUMENT, 'undecodable LogRecord', 'not a valid LogRecord');
   raw.close();
 
   const client = new LogService(target, grpc.credentials.createInsecure());

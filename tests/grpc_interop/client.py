@@ -110,6 +110,16 @@ def unary(channel, args):
     sent(t, 10_000)
     r = stub.Push(logmill_pb2.PushRequest(), timeout=10)
     expect((r.accepted, r.first_seq, r.last_seq) == (0, 0, 0), f"empty Push: {r}")
+    # LogMessage: the seed's `client.logMessage(logEntry)`, one record per call.
+    t = tag("logmessage")
+    for i in range(3):
+        r = stub.LogMessage(
+            record(t, i),
+            timeout=30,
+            metadata=[("logmill-app", "interop"), ("logmill-instance", RUN)],
+        )
+        expect(r.accepted == 1 and r.first_seq == r.last_seq and r.first_seq > 0, f"LogMessage: {r}")
+        sent(t, 1)
 
 
 def streaming(channel, args):
@@ -173,6 +183,12 @@ def errors(channel, args):
         grpc.StatusCode.INVALID_ARGUMENT,
         "undecodable message",
         "not a valid PushRequest",
+    )
+    expect_code(
+        lambda: raw("/logmill.v1.LogService/LogMessage")(b"\x1a\x05ab", timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "undecodable LogRecord",
+        "not a valid LogRecord",
     )
     big = logmill_pb2.PushRequest(records=[record(tag("big"), 0, 5 * 1024 * 1024)])
     expect_code(

@@ -35,6 +35,7 @@ use slab::Slab;
 use super::replies::{HEALTH_SERVICES, send_reply, send_status, serving_status, watch_update};
 use super::wake::WakeState;
 use crate::apps::connections::{Entry, Socket};
+use crate::apps::gate::Admit;
 use crate::config::GrpcLimits;
 use crate::net::waker::waker_for;
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
@@ -42,6 +43,7 @@ use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Status};
 use crate::server::shared::Shared;
+use crate::storage::bucket::default_instance;
 use crate::storage::line::Origin;
 use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, ConnKey};
@@ -68,8 +70,22 @@ pub struct GrpcContext<'a> {
 pub(super) enum Rpc {
     Push,
     PushStream,
+    /// One `LogRecord` (the seed's `client.logMessage`): Push with one record.
+    LogMessage,
     HealthCheck,
     HealthWatch,
+}
+
+impl Rpc {
+    /// The method stores records (and so needs a token, and waits for the writer).
+    fn pushes(self) -> bool {
+        matches!(self, Rpc::Push | Rpc::PushStream | Rpc::LogMessage)
+    }
+
+    /// One request message, exactly.
+    fn unary(self) -> bool {
+        !matches!(self, Rpc::PushStream)
+    }
 }
 
 /// One gRPC call (one HTTP/2 stream).
@@ -221,6 +237,7 @@ impl Calls {
         request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
         now: Instant,
+        shared: &Shared,
         log: &ServerLog,
         peer: std::net::SocketAddr,
     ) -> bool {
@@ -249,6 +266,7 @@ impl Calls {
         let method = match head.uri.path() {
             "/logmill.v1.LogService/Push" => Some(Rpc::Push),
             "/logmill.v1.LogService/PushStream" => Some(Rpc::PushStream),
+            "/logmill.v1.LogService/LogMessage" => Some(Rpc::LogMessage),
             "/grpc.health.v1.Health/Check" => Some(Rpc::HealthCheck),
             "/grpc.health.v1.Health/Watch" => Some(Rpc::HealthWatch),
             _ => None,
@@ -258,8 +276,8 @@ impl Calls {
                 Code::Unimplemented,
                 format!(
                     "unknown method {}: this server has logmill.v1.LogService/Push, \
-                     logmill.v1.LogService/PushStream, grpc.health.v1.Health/Check and \
-                     grpc.health.v1.Health/Watch",
+                     logmill.v1.LogService/PushStream, logmill.v1.LogService/LogMessage, \
+                     grpc.health.v1.Health/Check and grpc.health.v1.Health/Watch",
                     head.uri.path()
                 ),
             );
@@ -302,13 +320,37 @@ impl Calls {
             send_status(&mut Some(respond), &mut None, &status);
             return false;
         }
-        let origin = {
-            let instance =
-                crate::storage::bucket::default_instance(&app, text("logmill-instance"), peer);
-            Origin::new(app, instance)
+        let instance = text("logmill-instance");
+        let origin = match method {
+            // Health calls store nothing: no token asked.
+            Rpc::HealthCheck | Rpc::HealthWatch => Origin::default(),
+            Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
+                let authorization = head.headers.get(http::header::AUTHORIZATION);
+                match admit(
+                    authorization.map(HeaderValue::as_bytes),
+                    app,
+                    instance,
+                    shared,
+                    peer,
+                ) {
+                    Ok(origin) => origin,
+                    Err(refused) => {
+                        let count = shared.stats().count_refused_auth(refused.app.as_deref());
+                        log.warn(format_args!(
+                            "gRPC call from {peer}: {}{}; answered UNAUTHENTICATED ({})",
+                            refused.message,
+                            refused.detail,
+                            crate::storage::server_log::count(count, "refusal")
+                        ));
+                        let status = Status::new(Code::Unauthenticated, refused.message);
+                        send_status(&mut Some(respond), &mut None, &status);
+                        return false;
+                    }
+                }
+            }
         };
         // A connection whose calls name different apps is listed under its latest push call's.
-        if matches!(method, Rpc::Push | Rpc::PushStream) {
+        if method.pushes() {
             self.entry.set_origin(&origin);
         }
         let entry = self.slots.vacant_entry();
@@ -386,7 +428,7 @@ impl Calls {
         // without a message was already failed by `read`.
         if !call.answered {
             match call.method {
-                Rpc::Push | Rpc::PushStream => {
+                Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
                     if call.input_done && call.written == call.pushed {
                         // A call with no records has no sequence numbers: both stay 0.
                         let reply = PushResponse {
@@ -505,7 +547,7 @@ impl Calls {
         }
         loop {
             let call = &mut self.slots[slot];
-            let pushes = matches!(call.method, Rpc::Push | Rpc::PushStream);
+            let pushes = call.method.pushes();
             if pushes && (cx.shared.pending_full() || *budget == 0) {
                 // Backpressure or fairness: come back to this call at the next drive.
                 self.due.push(slot);
@@ -530,9 +572,7 @@ impl Calls {
                             "request body ended inside a message ({} bytes of it received)",
                             call.deframer.pending()
                         ))
-                    } else if call.messages == 0
-                        && matches!(call.method, Rpc::Push | Rpc::HealthCheck | Rpc::HealthWatch)
-                    {
+                    } else if call.messages == 0 && call.method.unary() {
                         Some("unary call without a request message".to_string())
                     } else {
                         None
@@ -605,14 +645,24 @@ impl Calls {
                 payload
             };
             match method {
-                Rpc::Push | Rpc::PushStream => {
+                Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
                     if *method == Rpc::Push && *messages > 1 {
                         return Err(Status::new(
                             Code::Internal,
                             "Push is unary: one PushRequest per call (use PushStream for more)",
                         ));
                     }
-                    let n = push_records(payload, *messages, key, origin, cx)?;
+                    if *method == Rpc::LogMessage && *messages > 1 {
+                        return Err(Status::new(
+                            Code::Internal,
+                            "LogMessage is unary: one LogRecord per call (use Push for more)",
+                        ));
+                    }
+                    let n = if *method == Rpc::LogMessage {
+                        push_record(payload, key, origin, cx)?
+                    } else {
+                        push_records(payload, *messages, key, origin, cx)?
+                    };
                     if n > 0 {
                         match fifo.back_mut() {
                             Some((last, count)) if *last == slot => *count += n,
@@ -685,6 +735,77 @@ impl Calls {
 /// The hot path: one formatted line per record, appended to the loop's batch (which goes to
 /// the writer once per loop turn). prost has already allocated each non-empty string once while
 /// decoding; `to_record` only borrows them.
+/// Why a call was refused by `--auth`: what the client is told (`grpc-message`), what only the
+/// log gets, and the app a genuine token names (for the per-app count).
+pub(crate) struct Unauthenticated {
+    pub(crate) message: String,
+    pub(crate) detail: String,
+    pub(crate) app: Option<String>,
+}
+
+/// A push call's token (its `authorization` metadata, `Bearer TOKEN`) judged by the gate, once
+/// per call, and the origin of its records: the token's app and bucket, or anonymous with the
+/// `logmill-app` it names as a label (see [`crate::apps::gate`]). `app` is already a valid name
+/// or empty. gRPC over h2 and gRPC-Web (`server::session::grpc_web`) both call this.
+pub(crate) fn admit(
+    authorization: Option<&[u8]>,
+    app: String,
+    instance: String,
+    shared: &Shared,
+    peer: std::net::SocketAddr,
+) -> Result<Origin, Unauthenticated> {
+    let gate = shared.gate();
+    let token = match authorization {
+        None => String::new(),
+        // Tokens are ignored, whatever shape the header has.
+        Some(_) if gate.policy() == crate::config::Auth::Off => String::new(),
+        Some(value) => match bearer(value) {
+            Some(token) => String::from_utf8_lossy(token).into_owned(),
+            None => {
+                return Err(Unauthenticated {
+                    message: "refused: the authorization metadata must be `Bearer TOKEN`, with a \
+                              token from `logmill token issue`"
+                        .into(),
+                    detail: String::new(),
+                    app: None,
+                });
+            }
+        },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match gate.admit(&token, &app, now) {
+        Ok(Admit::App(app)) => {
+            let instance = default_instance(&app, instance, peer);
+            Ok(Origin::new(app, instance))
+        }
+        Ok(Admit::Anonymous { label }) => {
+            let instance = default_instance(&label, instance, peer);
+            Ok(Origin::anonymous(label, instance))
+        }
+        Err(refusal) => Err(Unauthenticated {
+            message: refusal.message(),
+            detail: refusal
+                .log_detail()
+                .map_or_else(String::new, |why| format!(" ({why})")),
+            app: refusal.app().map(str::to_owned),
+        }),
+    }
+}
+
+/// The token of an `authorization` value `Bearer TOKEN` (the scheme in any case, RFC 6750), or
+/// `None` for another scheme or shape.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    let head = value.get(..SCHEME.len())?;
+    if !head.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let token = value[SCHEME.len()..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
 fn push_records(
     payload: &[u8],
     number: u64,
@@ -703,6 +824,26 @@ fn push_records(
             .push(key, &grpc::to_record(record), origin, cx.now_ns);
     }
     Ok(request.records.len() as u64)
+}
+
+/// `LogMessage`'s record path: the request message decoded (prost) as one `LogRecord` and
+/// pushed as [`push_records`] pushes each of a `PushRequest`'s. Returns 1; a message that is not
+/// a `LogRecord` pushes nothing and fails the call with INVALID_ARGUMENT.
+fn push_record(
+    payload: &[u8],
+    key: ConnKey,
+    origin: &Origin,
+    cx: &mut GrpcContext<'_>,
+) -> Result<u64, Status> {
+    let record = grpc::decode_log_record(payload).map_err(|e| {
+        Status::new(
+            Code::InvalidArgument,
+            format!("request message is not a valid LogRecord: {e}"),
+        )
+    })?;
+    cx.batch
+        .push(key, &grpc::to_record(&record), origin, cx.now_ns);
+    Ok(1)
 }
 
 /// Undoes a message's compression (`grpc-encoding`) into `inflated`, at most `max` bytes.
@@ -733,5 +874,31 @@ fn inflate<'a>(
                 grpc::ACCEPT_ENCODING
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_takes_the_token_of_a_bearer_value_only() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some(&b"abc.def.ghi"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER abc"), Some(&b"abc"[..]));
+        for refused in [
+            &b"Basic dXNlcjpwdw=="[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearerabc",
+            b"",
+        ] {
+            assert_eq!(
+                bearer(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 }

@@ -526,7 +526,10 @@ impl GrpcConnection {
             };
             match conn.poll_accept(&mut task) {
                 Poll::Ready(Some(Ok((request, respond)))) => {
-                    if self.calls.start(request, respond, now, cx.log, self.peer) {
+                    if self
+                        .calls
+                        .start(request, respond, now, cx.shared, cx.log, self.peer)
+                    {
                         self.idle_since = None;
                     }
                 }

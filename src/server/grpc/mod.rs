@@ -23,6 +23,7 @@ mod replies;
 mod wake;
 
 pub use calls::GrpcContext;
+pub(crate) use calls::admit;
 pub use lifecycle::{Drive, GrpcConnection};
 pub use port::{Accepted, Driven, GrpcPort, Http1};
 pub use wake::ReadyQueue;

@@ -63,8 +63,8 @@ impl Guard {
     /// The guard for tokens signed with the secret at `secret_path` (created if missing, as
     /// `logmill token issue` does), with the registry beside it; `open` is `--admin-open`.
     ///
-    /// The secret's path is the one seam with the server's token settings: today
-    /// `apps::secret::default_path(--dir)`, the place `logmill token` uses by default.
+    /// The secret is the server's (`Config::secret_path`: `--secret-file`, or the place
+    /// `logmill token` uses by default under `--dir`).
     pub fn load(open: bool, secret_path: &Path) -> Guard {
         if open {
             return Guard::Open;

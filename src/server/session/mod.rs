@@ -31,6 +31,9 @@
 //! Dispatch is a `match` per call of `consume` (once per read), never per record, and never
 //! through a `dyn`.
 
+/// gRPC-Web calls, which the HTTP session runs (not a session of their own: a call is one
+/// request body in, one answer out once its records are written).
+pub mod grpc_web;
 mod health;
 pub mod http;
 mod lines;
@@ -38,6 +41,7 @@ mod native;
 mod pickle;
 mod status;
 mod syslog;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -218,6 +222,7 @@ pub enum Session {
     Syslog(syslog::Syslog),
     Lines(lines::Lines),
     Http(http::Http),
+    WebSocket(websocket::WebSocket),
 }
 
 /// Runs `$body` with `$s` bound to whichever session `$session` holds: the one list of arms.
@@ -229,6 +234,7 @@ macro_rules! each {
             Session::Syslog($s) => $body,
             Session::Lines($s) => $body,
             Session::Http($s) => $body,
+            Session::WebSocket($s) => $body,
         }
     };
 }
@@ -237,12 +243,41 @@ const UNKNOWN_PROTOCOL: &[u8] = b"logmill: unrecognised protocol. This port take
 (schema/logmill.capnp), Python SocketHandler pickles, syslog, JSON lines, plain text lines, or the \
 line `health` or `status`.\n";
 
+/// The name of a protocol whose records come with no token at all: anonymous under `--auth
+/// optional`, refused under `required`. `None` for the others: native carries a token in its
+/// hello, `health`, `status` and unknown bytes store nothing.
+fn carries_no_token(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Pickle => Some("Python SocketHandler (pickle)"),
+        Protocol::Syslog => Some("syslog"),
+        Protocol::JsonLines => Some("JSON lines"),
+        Protocol::Text => Some("plain text"),
+        Protocol::Native | Protocol::Health | Protocol::Status | Protocol::Unknown => None,
+    }
+}
+
 impl Session {
     /// The one place a detected protocol becomes a session. `None`: the protocol is said in one
     /// answer (`health`, `status`, or the error for bytes nothing speaks) and the connection
     /// closes; such a connection is never listed in `status`.
     pub fn start(protocol: Protocol, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Option<Self> {
         sink.entry.set_socket(Socket::of(protocol));
+        if let Some(name) = carries_no_token(protocol)
+            && !cx.shared.gate().admits_anonymous()
+        {
+            // `--auth required`, and this protocol has no place for a token: refused by name,
+            // before a byte of it is decoded.
+            let refused = cx.shared.stats().count_refused_auth(None);
+            cx.log.warn(format_args!(
+                "connection from {}: {name} cannot carry an application token and this server \
+                 requires one (--auth required); closed ({})",
+                sink.peer,
+                crate::storage::server_log::count(refused, "refusal")
+            ));
+            sink.reply()
+                .extend_from_slice(crate::apps::gate::ANONYMOUS_REFUSED.as_bytes());
+            return None;
+        }
         match protocol {
             Protocol::Native => Some(Session::Native(native::Native::default())),
             Protocol::Pickle => Some(Session::Pickle(pickle::Pickle)),
@@ -268,6 +303,16 @@ impl Session {
         }
     }
 
+    /// The session of a connection the HTTP side has upgraded to WebSocket (`GET /v1/ws`,
+    /// answered `101`): its records go under `origin` (the app its token names, the instance it
+    /// gave), and `want_acks` is its `?acks=1`. Not picked by detection: the HTTP session
+    /// switches to it (see `websocket`'s module doc for what it takes and says).
+    pub fn websocket(origin: Origin, want_acks: bool, sink: &mut Sink<'_>) -> Session {
+        sink.entry.set_socket(Some(Socket::WebSocket));
+        sink.set_origin(origin);
+        Session::WebSocket(websocket::WebSocket::new(want_acks))
+    }
+
     /// An HTTP/1.1 connection handed over by the gRPC port's detection (`server::http`).
     pub fn http(web: Arc<crate::server::http::Web>) -> Self {
         Session::Http(http::Http::new(web))
@@ -282,6 +327,7 @@ impl Session {
             Session::Lines(lines) if lines.is_json() => "jsonl",
             Session::Lines(_) => "text",
             Session::Http(_) => "http",
+            Session::WebSocket(_) => "websocket",
         }
     }
 
@@ -345,6 +391,7 @@ mod tests {
     use crate::config::Format;
     use crate::protocol::frame::{self, Frame};
     use crate::protocol::native::{self, ErrorKind, ServerFrame};
+    use crate::protocol::websocket as ws;
     use crate::stats::Stats;
     use crate::storage::line::LineFormatter;
     use crate::storage::mailbox::{Handoff, Mailbox};
@@ -660,6 +707,311 @@ mod tests {
             conn.output
                 .ends_with(b"malformed request: invalid method or token\n")
         );
+    }
+
+    /// A WebSocket session as the HTTP side starts it after a `101`.
+    fn websocket(want_acks: bool, conn: &mut Conn) -> Session {
+        Session::websocket(
+            Origin::new("billing".into(), "pod-7".into()),
+            want_acks,
+            &mut conn.sink(),
+        )
+    }
+
+    /// A client frame (masked).
+    fn ws(fin: bool, opcode: ws::Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        ws::encode_client_frame(fin, opcode, [1, 2, 3, 4], payload, &mut out);
+        out
+    }
+
+    /// The server frames in `out` (unmasked, unfragmented, lengths under 64 KiB): opcode and
+    /// payload.
+    fn server_frames(mut out: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while let [b0, b1, rest @ ..] = out {
+            assert_eq!(b0 & 0xF0, 0x80, "FIN, no reserved bits");
+            assert_eq!(b1 & 0x80, 0, "server frames are not masked");
+            let (len, rest) = match b1 & 0x7F {
+                126 => (
+                    usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                    &rest[2..],
+                ),
+                len => (usize::from(len), rest),
+            };
+            frames.push((b0 & 0x0F, rest[..len].to_vec()));
+            out = &rest[len..];
+        }
+        frames
+    }
+
+    /// A close frame's code and reason.
+    fn close_frame(code: u16, reason: &str) -> (u8, Vec<u8>) {
+        (0x8, [&code.to_be_bytes()[..], reason.as_bytes()].concat())
+    }
+
+    fn native_payload(records: &[Record<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        native::encode_records(records, &mut out);
+        out.split_off(4)
+    }
+
+    #[test]
+    fn websocket_text_and_binary_messages_become_records() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(false, &mut conn);
+        assert_eq!(conn.origin.app(), "billing");
+        let mut stream = ws(true, ws::Opcode::Text, br#"{"msg":"one","level":"error"}"#);
+        stream.extend(ws(
+            true,
+            ws::Opcode::Text,
+            br#"[{"msg":"two"},{"msg":"three"},"four"]"#,
+        ));
+        stream.extend(ws(true, ws::Opcode::Text, b"not json"));
+        stream.extend(ws(true, ws::Opcode::Text, b""));
+        let natives = [
+            Record {
+                body: crate::record::Body::Message("five".into()),
+                ..Record::default()
+            },
+            Record {
+                body: crate::record::Body::Message("six".into()),
+                ..Record::default()
+            },
+        ];
+        stream.extend(ws(true, ws::Opcode::Binary, &native_payload(&natives)));
+        let progress = session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: stream.len(),
+                needed: None
+            }
+        );
+        assert_eq!((lp.batch.len(), conn.in_flight), (7, 7));
+        assert!(conn.output.is_empty(), "no acks asked for");
+        let row = conn.entry.row("127.0.0.1:1".parse().unwrap()).unwrap();
+        let status = crate::apps::connections::status_json(&[row], 4096);
+        assert!(status.contains("\"socket\":\"websocket\""), "{status}");
+        assert!(status.contains("{\"billing\":{"), "{status}");
+        assert!(status.contains("\"records\":7"), "{status}");
+    }
+
+    /// The same messages whatever the reads: a stream cut at every byte, the connection keeping
+    /// the unconsumed tail, gives the same records and replies.
+    #[test]
+    fn websocket_reads_cut_anywhere_give_the_same_records_and_replies() {
+        let mut stream = ws(false, ws::Opcode::Text, br#"[{"msg":"a"},"#);
+        stream.extend(ws(true, ws::Opcode::Ping, b"hi"));
+        stream.extend(ws(true, ws::Opcode::Continuation, br#"{"msg":"b"}]"#));
+        stream.extend(ws(true, ws::Opcode::Text, br#"{"msg":"c"}"#));
+        stream.extend(ws(true, ws::Opcode::Close, b"\x03\xe8"));
+        let run = |cut: usize| {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let mut session = websocket(false, &mut conn);
+            let mut held = Vec::new();
+            let mut closed = false;
+            for piece in [&stream[..cut], &stream[cut..]] {
+                held.extend_from_slice(piece);
+                match session.consume(&held, &mut conn.sink(), &mut lp.cx()) {
+                    Progress::Need { used, .. } => drop(held.drain(..used)),
+                    // `Session::consume` never returns a switch.
+                    Progress::Close | Progress::Switch { .. } => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            (lp.batch.len(), conn.output, closed)
+        };
+        let whole = run(stream.len());
+        assert_eq!(whole.0, 3);
+        assert_eq!(
+            server_frames(&whole.1),
+            [(0xA, b"hi".to_vec()), close_frame(1000, "")]
+        );
+        assert!(whole.2);
+        for cut in 0..stream.len() {
+            assert_eq!(run(cut), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn websocket_close_is_echoed_and_ping_answered() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(false, &mut conn);
+        let mut stream = ws(true, ws::Opcode::Ping, b"p1");
+        stream.extend(ws(true, ws::Opcode::Pong, b"unasked"));
+        stream.extend(ws(true, ws::Opcode::Close, b"\x0f\xa0app says bye"));
+        stream.extend(ws(true, ws::Opcode::Text, br#"{"msg":"after the close"}"#));
+        let progress = session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert_eq!(lp.batch.len(), 0, "nothing is taken after a close");
+        assert_eq!(
+            server_frames(&conn.output),
+            [(0xA, b"p1".to_vec()), close_frame(4000, "")]
+        );
+        // Nothing follows the close frame.
+        conn.output.clear();
+        session.ack(0, 0, &mut conn.sink());
+        session.farewell(&Farewell::ShuttingDown, &mut conn.sink());
+        assert!(conn.output.is_empty());
+    }
+
+    /// Every error closes with its code and reason, taking no records from the bad message.
+    #[test]
+    fn websocket_errors_close_with_their_code() {
+        let mut unmasked = ws(true, ws::Opcode::Text, b"{}");
+        unmasked[1] &= 0x7F;
+        let bad_native = ws(true, ws::Opcode::Binary, b"\x00\x01\x02\x03garbage!");
+        for (stream, code, reason) in [
+            (unmasked, 1002u16, "client frames must be masked"),
+            (
+                ws(true, ws::Opcode::Text, &[b' '; 1025]),
+                1009,
+                "message of 1025 bytes is over the limit of 1024",
+            ),
+            (
+                ws(true, ws::Opcode::Text, b"\xff"),
+                1007,
+                "text message is not valid UTF-8",
+            ),
+            (
+                bad_native,
+                1007,
+                "binary message is not a native ClientFrame",
+            ),
+        ] {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let mut session = websocket(false, &mut conn);
+            let mut input = ws(true, ws::Opcode::Text, br#"{"msg":"kept"}"#);
+            input.extend(&stream);
+            let progress = session.consume(&input, &mut conn.sink(), &mut lp.cx());
+            assert_eq!(progress, Progress::Close, "{reason}");
+            assert_eq!(
+                lp.batch.len(),
+                1,
+                "{reason}: the good message before is kept"
+            );
+            let frames = server_frames(&conn.output);
+            assert_eq!(frames.len(), 1, "{reason}");
+            assert_eq!(frames[0].1[..2], code.to_be_bytes(), "{reason}");
+            let said = String::from_utf8(frames[0].1[2..].to_vec()).unwrap();
+            assert!(said.starts_with(reason), "{said}");
+            assert_eq!(lp.shared.stats().decode_errors(), 1, "{reason}");
+        }
+    }
+
+    #[test]
+    fn websocket_ignores_a_native_hello() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(false, &mut conn);
+        let mut hello = Vec::new();
+        native::encode_hello(
+            &native::Hello {
+                app: "other".into(),
+                instance: "x".into(),
+                token: String::new(),
+                want_acks: true,
+            },
+            &mut hello,
+        );
+        let stream = ws(true, ws::Opcode::Binary, &hello[4..]);
+        let progress = session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert!(matches!(progress, Progress::Need { .. }));
+        assert_eq!(conn.origin.app(), "billing", "the upgrade's app stays");
+        assert!(!session.wants_acks(), "the upgrade's acks stay");
+        assert!(conn.output.is_empty());
+    }
+
+    #[test]
+    fn websocket_acks_are_text_frames() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(true, &mut conn);
+        assert!(session.wants_acks());
+        let stream = ws(true, ws::Opcode::Text, br#"[{"msg":"a"},{"msg":"b"}]"#);
+        session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(conn.in_flight, 2);
+        conn.in_flight = 0; // as `Connection::completed` does before the ack
+        session.ack(2, 41, &mut conn.sink());
+        assert_eq!(
+            server_frames(&conn.output),
+            [(0x1, br#"{"ack":2,"last_seq":41}"#.to_vec())]
+        );
+    }
+
+    /// A close decided while acked records are being written waits for the ack covering them:
+    /// nothing may follow a close frame.
+    #[test]
+    fn websocket_close_waits_for_the_last_ack() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(true, &mut conn);
+        let mut stream = ws(true, ws::Opcode::Text, br#"[{"msg":"a"},{"msg":"b"}]"#);
+        stream.extend(ws(true, ws::Opcode::Close, b""));
+        let progress = session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert!(conn.output.is_empty(), "the close is owed");
+        conn.in_flight = 1;
+        session.ack(1, 10, &mut conn.sink());
+        conn.in_flight = 0;
+        session.ack(2, 11, &mut conn.sink());
+        session.ack(2, 11, &mut conn.sink());
+        assert_eq!(
+            server_frames(&conn.output),
+            [
+                (0x1, br#"{"ack":1,"last_seq":10}"#.to_vec()),
+                (0x1, br#"{"ack":2,"last_seq":11}"#.to_vec()),
+                close_frame(1000, ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn websocket_farewells_are_close_frames() {
+        for (why, code) in [
+            (Farewell::Shed { held: 10 }, 1013),
+            (Farewell::IdleTimeout(Duration::from_secs(3)), 1008),
+            (Farewell::ShuttingDown, 1001),
+        ] {
+            let mut conn = Conn::new();
+            let mut session = websocket(true, &mut conn);
+            session.farewell(&why, &mut conn.sink());
+            session.farewell(&why, &mut conn.sink());
+            let frames = server_frames(&conn.output);
+            assert_eq!(frames.len(), 1, "{why:?}: one close only");
+            assert_eq!(frames[0].1[..2], u16::to_be_bytes(code), "{why:?}");
+            let reason = String::from_utf8(frames[0].1[2..].to_vec()).unwrap();
+            let expected = match why {
+                Farewell::Shed { .. } => "server input memory (--max-input) is full and this \
+                    connection held the most (10 bytes); closing"
+                    .to_string(),
+                _ => why.message(),
+            };
+            assert_eq!(reason, expected);
+        }
+    }
+
+    #[test]
+    fn websocket_end_of_stream_counts_what_is_lost() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(false, &mut conn);
+        let mut stream = ws(false, ws::Opcode::Text, b"12345");
+        stream.extend(&ws(true, ws::Opcode::Continuation, b"678")[..7]);
+        let progress = session.consume(&stream, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: 11,
+                needed: Some(9)
+            }
+        );
+        let lost = session.finish(&stream[11..], &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            lost,
+            7 + 5,
+            "the unfinished frame and the fragment before it"
+        );
+        assert_eq!(lp.batch.len(), 0);
     }
 
     /// The kinds of the native error frames in `out`.
