@@ -143,6 +143,11 @@ pub struct Config {
     /// The signing secret (`--secret-file`); `None` is `<dir>/.logmill/secret`
     /// ([`Config::secret_path`]). Read (or created) at start-up unless `auth` is `Off`.
     pub secret_file: Option<PathBuf>,
+    /// How long an HTTP client on the gRPC port has to send a whole request head, from its
+    /// first byte (`server::http::HEADER_TIMEOUT`, the slowloris bound).
+    pub header_timeout: Duration,
+    /// Serve the HTTP admin API (`/v1/status`) without an admin token.
+    pub admin_open: bool,
 }
 
 impl Default for Config {
@@ -172,6 +177,8 @@ impl Default for Config {
             stats_interval: defaults::STATS_INTERVAL,
             auth: defaults::AUTH,
             secret_file: None,
+            header_timeout: crate::server::http::HEADER_TIMEOUT,
+            admin_open: false,
         }
     }
 }

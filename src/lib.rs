@@ -8,6 +8,9 @@
 //!  (one listener,      |  accept, read,    |  protocol::detect -> server::session: native |
 //!   shared by loops)   |  decode, format   |    pickle | syslog | lines | health; one Batch
 //!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc::GrpcPort)
+//!  HTTP/1.1 (same port)|                   |  handed to the slab by the port's detection:
+//!                      |                   |    session::http (server::http: /healthz, /metrics,
+//!                      |                   |    /v1/status)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
@@ -48,7 +51,8 @@
 //! - [`storage`]: the writer thread, line format, rotating files, the sequence high-water mark,
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
 //! - [`stats`]: the counters every thread bumps (atomics, and refusals by app behind a mutex
-//!   taken once per refusal; the lowest room).
+//!   taken once per refusal; the lowest room); the writer's histograms for `/metrics`
+//!   (`server::http::metrics`, which sums the loops' own counts, `server::traffic`).
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;

@@ -69,10 +69,11 @@ struct ServeArgs {
     /// TCP port for native frames and `health` (0: any free port, printed at start-up).
     #[arg(long, default_value_t = defaults::PORT)]
     port: u16,
-    /// gRPC port (h2c; logmill.v1.LogService and grpc.health.v1.Health); 0: any free port.
+    /// gRPC port (h2c; logmill.v1.LogService and grpc.health.v1.Health), which also answers
+    /// HTTP/1.1: GET /healthz, /metrics (Prometheus) and /v1/status (admin); 0: any free port.
     #[arg(long = "grpc-port", alias = "grpc_port", default_value_t = defaults::GRPC_PORT)]
     grpc_port: u16,
-    /// Serve TCP only: no gRPC port.
+    /// Serve TCP only: no gRPC port (and so no HTTP: /healthz, /metrics, /v1/status).
     #[arg(long = "tcp-only", aliases = ["tcp_only", "only_tcp", "only-tcp"])]
     tcp_only: bool,
     /// Also listen on this UDP port for syslog datagrams and Python's DatagramHandler (off unless
@@ -147,6 +148,16 @@ struct ServeArgs {
     /// <dir>/.logmill/secret, with the token registry beside it.
     #[arg(long = "secret-file", value_name = "FILE")]
     secret_file: Option<PathBuf>,
+    /// HTTP/1.1 on the gRPC port: close a client that has not sent a whole request head this
+    /// long after its first byte (slowloris), with 408.
+    #[arg(long = "header-timeout", default_value_t = Span(logmill::server::http::HEADER_TIMEOUT))]
+    header_timeout: Span,
+    /// Serve the HTTP admin API (/v1/status: who is connected) without a token. Without it, the
+    /// admin API asks for `Authorization: Bearer <token>` with a token from
+    /// `logmill token issue --admin` (checked with --secret-file); /healthz and
+    /// /metrics never ask.
+    #[arg(long = "admin-open")]
+    admin_open: bool,
 }
 
 fn parse_max_frame(s: &str) -> Result<Size, String> {
@@ -188,6 +199,8 @@ impl ServeArgs {
             stats_interval: self.stats_interval.0,
             auth: self.auth,
             secret_file: self.secret_file,
+            header_timeout: self.header_timeout.0,
+            admin_open: self.admin_open,
         }
     }
 }

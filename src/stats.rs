@@ -42,6 +42,120 @@ pub struct Stats {
     refused_auth: AtomicU64,
     /// The same, by the app a genuine token names (see [`MAX_REFUSED_APPS`]).
     refused_auth_by_app: Mutex<BTreeMap<String, u64>>,
+    /// Undecodable input by where it came from (indexed by [`Decoder`]).
+    decode_errors_by: [AtomicU64; Decoder::ALL.len()],
+    /// HTTP connections closed for not finishing a request head in time (slowloris).
+    header_timeouts: AtomicU64,
+    /// The writer's own figures (only the writer thread bumps them).
+    pub writer: WriterStats,
+}
+
+/// Where an undecodable frame, message or datagram came from: the `protocol` label of
+/// `logmill_decode_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    Native,
+    Pickle,
+    Grpc,
+    GrpcWeb,
+    WebSocket,
+    Udp,
+}
+
+impl Decoder {
+    pub const ALL: [Decoder; 6] = [
+        Decoder::Native,
+        Decoder::Pickle,
+        Decoder::Grpc,
+        Decoder::GrpcWeb,
+        Decoder::WebSocket,
+        Decoder::Udp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decoder::Native => "native",
+            Decoder::Pickle => "pickle",
+            Decoder::Grpc => "grpc",
+            Decoder::GrpcWeb => "grpc_web",
+            Decoder::WebSocket => "websocket",
+            Decoder::Udp => "udp",
+        }
+    }
+}
+
+/// A histogram with fixed upper bounds, bumped by one thread (the writer): each observation is
+/// two `Relaxed` adds on atomics no other thread writes, read (summed into cumulative buckets)
+/// only by a `/metrics` scrape.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One count per bound, then the count above the last bound.
+    counts: Vec<AtomicU64>,
+    /// The sum of the observations, in `1 / scale` units (integers, so it can be atomic).
+    sum: AtomicU64,
+    scale: f64,
+}
+
+impl Histogram {
+    /// Buckets at `bounds` (ascending); observations are summed in units of `1 / scale`.
+    pub fn new(bounds: &'static [f64], scale: f64) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            scale,
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let at = self.bounds.partition_point(|&b| b < value);
+        self.counts[at].fetch_add(1, Ordering::Relaxed);
+        self.sum
+            .fetch_add((value * self.scale).round() as u64, Ordering::Relaxed);
+    }
+
+    /// (upper bound, cumulative count) for each bound, then the total count and the sum.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(self.bounds.len());
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            total += count.load(Ordering::Relaxed);
+            buckets.push((*bound, total));
+        }
+        total += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.scale;
+        (buckets, total, sum)
+    }
+}
+
+/// What the writer thread counts for `/metrics`: per flush (one or more batches written with
+/// one `write` per bucket), never per record.
+#[derive(Debug)]
+pub struct WriterStats {
+    /// Records per flush.
+    pub batch_records: Histogram,
+    /// Seconds per flush (the writes, and the fsync under `--fsync always`).
+    pub write_seconds: Histogram,
+    pub rotations: AtomicU64,
+    /// Flushes that failed (each is retried; see DEGRADED).
+    pub disk_errors: AtomicU64,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            batch_records: Histogram::new(&[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0], 1.0),
+            write_seconds: Histogram::new(
+                &[
+                    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+                ],
+                1e6,
+            ),
+            rotations: AtomicU64::new(0),
+            disk_errors: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Stats {
@@ -74,9 +188,30 @@ impl Stats {
         self.records_received.load(Ordering::Relaxed)
     }
 
-    /// Counts one undecodable frame, pickle, message or datagram; returns how many so far.
-    pub fn decode_error(&self) -> u64 {
+    /// Counts one undecodable frame, pickle, message or datagram from `from`; returns how many
+    /// so far (of every kind).
+    pub fn decode_error(&self, from: Decoder) -> u64 {
+        self.decode_errors_by[from as usize].fetch_add(1, Ordering::Relaxed);
         self.decode_errors.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Decode errors from `from` so far.
+    pub fn decode_errors_of(&self, from: Decoder) -> u64 {
+        self.decode_errors_by[from as usize].load(Ordering::Relaxed)
+    }
+
+    /// Connections refused at `--max-connections` so far.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts one HTTP connection closed at the header timeout; returns how many so far.
+    pub fn header_timeout(&self) -> u64 {
+        self.header_timeouts.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn header_timeouts(&self) -> u64 {
+        self.header_timeouts.load(Ordering::Relaxed)
     }
 
     pub fn decode_errors(&self) -> u64 {

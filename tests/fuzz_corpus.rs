@@ -13,6 +13,9 @@ mod harness;
 // The gRPC target's harness; its seeds and their checks are in tests/grpc_fuzz_corpus.rs.
 #[path = "../fuzz/grpc_harness.rs"]
 mod grpc_harness;
+// The HTTP/1.1 target's harness; its seeds and their checks are in tests/http1_fuzz_corpus.rs.
+#[path = "../fuzz/http1_harness.rs"]
+mod http1_harness;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ use logmill::record::{Body, Level, Record};
 /// fails the test instead of replaying nothing.
 const MIN_FILES: usize = 10;
 
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "frame_stream",
     "native_record",
     "server_frame",
@@ -36,6 +39,7 @@ const TARGETS: [&str; 7] = [
     "jsonl",
     "pickle",
     "grpc_message",
+    "http1",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -70,6 +74,10 @@ fn run(target: &str, data: &[u8]) {
         "grpc_message" => {
             // Every outcome, refusals included, is an answer: only a panic fails.
             grpc_harness::grpc_message(data);
+        }
+        "http1" => {
+            // Refusals are answers: only a panic (a broken invariant) fails.
+            http1_harness::http1(data);
         }
         _ => panic!("unknown fuzz target {target}"),
     }

@@ -111,7 +111,14 @@ fn full_disk_degrades_pushes_back_and_recovers() {
         "--fsync",
         "never",
     ];
-    let server = Server::start(&fs.dir.0, &args);
+    // The gRPC port too: its HTTP /healthz and /metrics must answer while the loops are paused.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
+        .arg(&fs.dir.0)
+        .args(args);
+    let server = Server::spawn(command, &fs.dir.0);
+    let http: std::net::SocketAddr = server.listening["grpc"].as_str().unwrap().parse().unwrap();
     let filler = fs.dir.0.join("filler");
     fill(&filler);
 
@@ -153,6 +160,16 @@ fn full_disk_degrades_pushes_back_and_recovers() {
         server.try_health().filter(|h| h.starts_with("DEGRADED"))
     });
     assert!(health.contains("pending_bytes="), "{health}");
+    // HTTP probes hear it too, while the loops read no records.
+    let healthz = http_get(http, "/healthz");
+    assert!(healthz.starts_with("HTTP/1.1 503 "), "{healthz}");
+    assert!(healthz.ends_with("\r\n\r\nDEGRADED\n"), "{healthz}");
+    let metrics = http_get(http, "/metrics");
+    assert!(metrics.contains("\nlogmill_degraded 1\n"), "{metrics}");
+    assert!(
+        !metrics.contains("\nlogmill_disk_errors_total 0\n"),
+        "{metrics}"
+    );
 
     // Space comes back: finish the frame that was half sent, then everything must be written.
     std::fs::remove_file(&filler).unwrap();
@@ -165,10 +182,22 @@ fn full_disk_degrades_pushes_back_and_recovers() {
     wait_for("OK again", DEADLINE, || {
         server.try_health().filter(|h| h.starts_with("OK"))
     });
+    assert!(http_get(http, "/healthz").ends_with("\r\n\r\nOK\n"));
     let lines = server.lines();
     assert_eq!(lines.len(), records);
     assert_gap_free(&lines, 1);
     assert!(server.stop().success());
+}
+
+/// One `GET` with `Connection: close`; the whole answer.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 fn logmill(args: &[&str]) -> std::process::Output {
@@ -199,6 +228,9 @@ fn help_explains_the_flags() {
         "--max-frame",
         "--idle-timeout",
         "--stdout",
+        "--admin-open",
+        "--header-timeout",
+        "/metrics",
         "bench",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");

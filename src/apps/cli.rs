@@ -31,6 +31,10 @@ enum TokenCommand {
         /// Lifetime (e.g. 30d, 12h); without it the token does not expire (revoke it to end it).
         #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
         expires: Option<Duration>,
+        /// Also open the admin API of the HTTP port (`/v1/status`): the token carries
+        /// `"admin": true`. Give it to operators, not to applications.
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         place: Place,
     },
@@ -112,6 +116,7 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         TokenCommand::Issue {
             app,
             expires,
+            admin,
             place,
         } => {
             let exp = match expires {
@@ -124,8 +129,8 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             }
             let secret = secret::load_or_create(&place.secret()).map_err(CliError::Secret)?;
             let jti = token::new_jti().map_err(CliError::Random)?;
-            let jwt =
-                token::issue(secret.as_bytes(), app, now, exp, &jti).map_err(CliError::Issue)?;
+            let jwt = token::issue_with(secret.as_bytes(), app, now, exp, &jti, *admin)
+                .map_err(CliError::Issue)?;
             place
                 .registry()
                 .record_issued(&jti, app, now, exp)
@@ -135,7 +140,8 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 || "never expires".to_owned(),
                 |e| format!("expires {}", format_time(e)),
             );
-            writeln!(err, "token {jti} for app {app}, {until}").map_err(CliError::Output)?;
+            let admin = if *admin { " (admin)" } else { "" };
+            writeln!(err, "token {jti} for app {app}{admin}, {until}").map_err(CliError::Output)?;
         }
         TokenCommand::List { place } => {
             let mut registry = place.registry();

@@ -175,6 +175,24 @@ impl Entry {
         self.bytes += bytes as u64;
     }
 
+    /// Its app (`None`: anonymous), for the metrics' per-app counts.
+    pub fn app(&self) -> Option<&Arc<str>> {
+        self.app.as_ref()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Its protocol, once known.
+    pub fn socket(&self) -> Option<Socket> {
+        self.socket
+    }
+
     /// Whether `status` lists it (its protocol is known).
     pub fn listed(&self) -> bool {
         self.socket.is_some()

@@ -124,9 +124,17 @@ pub struct Claims {
     jti: String,
     iat: Option<u64>,
     exp: Option<u64>,
+    /// `"admin": true`: the token also opens the admin API (`server::http`).
+    admin: bool,
 }
 
 impl Claims {
+    /// Whether the token carries `"admin": true` (`logmill token issue --admin`). Any other
+    /// value, or none, is not admin.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
     /// The app this token belongs to; always a [`valid_app_name`].
     pub fn app(&self) -> &str {
         &self.app
@@ -191,6 +199,21 @@ pub fn issue(
     exp: Option<u64>,
     jti: &str,
 ) -> Result<String, IssueError> {
+    issue_with(secret, app, iat, exp, jti, false)
+}
+
+/// As [`issue`]; with `admin`, the payload also has `"admin": true` ([`Claims::is_admin`]).
+///
+/// # Errors
+/// As [`issue`].
+pub fn issue_with(
+    secret: &[u8],
+    app: &str,
+    iat: u64,
+    exp: Option<u64>,
+    jti: &str,
+    admin: bool,
+) -> Result<String, IssueError> {
     if !valid_app_name(app) {
         return Err(IssueError::BadAppName(app.to_owned()));
     }
@@ -204,6 +227,9 @@ pub fn issue(
         payload.insert("exp".into(), exp.into());
     }
     payload.insert("jti".into(), jti.into());
+    if admin {
+        payload.insert("admin".into(), true.into());
+    }
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(Value::Object(payload).to_string());
     let signed = format!("{header}.{payload}");
@@ -258,11 +284,14 @@ pub fn verify(token: &[u8], secret: &[u8], now: u64) -> Result<Claims, Refused> 
         Some(Value::String(jti)) if valid_jti(jti) => jti,
         Some(_) => return Err(Refused::BadJti),
     };
+    // 8. Admin, only as the JSON value `true`.
+    let admin = claims.get("admin") == Some(&Value::Bool(true));
     Ok(Claims {
         app: app.clone(),
         jti: jti.clone(),
         iat,
         exp,
+        admin,
     })
 }
 
@@ -397,6 +426,23 @@ mod tests {
         assert_eq!(claims.exp(), Some(NOW + 3600));
         let forever = issue(SECRET, "billing", NOW, None, "abc123").unwrap();
         assert_eq!(check(&forever).unwrap().exp(), None);
+    }
+
+    /// Only `"admin": true` makes an admin token; an app token never is one.
+    #[test]
+    fn admin_claim() {
+        let admin = issue_with(SECRET, "ops", NOW, None, "a1", true).unwrap();
+        assert!(check(&admin).unwrap().is_admin());
+        let plain = issue(SECRET, "ops", NOW, None, "a1").unwrap();
+        assert!(!check(&plain).unwrap().is_admin());
+        for value in [r#""true""#, "1", "null", "false"] {
+            let forged = forge(
+                HEADER,
+                &payload_with(&format!(r#","admin":{value}"#)),
+                SECRET,
+            );
+            assert!(!check(&forged).unwrap().is_admin(), "{value}");
+        }
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub enum Proto {
     Pickle,
     /// gRPC (proto/logmill.proto) on the gRPC port; each call's reply is its ack.
     Grpc,
+    /// HTTP/1.1 keep-alive connections on the gRPC port; with --idle only (what an idle HTTP
+    /// client costs the server).
+    Http,
 }
 
 impl Proto {
@@ -130,6 +133,7 @@ impl Proto {
             Proto::Json => "json",
             Proto::Pickle => "pickle",
             Proto::Grpc => "grpc",
+            Proto::Http => "http",
         }
     }
 }

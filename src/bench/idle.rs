@@ -1,7 +1,8 @@
 //! `logmill bench --idle N`: N native connections say hello, wait for the welcome and stay
 //! silent; the spawned server's resident memory before and after says what an idle connection
 //! costs. With `--apps`, the connections are spread over the apps with their tokens, as in a
-//! load run.
+//! load run. With `--proto http` ([`idle_http`]), they are HTTP/1.1 keep-alive connections on
+//! the gRPC port, each after one `GET /healthz`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -65,6 +66,76 @@ pub fn idle(
     });
     Ok(IdleReport {
         connections: links.len(),
+        held: hold,
+        server,
+    })
+}
+
+/// The request each HTTP connection sends to open, and again to prove it is still open.
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+/// The whole answer to [`HEALTHZ`] from a server that is not DEGRADED.
+const OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nOK\n";
+
+/// Opens `n` HTTP/1.1 connections to `addr` (the gRPC port), each answering one `GET /healthz`,
+/// holds them `hold`, measures the server's memory, then asks each once more to prove the
+/// server kept them all.
+///
+/// # Errors
+/// A connection refused, closed or answered wrongly, or the deadline.
+pub fn idle_http(
+    n: usize,
+    hold: Duration,
+    addr: SocketAddr,
+    server: Option<&SpawnedServer>,
+    deadline: Instant,
+) -> Result<IdleReport, BenchError> {
+    use std::io::{Read as _, Write as _};
+    let before = server.and_then(usage::memory);
+    eprintln!("logmill bench: opening {n} idle HTTP/1.1 connections to {addr}");
+    let ask = |i: usize, stream: &mut std::net::TcpStream| -> Result<(), BenchError> {
+        let io = |source| BenchError::Io { conn: i, source };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BenchError::Closed {
+                conn: i,
+                detail: "the deadline passed (--timeout)".into(),
+            });
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        stream.write_all(HEALTHZ).map_err(io)?;
+        let mut answer = [0u8; OK.len()];
+        stream.read_exact(&mut answer).map_err(io)?;
+        if answer != OK {
+            return Err(BenchError::Closed {
+                conn: i,
+                detail: format!("/healthz answered {:?}", String::from_utf8_lossy(&answer)),
+            });
+        }
+        Ok(())
+    };
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut stream = std::net::TcpStream::connect(addr)
+            .map_err(|source| BenchError::Connect { addr, source })?;
+        ask(i, &mut stream)?;
+        streams.push(stream);
+    }
+    eprintln!(
+        "logmill bench: {n} HTTP connections answered; holding them for {} s",
+        hold.as_secs_f64()
+    );
+    std::thread::sleep(hold);
+    let after = server.and_then(usage::memory);
+    for (i, stream) in streams.iter_mut().enumerate() {
+        ask(i, stream)?;
+    }
+    let server = before.zip(after).map(|(before, after)| IdleMemory {
+        rss_before_kib: before.rss_kib,
+        rss_kib: after.rss_kib,
+    });
+    Ok(IdleReport {
+        connections: streams.len(),
         held: hold,
         server,
     })

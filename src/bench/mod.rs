@@ -78,14 +78,20 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             Duration::ZERO
         };
     let connections = args.idle.unwrap_or(args.connections);
-    if args.idle.is_some() && args.proto != Proto::Native {
+    if args.idle.is_some() && !matches!(args.proto, Proto::Native | Proto::Http) {
         return Err(BenchError::Usage(
-            "--idle measures native connections only; drop --proto".into(),
+            "--idle measures native or HTTP connections only: --proto native or http".into(),
+        ));
+    }
+    if args.idle.is_none() && args.proto == Proto::Http {
+        return Err(BenchError::Usage(
+            "--proto http measures idle connections only: add --idle N".into(),
         ));
     }
     raise_fd_limit(u64::from(connections))?;
 
-    let grpc = args.proto == Proto::Grpc;
+    // HTTP/1.1 is served on the gRPC port too.
+    let grpc = matches!(args.proto, Proto::Grpc | Proto::Http);
     let (addr, mut server) = match &args.addr {
         Some(addr) => (resolve(addr)?, None),
         None => {
@@ -128,6 +134,9 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         );
     }
     let result = match args.idle {
+        Some(n) if args.proto == Proto::Http => {
+            idle::idle_http(n as usize, hold, addr, server.as_ref(), deadline).map(Report::Idle)
+        }
         Some(n) => idle::idle(
             n as usize,
             &apps,
@@ -141,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         None => match args.proto {
             Proto::Native => native::load(&args, &apps, addr, server.as_ref(), deadline),
             Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
-            Proto::Syslog | Proto::Json | Proto::Pickle => {
+            Proto::Syslog | Proto::Json | Proto::Pickle | Proto::Http => {
                 unacked::load(&args, addr, server.as_ref(), deadline)
             }
         }

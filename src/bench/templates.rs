@@ -58,7 +58,9 @@ impl Template {
         match proto {
             Proto::Native => native_frame(&messages, &mut frame),
             Proto::Syslog => messages.iter().for_each(|m| syslog_line(m, &mut frame)),
-            Proto::Json => messages.iter().for_each(|m| json_line(m, &mut frame)),
+            // `--proto http` sends no records (`bench::run` takes it with `--idle` only); its
+            // template, never sent, is JSON lines.
+            Proto::Json | Proto::Http => messages.iter().for_each(|m| json_line(m, &mut frame)),
             Proto::Pickle => {
                 let created = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -265,7 +267,7 @@ mod tests {
                 };
                 native::decode_client_frame(payload, |r| messages.push(text(&r))).unwrap();
             }
-            Proto::Syslog | Proto::Json => {
+            Proto::Syslog | Proto::Json | Proto::Http => {
                 while !batch.is_empty() {
                     let lines::Line::Complete { line, consumed } = lines::next_line(batch, 1 << 20)
                     else {

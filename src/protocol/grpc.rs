@@ -48,7 +48,8 @@ pub enum Preface {
     Http2,
     /// A prefix of the preface so far: wait for more.
     Incomplete,
-    /// Anything else: HTTP/1.1 or not HTTP at all; answer [`http1_answer`] and close.
+    /// Anything else: HTTP/1.1, or not HTTP at all (the server's HTTP/1.1 session answers it:
+    /// `server::http`).
     Other,
 }
 
@@ -62,27 +63,6 @@ pub fn detect_preface(buf: &[u8]) -> Preface {
     } else {
         Preface::Incomplete
     }
-}
-
-const HTTP1_BODY: &str = "logmill: this port speaks gRPC, which needs HTTP/2 without TLS \
-(h2c, prior knowledge). Use a gRPC client with a plaintext channel (see proto/logmill.proto); \
-native TCP clients and `health` go to the other port (--port, default 4020).\n";
-
-/// The answer to a client that did not send the HTTP/2 preface: `505 HTTP Version Not
-/// Supported` when `first` looks like an HTTP/1 request (an upper-case method), else `400 Bad
-/// Request`; both with a body saying what this port speaks, and `Connection: close`.
-pub fn http1_answer(first: &[u8]) -> Vec<u8> {
-    let status = if first.first().is_some_and(u8::is_ascii_uppercase) {
-        "505 HTTP Version Not Supported"
-    } else {
-        "400 Bad Request"
-    };
-    format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{HTTP1_BODY}",
-        HTTP1_BODY.len()
-    )
-    .into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,26 +570,6 @@ mod tests {
         assert_eq!(detect_preface(b"GET / HTTP/1.1\r\n"), Preface::Other);
         assert_eq!(detect_preface(b"PRI * HTTP/1.1"), Preface::Other);
         assert_eq!(detect_preface(b"\x00\x00"), Preface::Other);
-    }
-
-    #[test]
-    fn http1_answers_are_complete_responses() {
-        for (first, status) in [
-            (&b"GET / HTTP/1.1\r\n"[..], "505 HTTP Version Not Supported"),
-            (b"POST /x", "505 HTTP Version Not Supported"),
-            (b"\x00\x00\x00\x10", "400 Bad Request"),
-            (b"hello", "400 Bad Request"),
-        ] {
-            let answer = String::from_utf8(http1_answer(first)).unwrap();
-            assert!(
-                answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
-                "{answer}"
-            );
-            let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-            assert!(head.contains(&format!("content-length: {}", body.len())));
-            assert!(head.contains("connection: close"));
-            assert!(body.contains("gRPC"));
-        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! - [`detect`]: the first bytes of a TCP connection decide which protocol it speaks.
 //! - [`frame`]: the 4-byte big-endian length prefix shared by native frames.
+//! - [`http1`]: HTTP/1.1 and 1.0 requests (`httparse` for the head; bodies framed here) and
+//!   responses, for the HTTP side of the gRPC port.
 //! - [`grpc`]: gRPC message framing, gzip, the `proto/` types and their conversion to records.
 //! - [`grpc_web`]: gRPC-Web bodies (binary and base64 text), trailers-only answers, CORS.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
@@ -20,6 +22,7 @@ pub mod detect;
 pub mod frame;
 pub mod grpc;
 pub mod grpc_web;
+pub mod http1;
 pub mod jsonl;
 pub mod lines;
 pub mod native;

@@ -137,8 +137,51 @@ impl Connection {
         }
     }
 
+    /// A connection accepted elsewhere whose protocol is already known: an HTTP/1.1 client
+    /// the gRPC port's detection handed over (`server::http`), with the `first` bytes detection
+    /// read. They are consumed at once; what is left waits in `input` for the next read.
+    pub fn adopt(
+        stream: TcpStream,
+        key: ConnKey,
+        peer: SocketAddr,
+        session: Session,
+        first: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Self {
+        let mut conn = Connection::new(stream, key, peer);
+        conn.session = Some(session);
+        conn.entry.read(first.len());
+        let used = conn.consume(first, cx);
+        if used < first.len() {
+            conn.input = first[used..].to_vec();
+        }
+        conn
+    }
+
     pub fn key(&self) -> ConnKey {
         self.key
+    }
+
+    /// Its protocol, as the metrics label it (`detecting` before detection decided).
+    pub fn kind(&self) -> &'static str {
+        self.session.as_ref().map_or("detecting", Session::kind)
+    }
+
+    /// Its session makes no records (HTTP's `/healthz`, `/metrics`, admin API), so the loop
+    /// reads it even while the writer is full (`EventLoop::serve_health_while_paused`).
+    pub fn answers_while_paused(&self) -> bool {
+        matches!(self.session, Some(Session::Http(_)))
+    }
+
+    /// The session's own deadline has passed while it still waits for input (HTTP's header
+    /// timeout, `Handler::deadline`): time to close with [`Connection::time_out`].
+    pub fn overdue(&self, now: Instant) -> bool {
+        !self.closing
+            && self
+                .session
+                .as_ref()
+                .and_then(Session::deadline)
+                .is_some_and(|at| now >= at)
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -327,6 +370,9 @@ impl Connection {
     /// A frame is half-way in: reads into the connection's own buffer, growing it only towards
     /// what the frame announced.
     fn read_into_input(&mut self, input_cap: usize, cx: &mut Context<'_>) -> io::Result<usize> {
+        // An HTTP request is a head and a body of up to `--max-frame`: room for the head too.
+        let input_cap =
+            input_cap.saturating_add(self.session.as_ref().map_or(0, Session::input_slack));
         let mut input = std::mem::take(&mut self.input);
         let have = input.len();
         let want = self
@@ -422,7 +468,8 @@ impl Connection {
                 self.input_needed = needed;
                 pos + used
             }
-            Progress::Close => {
+            // `Session::consume` handles a switch itself and never returns it.
+            Progress::Close | Progress::Switch { .. } => {
                 self.closing = true;
                 buf.len()
             }

@@ -36,9 +36,11 @@ use slab::Slab;
 
 use super::budget::Pressure;
 use super::connection::{Connection, FlushError, READ_CHUNK};
-use super::grpc::{Accepted, GrpcContext, GrpcPort};
-use super::session::Context;
+use super::grpc::{Accepted, GrpcContext, GrpcPort, Http1};
+use super::http::Web;
+use super::session::{Context, Session};
 use super::shared::Shared;
+use super::traffic::{Counts, Traffic};
 use crate::apps::connections::PUBLISH_EVERY;
 use crate::config::{self, Config, GrpcLimits};
 use crate::protocol::datagram::{self, Datagram};
@@ -52,11 +54,13 @@ pub const UDP: Token = Token(usize::MAX - 2);
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX);
 
-/// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket.
+/// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket;
+/// and what the HTTP/1.1 connections of the gRPC socket share (`server::http`).
 pub struct Sockets {
     pub tcp: TcpListener,
     pub grpc: Option<TcpListener>,
     pub udp: Option<mio::net::UdpSocket>,
+    pub web: Arc<Web>,
 }
 
 /// Bytes read from one connection per turn before the next connection gets its turn.
@@ -99,6 +103,8 @@ pub struct EventLoop {
     shutdown_timeout: Duration,
     last_tick: Instant,
     refusals_logged_at: Option<Instant>,
+    /// When a header timeout was last logged (one line a second at most).
+    header_timeouts_logged_at: Option<Instant>,
     /// `--auth required`: when a refused datagram was last logged (the first, then once a minute).
     datagram_refusals_logged_at: Option<Instant>,
     /// Connections this loop accepted, logged at exit: shows how the shared listener spread them.
@@ -114,6 +120,11 @@ pub struct EventLoop {
     /// A connection came or went, or bytes were read, since the board was last published.
     board_dirty: bool,
     published_at: Instant,
+    /// The HTTP side of the gRPC port (`server::http`): what its sessions share.
+    web: Arc<Web>,
+    /// What this loop's closed connections (and datagrams) received, for `/metrics`; the live
+    /// connections' figures are added when it is published (`server::traffic`).
+    traffic: Traffic,
 }
 
 /// A connection to shed: a TCP token or a gRPC one.
@@ -142,6 +153,7 @@ impl EventLoop {
             tcp: mut listener,
             grpc: grpc_listener,
             mut udp,
+            web,
         } = sockets;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -185,6 +197,7 @@ impl EventLoop {
             shutdown_timeout: config.shutdown_timeout,
             last_tick: Instant::now(),
             refusals_logged_at: None,
+            header_timeouts_logged_at: None,
             datagram_refusals_logged_at: None,
             accepted: 0,
             grpc,
@@ -193,6 +206,8 @@ impl EventLoop {
             shedding: false,
             board_dirty: false,
             published_at: Instant::now(),
+            web,
+            traffic: Traffic::default(),
         })
     }
 
@@ -281,6 +296,21 @@ impl EventLoop {
             .filter_map(|(_, conn)| conn.row())
             .chain(self.grpc.rows());
         self.shared.connections().publish(self.id, rows);
+        // The metrics' figures: the closed connections', plus the live ones'.
+        let mut traffic = self.traffic.clone();
+        for (_, conn) in &self.conns {
+            traffic.add_open(conn.kind(), 1);
+            if let Some(row) = conn.row() {
+                traffic.add_entry(&row.entry);
+            }
+        }
+        for row in self.grpc.rows() {
+            traffic.add_entry(&row.entry);
+        }
+        if !self.grpc.is_empty() {
+            traffic.add_open("grpc", self.grpc.len() as u64);
+        }
+        self.shared.traffic().publish(self.id, traffic);
     }
 
     fn has_work(&self) -> bool {
@@ -430,8 +460,29 @@ impl EventLoop {
 
     /// While paused, connections that have not started a protocol are peeked at (not read), so a
     /// `health` check (or `status`) is still answered when the writer is stuck, which is when it
-    /// matters most.
+    /// matters most. HTTP connections are read: their requests (`/healthz`, `/metrics`, the
+    /// admin API) make no records, and a probe must hear `503 DEGRADED` then.
     fn serve_health_while_paused(&mut self) {
+        let http: Vec<usize> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|&t| {
+                self.conns
+                    .get(t)
+                    .is_some_and(Connection::answers_while_paused)
+            })
+            .collect();
+        for token in http {
+            let drained = self.read(token, READ_BUDGET);
+            if drained {
+                self.ready.retain(|&t| t != token);
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.dequeue();
+                }
+            }
+            self.send_output(token);
+        }
         let mut peeked = [0u8; 16];
         let detecting: Vec<usize> = self
             .ready
@@ -550,7 +601,7 @@ impl EventLoop {
                 Datagram::Syslog(record) => self.batch.push(key, &record, &origin, now_ns),
                 Datagram::Pickle(Ok(record)) => self.batch.push(key, &record, &origin, now_ns),
                 Datagram::Pickle(Err(e)) => {
-                    let count = self.shared.stats().decode_error();
+                    let count = self.shared.stats().decode_error(crate::stats::Decoder::Udp);
                     self.log.warn(format_args!(
                         "udp datagram from {peer} (Python DatagramHandler): pickle rejected \
                          ({e}); {} so far",
@@ -560,6 +611,15 @@ impl EventLoop {
                 }
             }
             self.shared.stats().received(1);
+            self.traffic.add(
+                "udp",
+                None,
+                Counts {
+                    records: 1,
+                    bytes: n as u64,
+                },
+            );
+            self.board_dirty = true;
         }
         self.send_batch();
     }
@@ -637,6 +697,9 @@ impl EventLoop {
 
     fn close(&mut self, token: usize) {
         let mut conn = self.conns.remove(token);
+        if let Some(row) = conn.row() {
+            self.traffic.add_entry(&row.entry);
+        }
         self.account(conn.counted(), 0);
         self.publish_count();
         self.board_dirty = true;
@@ -674,6 +737,7 @@ impl EventLoop {
         for token in lingered {
             self.close(token);
         }
+        self.close_overdue(now);
         let Some(idle) = self.idle_timeout else {
             return;
         };
@@ -691,6 +755,38 @@ impl EventLoop {
                 idle.as_secs()
             ));
             conn.time_out(idle);
+            self.send_output(token);
+        }
+    }
+
+    /// Closes the connections whose session's own deadline passed: HTTP clients that did not
+    /// finish a request head within `--header-timeout` (slowloris). Each is told (`408`),
+    /// logged and counted.
+    fn close_overdue(&mut self, now: Instant) {
+        let overdue: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.overdue(now))
+            .map(|(t, _)| t)
+            .collect();
+        let timeout = self.web.header_timeout;
+        for token in overdue {
+            let conn = &mut self.conns[token];
+            let count = self.shared.stats().header_timeout();
+            // One line a second at most: a crowd of slow clients must not flood the log.
+            if self
+                .header_timeouts_logged_at
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                self.header_timeouts_logged_at = Some(now);
+                self.log.info(format_args!(
+                    "HTTP connection from {}: request head not complete within {}s \
+                     (--header-timeout); closed ({count} so far)",
+                    conn.peer(),
+                    timeout.as_secs_f64()
+                ));
+            }
+            conn.time_out(timeout);
             self.send_output(token);
         }
     }
@@ -784,20 +880,69 @@ impl EventLoop {
             shared: &self.shared,
             log: &self.log,
         };
-        let Some(driven) = self
+        let Some(mut driven) = self
             .grpc
             .drive(token, &mut cx, self.poll.registry(), may_grow)
         else {
             return;
         };
+        if let Some(row) = driven.take_last_row() {
+            self.traffic.add_entry(&row.entry);
+        }
         if driven.closed() {
             self.publish_count();
+        }
+        if let Some(http1) = driven.take_http1() {
+            self.adopt_http1(http1);
         }
         let (before, now) = driven.held();
         self.account(before, now);
         if self.batch.bytes() >= BATCH_BYTES {
             self.send_batch();
         }
+    }
+
+    /// Takes a connection the gRPC port's detection found not to speak HTTP/2 onto the
+    /// ordinary slab, with an HTTP session (`server::http`): from here on it is a connection
+    /// like any other. It stays counted as open (it was counted at accept).
+    fn adopt_http1(&mut self, http1: Http1) {
+        let Http1 {
+            stream,
+            peer,
+            first,
+        } = http1;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        let mut cx = Context {
+            batch: &mut self.batch,
+            now_ns: now_ns(),
+            max_frame: self.max_frame,
+            max_line: self.max_line,
+            shared: &self.shared,
+            log: &self.log,
+        };
+        let session = Session::http(self.web.clone());
+        let mut conn = Connection::adopt(
+            stream,
+            ConnKey { token, serial },
+            peer,
+            session,
+            &first,
+            &mut cx,
+        );
+        if let Err(e) = conn.register(self.poll.registry(), Token(token)) {
+            self.shared.stats().connection_closed();
+            self.log
+                .error(format_args!("connection from {peer}: cannot register: {e}"));
+            return;
+        }
+        entry.insert(conn);
+        self.board_dirty = true;
+        // The rest of the request may be waiting; its edge may have come before registration.
+        self.mark_ready(token);
+        self.send_output(token);
     }
 
     /// Drives the gRPC connections that woke and those whose timer is due. While the writer is

@@ -20,6 +20,10 @@
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
 //! - [`health`]: the `health` line and gRPC's serving status.
+//! - [`http`]: HTTP/1.1 on the gRPC port: the hand-over from the port's detection, the routes,
+//!   `/healthz`, `/metrics` and the admin API.
+//! - [`traffic`]: records, bytes and connections per protocol and app, counted per loop and
+//!   published for `/metrics`.
 
 pub mod balance;
 pub mod budget;
@@ -27,8 +31,10 @@ pub mod connection;
 pub mod event_loop;
 pub mod grpc;
 pub mod health;
+pub mod http;
 pub mod session;
 pub mod shared;
+pub mod traffic;
 pub mod transport;
 
 use std::fmt;
@@ -319,6 +325,21 @@ impl Server {
                     source,
                 }
             })?;
+        // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
+        // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
+        // or `<dir>/.logmill/secret`); nothing is created under --dir when the port is off.
+        let secret_path = (!config.tcp_only).then(|| config.secret_path());
+        let web = Arc::new(http::Web::new(
+            config.header_timeout,
+            config.admin_open,
+            secret_path.as_deref(),
+        ));
+        if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
+            log.error(format_args!(
+                "the HTTP admin API refuses every request: cannot load the secret ({why}); \
+                 fix it, or serve it without tokens with --admin-open"
+            ));
+        }
         let mut loops = Vec::with_capacity(workers);
         for (id, poll) in polls.into_iter().enumerate() {
             let handle =
@@ -338,6 +359,7 @@ impl Server {
                         // One socket, one reader: datagrams carry no per-sender order to keep,
                         // and one loop reads them in arrival order.
                         udp: if id == 0 { udp.take() } else { None },
+                        web: web.clone(),
                     },
                     &config,
                     writer_tx.clone(),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::Balance;
 use super::budget::InputBudget;
+use super::traffic::TrafficBoard;
 use crate::apps::connections::Board;
 use crate::apps::gate::Gate;
 use crate::config::Config;
@@ -32,6 +33,8 @@ pub struct Shared {
     connections: Board,
     /// What a connection's token decides (`--auth`); asked once per connection or gRPC call.
     gate: Gate,
+    /// Each loop's published traffic, for `/metrics` (`server::traffic`).
+    traffic: TrafficBoard,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             balance: Balance::new(loops),
             connections: Board::new(loops),
             gate: Gate::off(),
+            traffic: TrafficBoard::new(loops),
         }
     }
 
@@ -106,6 +110,11 @@ impl Shared {
     }
 
     /// True while the loops should not read more from sockets.
+    /// Each loop's traffic, as last published, for `/metrics`.
+    pub fn traffic(&self) -> &TrafficBoard {
+        &self.traffic
+    }
+
     pub fn pending_full(&self) -> bool {
         self.handoff.pending().is_full()
     }

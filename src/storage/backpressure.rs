@@ -45,4 +45,9 @@ impl Backpressure {
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
+
+    /// The limit, `--max-pending` (for `/metrics`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }

@@ -660,9 +660,22 @@ impl Writer {
 
     /// Writes `out`, rotating where planned; on failure keeps everything for the next try.
     fn flush(&mut self) {
+        let started = Instant::now();
         match self.write_out() {
-            Ok(()) => self.written_ok(),
+            Ok(()) => {
+                // Per flush, for `/metrics`: the records it wrote and how long it took.
+                let writer = &self.stats.writer;
+                writer
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                writer.batch_records.observe(self.written_records as f64);
+                self.written_ok();
+            }
             Err(e) => {
+                self.stats
+                    .writer
+                    .disk_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.failures += 1;
                 let retry = RETRY_BACKOFF
                     .get(self.failures as usize - 1)
@@ -749,6 +762,10 @@ impl Writer {
                             files.sync()?;
                         }
                         files.rotate()?;
+                        self.stats
+                            .writer
+                            .rotations
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         p.rotations.pop_front();
                     }
                     _ => break,

@@ -151,9 +151,23 @@ impl ClientTool {
             .env(self.path_var, &self.path);
         command
     }
+
+    /// `program -c code` (Python) or `program -e code` (Node), with the packages on its module
+    /// path.
+    pub fn command_with_code(&self, code: &str) -> Command {
+        let flag = if self.path_var == "PYTHONPATH" {
+            "-c"
+        } else {
+            "-e"
+        };
+        let mut command = Command::new(&self.program);
+        command.args([flag, code]).env(self.path_var, &self.path);
+        command
+    }
 }
 
-/// Python with `grpcio`, and stubs generated from `proto/` by `grpcio-tools`: a virtualenv made
+/// Python with `grpcio` (and `prometheus-client`, whose parser reads `/metrics` in
+/// `tests/http.rs`), and stubs generated from `proto/` by `grpcio-tools`: a virtualenv made
 /// with `python3 -m venv` and the pins of `tests/grpc_interop/requirements.txt` (downloads from
 /// PyPI the first time).
 pub fn python_grpc() -> Result<ClientTool, Missing> {
@@ -243,7 +257,10 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
     vec![
         ("schema_drift (capnp)", capnp().map(drop)),
         ("clients::rsyslog_forwards_to_logmill", rsyslogd().map(drop)),
-        ("the python_grpcio_* tests", python_grpc().map(drop)),
+        (
+            "the python_grpcio_* tests and http::metrics_*",
+            python_grpc().map(drop),
+        ),
         ("the node_grpc_js_* tests", node_grpc().map(drop)),
         (
             "lifecycle::full_disk_degrades_pushes_back_and_recovers",

@@ -714,7 +714,7 @@ impl Calls {
             ));
         }
         if status.code == Code::InvalidArgument {
-            let count = cx.shared.stats().decode_error();
+            let count = cx.shared.stats().decode_error(crate::stats::Decoder::Grpc);
             cx.log.warn(format_args!(
                 "gRPC call from {}: {}; {} so far",
                 self.peer,

@@ -16,6 +16,8 @@
 //! writer Completion for conn.key() ─────> conn.completed(count, last_seq)    (it re-queues itself)
 //! shutdown ─────────────────────────────> conn.begin_shutdown(); keep driving until Closed
 //! drive() == Drive::Closed ─────────────> conn.deregister(registry); drop(conn)
+//! drive() == Drive::Http1 ──────────────> conn.deregister(registry); conn.into_http1()
+//!                                          (not HTTP/2: the loop serves it as HTTP/1.1)
 //! ```
 //!
 //! - [`drive`](GrpcConnection::drive) does all the work and never blocks: it reads, decodes,
@@ -57,14 +59,14 @@
 //! pushed to the batch before its flow-control capacity is released; a call replies once every
 //! one of its records is written.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use h2::server::{Connection as H2Connection, Handshake};
@@ -84,8 +86,6 @@ use crate::storage::ConnKey;
 /// Request data taken from one connection per `drive`, so one busy client cannot starve the
 /// others on the loop (the TCP side reads 256 KiB per turn for the same reason).
 const DRIVE_BUDGET: usize = 256 * 1024;
-/// How long a client that sent something other than HTTP/2 gets to read our answer.
-const HTTP1_LINGER: Duration = Duration::from_secs(2);
 
 /// What the loop does with the connection after [`GrpcConnection::drive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,10 @@ pub enum Drive {
     Open,
     /// Finished: deregister it and drop it.
     Closed,
+    /// Not HTTP/2 (an HTTP/1.1 request line, or bytes nothing speaks): deregister it and take
+    /// its socket and first bytes with [`GrpcConnection::into_http1`] for an HTTP session on
+    /// the loop's ordinary slab (`server::http`).
+    Http1,
 }
 
 enum State {
@@ -101,13 +105,6 @@ enum State {
     Detecting {
         stream: TcpStream,
         first: Vec<u8>,
-    },
-    /// Not HTTP/2: sending the HTTP/1.1 answer, then reading until the peer closes.
-    Http1 {
-        stream: TcpStream,
-        answer: Vec<u8>,
-        sent: usize,
-        linger_until: Instant,
     },
     Handshake(Handshake<H2Io, Bytes>),
     Serving(H2Connection<H2Io, Bytes>),
@@ -324,7 +321,6 @@ impl GrpcConnection {
         let handshake = self.created + self.limits.handshake_timeout;
         match &self.state {
             State::Detecting { .. } | State::Handshake(_) | State::Switching => Some(handshake),
-            State::Http1 { linger_until, .. } => Some(*linger_until),
             State::Serving(_) => {
                 let keepalive = match self.keepalive.ping_sent {
                     Some(sent) => sent + self.limits.keepalive_timeout,
@@ -367,11 +363,15 @@ impl GrpcConnection {
                 // Shutting down: a connection that has not even spoken HTTP/2 yet is let go.
                 State::Detecting { .. } if self.shutdown_at.is_some() => Drive::Closed,
                 State::Detecting { .. } => self.detect(cx, now),
-                State::Http1 { .. } => self.http1(now),
                 State::Handshake(_) => self.handshake(cx, now),
                 State::Serving(_) => self.serve(cx, now, &mut budget, &mut requeue),
                 State::Switching => unreachable!("a state switch never outlives its function"),
             };
+            if step == Drive::Http1 {
+                // The socket leaves this port; nothing of HTTP/2 was started.
+                self.wake.queued.store(false, Ordering::SeqCst);
+                return Drive::Http1;
+            }
             if step == Drive::Closed {
                 result = Drive::Closed;
                 break;
@@ -439,82 +439,37 @@ impl GrpcConnection {
                 Err(_) => return Drive::Closed,
             }
         };
+        if decided != Preface::Http2 {
+            // The state stays `Detecting`: `into_http1` takes the socket and these bytes.
+            return Drive::Http1;
+        }
         let State::Detecting { stream, first } =
             std::mem::replace(&mut self.state, State::Switching)
         else {
             unreachable!("detect runs in Detecting");
         };
-        if decided == Preface::Http2 {
-            let mut builder = h2::server::Builder::new();
-            builder
-                .max_concurrent_streams(self.limits.max_concurrent_streams)
-                .max_header_list_size(self.limits.max_header_list)
-                .initial_window_size(self.limits.stream_window)
-                .initial_connection_window_size(self.limits.connection_window)
-                .max_frame_size(64 * 1024)
-                .max_send_buffer_size(64 * 1024);
-            let io = H2Io::new(stream, first);
-            self.keepalive.bytes_read = io.bytes_read();
-            self.state = State::Handshake(builder.handshake(io));
-        } else {
-            cx.log.warn(format_args!(
-                "gRPC connection from {}: not HTTP/2 (first bytes {:?}); answered HTTP/1.1 and \
-                 closed",
-                self.peer,
-                String::from_utf8_lossy(&first)
-            ));
-            self.state = State::Http1 {
-                stream,
-                answer: grpc::http1_answer(&first),
-                sent: 0,
-                linger_until: now + HTTP1_LINGER,
-            };
-        }
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(self.limits.max_concurrent_streams)
+            .max_header_list_size(self.limits.max_header_list)
+            .initial_window_size(self.limits.stream_window)
+            .initial_connection_window_size(self.limits.connection_window)
+            .max_frame_size(64 * 1024)
+            .max_send_buffer_size(64 * 1024);
+        let io = H2Io::new(stream, first);
+        self.keepalive.bytes_read = io.bytes_read();
+        self.state = State::Handshake(builder.handshake(io));
         self.wake.woken.store(true, Ordering::SeqCst);
         Drive::Open
     }
 
-    fn http1(&mut self, now: Instant) -> Drive {
-        let State::Http1 {
-            stream,
-            answer,
-            sent,
-            linger_until,
-        } = &mut self.state
-        else {
-            unreachable!("http1 runs in Http1");
-        };
-        if now >= *linger_until {
-            return Drive::Closed;
-        }
-        while *sent < answer.len() {
-            match stream.write(&answer[*sent..]) {
-                Ok(0) => return Drive::Closed,
-                Ok(n) => {
-                    *sent += n;
-                    if *sent == answer.len() {
-                        // FIN after the answer; then read until the client closes, so that
-                        // unread request bytes do not turn our close into a reset that could
-                        // destroy the answer before the client reads it.
-                        if stream.shutdown(Shutdown::Write).is_err() {
-                            return Drive::Closed;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
-                Err(_) => return Drive::Closed,
-            }
-        }
-        let mut sink = [0u8; 4096];
-        loop {
-            match stream.read(&mut sink) {
-                Ok(0) => return Drive::Closed,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Open,
-                Err(_) => return Drive::Closed,
-            }
+    /// After [`Drive::Http1`]: the socket and the bytes detection read from it (the start of an
+    /// HTTP/1.1 request, or garbage, which the HTTP session answers with `400`). Deregister the
+    /// connection first. `None` once HTTP/2 has begun.
+    pub fn into_http1(self) -> Option<(TcpStream, Vec<u8>)> {
+        match self.state {
+            State::Detecting { stream, first } => Some((stream, first)),
+            _ => None,
         }
     }
 

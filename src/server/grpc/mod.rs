@@ -25,7 +25,7 @@ mod wake;
 pub use calls::GrpcContext;
 pub(crate) use calls::admit;
 pub use lifecycle::{Drive, GrpcConnection};
-pub use port::{Accepted, Driven, GrpcPort};
+pub use port::{Accepted, Driven, GrpcPort, Http1};
 pub use wake::ReadyQueue;
 
 #[cfg(test)]

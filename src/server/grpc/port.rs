@@ -9,6 +9,7 @@
 //! poll timeout   <── port.has_ready(), port.next_deadline()
 //! listener event ──> port.accept(..) until Accepted::Done; drive each new connection
 //! event for a token where GrpcPort::owns(token) ──> port.drive(token, ..)
+//! a drive that says Driven::take_http1() ──> the loop adopts the socket (server::http)
 //! each turn      ──> port.collect_due(now); while let Some(t) = port.next_due() { drive(t) }
 //! a Completion whose key GrpcPort::owns ──> port.completed(key, count, last_seq)
 //! shutdown       ──> port.close_listener(..); port.begin_shutdown(); drive until port.is_empty()
@@ -26,13 +27,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::calls::GrpcContext;
 use super::lifecycle::{Drive, GrpcConnection};
 use super::wake::ReadyQueue;
+use crate::apps::connections::Row;
 use crate::config::GrpcLimits;
 use crate::net::socket::tune_socket;
 use crate::server::shared::Shared;
@@ -69,17 +71,40 @@ pub enum Accepted {
 }
 
 /// What one [`GrpcPort::drive`] did, for the loop's share of the input budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Driven {
     closed: bool,
     before: usize,
     now: usize,
+    /// What the connection counted, when it closed (for the loop's traffic figures).
+    last_row: Option<Row>,
+    /// Not HTTP/2: the connection left this port (deregistered, not counted as closed).
+    http1: Option<Http1>,
+}
+
+/// A connection that did not send the HTTP/2 preface, handed to the loop for an HTTP session
+/// (`server::http`): its socket, its peer and the bytes detection read.
+#[derive(Debug)]
+pub struct Http1 {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub first: Vec<u8>,
 }
 
 impl Driven {
     /// The connection closed and was removed (and deregistered).
     pub fn closed(&self) -> bool {
         self.closed
+    }
+
+    /// What a closed connection counted (its `status` entry), if it was listed.
+    pub fn take_last_row(&mut self) -> Option<Row> {
+        self.last_row.take()
+    }
+
+    /// A connection that speaks HTTP/1.1 (or nothing known), for the loop to adopt.
+    pub fn take_http1(&mut self) -> Option<Http1> {
+        self.http1.take()
     }
 
     /// Unfinished input the connection held before the drive and holds now.
@@ -210,19 +235,43 @@ impl GrpcPort {
         conn.set_may_grow(may_grow);
         let drive = conn.drive(cx);
         let (before, now) = conn.recount();
-        let closed = drive == Drive::Closed;
-        if closed {
-            let conn = self.conns.remove(index);
-            if let Err(e) = conn.deregister(registry) {
-                cx.log.warn(format_args!("deregister gRPC connection: {e}"));
-            }
-            cx.shared.stats().connection_closed();
-        }
-        Some(Driven {
-            closed,
+        let mut driven = Driven {
+            closed: false,
             before,
             now,
-        })
+            last_row: None,
+            http1: None,
+        };
+        match drive {
+            Drive::Open => {}
+            Drive::Closed => {
+                let conn = self.conns.remove(index);
+                if let Err(e) = conn.deregister(registry) {
+                    cx.log.warn(format_args!("deregister gRPC connection: {e}"));
+                }
+                cx.shared.stats().connection_closed();
+                driven.closed = true;
+                driven.last_row = conn.row();
+            }
+            Drive::Http1 => {
+                // Still one open connection (counted at accept), now the loop's.
+                let conn = self.conns.remove(index);
+                let peer = conn.peer();
+                if let Err(e) = conn.deregister(registry) {
+                    cx.log.warn(format_args!("deregister gRPC connection: {e}"));
+                }
+                driven.http1 = conn.into_http1().map(|(stream, first)| Http1 {
+                    stream,
+                    peer,
+                    first,
+                });
+                if driven.http1.is_none() {
+                    cx.shared.stats().connection_closed();
+                    driven.closed = true;
+                }
+            }
+        }
+        Some(driven)
     }
 
     /// Gathers the connections to drive this turn: those that woke, and those whose timer is

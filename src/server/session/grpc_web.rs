@@ -391,7 +391,10 @@ fn push(
 
 /// A body or message the server could not decode: logged and counted, then answered `status`.
 fn decode_error(peer: std::net::SocketAddr, status: Status, cx: &mut Context<'_>) -> Status {
-    let errors = cx.shared.stats().decode_error();
+    let errors = cx
+        .shared
+        .stats()
+        .decode_error(crate::stats::Decoder::GrpcWeb);
     cx.log.warn(format_args!(
         "gRPC-Web call from {peer}: {}; answered {:?} ({} so far)",
         status.message,

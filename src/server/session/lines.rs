@@ -29,6 +29,11 @@ impl Lines {
         }
     }
 
+    /// JSON lines (else text).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn text() -> Self {
         Lines {
             json: false,

@@ -8,7 +8,25 @@
 //! line) and knows what its protocol says when the server ends the connection ([`Farewell`]).
 //!
 //! Adding a protocol: a rule in `protocol/detect.rs`, a file here implementing [`Handler`], and
-//! in this file one [`Session`] arm, one line in `each!` and one in [`Session::start`].
+//! in this file one [`Session`] arm, one line in `each!`, one in [`Session::kind`] and one in
+//! [`Session::start`]. A protocol that is not detected on the TCP port (HTTP/1.1, handed over
+//! by the gRPC port's detection) has its own constructor instead ([`Session::http`]).
+//!
+//! # Switching sessions (an upgrade)
+//!
+//! A connection may change protocol in the middle of its stream: after an HTTP `101 Switching
+//! Protocols` (a WebSocket upgrade) the bytes that follow are the new protocol's. A session
+//! says so by returning [`Progress::Switch`] with the bytes it used, and hands over the next
+//! session from [`Handler::take_next`]; [`Session::consume`] replaces itself with it and gives
+//! it the rest of the same buffer, so nothing read in the same packet is lost. The connection
+//! never sees the switch: its buffers, budget, limits and closing carry on unchanged.
+//!
+//! # Deadlines
+//!
+//! A session may ask for the connection to be closed at a time of its own
+//! ([`Handler::deadline`]: HTTP's header timeout, the slowloris bound). The loop checks it on
+//! its tick with the idle timeouts and closes the connection with
+//! [`Farewell::IdleTimeout`] (the session words it).
 //!
 //! Dispatch is a `match` per call of `consume` (once per read), never per record, and never
 //! through a `dyn`.
@@ -17,6 +35,7 @@
 /// request body in, one answer out once its records are written).
 pub mod grpc_web;
 mod health;
+pub mod http;
 mod lines;
 mod native;
 mod pickle;
@@ -25,7 +44,8 @@ mod syslog;
 mod websocket;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::apps::connections::{Entry, Socket};
 use crate::protocol::detect::Protocol;
@@ -69,6 +89,24 @@ pub trait Handler {
     /// Queues one ack: `written` records so far, the last with sequence `last_seq`. Called only
     /// when [`wants_acks`](Self::wants_acks).
     fn ack(&mut self, _written: u64, _last_seq: u64, _sink: &mut Sink<'_>) {}
+
+    /// When the connection must be closed if it is still waiting for this session's input
+    /// (HTTP's header timeout); `None`: only `--idle-timeout` applies.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The session the connection continues with, after this one returned
+    /// [`Progress::Switch`] (module doc, "Switching sessions").
+    fn take_next(&mut self) -> Option<Session> {
+        None
+    }
+
+    /// Bytes an unfinished unit of this protocol may hold beyond one frame or line (the
+    /// connection's input cap): HTTP's head and chunked framing around a `--max-frame` body.
+    fn input_slack(&self) -> usize {
+        0
+    }
 }
 
 /// How far a [`Handler::consume`] got.
@@ -80,6 +118,10 @@ pub enum Progress {
     /// The stream cannot go on (an oversized frame): take no more input, close once the replies
     /// are sent.
     Close,
+    /// `used` bytes were this protocol's; the rest belong to the session
+    /// [`Handler::take_next`] returns. Handled inside [`Session::consume`], which never returns
+    /// it.
+    Switch { used: usize },
 }
 
 /// Why the server ends a connection on its own.
@@ -140,6 +182,11 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// The client's address (for log lines).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// The connection's records carry `origin` from now on (its app and instance, decided at
     /// the hello): the one place a session changes it, so `status` lists the connection under
     /// the same app and instance as its records.
@@ -174,6 +221,7 @@ pub enum Session {
     Pickle(pickle::Pickle),
     Syslog(syslog::Syslog),
     Lines(lines::Lines),
+    Http(http::Http),
     WebSocket(websocket::WebSocket),
 }
 
@@ -185,6 +233,7 @@ macro_rules! each {
             Session::Pickle($s) => $body,
             Session::Syslog($s) => $body,
             Session::Lines($s) => $body,
+            Session::Http($s) => $body,
             Session::WebSocket($s) => $body,
         }
     };
@@ -264,8 +313,55 @@ impl Session {
         Session::WebSocket(websocket::WebSocket::new(want_acks))
     }
 
+    /// An HTTP/1.1 connection handed over by the gRPC port's detection (`server::http`).
+    pub fn http(web: Arc<crate::server::http::Web>) -> Self {
+        Session::Http(http::Http::new(web))
+    }
+
+    /// The protocol's name, as the metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Session::Native(_) => "native",
+            Session::Pickle(_) => "pickle",
+            Session::Syslog(_) => "syslog",
+            Session::Lines(lines) if lines.is_json() => "jsonl",
+            Session::Lines(_) => "text",
+            Session::Http(_) => "http",
+            Session::WebSocket(_) => "websocket",
+        }
+    }
+
+    /// Hands `buf` to the session, and what follows a switch (module doc, "Switching
+    /// sessions") to the next one.
     pub fn consume(&mut self, buf: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Progress {
-        each!(self, s => s.consume(buf, sink, cx))
+        let mut pos = 0;
+        loop {
+            match each!(self, s => s.consume(&buf[pos..], sink, cx)) {
+                Progress::Need { used, needed } => {
+                    return Progress::Need {
+                        used: pos + used,
+                        needed,
+                    };
+                }
+                Progress::Close => return Progress::Close,
+                Progress::Switch { used } => {
+                    pos += used;
+                    match each!(self, s => s.take_next()) {
+                        Some(next) => *self = next,
+                        // A switch with nowhere to go: the stream cannot be read any more.
+                        None => return Progress::Close,
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        each!(self, s => s.deadline())
+    }
+
+    pub fn input_slack(&self) -> usize {
+        each!(self, s => s.input_slack())
     }
 
     pub fn finish(&mut self, rest: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> usize {
@@ -510,6 +606,109 @@ mod tests {
         }
     }
 
+    fn http(lp: &mut Loop, conn: &mut Conn) -> Session {
+        let web = crate::server::http::Web::new(Duration::from_secs(10), false, None);
+        let session = Session::http(Arc::new(web));
+        conn.entry.set_socket(None);
+        let _ = lp;
+        session
+    }
+
+    /// Pipelined requests are answered in the order they came, in one output.
+    #[test]
+    fn http_answers_pipelined_requests_in_order() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let requests = b"GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n\
+                         POST /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /v1/status H";
+        let progress = session.consume(requests, &mut conn.sink(), &mut lp.cx());
+        let cut = requests.len() - b"GET /v1/status H".len();
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: cut,
+                needed: None
+            }
+        );
+        let out = String::from_utf8(conn.output.clone()).unwrap();
+        let statuses: Vec<&str> = out
+            .match_indices("HTTP/1.1 ")
+            .map(|(at, _)| &out[at + 9..at + 12])
+            .collect();
+        assert_eq!(statuses, ["200", "404", "405"], "{out}");
+        assert!(out.contains("Allow: GET\r\n"), "{out}");
+        assert!(
+            session.deadline().is_some(),
+            "a head has begun: the header timeout runs"
+        );
+    }
+
+    /// A client that pipelines far more answers than it reads is closed, not buffered for.
+    #[test]
+    fn http_closes_a_client_that_does_not_read_its_pipelined_answers() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let flood = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(20_000);
+        let progress = session.consume(&flood, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert!(
+            conn.output.len() < 1024 * 1024 + 200,
+            "{}",
+            conn.output.len()
+        );
+    }
+
+    /// After a `101` the rest of the same buffer belongs to the next session (here the test
+    /// route's stand-in, plain text lines), and so does every later read.
+    #[test]
+    fn http_upgrade_switches_the_session_and_keeps_the_bytes_behind_it() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let progress = session.consume(
+            b"GET /test/upgrade HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: text\r\n\r\none\ntw",
+            &mut conn.sink(),
+            &mut lp.cx(),
+        );
+        assert!(matches!(progress, Progress::Need { .. }), "{progress:?}");
+        assert!(
+            conn.output
+                .starts_with(b"HTTP/1.1 101 Switching Protocols\r\n")
+        );
+        assert!(
+            matches!(session, Session::Lines(_)),
+            "switched to the next session"
+        );
+        assert_eq!(
+            lp.batch.len(),
+            1,
+            "the line behind the 101, in the same buffer"
+        );
+        session.consume(b"two\n", &mut conn.sink(), &mut lp.cx());
+        assert_eq!(lp.batch.len(), 2);
+        let status = crate::apps::connections::status_json(
+            &[conn.entry.row("127.0.0.1:1".parse().unwrap()).unwrap()],
+            4096,
+        );
+        assert!(status.contains("\"socket\":\"text\""), "{status}");
+    }
+
+    #[test]
+    fn http_expect_continue_is_sent_once_and_a_bad_request_closes() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let head = b"POST /healthz HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        for _ in 0..2 {
+            session.consume(head, &mut conn.sink(), &mut lp.cx());
+        }
+        assert_eq!(conn.output, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let progress = session.consume(b"\x01 / HTTP/1.1\r\n\r\n", &mut conn.sink(), &mut lp.cx());
+        assert_eq!(progress, Progress::Close);
+        assert!(
+            conn.output
+                .ends_with(b"malformed request: invalid method or token\n")
+        );
+    }
+
     /// A WebSocket session as the HTTP side starts it after a `101`.
     fn websocket(want_acks: bool, conn: &mut Conn) -> Session {
         Session::websocket(
@@ -616,7 +815,8 @@ mod tests {
                 held.extend_from_slice(piece);
                 match session.consume(&held, &mut conn.sink(), &mut lp.cx()) {
                     Progress::Need { used, .. } => drop(held.drain(..used)),
-                    Progress::Close => {
+                    // `Session::consume` never returns a switch.
+                    Progress::Close | Progress::Switch { .. } => {
                         closed = true;
                         break;
                     }

@@ -49,7 +49,9 @@ impl Handler for Native {
                     );
                     cx.log
                         .warn(format_args!("connection from {}: {message}", sink.peer));
-                    cx.shared.stats().decode_error();
+                    cx.shared
+                        .stats()
+                        .decode_error(crate::stats::Decoder::Native);
                     send_error(sink, ErrorKind::FrameTooLarge, message);
                     return Progress::Close;
                 }
@@ -109,7 +111,10 @@ impl Native {
             Ok(ClientFrame::Hello(hello)) => self.hello(hello, sink, cx),
             Err(e) => {
                 cx.batch.rollback(mark);
-                let errors = cx.shared.stats().decode_error();
+                let errors = cx
+                    .shared
+                    .stats()
+                    .decode_error(crate::stats::Decoder::Native);
                 cx.log.warn(format_args!(
                     "connection from {}: undecodable frame of {} skipped ({e}); {} so far",
                     sink.peer,

@@ -19,7 +19,10 @@ impl Handler for Pickle {
                     match pickle::decode_record(payload) {
                         Ok(record) => sink.push(&record, cx),
                         Err(e) => {
-                            let errors = cx.shared.stats().decode_error();
+                            let errors = cx
+                                .shared
+                                .stats()
+                                .decode_error(crate::stats::Decoder::Pickle);
                             cx.log.warn(format_args!(
                                 "connection from {} (Python SocketHandler): pickle of {} \
                                  rejected ({e}); {} so far",
@@ -38,7 +41,9 @@ impl Handler for Pickle {
                          closing",
                         sink.peer
                     ));
-                    cx.shared.stats().decode_error();
+                    cx.shared
+                        .stats()
+                        .decode_error(crate::stats::Decoder::Pickle);
                     return Progress::Close;
                 }
             }

@@ -118,7 +118,10 @@ impl Handler for WebSocket {
                 }
                 Ok(Decoded::Incomplete { needed }) => break Progress::Need { used, needed },
                 Err(e) => {
-                    let errors = cx.shared.stats().decode_error();
+                    let errors = cx
+                        .shared
+                        .stats()
+                        .decode_error(crate::stats::Decoder::WebSocket);
                     cx.log.warn(format_args!(
                         "connection from {}: websocket: {e}; closed with {} ({} so far)",
                         sink.peer,
@@ -225,7 +228,10 @@ fn binary(
         }
         Err(e) => {
             cx.batch.rollback(mark);
-            let errors = cx.shared.stats().decode_error();
+            let errors = cx
+                .shared
+                .stats()
+                .decode_error(crate::stats::Decoder::WebSocket);
             cx.log.warn(format_args!(
                 "connection from {}: websocket: binary message of {} is not a native frame \
                  ({e}); closed with {} ({} so far)",

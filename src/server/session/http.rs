@@ -1,0 +1,198 @@
+//! HTTP/1.1 (and 1.0) on the gRPC port: the session of a connection whose first bytes were a
+//! request line, not the HTTP/2 preface (`server::grpc` hands such a connection over to the
+//! loop's ordinary slab, see `server::http`). Requests are read by the pure
+//! `protocol::http1::read_request`, routed by `server::http::routes`, and answered in the order
+//! they came (pipelining): each answer is appended to the connection's output as its request is
+//! read, so order is kept by construction.
+//!
+//! What is the session's: keep-alive (`Connection: close` and HTTP/1.0 end the connection after
+//! the answer), `100 Continue` (sent once per request, when its head is in and its body is not),
+//! the header timeout (a head not complete [`Web::header_timeout`] after its first byte closes
+//! the connection with `408`: the slowloris bound, see [`Handler::deadline`]), and the switch to
+//! another session after a `101` (the route answers with the next session; see
+//! [`Handler::take_next`]). What is the connection's, as for every protocol: buffers, the input
+//! budget, the idle timeout, the output limit, the lingering close.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Context, Farewell, Handler, Progress, Session, Sink};
+use crate::protocol::http1::{self, Parsed, Response, Version};
+use crate::server::http::{Answer, Web};
+
+/// Answers queued and not yet sent past which a pipelining client is closed: what the
+/// connection would let a slow reader leave unread (`server::connection`'s output limit).
+const MAX_UNREAD_ANSWERS: usize = 1024 * 1024;
+
+/// One HTTP connection's state between requests.
+pub struct Http {
+    web: Arc<Web>,
+    /// When the first byte of the head now being received came: the header timeout runs from
+    /// here. `None` between requests (an idle keep-alive connection has no deadline but
+    /// `--idle-timeout`).
+    head_since: Option<Instant>,
+    /// `100 Continue` was sent for the request now being received.
+    continued: bool,
+    /// The session the connection continues with after a `101 Switching Protocols` (boxed: a
+    /// session cannot hold a session in place).
+    next: Option<Box<Session>>,
+}
+
+impl Http {
+    pub fn new(web: Arc<Web>) -> Http {
+        Http {
+            web,
+            head_since: None,
+            continued: false,
+            next: None,
+        }
+    }
+
+    /// A refused request: its status and one line saying why, then the connection closes.
+    fn refuse(&mut self, error: &http1::Error, sink: &mut Sink<'_>, cx: &mut Context<'_>) {
+        let (status, reason) = error.status();
+        cx.log.warn(format_args!(
+            "HTTP connection from {}: {status} {reason}: {error}; closed",
+            sink.peer
+        ));
+        let body = format!("{error}\n");
+        http1::write_response(
+            sink.reply(),
+            Version::Http11,
+            &Response {
+                status,
+                reason,
+                headers: &[("Content-Type", "text/plain; charset=utf-8")],
+                body: body.as_bytes(),
+                keep_alive: false,
+            },
+        );
+    }
+}
+
+impl Handler for Http {
+    fn consume(&mut self, buf: &[u8], sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Progress {
+        let limits = http1::Limits {
+            max_body: cx.max_frame as usize,
+        };
+        let mut used = 0;
+        loop {
+            let rest = &buf[used..];
+            match http1::read_request(rest, &limits) {
+                Ok(Parsed::Incomplete {
+                    head_complete,
+                    expects_continue,
+                    needed,
+                }) => {
+                    if head_complete || rest.is_empty() {
+                        self.head_since = None;
+                    } else {
+                        self.head_since.get_or_insert_with(Instant::now);
+                    }
+                    if expects_continue && !self.continued {
+                        self.continued = true;
+                        sink.reply().extend_from_slice(http1::CONTINUE);
+                    }
+                    // `needed` counts from the request's start, where the unconsumed tail starts.
+                    return Progress::Need { used, needed };
+                }
+                Ok(Parsed::Complete { request, consumed }) => {
+                    used += consumed;
+                    self.head_since = None;
+                    self.continued = false;
+                    let Answer {
+                        status,
+                        reason,
+                        headers,
+                        body,
+                        next,
+                    } = self.web.answer(&request, sink, cx);
+                    let upgrade = next.is_some() && status == 101;
+                    let keep_alive = request.keep_alive || upgrade;
+                    let headers: Vec<(&str, &str)> =
+                        headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    http1::write_response(
+                        sink.reply(),
+                        request.version,
+                        &Response {
+                            status,
+                            reason,
+                            headers: &headers,
+                            body: &body,
+                            keep_alive,
+                        },
+                    );
+                    if upgrade {
+                        self.next = next.map(Box::new);
+                        return Progress::Switch { used };
+                    }
+                    if !keep_alive {
+                        return Progress::Close;
+                    }
+                    if sink.reply().len() > MAX_UNREAD_ANSWERS {
+                        // A client pipelining requests whose answers it does not read: one read
+                        // of small requests could otherwise queue far more than it sent.
+                        cx.log.warn(format_args!(
+                            "HTTP connection from {}: over {MAX_UNREAD_ANSWERS} bytes of \
+                             answers to pipelined requests not read; closing",
+                            sink.peer
+                        ));
+                        return Progress::Close;
+                    }
+                }
+                Err(error) => {
+                    self.refuse(&error, sink, cx);
+                    return Progress::Close;
+                }
+            }
+        }
+    }
+
+    /// The peer closed its side: an unfinished request is dropped (nothing of it was stored).
+    fn finish(&mut self, rest: &[u8], _sink: &mut Sink<'_>, _cx: &mut Context<'_>) -> usize {
+        rest.len()
+    }
+
+    /// Said only to a client in the middle of a request: an idle keep-alive connection is
+    /// closed without a word, as HTTP clients expect of a server.
+    fn farewell(&mut self, why: &Farewell, sink: &mut Sink<'_>) {
+        let Some(since) = self.head_since else {
+            return;
+        };
+        let (status, reason, line) = match why {
+            Farewell::IdleTimeout(_) => (
+                408,
+                "Request Timeout",
+                format!(
+                    "request head not complete {}s after its first byte; closing",
+                    since.elapsed().as_secs()
+                ),
+            ),
+            Farewell::Shed { .. } => (503, "Service Unavailable", why.message()),
+            Farewell::ShuttingDown => (503, "Service Unavailable", why.message()),
+        };
+        http1::write_response(
+            sink.reply(),
+            Version::Http11,
+            &Response {
+                status,
+                reason,
+                headers: &[("Content-Type", "text/plain; charset=utf-8")],
+                body: format!("{line}\n").as_bytes(),
+                keep_alive: false,
+            },
+        );
+    }
+
+    fn input_slack(&self) -> usize {
+        http1::MAX_HEAD + http1::MAX_CHUNK_FRAMING
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.head_since.map(|since| since + self.web.header_timeout)
+    }
+
+    fn take_next(&mut self) -> Option<Session> {
+        self.next.take().map(|next| *next)
+    }
+}
