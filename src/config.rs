@@ -88,6 +88,11 @@ pub mod defaults {
     /// Optional: a server upgraded to tokens keeps taking what its clients send today (they go
     /// to the anonymous bucket), and an app's bucket is written only with the app's token.
     pub const AUTH: Auth = Auth::Optional;
+    /// `--header-timeout`: an HTTP/1.1 client that has not finished its request head this long
+    /// after its first byte gets `408` and is closed (the slowloris bound). Ten seconds is far
+    /// more than any real client needs on any network, and keeps what a crowd of slow clients
+    /// holds (one small buffer each) short-lived.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -144,7 +149,7 @@ pub struct Config {
     /// ([`Config::secret_path`]). Read (or created) at start-up unless `auth` is `Off`.
     pub secret_file: Option<PathBuf>,
     /// How long an HTTP client on the gRPC port has to send a whole request head, from its
-    /// first byte (`server::http::HEADER_TIMEOUT`, the slowloris bound).
+    /// first byte (`defaults::HEADER_TIMEOUT`, the slowloris bound).
     pub header_timeout: Duration,
     /// Serve the HTTP admin API (`/v1/status`) without an admin token.
     pub admin_open: bool,
@@ -177,7 +182,7 @@ impl Default for Config {
             stats_interval: defaults::STATS_INTERVAL,
             auth: defaults::AUTH,
             secret_file: None,
-            header_timeout: crate::server::http::HEADER_TIMEOUT,
+            header_timeout: defaults::HEADER_TIMEOUT,
             admin_open: false,
         }
     }

@@ -51,9 +51,8 @@ use admin::Guard;
 use routes::{Miss, Route};
 
 /// How long a client has to send a whole request head, from its first byte: the slowloris
-/// bound. Ten seconds is far more than any real client needs on any network, and keeps what a
-/// crowd of slow clients holds (one small buffer each) short-lived.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// bound (`--header-timeout`, kept with the other defaults in `config`).
+pub use crate::config::defaults::HEADER_TIMEOUT;
 
 /// What every HTTP session of the server shares: its settings and the admin guard.
 pub struct Web {
