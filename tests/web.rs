@@ -575,3 +575,26 @@ fn websocket_from_python_websockets() {
         server.health()
     );
 }
+
+#[test]
+fn cors_origin_is_checked_at_start_up_and_explained_in_help() {
+    let dir = TempDir::new("web-cors-flag");
+    for bad in ["ftp://page.test", "http://page.test/path", "page.test"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
+            .arg(&dir.0)
+            .args(["--cors-origin", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--cors-origin"), "{bad}: {stderr}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--cors-origin <ORIGIN>"), "{help}");
+    assert!(help.contains("gRPC-Web"), "{help}");
+}

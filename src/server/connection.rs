@@ -169,8 +169,13 @@ impl Connection {
 
     /// Its session makes no records (HTTP's `/healthz`, `/metrics`, admin API), so the loop
     /// reads it even while the writer is full (`EventLoop::serve_health_while_paused`).
+    ///
+    /// Once an HTTP connection has made a gRPC-Web call (which does make records) it is no
+    /// longer read while paused: its calls wait for the writer like every other protocol's
+    /// records. Its first call may still be read while paused: at most one request body
+    /// (`--max-frame`) per HTTP connection gets past the pause.
     pub fn answers_while_paused(&self) -> bool {
-        matches!(self.session, Some(Session::Http(_)))
+        matches!(&self.session, Some(session @ Session::Http(_)) if session.kind() == "http")
     }
 
     /// The session's own deadline has passed while it still waits for input (HTTP's header

@@ -28,9 +28,12 @@
 //!
 //! `protocol::http1` reads them (pure), [`routes`] names what answers them, [`Web::answer`]
 //! answers: `/healthz`, `/metrics` ([`metrics`]) and the admin API (`/v1/status`, guarded by
-//! [`admin`]). Each answer is complete when returned (status, headers, body), or a `101` with
-//! the connection's next session (an upgrade). Later handlers plug in the same way: gRPC-Web
-//! takes the request's body and returns a response; a WebSocket upgrade returns its session.
+//! [`admin`]), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
+//! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, [`websocket_upgrade`]). Each
+//! answer is complete when returned (status, headers, body); or a `101` with the connection's
+//! next session (an upgrade, its head written as is); or, for a gRPC-Web call whose records are
+//! on their way to disk, a [`Pending`] the HTTP session holds until the ack answers it (and
+//! reads no further request meanwhile: `server::session::http`).
 //!
 //! Limits (each answered with its status and a one-line body, and logged): head 16 KiB and 100
 //! headers (`431`), body over `--max-frame` (`413`), unknown path (`404`), wrong method (`405`
