@@ -29,7 +29,7 @@
 //! `protocol::http1` reads them (pure), [`routes`] names what answers them, [`Web::answer`]
 //! answers: `/healthz`, `/metrics` ([`metrics`]) and the admin API (`/v1/status`, guarded by
 //! [`admin`]), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
-//! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, [`websocket_upgrade`]). Each
+//! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`). Each
 //! answer is complete when returned (status, headers, body); or a `101` with the connection's
 //! next session (an upgrade, its head written as is); or, for a gRPC-Web call whose records are
 //! on their way to disk, a [`Pending`] the HTTP session holds until the ack answers it (and
