@@ -856,6 +856,11 @@ mod tests {
         session.consume(&last, &mut conn.sink(), &mut lp.cx());
         assert_eq!(session.held(), 0);
         assert_eq!(conn.in_flight, 1);
+        // Shed in the middle of a message: the fragments are dropped with the input.
+        session.consume(&first, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(session.held(), 100);
+        session.farewell(&Farewell::Shed { held: 100 }, &mut conn.sink());
+        assert_eq!(session.held(), 0);
     }
 
     /// The server frames in `out` (unmasked, unfragmented, lengths under 64 KiB): opcode and
