@@ -442,7 +442,7 @@ fn close_code(frame: &(u8, Vec<u8>)) -> u16 {
 #[test]
 fn websocket_raw_ping_close_and_protocol_errors() {
     let dir = TempDir::new("web-ws-raw");
-    let (_server, addr) = start(&dir.0, &["--max-frame", "1024"]);
+    let (server, addr) = start(&dir.0, &["--max-frame", "1024"]);
     // Ping -> pong, a record, close handshake.
     let mut ws = ws_open(addr, "acks=1", "").unwrap();
     ws_send(&mut ws, Opcode::Ping, b"abc");
@@ -452,6 +452,27 @@ fn websocket_raw_ping_close_and_protocol_errors() {
     assert_eq!(op, 1);
     let ack: serde_json::Value = serde_json::from_slice(&ack).unwrap();
     assert_eq!(ack["ack"], 1);
+    // Listed in `status` as a websocket connection, and counted so by /metrics.
+    wait_for("websocket in status", DEADLINE, || {
+        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["status", "--json", "--addr"])
+            .arg(server.addr.to_string())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"socket\":\"websocket\"")
+            .then_some(())
+    });
+    wait_for("websocket in /metrics", DEADLINE, || {
+        let mut m = open(addr);
+        m.get_mut()
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let text = String::from_utf8(read_answer(&mut m).body).unwrap();
+        (text.contains("logmill_connections_open{protocol=\"websocket\"} 1")
+            && text.contains("logmill_records_received_total{protocol=\"websocket\""))
+        .then_some(())
+    });
     ws_send(&mut ws, Opcode::Close, &1000u16.to_be_bytes());
     assert_eq!(close_code(&ws_read(&mut ws)), 1000);
     let mut rest = Vec::new();
