@@ -153,6 +153,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Serve the HTTP admin API (`/v1/status`) without an admin token.
     pub admin_open: bool,
+    /// The pages (`Origin`s) allowed to call gRPC-Web from a browser (`--cors-origin`); none
+    /// by default.
+    pub cors: crate::protocol::grpc_web::Cors,
 }
 
 impl Default for Config {
@@ -184,6 +187,7 @@ impl Default for Config {
             secret_file: None,
             header_timeout: defaults::HEADER_TIMEOUT,
             admin_open: false,
+            cors: crate::protocol::grpc_web::Cors::default(),
         }
     }
 }

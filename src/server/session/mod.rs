@@ -107,6 +107,19 @@ pub trait Handler {
     fn input_slack(&self) -> usize {
         0
     }
+
+    /// The session takes no input for now (an HTTP session whose gRPC-Web call waits for its
+    /// records to be written): the connection stops reading the socket and keeps what it
+    /// holds, and hands it back to [`consume`](Self::consume) once an ack has been queued.
+    fn holds_input(&self) -> bool {
+        false
+    }
+
+    /// Bytes of unfinished input the session holds itself, beyond the connection's buffer (a
+    /// WebSocket message's fragments so far): counted against `--max-input` with it.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 /// How far a [`Handler::consume`] got.
@@ -326,6 +339,7 @@ impl Session {
             Session::Syslog(_) => "syslog",
             Session::Lines(lines) if lines.is_json() => "jsonl",
             Session::Lines(_) => "text",
+            Session::Http(http) if http.is_grpc_web() => "grpc-web",
             Session::Http(_) => "http",
             Session::WebSocket(_) => "websocket",
         }
@@ -374,6 +388,14 @@ impl Session {
 
     pub fn wants_acks(&self) -> bool {
         each!(self, s => s.wants_acks())
+    }
+
+    pub fn holds_input(&self) -> bool {
+        each!(self, s => s.holds_input())
+    }
+
+    pub fn held(&self) -> usize {
+        each!(self, s => s.held())
     }
 
     pub fn ack(&mut self, written: u64, last_seq: u64, sink: &mut Sink<'_>) {
@@ -643,6 +665,102 @@ mod tests {
         );
     }
 
+    /// A gRPC-Web `LogMessage` call over raw bytes (binary mode), `extra` header lines added.
+    fn grpc_web_call(extra: &str) -> Vec<u8> {
+        use prost::Message as _;
+        let record = crate::protocol::grpc::logmill_v1::LogRecord {
+            body: Some(crate::protocol::grpc::logmill_v1::log_record::Body::Message("hi".into())),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut body = vec![0];
+        body.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        body.extend_from_slice(&record);
+        let mut request = format!(
+            "POST /logmill.v1.LogService/LogMessage HTTP/1.1\r\n\
+             Content-Type: application/grpc-web+proto\r\nContent-Length: {}\r\n{extra}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
+    }
+
+    /// A gRPC-Web call waits for its record to be written: the session holds the requests
+    /// behind it, wants acks, answers on the ack that covers it, and is then ready for more.
+    #[test]
+    fn http_grpc_web_call_waits_for_its_ack_and_holds_what_follows() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = http(&mut lp, &mut conn);
+        let call = grpc_web_call("");
+        let mut bytes = call.clone();
+        bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let progress = session.consume(&bytes, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: call.len(),
+                needed: None
+            }
+        );
+        assert!(
+            conn.output.is_empty(),
+            "no answer before the record is written"
+        );
+        assert!(session.holds_input() && session.wants_acks());
+        assert_eq!(session.kind(), "grpc-web");
+        assert_eq!(conn.entry.socket(), Some(Socket::GrpcWeb));
+        // Still held: the request behind it is not read.
+        let progress = session.consume(&bytes[call.len()..], &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: 0,
+                needed: None
+            }
+        );
+        assert_eq!(conn.in_flight, 1);
+        conn.in_flight = 0;
+        session.ack(1, 7, &mut conn.sink());
+        let out = String::from_utf8_lossy(&conn.output).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("grpc-status:0"), "{out}");
+        assert!(!session.holds_input() && !session.wants_acks());
+        conn.output.clear();
+        let progress = session.consume(&bytes[call.len()..], &mut conn.sink(), &mut lp.cx());
+        assert_eq!(
+            progress,
+            Progress::Need {
+                used: bytes.len() - call.len(),
+                needed: None
+            }
+        );
+        assert!(conn.output.starts_with(b"HTTP/1.1 200 OK"));
+    }
+
+    /// A waiting call's deadline is the connection's; the server's farewell answers it
+    /// UNAVAILABLE, its own deadline DEADLINE_EXCEEDED.
+    #[test]
+    fn http_grpc_web_call_is_answered_when_the_server_ends_first() {
+        for (extra, why, code) in [
+            ("", Farewell::ShuttingDown, "14"),
+            (
+                "grpc-timeout: 1n\r\n",
+                Farewell::IdleTimeout(Duration::ZERO),
+                "4",
+            ),
+        ] {
+            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let mut session = http(&mut lp, &mut conn);
+            session.consume(&grpc_web_call(extra), &mut conn.sink(), &mut lp.cx());
+            assert_eq!(session.deadline().is_some(), !extra.is_empty());
+            session.farewell(&why, &mut conn.sink());
+            let out = String::from_utf8_lossy(&conn.output).into_owned();
+            assert!(out.contains(&format!("grpc-status: {code}\r\n")), "{out}");
+            assert!(out.contains("Connection: close\r\n"), "{out}");
+        }
+    }
+
     /// A client that pipelines far more answers than it reads is closed, not buffered for.
     #[test]
     fn http_closes_a_client_that_does_not_read_its_pipelined_answers() {
@@ -723,6 +841,26 @@ mod tests {
         let mut out = Vec::new();
         ws::encode_client_frame(fin, opcode, [1, 2, 3, 4], payload, &mut out);
         out
+    }
+
+    /// The fragments of an unfinished message are input the session holds (counted against
+    /// `--max-input` by the connection), and nothing once the message is complete.
+    #[test]
+    fn websocket_holds_the_fragments_of_an_unfinished_message() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let mut session = websocket(false, &mut conn);
+        let first = ws(false, ws::Opcode::Text, &[b'x'; 100]);
+        session.consume(&first, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(session.held(), 100);
+        let last = ws(true, ws::Opcode::Continuation, &[b'y'; 20]);
+        session.consume(&last, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(session.held(), 0);
+        assert_eq!(conn.in_flight, 1);
+        // Shed in the middle of a message: the fragments are dropped with the input.
+        session.consume(&first, &mut conn.sink(), &mut lp.cx());
+        assert_eq!(session.held(), 100);
+        session.farewell(&Farewell::Shed { held: 100 }, &mut conn.sink());
+        assert_eq!(session.held(), 0);
     }
 
     /// The server frames in `out` (unmasked, unfragmented, lengths under 64 KiB): opcode and

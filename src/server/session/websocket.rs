@@ -151,6 +151,9 @@ impl Handler for WebSocket {
     /// rule of this server, `--idle-timeout`), 1001 (going away). A close already owed gives way
     /// to this one, which is final.
     fn farewell(&mut self, why: &Farewell, sink: &mut Sink<'_>) {
+        // The connection ends: the fragments of an unfinished message are dropped now, so a shed
+        // frees what it was counted for (`held`).
+        self.decoder = Decoder::new();
         if self.closed {
             return;
         }
@@ -172,6 +175,12 @@ impl Handler for WebSocket {
 
     fn wants_acks(&self) -> bool {
         self.want_acks
+    }
+
+    /// The fragments of an unfinished message (the decoder's reassembly buffer, at most
+    /// `--max-frame`): unfinished input like a cut frame, counted against `--max-input`.
+    fn held(&self) -> usize {
+        self.decoder.held()
     }
 
     /// One text frame per call (the connection coalesces: one per loop turn at most), then the
