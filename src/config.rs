@@ -148,6 +148,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Serve the HTTP admin API (`/v1/status`) without an admin token.
     pub admin_open: bool,
+    /// The pages (`Origin`s) allowed to call gRPC-Web from a browser (`--cors-origin`); none
+    /// by default.
+    pub cors: crate::protocol::grpc_web::Cors,
 }
 
 impl Default for Config {
@@ -179,6 +182,7 @@ impl Default for Config {
             secret_file: None,
             header_timeout: crate::server::http::HEADER_TIMEOUT,
             admin_open: false,
+            cors: crate::protocol::grpc_web::Cors::default(),
         }
     }
 }

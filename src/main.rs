@@ -158,6 +158,20 @@ struct ServeArgs {
     /// /metrics never ask.
     #[arg(long = "admin-open")]
     admin_open: bool,
+    /// Pages allowed to call gRPC-Web (POST /logmill.v1.LogService/Push, /LogMessage on the
+    /// gRPC port) from a browser: an origin as the browser sends it (http://localhost:8080,
+    /// scheme and host and port, no path), a comma list, or * for any page. Repeatable. Default:
+    /// none (preflights are refused). CORS only limits what a page may read; who may store
+    /// records is decided by the token (--auth).
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_cors_origin)]
+    cors_origin: Vec<String>,
+}
+
+/// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
+fn parse_cors_origin(s: &str) -> Result<String, String> {
+    logmill::protocol::grpc_web::Cors::parse([s])
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_max_frame(s: &str) -> Result<Size, String> {
@@ -201,6 +215,11 @@ impl ServeArgs {
             secret_file: self.secret_file,
             header_timeout: self.header_timeout.0,
             admin_open: self.admin_open,
+            // Each value was checked by parse_cors_origin.
+            cors: logmill::protocol::grpc_web::Cors::parse(
+                self.cors_origin.iter().map(String::as_str),
+            )
+            .unwrap_or_default(),
         }
     }
 }

@@ -81,6 +81,8 @@ pub enum Socket {
     Text,
     /// Upgraded from HTTP/1.1 (`GET /v1/ws`), not picked by detection.
     WebSocket,
+    /// An HTTP/1.1 connection that made a gRPC-Web call.
+    GrpcWeb,
 }
 
 impl Socket {
@@ -106,6 +108,7 @@ impl Socket {
             Socket::Jsonl => "jsonl",
             Socket::Text => "text",
             Socket::WebSocket => "websocket",
+            Socket::GrpcWeb => "grpc-web",
         }
     }
 }

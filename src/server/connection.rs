@@ -240,7 +240,11 @@ impl Connection {
     /// Counts the unfinished input held now (the capacity of `input`: what it may have
     /// touched); returns what was counted before and now, for the loop's share of the budget.
     pub fn recount(&mut self) -> (usize, usize) {
-        let now = self.input.capacity();
+        // A WebSocket message's fragments so far are unfinished input too, held by its decoder.
+        let now = self
+            .input
+            .capacity()
+            .saturating_add(self.session.as_ref().map_or(0, Session::held));
         (std::mem::replace(&mut self.counted, now), now)
     }
 
@@ -319,6 +323,11 @@ impl Connection {
                 return false;
             }
             if self.closing || self.eof {
+                return true;
+            }
+            if self.session.as_ref().is_some_and(Session::holds_input) {
+                // An HTTP session waits for a gRPC-Web call's records to be written: nothing more
+                // is read until [`resume`](Self::resume) (the loop reads it again then).
                 return true;
             }
             let result = if self.input.is_empty() {
@@ -512,6 +521,26 @@ impl Connection {
             let mut sink = sink!(self);
             session.ack(self.written, self.last_seq, &mut sink);
         }
+    }
+
+    /// After [`queue_ack`](Self::queue_ack): a session that held its input
+    /// ([`Session::holds_input`], an HTTP session whose gRPC-Web call has now been answered)
+    /// takes what was kept, pipelined requests behind the call. True if it had held input: the
+    /// loop reads the socket again, since reading stopped while it waited.
+    pub fn resume(&mut self, held: bool, cx: &mut Context<'_>) -> bool {
+        if !held || self.closing || self.session.as_ref().is_some_and(Session::holds_input) {
+            return false;
+        }
+        let mut input = std::mem::take(&mut self.input);
+        let used = self.consume(&input, cx);
+        input.drain(..used.min(input.len()));
+        self.input = if input.is_empty() { Vec::new() } else { input };
+        true
+    }
+
+    /// The session holds its input for now (see [`resume`](Self::resume)).
+    pub fn holds_input(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::holds_input)
     }
 
     /// Ends the connection at once, dropping what was not sent: the peer is gone (a read or

@@ -666,7 +666,23 @@ impl EventLoop {
         }
         for token in touched {
             if let Some(conn) = self.conns.get_mut(token) {
+                let held = conn.holds_input();
                 conn.queue_ack();
+                // A gRPC-Web call answered: the requests pipelined behind it are served now,
+                // and the socket is read again (it was not while the call waited).
+                let mut cx = Context {
+                    batch: &mut self.batch,
+                    now_ns: now_ns(),
+                    max_frame: self.max_frame,
+                    max_line: self.max_line,
+                    shared: &self.shared,
+                    log: &self.log,
+                };
+                if conn.resume(held, &mut cx) {
+                    let (before, now) = conn.recount();
+                    self.account(before, now);
+                    self.mark_ready(token);
+                }
             }
             self.send_output(token);
         }

@@ -333,7 +333,8 @@ impl Server {
             config.header_timeout,
             config.admin_open,
             secret_path.as_deref(),
-        ));
+        )
+        .with_cors(config.cors.clone()));
         if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
             log.error(format_args!(
                 "the HTTP admin API refuses every request: cannot load the secret ({why}); \

@@ -45,8 +45,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
+use crate::protocol::grpc_web::{Cors, Reply};
 use crate::protocol::http1::Request;
+use crate::protocol::websocket;
+use crate::server::session::grpc_web::{self, Call, Pending, Started};
 use crate::server::session::{Context, Session, Sink};
+use crate::storage::bucket::valid_app_name;
+use crate::storage::server_log::count;
 use admin::Guard;
 use routes::{Miss, Route};
 
@@ -60,6 +65,8 @@ pub struct Web {
     /// `--header-timeout`.
     pub header_timeout: Duration,
     guard: Guard,
+    /// `--cors-origin`: the pages that may call gRPC-Web.
+    cors: Cors,
 }
 
 /// One answer: status, extra headers and body, and for a `101` the connection's next session.
@@ -69,6 +76,26 @@ pub struct Answer {
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     pub next: Option<Session>,
+    /// The whole answer as bytes, written instead of the fields above (a WebSocket `101`,
+    /// `protocol::websocket::switching_protocols`, which has no `Content-Length`).
+    pub head: Option<Vec<u8>>,
+    /// A gRPC-Web call whose records are on their way to disk: no answer yet; the session
+    /// holds it until the ack (`server::session::grpc_web`, "The answer waits for the writer").
+    pub waiting: Option<Pending>,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer {
+            status: reply.status,
+            reason: reply.reason,
+            headers: reply.headers,
+            body: reply.body,
+            next: None,
+            head: None,
+            waiting: None,
+        }
+    }
 }
 
 impl Answer {
@@ -80,6 +107,8 @@ impl Answer {
             headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
             body: format!("{line}\n").into_bytes(),
             next: None,
+            head: None,
+            waiting: None,
         }
     }
 }
@@ -97,7 +126,14 @@ impl Web {
         Web {
             header_timeout,
             guard,
+            cors: Cors::default(),
         }
+    }
+
+    /// The pages that may call gRPC-Web (`--cors-origin`).
+    pub fn with_cors(mut self, cors: Cors) -> Web {
+        self.cors = cors;
+        self
     }
 
     /// Why admin requests cannot be served, if they cannot (for a start-up log line).
@@ -173,6 +209,8 @@ impl Web {
                 headers: vec![("Content-Type", metrics::CONTENT_TYPE.into())],
                 body: metrics::render(cx.shared).into_bytes(),
                 next: None,
+                head: None,
+                waiting: None,
             },
             Route::Status => {
                 let rows = cx.shared.connections().rows();
@@ -184,8 +222,32 @@ impl Web {
                     headers: vec![("Content-Type", "application/json".into())],
                     body: json.into_bytes(),
                     next: None,
+                    head: None,
+                    waiting: None,
                 }
             }
+            Route::GrpcWebPreflight => self.cors.preflight(request.header("origin")).into(),
+            Route::GrpcWeb => {
+                let call = Call {
+                    path: request.path,
+                    headers: &request.headers,
+                    body: &request.body,
+                };
+                match grpc_web::start(&call, &self.cors, sink, cx) {
+                    Started::Now(reply) => reply.into(),
+                    Started::Waiting(pending) => {
+                        let mut answer = Answer::from(Reply {
+                            status: 200,
+                            reason: "OK",
+                            headers: Vec::new(),
+                            body: Vec::new(),
+                        });
+                        answer.waiting = Some(pending);
+                        answer
+                    }
+                }
+            }
+            Route::WebSocket => websocket_upgrade(request, sink, cx),
             #[cfg(test)]
             Route::TestUpgrade => Answer {
                 status: 101,
@@ -193,7 +255,170 @@ impl Web {
                 headers: vec![("Upgrade", "text".into()), ("Connection", "Upgrade".into())],
                 body: Vec::new(),
                 next: Session::start(crate::protocol::detect::Protocol::Text, sink, cx),
+                head: None,
+                waiting: None,
             },
         }
+    }
+}
+
+/// `GET /v1/ws`: the upgrade checked (`protocol::websocket::check_upgrade`), the token (from
+/// `Authorization: Bearer`, or `?token=` since a browser cannot set headers) judged by the same
+/// gate as every protocol, the app and instance (`?app=`/`?instance=` or the `logmill-app` /
+/// `logmill-instance` headers; the instance defaults to the peer's IP), `?acks=1`; then `101`
+/// and the WebSocket session. Every refusal is its status and one line, and a line in
+/// `_server.log`.
+fn websocket_upgrade(request: &Request<'_>, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Answer {
+    let peer = sink.peer();
+    let refuse = |status: u16, reason: &'static str, line: String, cx: &mut Context<'_>| {
+        cx.log.warn(format_args!(
+            "WebSocket upgrade from {peer}: {status} {reason}: {line}"
+        ));
+        Answer::text(status, reason, line)
+    };
+    let key = match websocket::check_upgrade(request.headers.iter().copied()) {
+        Ok(key) => key,
+        Err(e) => {
+            let status = e.status();
+            let reason = if status == 426 {
+                "Upgrade Required"
+            } else {
+                "Bad Request"
+            };
+            let mut answer = refuse(status, reason, e.to_string(), cx);
+            if status == 426 {
+                answer.headers.push(("Sec-WebSocket-Version", "13".into()));
+            }
+            return answer;
+        }
+    };
+    let query = Query::parse(request.query.unwrap_or(""));
+    let text = |param: &str, header: &str| {
+        query.get(param).map(str::to_owned).unwrap_or_else(|| {
+            request
+                .header(header)
+                .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+                .unwrap_or_default()
+        })
+    };
+    let app = text("app", "logmill-app");
+    if !app.is_empty() && !valid_app_name(&app) {
+        return refuse(
+            400,
+            "Bad Request",
+            format!("app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
+            cx,
+        );
+    }
+    let instance = text("instance", "logmill-instance");
+    let want_acks = match query.get("acks") {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(other) => {
+            return refuse(
+                400,
+                "Bad Request",
+                format!("acks={other:?}: expected acks=1 (or 0)"),
+                cx,
+            );
+        }
+    };
+    // The header wins; a browser's token comes in the query.
+    let from_query = query.get("token").map(|t| format!("Bearer {t}"));
+    let authorization = request
+        .header("authorization")
+        .or(from_query.as_deref().map(str::as_bytes));
+    let origin =
+        match crate::server::grpc::admit(authorization, app, instance, cx.shared, peer) {
+            Ok(origin) => origin,
+            Err(refused) => {
+                let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
+                cx.log.warn(format_args!(
+                    "WebSocket upgrade from {peer}: {}{}; answered 401 ({})",
+                    refused.message,
+                    refused.detail,
+                    count(refusals, "refusal")
+                ));
+                return Answer::text(401, "Unauthorized", refused.message);
+            }
+        };
+    let mut head = Vec::new();
+    websocket::switching_protocols(key, &mut head);
+    let mut answer = Answer::text(101, "Switching Protocols", "");
+    answer.head = Some(head);
+    answer.next = Some(Session::websocket(origin, want_acks, sink));
+    answer
+}
+
+/// A request's query (`a=1&b=2`), its values percent-decoded.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        Query(
+            query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (percent_decode(name), percent_decode(value))
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `%XX` decoded and `+` as a space (form encoding); a bad escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = Query::parse("token=a%2Eb.c&acks=1&app=web+x&bad=%zz&empty");
+        assert_eq!(q.get("token"), Some("a.b.c"));
+        assert_eq!(q.get("acks"), Some("1"));
+        assert_eq!(q.get("app"), Some("web x"));
+        assert_eq!(q.get("bad"), Some("%zz"));
+        assert_eq!(q.get("empty"), Some(""));
+        assert_eq!(q.get("nope"), None);
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
     }
 }

@@ -1,10 +1,11 @@
 //! The HTTP port's route table: the one place that says which paths exist and which methods
 //! each takes. A route names what answers it ([`Route`]); the answering is `server::http`'s.
 //!
-//! Later routes go here, one line each: `POST /logmill.v1.LogService/Push` and `/LogMessage`
-//! (gRPC-Web: a body in, a response out, see `Web::answer`) and `GET /v1/ws` (a WebSocket
-//! upgrade: the answer is a `101` and the connection's next session, see
-//! `server::session`, "Switching sessions").
+//! gRPC-Web takes `POST` (the call) and `OPTIONS` (the browser's CORS preflight) on each of
+//! `server::session::grpc_web::PATHS`; `GET /v1/ws` is the WebSocket upgrade (a `101` and the
+//! connection's next session, see `server::session`, "Switching sessions").
+
+use crate::server::session::grpc_web::PATHS as GRPC_WEB_PATHS;
 
 /// What answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,12 @@ pub enum Route {
     Metrics,
     /// `GET /v1/status`: the connection registry's JSON; admin only.
     Status,
+    /// `POST` on one of the gRPC-Web paths: a call.
+    GrpcWeb,
+    /// `OPTIONS` on one of the gRPC-Web paths: the CORS preflight (`--cors-origin`).
+    GrpcWebPreflight,
+    /// `GET /v1/ws`: the WebSocket upgrade.
+    WebSocket,
     /// A stand-in upgrade for the tests of the session switch: `101`, then plain text lines.
     #[cfg(test)]
     TestUpgrade,
@@ -59,6 +66,20 @@ const ROUTES: &[Entry] = &[
     },
 ];
 
+/// The gRPC-Web methods, whichever of [`GRPC_WEB_PATHS`] the path is.
+fn grpc_web(path: &str, method: &str) -> Option<Route> {
+    if !GRPC_WEB_PATHS.contains(&path) {
+        return None;
+    }
+    match method {
+        "POST" => Some(Route::GrpcWeb),
+        "OPTIONS" => Some(Route::GrpcWebPreflight),
+        _ => None,
+    }
+}
+
+const WEBSOCKET_PATH: &str = "/v1/ws";
+
 /// Why no route matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Miss {
@@ -73,6 +94,20 @@ pub enum Miss {
 /// # Errors
 /// [`Miss`]: no such path, or not with this method.
 pub fn find(method: &str, path: &str) -> Result<Route, Miss> {
+    if GRPC_WEB_PATHS.contains(&path) {
+        return grpc_web(path, method).ok_or_else(|| Miss::Method {
+            allow: "POST, OPTIONS".into(),
+        });
+    }
+    if path == WEBSOCKET_PATH {
+        return if method == "GET" {
+            Ok(Route::WebSocket)
+        } else {
+            Err(Miss::Method {
+                allow: "GET".into(),
+            })
+        };
+    }
     let mut allow: Vec<&str> = Vec::new();
     for entry in ROUTES.iter().filter(|e| e.path == path) {
         if entry.method == method {
@@ -97,6 +132,8 @@ pub fn paths() -> String {
         .filter(|p| !p.starts_with("/test/"))
         .collect();
     paths.dedup();
+    paths.push(WEBSOCKET_PATH);
+    paths.extend(GRPC_WEB_PATHS);
     paths.join(", ")
 }
 
@@ -117,6 +154,24 @@ mod tests {
             })
         );
         assert!(Route::Status.admin() && !Route::Healthz.admin() && !Route::Metrics.admin());
-        assert_eq!(paths(), "/healthz, /metrics, /v1/status");
+        assert_eq!(find("GET", "/v1/ws"), Ok(Route::WebSocket));
+        assert_eq!(
+            find("POST", "/v1/ws"),
+            Err(Miss::Method {
+                allow: "GET".into()
+            })
+        );
+        for path in GRPC_WEB_PATHS {
+            assert_eq!(find("POST", path), Ok(Route::GrpcWeb));
+            assert_eq!(find("OPTIONS", path), Ok(Route::GrpcWebPreflight));
+            assert_eq!(
+                find("GET", path),
+                Err(Miss::Method {
+                    allow: "POST, OPTIONS".into()
+                })
+            );
+            assert!(!Route::GrpcWeb.admin());
+        }
+        assert!(paths().starts_with("/healthz, /metrics, /v1/status, /v1/ws, /logmill.v1."));
     }
 }

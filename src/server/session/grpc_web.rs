@@ -113,6 +113,9 @@ enum Method {
 /// and, when the client did something wrong, a line in `_server.log`; a body that is not
 /// gRPC-Web, or not the method's message, counts as a decode error.
 pub fn start(call: &Call<'_>, cors: &Cors, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Started {
+    // Listed in `status` (and counted by the metrics) as a gRPC-Web connection from now on.
+    sink.entry
+        .set_socket(Some(crate::apps::connections::Socket::GrpcWeb));
     let cors_headers = cors.response_headers(call.header("origin"));
     let answer = |mut reply: Reply| {
         reply.headers.extend(cors_headers.iter().cloned());

@@ -10,13 +10,17 @@
 //! the header timeout (a head not complete [`Web::header_timeout`] after its first byte closes
 //! the connection with `408`: the slowloris bound, see [`Handler::deadline`]), and the switch to
 //! another session after a `101` (the route answers with the next session; see
-//! [`Handler::take_next`]). What is the connection's, as for every protocol: buffers, the input
+//! [`Handler::take_next`]), and a gRPC-Web call waiting for its records to be written
+//! ([`Pending`]: the session reads no further request until the ack answers it, then the
+//! connection hands it what it kept, see [`Handler::holds_input`]). What is the connection's, as for every protocol: buffers, the input
 //! budget, the idle timeout, the output limit, the lingering close.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::grpc_web::Pending;
 use super::{Context, Farewell, Handler, Progress, Session, Sink};
+use crate::protocol::grpc_web::Reply;
 use crate::protocol::http1::{self, Parsed, Response, Version};
 use crate::server::http::{Answer, Web};
 
@@ -36,6 +40,14 @@ pub struct Http {
     /// The session the connection continues with after a `101 Switching Protocols` (boxed: a
     /// session cannot hold a session in place).
     next: Option<Box<Session>>,
+    /// A gRPC-Web call waiting for its records to be written, and the version and keep-alive
+    /// of its request (for the answer).
+    pending: Option<(Pending, Version, bool)>,
+    /// A gRPC-Web call was served here: the metrics and `status` count the connection as
+    /// `grpc-web`.
+    grpc_web: bool,
+    /// The answer to a `Connection: close` call went out: the connection ends.
+    done: bool,
 }
 
 impl Http {
@@ -45,7 +57,35 @@ impl Http {
             head_since: None,
             continued: false,
             next: None,
+            pending: None,
+            grpc_web: false,
+            done: false,
         }
+    }
+
+    /// A gRPC-Web call was served on this connection.
+    pub fn is_grpc_web(&self) -> bool {
+        self.grpc_web
+    }
+
+    /// Writes a gRPC-Web answer that waited (`Pending`).
+    fn write_reply(reply: &Reply, version: Version, keep_alive: bool, sink: &mut Sink<'_>) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        http1::write_response(
+            sink.reply(),
+            version,
+            &Response {
+                status: reply.status,
+                reason: reply.reason,
+                headers: &headers,
+                body: &reply.body,
+                keep_alive,
+            },
+        );
     }
 
     /// A refused request: its status and one line saying why, then the connection closes.
@@ -77,6 +117,14 @@ impl Handler for Http {
         };
         let mut used = 0;
         loop {
+            if self.done {
+                return Progress::Close;
+            }
+            if self.pending.is_some() {
+                // No further request is read while a call waits: the rest is kept, and the
+                // connection hands it back once the answer is out.
+                return Progress::Need { used, needed: None };
+            }
             let rest = &buf[used..];
             match http1::read_request(rest, &limits) {
                 Ok(Parsed::Incomplete {
@@ -106,9 +154,23 @@ impl Handler for Http {
                         headers,
                         body,
                         next,
+                        head,
+                        waiting,
                     } = self.web.answer(&request, sink, cx);
+                    if sink.entry.socket() == Some(crate::apps::connections::Socket::GrpcWeb) {
+                        self.grpc_web = true;
+                    }
+                    if let Some(pending) = waiting {
+                        self.pending = Some((pending, request.version, request.keep_alive));
+                        continue;
+                    }
                     let upgrade = next.is_some() && status == 101;
                     let keep_alive = request.keep_alive || upgrade;
+                    if let (true, Some(head)) = (upgrade, head) {
+                        sink.reply().extend_from_slice(&head);
+                        self.next = next.map(Box::new);
+                        return Progress::Switch { used };
+                    }
                     let headers: Vec<(&str, &str)> =
                         headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
                     http1::write_response(
@@ -156,6 +218,19 @@ impl Handler for Http {
     /// Said only to a client in the middle of a request: an idle keep-alive connection is
     /// closed without a word, as HTTP clients expect of a server.
     fn farewell(&mut self, why: &Farewell, sink: &mut Sink<'_>) {
+        if let Some((pending, version, _)) = self.pending.take() {
+            // The call's own deadline (grpc-timeout) passed: DEADLINE_EXCEEDED; the server
+            // ends the connection first: UNAVAILABLE. The connection closes after either.
+            let expired = matches!(why, Farewell::IdleTimeout(_))
+                && pending.deadline().is_some_and(|at| Instant::now() >= at);
+            let reply = if expired {
+                pending.expire()
+            } else {
+                pending.farewell(why)
+            };
+            Http::write_reply(&reply, version, false, sink);
+            return;
+        }
         let Some(since) = self.head_since else {
             return;
         };
@@ -189,7 +264,32 @@ impl Handler for Http {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.head_since.map(|since| since + self.web.header_timeout)
+        let head = self.head_since.map(|since| since + self.web.header_timeout);
+        let call = self.pending.as_ref().and_then(|(p, _, _)| p.deadline());
+        match (head, call) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn wants_acks(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The waiting call's answer, once all its records are written.
+    fn ack(&mut self, _written: u64, last_seq: u64, sink: &mut Sink<'_>) {
+        let Some((pending, version, keep_alive)) = &self.pending else {
+            return;
+        };
+        if let Some(reply) = pending.ack(last_seq, sink) {
+            Http::write_reply(&reply, *version, *keep_alive, sink);
+            self.done = !*keep_alive;
+            self.pending = None;
+        }
+    }
+
+    fn holds_input(&self) -> bool {
+        self.pending.is_some()
     }
 
     fn take_next(&mut self) -> Option<Session> {

@@ -107,6 +107,19 @@ pub trait Handler {
     fn input_slack(&self) -> usize {
         0
     }
+
+    /// The session takes no input for now (an HTTP session whose gRPC-Web call waits for its
+    /// records to be written): the connection stops reading the socket and keeps what it
+    /// holds, and hands it back to [`consume`](Self::consume) once an ack has been queued.
+    fn holds_input(&self) -> bool {
+        false
+    }
+
+    /// Bytes of unfinished input the session holds itself, beyond the connection's buffer (a
+    /// WebSocket message's fragments so far): counted against `--max-input` with it.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 /// How far a [`Handler::consume`] got.
@@ -326,6 +339,7 @@ impl Session {
             Session::Syslog(_) => "syslog",
             Session::Lines(lines) if lines.is_json() => "jsonl",
             Session::Lines(_) => "text",
+            Session::Http(http) if http.is_grpc_web() => "grpc-web",
             Session::Http(_) => "http",
             Session::WebSocket(_) => "websocket",
         }
@@ -374,6 +388,14 @@ impl Session {
 
     pub fn wants_acks(&self) -> bool {
         each!(self, s => s.wants_acks())
+    }
+
+    pub fn holds_input(&self) -> bool {
+        each!(self, s => s.holds_input())
+    }
+
+    pub fn held(&self) -> usize {
+        each!(self, s => s.held())
     }
 
     pub fn ack(&mut self, written: u64, last_seq: u64, sink: &mut Sink<'_>) {

@@ -174,6 +174,12 @@ impl Handler for WebSocket {
         self.want_acks
     }
 
+    /// The fragments of an unfinished message (the decoder's reassembly buffer, at most
+    /// `--max-frame`): unfinished input like a cut frame, counted against `--max-input`.
+    fn held(&self) -> usize {
+        self.decoder.held()
+    }
+
     /// One text frame per call (the connection coalesces: one per loop turn at most), then the
     /// owed close once nothing is in flight.
     fn ack(&mut self, written: u64, last_seq: u64, sink: &mut Sink<'_>) {
