@@ -175,6 +175,14 @@ fn a_page_logs_over_grpc_web_and_websocket() {
         text.contains("LogMessage with a bad token: UNAUTHENTICATED (16)"),
         "{about}"
     );
+    // The three calls went as the published client sends them in text mode, across origins.
+    let calls = run["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 3, "{about}");
+    for call in calls {
+        assert_eq!(call["status"], 200, "{about}");
+        assert_eq!(call["contentType"], "application/grpc-web-text", "{about}");
+        assert_eq!(call["allowOrigin"], origin.as_str(), "{about}");
+    }
     // WebSocket: the ack the page read covers its record.
     let ws = &results["WebSocket"];
     assert_eq!(ws["ack"], 1, "{about}");

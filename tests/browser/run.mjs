@@ -27,6 +27,15 @@ try {
   const page = await browser.newPage({ viewport: { width: 900, height: 420 } });
   page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
+  // The gRPC-Web calls as the browser made them: their content type (text mode) and the CORS
+  // header of the answer, without which the page could not have read it.
+  const calls = [];
+  page.on('response', async (r) => {
+    if (r.request().method() !== 'POST') return;
+    calls.push({ path: new URL(r.url()).pathname, status: r.status(),
+      contentType: await r.request().headerValue('content-type'),
+      allowOrigin: await r.headerValue('access-control-allow-origin') });
+  });
   page.on('requestfailed', (r) => log.push(`request failed: ${r.method()} ${r.url().replace(/token=[^&]*/g, 'token=...')}: ${r.failure()?.errorText}`));
   await page.goto(url, { timeout: 30000 });
   let done = true;
@@ -39,7 +48,7 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   const results = await page.evaluate(() => window.results ?? null);
   const text = await page.evaluate(() => document.getElementById('out').textContent);
-  console.log(JSON.stringify({ done, results, text, log }));
+  console.log(JSON.stringify({ done, results, text, calls, log }));
 } finally {
   await browser.close();
 }
