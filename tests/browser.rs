@@ -13,7 +13,7 @@ mod common;
 #[path = "common/tools.rs"]
 mod tools;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,18 +24,22 @@ use common::{Server, TempDir, read_lines, seq_of, wait_for};
 /// Time for the whole browser run: Chromium's start, the page's four steps, the screenshot.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Serves the page and the client library on 127.0.0.1 (its own port, so its own origin) from a
-/// thread, one request per connection; returns the port. The thread lives as long as the test
-/// process: it only ever answers these two files.
+/// Serves the page and the client library on 127.0.0.1 (its own port, so its own origin), one
+/// request per connection, each connection on a thread of its own (a browser may open one and
+/// leave it idle); returns the port. The accepting thread lives as long as the test process: it
+/// only ever answers these two files.
 fn serve_page(grpc_web_js: PathBuf) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
     let port = listener.local_addr().unwrap().port();
     let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page.html");
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
-            if let Err(e) = answer(stream, &page, &grpc_web_js) {
-                eprintln!("page server: {e}");
-            }
+            let (page, grpc_web_js) = (page.clone(), grpc_web_js.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = answer(stream, &page, &grpc_web_js) {
+                    eprintln!("page server: {e}");
+                }
+            });
         }
     });
     port
@@ -44,18 +48,14 @@ fn serve_page(grpc_web_js: PathBuf) -> u16 {
 /// Reads one request head (bounded) and answers the file it names, or 404.
 fn answer(stream: TcpStream, page: &Path, grpc_web_js: &Path) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    // At most 64 KiB of head is read; a longer one ends early and is answered 404.
+    let mut reader = BufReader::new(stream.try_clone()?.take(64 * 1024));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    let mut head_bytes = request_line.len();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
-        }
-        head_bytes += line.len();
-        if head_bytes > 64 * 1024 {
-            return Err(std::io::Error::other("request head over 64 KiB"));
         }
     }
     let path = request_line.split(' ').nth(1).unwrap_or("");
@@ -147,14 +147,13 @@ fn a_page_logs_over_grpc_web_and_websocket() {
         .env("CHROMIUM", &browser.chromium)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&output).unwrap())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.0.join("run.stderr")).unwrap())
         .spawn()
         .expect("start node tests/browser/run.mjs");
     let status = wait_for("the browser run", BROWSER_DEADLINE, || {
         child.try_wait().unwrap()
     });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = std::fs::read_to_string(dir.0.join("run.stderr")).unwrap();
     assert!(status.success(), "run.mjs: {status}: {stderr}");
     let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&output).unwrap())
         .unwrap_or_else(|e| panic!("run.mjs printed no JSON ({e}): {stderr}"));
