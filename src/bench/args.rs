@@ -123,6 +123,14 @@ pub enum Proto {
     /// HTTP/1.1 keep-alive connections on the gRPC port; with --idle only (what an idle HTTP
     /// client costs the server).
     Http,
+    /// gRPC-Web (binary mode) on the gRPC port: keep-alive HTTP/1.1 POSTs of Push with --batch
+    /// records, one call in flight per connection; each answer is its ack.
+    #[value(name = "grpc-web")]
+    GrpcWeb,
+    /// WebSocket at /v1/ws?acks=1 on the gRPC port: masked binary frames each holding one
+    /// native batch of --batch records, sent as fast as the socket takes them; acks awaited.
+    #[value(name = "websocket")]
+    WebSocket,
 }
 
 impl Proto {
@@ -134,6 +142,8 @@ impl Proto {
             Proto::Pickle => "pickle",
             Proto::Grpc => "grpc",
             Proto::Http => "http",
+            Proto::GrpcWeb => "grpc-web",
+            Proto::WebSocket => "websocket",
         }
     }
 }

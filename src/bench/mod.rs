@@ -25,6 +25,9 @@
 //!   until every record is written.
 //! - [`grpc`]: the same load as gRPC calls through `h2`, driven by hand from the loop
 //!   (woken through the server's own [`crate::net::waker`]).
+//! - [`web`]: gRPC-Web and WebSocket on the gRPC port's HTTP/1.1 side, one blocking thread
+//!   per connection (the browser's protocols; the single-thread rule above is the other
+//!   loads').
 //! - [`idle`]: `--idle N`, the server's memory per idle connection.
 //! - [`templates`]: what is sent, encoded once per batch in each wire protocol.
 //! - [`link`]: native connections in a mio loop, set up many at once; [`socket`]: connect,
@@ -50,6 +53,7 @@ pub mod spawn;
 pub mod templates;
 pub mod unacked;
 pub mod usage;
+pub mod web;
 
 pub use args::{BenchArgs, GrpcMode, Proto};
 pub use error::BenchError;
@@ -91,7 +95,10 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
     raise_fd_limit(u64::from(connections))?;
 
     // HTTP/1.1 is served on the gRPC port too.
-    let grpc = matches!(args.proto, Proto::Grpc | Proto::Http);
+    let grpc = matches!(
+        args.proto,
+        Proto::Grpc | Proto::Http | Proto::GrpcWeb | Proto::WebSocket
+    );
     let (addr, mut server) = match &args.addr {
         Some(addr) => (resolve(addr)?, None),
         None => {
@@ -150,6 +157,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         None => match args.proto {
             Proto::Native => native::load(&args, &apps, addr, server.as_ref(), deadline),
             Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
+            Proto::GrpcWeb | Proto::WebSocket => web::load(&args, addr, server.as_ref(), deadline),
             Proto::Syslog | Proto::Json | Proto::Pickle | Proto::Http => {
                 unacked::load(&args, addr, server.as_ref(), deadline)
             }

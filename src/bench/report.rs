@@ -273,8 +273,8 @@ impl fmt::Display for Report {
                     "  elapsed      {:.3} s (first record byte sent to {})",
                     r.elapsed.as_secs_f64(),
                     match r.proto {
-                        Proto::Native => "last ack",
-                        Proto::Grpc => "last reply",
+                        Proto::Native | Proto::WebSocket => "last ack",
+                        Proto::Grpc | Proto::GrpcWeb => "last reply",
                         _ => "health counting all written",
                     }
                 )?;

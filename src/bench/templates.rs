@@ -56,7 +56,8 @@ impl Template {
             .collect();
         let mut frame = Vec::new();
         match proto {
-            Proto::Native => native_frame(&messages, &mut frame),
+            // WebSocket sends the native frame's payload, without its length prefix.
+            Proto::Native | Proto::WebSocket => native_frame(&messages, &mut frame),
             Proto::Syslog => messages.iter().for_each(|m| syslog_line(m, &mut frame)),
             // `--proto http` sends no records (`bench::run` takes it with `--idle` only); its
             // template, never sent, is JSON lines.
@@ -70,7 +71,8 @@ impl Template {
                     .iter()
                     .for_each(|m| pickle_frame(m, created, &mut frame));
             }
-            Proto::Grpc => grpc_message(&messages, &mut frame),
+            // A gRPC message with its 5-byte prefix is also a gRPC-Web binary body.
+            Proto::Grpc | Proto::GrpcWeb => grpc_message(&messages, &mut frame),
         }
         let counters = locate_counters(&frame, conn, records, size);
         Template {
@@ -260,7 +262,7 @@ mod tests {
     fn messages_of(proto: Proto, mut batch: &[u8]) -> Vec<String> {
         let mut messages = Vec::new();
         match proto {
-            Proto::Native => {
+            Proto::Native | Proto::WebSocket => {
                 let Frame::Complete { payload, .. } = frame::decode(batch, u32::MAX).unwrap()
                 else {
                     panic!("incomplete frame")
@@ -299,7 +301,7 @@ mod tests {
                     batch = &batch[consumed..];
                 }
             }
-            Proto::Grpc => {
+            Proto::Grpc | Proto::GrpcWeb => {
                 let grpc_wire::Message::Complete {
                     compressed,
                     payload,

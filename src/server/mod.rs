@@ -329,12 +329,14 @@ impl Server {
         // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
         // or `<dir>/.logmill/secret`); nothing is created under --dir when the port is off.
         let secret_path = (!config.tcp_only).then(|| config.secret_path());
-        let web = Arc::new(http::Web::new(
-            config.header_timeout,
-            config.admin_open,
-            secret_path.as_deref(),
-        )
-        .with_cors(config.cors.clone()));
+        let web = Arc::new(
+            http::Web::new(
+                config.header_timeout,
+                config.admin_open,
+                secret_path.as_deref(),
+            )
+            .with_cors(config.cors.clone()),
+        );
         if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
             log.error(format_args!(
                 "the HTTP admin API refuses every request: cannot load the secret ({why}); \

@@ -4,7 +4,7 @@
 //! |------|-------|--------------------|
 //! | `capnp` | `schema_drift` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `rsyslogd` | `clients::rsyslog_forwards_to_logmill` | the same script |
-//! | Python with `grpcio`, `grpcio-tools` | the `python_grpcio_*` tests | a virtualenv made here |
+//! | Python with `grpcio`, `grpcio-tools`, `websockets` | the `python_grpcio_*` tests, `web::websocket_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader` | the `node_grpc_js_*` tests | `npm install` here |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
@@ -168,7 +168,7 @@ impl ClientTool {
 }
 
 /// Python with `grpcio` (and `prometheus-client`, whose parser reads `/metrics` in
-/// `tests/http.rs`), and stubs generated from `proto/` by `grpcio-tools`: a virtualenv made
+/// `tests/http.rs`, and `websockets`, the WebSocket client of `tests/web.rs`), and stubs generated from `proto/` by `grpcio-tools`: a virtualenv made
 /// with `python3 -m venv` and the pins of `tests/grpc_interop/requirements.txt` (downloads from
 /// PyPI the first time).
 pub fn python_grpc() -> Result<ClientTool, Missing> {

@@ -328,20 +328,19 @@ fn websocket_upgrade(request: &Request<'_>, sink: &mut Sink<'_>, cx: &mut Contex
     let authorization = request
         .header("authorization")
         .or(from_query.as_deref().map(str::as_bytes));
-    let origin =
-        match crate::server::grpc::admit(authorization, app, instance, cx.shared, peer) {
-            Ok(origin) => origin,
-            Err(refused) => {
-                let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
-                cx.log.warn(format_args!(
-                    "WebSocket upgrade from {peer}: {}{}; answered 401 ({})",
-                    refused.message,
-                    refused.detail,
-                    count(refusals, "refusal")
-                ));
-                return Answer::text(401, "Unauthorized", refused.message);
-            }
-        };
+    let origin = match crate::server::grpc::admit(authorization, app, instance, cx.shared, peer) {
+        Ok(origin) => origin,
+        Err(refused) => {
+            let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
+            cx.log.warn(format_args!(
+                "WebSocket upgrade from {peer}: {}{}; answered 401 ({})",
+                refused.message,
+                refused.detail,
+                count(refusals, "refusal")
+            ));
+            return Answer::text(401, "Unauthorized", refused.message);
+        }
+    };
     let mut head = Vec::new();
     websocket::switching_protocols(key, &mut head);
     let mut answer = Answer::text(101, "Switching Protocols", "");
