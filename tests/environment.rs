@@ -109,6 +109,7 @@ fn the_environment_test_lists_every_missing_tool() {
             "rsyslogd is missing",
             "Python grpcio is missing",
             "Node @grpc/grpc-js is missing",
+            "Chromium with playwright-core is missing",
             "root is missing",
         ] {
             assert!(out.contains(tool), "{tool} not listed:\n{out}");

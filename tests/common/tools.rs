@@ -6,6 +6,7 @@
 //! | `rsyslogd` | `clients::rsyslog_forwards_to_logmill` | the same script |
 //! | Python with `grpcio`, `grpcio-tools`, `websockets` | the `python_grpcio_*` tests, `web::websocket_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader` | the `node_grpc_js_*` tests | `npm install` here |
+//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -252,6 +253,74 @@ pub fn node_grpc() -> Result<ClientTool, Missing> {
     .map_err(fail)
 }
 
+/// What `tests/browser.rs` needs: Debian's Chromium, and Node with the pins of
+/// `tests/browser/package.json` (`playwright-core` to drive it, `grpc-web` for the page).
+#[derive(Debug, Clone)]
+pub struct BrowserTool {
+    pub node: PathBuf,
+    pub chromium: PathBuf,
+    /// The folder whose `node_modules` holds the packages.
+    pub folder: PathBuf,
+}
+
+/// Chromium (Debian package `chromium`; installed by `scripts/install-browser.sh` when we are
+/// root, unless `LOGMILL_NO_INSTALL=1`) and the npm packages of `tests/browser/package.json`,
+/// installed into `tools_dir()/browser` as [`node_grpc`] installs its own (the script makes the
+/// same install, with the same lock and stamp). Playwright never downloads a browser here.
+pub fn browser() -> Result<BrowserTool, Missing> {
+    const FIX: &str = "run scripts/install-browser.sh (as root for apt-get install chromium; \
+                       node and npm on PATH, access to the npm registry)";
+    let fail = |why: String| Missing::new("Chromium with playwright-core", why, FIX);
+    let package = read(&manifest_dir().join("tests/browser/package.json")).map_err(fail)?;
+    let chromium = match find("chromium") {
+        Some(path) => path,
+        None => {
+            let why = match install_browser_as_root() {
+                Ok(()) => "no chromium on PATH after scripts/install-browser.sh".to_owned(),
+                Err(why) => format!("no chromium on PATH; {why}"),
+            };
+            find("chromium").ok_or_else(|| fail(why))?
+        }
+    };
+    let node = find("node").ok_or_else(|| fail("no node on PATH".into()))?;
+    let npm = find("npm").ok_or_else(|| fail("no npm on PATH".into()))?;
+    locked(|dir| {
+        let folder = dir.join("browser");
+        if !stamped(&folder, &package) {
+            remove(&folder)?;
+            fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+            fs::write(folder.join("package.json"), &package).map_err(|e| e.to_string())?;
+            run(Command::new(&npm)
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&folder))?;
+            stamp(&folder, &package)?;
+        }
+        Ok(BrowserTool {
+            node,
+            chromium,
+            folder,
+        })
+    })
+    .map_err(fail)
+}
+
+/// Runs `scripts/install-browser.sh` once per process, when root and allowed. Not under
+/// [`locked`]: the script takes the same lock itself for its npm half.
+fn install_browser_as_root() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if std::env::var_os("LOGMILL_NO_INSTALL").is_some_and(|v| v == "1") {
+            return Err("not installed: LOGMILL_NO_INSTALL=1".into());
+        }
+        if !is_root() {
+            return Err("installing it needs root".into());
+        }
+        let mut command = Command::new(manifest_dir().join("scripts/install-browser.sh"));
+        run(command.env("LOGMILL_TOOLS_DIR", tools_dir()))
+    })
+    .clone()
+}
+
 /// Every tool above, with the tests that need it; for `tests/environment.rs`.
 pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
     vec![
@@ -262,6 +331,10 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             python_grpc().map(drop),
         ),
         ("the node_grpc_js_* tests", node_grpc().map(drop)),
+        (
+            "browser::a_page_logs_over_grpc_web_and_websocket",
+            browser().map(drop),
+        ),
         (
             "lifecycle::full_disk_degrades_pushes_back_and_recovers",
             root(),
