@@ -248,13 +248,22 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// The directory under `--dir` that holds the signing secret and the token registry
+/// (`apps::secret`).
+pub const STATE_DIR: &str = ".logmill";
+
+/// The secret's path when `--secret-file` is not given: `<dir>/.logmill/secret`.
+pub fn default_secret_path(dir: &std::path::Path) -> PathBuf {
+    dir.join(STATE_DIR).join("secret")
+}
+
 impl Config {
     /// Where the signing secret is: `--secret-file`, or `<dir>/.logmill/secret`. The token
     /// registry is the file `tokens` beside it.
     pub fn secret_path(&self) -> PathBuf {
         self.secret_file
             .clone()
-            .unwrap_or_else(|| crate::apps::secret::default_path(&self.dir))
+            .unwrap_or_else(|| default_secret_path(&self.dir))
     }
 
     /// Refuses settings with which the server would start and then not work: `--max-pending 0`

@@ -9,8 +9,8 @@
 //!   shared by loops)   |  decode, format   |    pickle | syslog | lines | health; one Batch
 //!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc::GrpcPort)
 //!  HTTP/1.1 (same port)|                   |  handed to the slab by the port's detection:
-//!                      |                   |    session::http (server::http: /healthz, /metrics,
-//!                      |                   |    /v1/status)
+//!                      |                   |    session::http: /healthz, /metrics, /v1/status,
+//!                      |                   |    gRPC-Web calls, the WebSocket upgrade
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
@@ -52,7 +52,7 @@
 //!   the directory lock, the backpressure gauge and mailboxes, the server's own log.
 //! - [`stats`]: the counters every thread bumps (atomics, and refusals by app behind a mutex
 //!   taken once per refusal; the lowest room); the writer's histograms for `/metrics`
-//!   (`server::http::metrics`, which sums the loops' own counts, `server::traffic`).
+//!   (`server::session::http::metrics`, which sums the loops' own counts, `server::traffic`).
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;

@@ -150,7 +150,7 @@ struct ServeArgs {
     secret_file: Option<PathBuf>,
     /// HTTP/1.1 on the gRPC port: close a client that has not sent a whole request head this
     /// long after its first byte (slowloris), with 408.
-    #[arg(long = "header-timeout", default_value_t = Span(logmill::server::http::HEADER_TIMEOUT))]
+    #[arg(long = "header-timeout", default_value_t = Span(logmill::config::defaults::HEADER_TIMEOUT))]
     header_timeout: Span,
     /// Serve the HTTP admin API (/v1/status: who is connected) without a token. Without it, the
     /// admin API asks for `Authorization: Bearer <token>` with a token from

@@ -22,11 +22,11 @@ pub const MIN_SECRET_LEN: usize = 32;
 const MAX_SECRET_LEN: u64 = 4096;
 
 /// The directory under `--dir` that holds the secret and the token registry.
-pub const STATE_DIR: &str = ".logmill";
+pub use crate::config::STATE_DIR;
 
 /// The secret's path when `--secret-file` is not given: `<dir>/.logmill/secret`.
 pub fn default_path(dir: &Path) -> PathBuf {
-    dir.join(STATE_DIR).join("secret")
+    crate::config::default_secret_path(dir)
 }
 
 /// The signing key. Its bytes never appear in `Debug` output.

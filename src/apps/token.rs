@@ -124,7 +124,7 @@ pub struct Claims {
     jti: String,
     iat: Option<u64>,
     exp: Option<u64>,
-    /// `"admin": true`: the token also opens the admin API (`server::http`).
+    /// `"admin": true`: the token also opens the admin API (`server::session::http`).
     admin: bool,
 }
 

@@ -49,7 +49,7 @@ pub enum Preface {
     /// A prefix of the preface so far: wait for more.
     Incomplete,
     /// Anything else: HTTP/1.1, or not HTTP at all (the server's HTTP/1.1 session answers it:
-    /// `server::http`).
+    /// `server::session::http`).
     Other,
 }
 

@@ -138,7 +138,7 @@ impl Connection {
     }
 
     /// A connection accepted elsewhere whose protocol is already known: an HTTP/1.1 client
-    /// the gRPC port's detection handed over (`server::http`), with the `first` bytes detection
+    /// the gRPC port's detection handed over (`server::session::http`), with the `first` bytes detection
     /// read. They are consumed at once; what is left waits in `input` for the next read.
     pub fn adopt(
         stream: TcpStream,

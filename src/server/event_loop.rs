@@ -37,7 +37,7 @@ use slab::Slab;
 use super::budget::Pressure;
 use super::connection::{Connection, FlushError, READ_CHUNK};
 use super::grpc::{Accepted, GrpcContext, GrpcPort, Http1};
-use super::http::Web;
+use super::session::http::web::Web;
 use super::session::{Context, Session};
 use super::shared::Shared;
 use super::traffic::{Counts, Traffic};
@@ -55,7 +55,7 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX);
 
 /// The sockets a loop serves: its handles on the shared listeners, and (loop 0) the UDP socket;
-/// and what the HTTP/1.1 connections of the gRPC socket share (`server::http`).
+/// and what the HTTP/1.1 connections of the gRPC socket share (`server::session::http`).
 pub struct Sockets {
     pub tcp: TcpListener,
     pub grpc: Option<TcpListener>,
@@ -120,7 +120,7 @@ pub struct EventLoop {
     /// A connection came or went, or bytes were read, since the board was last published.
     board_dirty: bool,
     published_at: Instant,
-    /// The HTTP side of the gRPC port (`server::http`): what its sessions share.
+    /// The HTTP side of the gRPC port (`server::session::http`): what its sessions share.
     web: Arc<Web>,
     /// What this loop's closed connections (and datagrams) received, for `/metrics`; the live
     /// connections' figures are added when it is published (`server::traffic`).
@@ -919,7 +919,7 @@ impl EventLoop {
     }
 
     /// Takes a connection the gRPC port's detection found not to speak HTTP/2 onto the
-    /// ordinary slab, with an HTTP session (`server::http`): from here on it is a connection
+    /// ordinary slab, with an HTTP session (`server::session::http`): from here on it is a connection
     /// like any other. It stays counted as open (it was counted at accept).
     fn adopt_http1(&mut self, http1: Http1) {
         let Http1 {

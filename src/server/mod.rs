@@ -31,7 +31,6 @@ pub mod connection;
 pub mod event_loop;
 pub mod grpc;
 pub mod health;
-pub mod http;
 pub mod session;
 pub mod shared;
 pub mod traffic;
@@ -330,7 +329,7 @@ impl Server {
         // or `<dir>/.logmill/secret`); nothing is created under --dir when the port is off.
         let secret_path = (!config.tcp_only).then(|| config.secret_path());
         let web = Arc::new(
-            http::Web::new(
+            session::http::web::Web::new(
                 config.header_timeout,
                 config.admin_open,
                 secret_path.as_deref(),

@@ -7,7 +7,7 @@
 //! close:        the loop folds the connection's entry into its own Traffic (plain integers)
 //! publish:      every PUBLISH_EVERY, with the connection board: Traffic of closed connections
 //!               + the live entries + open counts ──> TrafficBoard[loop] (one Mutex per loop)
-//! scrape:       TrafficBoard::sum() ──> server::http::metrics
+//! scrape:       TrafficBoard::sum() ──> server::session::http::metrics
 //! ```
 //!
 //! So a scrape lags the record path by at most `apps::connections::PUBLISH_EVERY`. A gRPC

@@ -96,7 +96,7 @@ pub enum Drive {
     Closed,
     /// Not HTTP/2 (an HTTP/1.1 request line, or bytes nothing speaks): deregister it and take
     /// its socket and first bytes with [`GrpcConnection::into_http1`] for an HTTP session on
-    /// the loop's ordinary slab (`server::http`).
+    /// the loop's ordinary slab (`server::session::http`).
     Http1,
 }
 

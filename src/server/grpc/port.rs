@@ -9,7 +9,7 @@
 //! poll timeout   <── port.has_ready(), port.next_deadline()
 //! listener event ──> port.accept(..) until Accepted::Done; drive each new connection
 //! event for a token where GrpcPort::owns(token) ──> port.drive(token, ..)
-//! a drive that says Driven::take_http1() ──> the loop adopts the socket (server::http)
+//! a drive that says Driven::take_http1() ──> the loop adopts the socket (server::session::http)
 //! each turn      ──> port.collect_due(now); while let Some(t) = port.next_due() { drive(t) }
 //! a Completion whose key GrpcPort::owns ──> port.completed(key, count, last_seq)
 //! shutdown       ──> port.close_listener(..); port.begin_shutdown(); drive until port.is_empty()
@@ -83,7 +83,7 @@ pub struct Driven {
 }
 
 /// A connection that did not send the HTTP/2 preface, handed to the loop for an HTTP session
-/// (`server::http`): its socket, its peer and the bytes detection read.
+/// (`server::session::http`): its socket, its peer and the bytes detection read.
 #[derive(Debug)]
 pub struct Http1 {
     pub stream: TcpStream,

@@ -326,8 +326,8 @@ impl Session {
         Session::WebSocket(websocket::WebSocket::new(want_acks))
     }
 
-    /// An HTTP/1.1 connection handed over by the gRPC port's detection (`server::http`).
-    pub fn http(web: Arc<crate::server::http::Web>) -> Self {
+    /// An HTTP/1.1 connection handed over by the gRPC port's detection (`server::session::http`).
+    pub fn http(web: Arc<crate::server::session::http::web::Web>) -> Self {
         Session::Http(http::Http::new(web))
     }
 
@@ -629,7 +629,7 @@ mod tests {
     }
 
     fn http(lp: &mut Loop, conn: &mut Conn) -> Session {
-        let web = crate::server::http::Web::new(Duration::from_secs(10), false, None);
+        let web = crate::server::session::http::web::Web::new(Duration::from_secs(10), false, None);
         let session = Session::http(Arc::new(web));
         conn.entry.set_socket(None);
         let _ = lp;

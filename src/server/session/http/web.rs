@@ -40,13 +40,12 @@
 //! with `Allow`), malformed (`400`, then close), and a head not complete within
 //! `--header-timeout` (10 s, [`HEADER_TIMEOUT`]) of its first byte: `408` and close.
 
-pub mod admin;
-pub mod metrics;
-pub mod routes;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::admin::Guard;
+use super::routes::{Miss, Route};
+use super::{metrics, routes};
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
 use crate::protocol::grpc_web::{Cors, Reply};
 use crate::protocol::http1::Request;
@@ -55,8 +54,6 @@ use crate::server::session::grpc_web::{self, Call, Pending, Started};
 use crate::server::session::{Context, Session, Sink};
 use crate::storage::bucket::valid_app_name;
 use crate::storage::server_log::count;
-use admin::Guard;
-use routes::{Miss, Route};
 
 /// How long a client has to send a whole request head, from its first byte: the slowloris
 /// bound (`--header-timeout`, kept with the other defaults in `config`).

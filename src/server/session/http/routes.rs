@@ -1,5 +1,5 @@
 //! The HTTP port's route table: the one place that says which paths exist and which methods
-//! each takes. A route names what answers it ([`Route`]); the answering is `server::http`'s.
+//! each takes. A route names what answers it ([`Route`]); the answering is `server::session::http`'s.
 //!
 //! gRPC-Web takes `POST` (the call) and `OPTIONS` (the browser's CORS preflight) on each of
 //! `server::session::grpc_web::PATHS`; `GET /v1/ws` is the WebSocket upgrade (a `101` and the

@@ -1,7 +1,8 @@
 //! HTTP/1.1 (and 1.0) on the gRPC port: the session of a connection whose first bytes were a
 //! request line, not the HTTP/2 preface (`server::grpc` hands such a connection over to the
-//! loop's ordinary slab, see `server::http`). Requests are read by the pure
-//! `protocol::http1::read_request`, routed by `server::http::routes`, and answered in the order
+//! loop's ordinary slab, see [`web`]). Requests are read by the pure
+//! `protocol::http1::read_request`, routed by [`routes`], answered by [`web`] ([`admin`] guards
+//! the admin API, [`metrics`] renders `/metrics`), in the order
 //! they came (pipelining): each answer is appended to the connection's output as its request is
 //! read, so order is kept by construction.
 //!
@@ -15,14 +16,19 @@
 //! connection hands it what it kept, see [`Handler::holds_input`]). What is the connection's, as for every protocol: buffers, the input
 //! budget, the idle timeout, the output limit, the lingering close.
 
+pub mod admin;
+pub mod metrics;
+pub mod routes;
+pub mod web;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::grpc_web::Pending;
-use super::{Context, Farewell, Handler, Progress, Session, Sink};
 use crate::protocol::grpc_web::Reply;
 use crate::protocol::http1::{self, Parsed, Response, Version};
-use crate::server::http::{Answer, Web};
+use crate::server::session::grpc_web::Pending;
+use crate::server::session::{Context, Farewell, Handler, Progress, Session, Sink};
+use web::{Answer, Web};
 
 /// Answers queued and not yet sent past which a pipelining client is closed: what the
 /// connection would let a slow reader leave unread (`server::connection`'s output limit).
