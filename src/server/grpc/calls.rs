@@ -345,8 +345,8 @@ impl Calls {
         });
         let http_error = if head.method != Method::POST {
             Some(StatusCode::METHOD_NOT_ALLOWED)
-        } else if !content_type.is_some_and(|t| t.starts_with(b"application/grpc"))
-            || (grpc_web && web_mode.is_none())
+        } else if web_mode.is_none()
+            && (grpc_web || !content_type.is_some_and(|t| t.starts_with(b"application/grpc")))
         {
             // `application/grpc-web+json` too: this server speaks protobuf only.
             Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
