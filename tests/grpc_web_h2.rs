@@ -253,6 +253,24 @@ fn grpc_web_on_h2_push_and_log_message_binary_and_text() {
     assert_eq!(seq_of(line_with(&lines, "text-a")), reply.first_seq);
     assert_eq!(seq_of(line_with(&lines, "text-b")), reply.last_seq);
 
+    // Text mode without its padding: the last piece is decoded when the body ends.
+    let body = encode_text(&push_body(&["unpadded"]));
+    assert!(body.ends_with('='), "{body}");
+    let unpadded = call(
+        addr,
+        Method::POST,
+        PUSH,
+        &[("content-type", TEXT)],
+        body.trim_end_matches('=').as_bytes().to_vec(),
+        5,
+    );
+    let reply = PushResponse::decode(&unpadded.reply()[..]).unwrap();
+    assert_eq!(reply.accepted, 1);
+    assert_eq!(
+        seq_of(line_with(&read_lines(&dir.0), "unpadded")),
+        reply.first_seq
+    );
+
     // LogMessage, binary.
     let one = call(
         addr,
