@@ -7,7 +7,8 @@
 //!  clients --TCP-->    | logmill-loop-0..N |  mio Poll, slab of connections (transport + session)
 //!  (one listener,      |  accept, read,    |  protocol::detect -> server::session: native |
 //!   shared by loops)   |  decode, format   |    pickle | syslog | lines | health; one Batch
-//!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc::GrpcPort)
+//!  gRPC --h2c-->       |                   |  h2 polled from the same loop (server::grpc::GrpcPort),
+//!                      |                   |    gRPC-Web over h2 too
 //!  HTTP/1.1 (same port)|                   |  handed to the slab by the port's detection:
 //!                      |                   |    session::http: /healthz, /metrics, /v1/status,
 //!                      |                   |    gRPC-Web calls, the WebSocket upgrade

@@ -314,7 +314,8 @@ impl Server {
         let shared = Arc::new(
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
                 .with_max_input(config.max_input)
-                .with_gate(gate),
+                .with_gate(gate)
+                .with_cors(config.cors.clone()),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =

@@ -17,6 +17,7 @@ use super::traffic::TrafficBoard;
 use crate::apps::connections::Board;
 use crate::apps::gate::Gate;
 use crate::config::Config;
+use crate::protocol::grpc_web::Cors;
 use crate::stats::Stats;
 use crate::storage::mailbox::{Handoff, Mailbox};
 
@@ -35,6 +36,9 @@ pub struct Shared {
     gate: Gate,
     /// Each loop's published traffic, for `/metrics` (`server::traffic`).
     traffic: TrafficBoard,
+    /// The pages allowed to call gRPC-Web from a browser (`--cors-origin`), for gRPC-Web calls
+    /// over h2 (the HTTP/1.1 side has its own copy in `session::http::web::Web`).
+    cors: Cors,
 }
 
 impl Shared {
@@ -55,7 +59,18 @@ impl Shared {
             connections: Board::new(loops),
             gate: Gate::off(),
             traffic: TrafficBoard::new(loops),
+            cors: Cors::default(),
         }
+    }
+
+    /// Sets the origins allowed to call gRPC-Web over h2 (`--cors-origin`); none until then.
+    pub fn with_cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    pub fn cors(&self) -> &Cors {
+        &self.cors
     }
 
     /// Sets the gate connections go through (`--auth`, the secret, the token registry).

@@ -18,6 +18,17 @@
 //! call replies once its input has ended and every one of its records is written:
 //! `PushResponse { accepted, first_seq, last_seq }`. If a call fails half-way (a bad message,
 //! a deadline), the records of its earlier messages are still stored: the error says how many.
+//!
+//! # gRPC-Web on h2
+//!
+//! A request with a gRPC-Web content type (`application/grpc-web`, `-text`, `+proto`) is the
+//! same call with another dress, as on HTTP/1.1 (`server::session::grpc_web`): the same record
+//! path, token gate and "answer once written", but a text-mode body is base64 (decoded as it
+//! arrives, whole 4-character quanta at a time, by `protocol::grpc_web::decode_text`), and the
+//! answer is `protocol::grpc_web`'s: the reply and a trailers frame (0x80) in ordinary DATA
+//! frames, or trailers-only for an error, with CORS headers for an allowed `Origin`. `OPTIONS`
+//! on a gRPC-Web path is the browser's preflight. The streaming methods are `UNIMPLEMENTED`
+//! there, as on HTTP/1.1.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,7 +43,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use prost::Message as _;
 use slab::Slab;
 
-use super::replies::{HEALTH_SERVICES, send_reply, send_status, serving_status, watch_update};
+use super::replies::{
+    HEALTH_SERVICES, send_reply, send_status, send_web, serving_status, watch_update,
+};
 use super::wake::WakeState;
 use crate::apps::connections::{Entry, Socket};
 use crate::apps::gate::Admit;
@@ -42,6 +55,8 @@ use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
 use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Status};
+use crate::protocol::grpc_web::{self, Mode};
+use crate::server::session::grpc_web::PATHS as GRPC_WEB_PATHS;
 use crate::server::shared::Shared;
 use crate::storage::bucket::default_instance;
 use crate::storage::line::Origin;
@@ -117,11 +132,79 @@ pub(super) struct Call {
     /// Health: the requested service, and what `Watch` sent last.
     service: Option<String>,
     watch_sent: Option<ServingStatus>,
+    /// A gRPC-Web call: answered in gRPC-Web form.
+    web: Option<Web>,
+}
+
+/// What a gRPC-Web call adds to a gRPC call (module doc, "gRPC-Web on h2").
+struct Web {
+    /// How the request body is encoded.
+    request: Mode,
+    /// How the answer is (text when the request was, or its `Accept` asks).
+    response: Mode,
+    /// The CORS headers for the request's `Origin`, on every answer.
+    cors: Vec<(&'static str, String)>,
+    /// Text mode: the base64 received after the last whole quantum (at most 3 bytes).
+    text: Vec<u8>,
+}
+
+impl Web {
+    /// The binary bytes of the next piece of a text-mode body: the base64 of `chunk` after what
+    /// was kept, as far as whole quanta go (all of it at the end of the body, where the last
+    /// piece may be unpadded). A padded quantum may sit anywhere: `decode_text` takes those.
+    fn decode(&mut self, chunk: &[u8], end: bool) -> Result<Vec<u8>, Status> {
+        self.text.extend_from_slice(chunk);
+        let whole = if end {
+            self.text.len()
+        } else {
+            self.text.len() - self.text.len() % 4
+        };
+        let mut out = Vec::with_capacity(whole / 4 * 3);
+        let decoded = grpc_web::decode_text(&self.text[..whole], &mut out);
+        self.text.drain(..whole);
+        decoded.map_err(|e| e.status())?;
+        Ok(out)
+    }
+}
+
+/// Answers a call at once with a final status: trailers-only, in gRPC-Web form for a gRPC-Web
+/// call.
+fn answer_status(
+    respond: &mut Option<SendResponse<Bytes>>,
+    send: &mut Option<SendStream<Bytes>>,
+    web: Option<&Web>,
+    status: &Status,
+) {
+    match web {
+        Some(web) => send_web(
+            respond,
+            grpc_web::trailers_only(web.response, status),
+            &web.cors,
+        ),
+        None => send_status(respond, send, status),
+    }
 }
 
 impl Call {
     fn finished(&self) -> bool {
         self.answered && self.pushed == self.written
+    }
+
+    /// Sends the call's final status (see [`answer_status`]).
+    fn answer_status(&mut self, status: &Status) {
+        answer_status(&mut self.respond, &mut self.send, self.web.as_ref(), status);
+    }
+
+    /// Sends the call's one reply message and status OK.
+    fn answer_reply(&mut self, reply: &impl prost::Message) {
+        match &self.web {
+            Some(web) => send_web(
+                &mut self.respond,
+                grpc_web::reply(web.response, &reply.encode_to_vec()),
+                &web.cors,
+            ),
+            None => send_reply(&mut self.respond, reply),
+        }
     }
 
     /// Drops the stream handles: `h2` then ends the stream (RST_STREAM(NO_ERROR) if the client
@@ -231,7 +314,8 @@ impl Calls {
     }
 
     /// Starts a call from its request head, or answers it at once (not gRPC, an unknown
-    /// method, a malformed `grpc-timeout`). Returns whether a call was started.
+    /// method, a malformed `grpc-timeout`, a refused token, a gRPC-Web preflight or streaming
+    /// method). Returns whether a call was started.
     pub(super) fn start(
         &mut self,
         request: Request<RecvStream>,
@@ -247,9 +331,24 @@ impl Calls {
             .headers
             .get(http::header::CONTENT_TYPE)
             .map(HeaderValue::as_bytes);
+        let header = |name: &str| head.headers.get(name).map(HeaderValue::as_bytes);
+        let path = head.uri.path();
+        let cors = shared.cors();
+        if head.method == Method::OPTIONS && GRPC_WEB_PATHS.contains(&path) {
+            // A browser's CORS preflight before a gRPC-Web call.
+            send_web(&mut Some(respond), cors.preflight(header("origin")), &[]);
+            return false;
+        }
+        let web_mode = content_type.and_then(Mode::of_content_type);
+        let grpc_web = content_type.is_some_and(|t| {
+            t.len() >= 20 && t[..20].eq_ignore_ascii_case(b"application/grpc-web")
+        });
         let http_error = if head.method != Method::POST {
             Some(StatusCode::METHOD_NOT_ALLOWED)
-        } else if !content_type.is_some_and(|t| t.starts_with(b"application/grpc")) {
+        } else if web_mode.is_none()
+            && (grpc_web || !content_type.is_some_and(|t| t.starts_with(b"application/grpc")))
+        {
+            // `application/grpc-web+json` too: this server speaks protobuf only.
             Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
         } else {
             None
@@ -263,7 +362,16 @@ impl Calls {
             }
             return false;
         }
-        let method = match head.uri.path() {
+        let web = web_mode.map(|request| Web {
+            request,
+            response: request.of_response(header("accept")),
+            cors: cors.response_headers(header("origin")),
+            text: Vec::new(),
+        });
+        let refuse = |respond: SendResponse<Bytes>, status: &Status| {
+            answer_status(&mut Some(respond), &mut None, web.as_ref(), status);
+        };
+        let method = match path {
             "/logmill.v1.LogService/Push" => Some(Rpc::Push),
             "/logmill.v1.LogService/PushStream" => Some(Rpc::PushStream),
             "/logmill.v1.LogService/LogMessage" => Some(Rpc::LogMessage),
@@ -281,9 +389,20 @@ impl Calls {
                     head.uri.path()
                 ),
             );
-            send_status(&mut Some(respond), &mut None, &status);
+            refuse(respond, &status);
             return false;
         };
+        if web.is_some() && matches!(method, Rpc::PushStream | Rpc::HealthWatch) {
+            let status = Status::new(
+                Code::Unimplemented,
+                format!(
+                    "{path} is a streaming method, which gRPC-Web cannot carry here; use \
+                     logmill.v1.LogService/Push or LogMessage (or Health/Check)"
+                ),
+            );
+            refuse(respond, &status);
+            return false;
+        }
         let timeout = head.headers.get("grpc-timeout").map(|v| v.as_bytes());
         let deadline = match timeout.map(grpc::parse_timeout) {
             None => None,
@@ -296,7 +415,7 @@ impl Calls {
                         String::from_utf8_lossy(timeout.unwrap_or_default())
                     ),
                 );
-                send_status(&mut Some(respond), &mut None, &status);
+                refuse(respond, &status);
                 return false;
             }
         };
@@ -317,7 +436,7 @@ impl Calls {
                 Code::InvalidArgument,
                 format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
             );
-            send_status(&mut Some(respond), &mut None, &status);
+            refuse(respond, &status);
             return false;
         }
         let instance = text("logmill-instance");
@@ -343,7 +462,7 @@ impl Calls {
                             crate::storage::server_log::count(count, "refusal")
                         ));
                         let status = Status::new(Code::Unauthenticated, refused.message);
-                        send_status(&mut Some(respond), &mut None, &status);
+                        refuse(respond, &status);
                         return false;
                     }
                 }
@@ -377,6 +496,7 @@ impl Calls {
             answered: false,
             service: None,
             watch_sent: None,
+            web,
         });
         self.due.push(slot);
         true
@@ -414,7 +534,7 @@ impl Calls {
                         call.written, call.pushed
                     ),
                 );
-                send_status(&mut call.respond, &mut call.send, &status);
+                call.answer_status(&status);
                 call.release();
             }
         }
@@ -436,22 +556,22 @@ impl Calls {
                             first_seq: call.first_seq.unwrap_or(0),
                             last_seq: call.last_seq,
                         };
-                        send_reply(&mut call.respond, &reply);
+                        call.answer_reply(&reply);
                         call.release();
                     }
                 }
                 Rpc::HealthCheck => {
-                    if let Some(service) = &call.service {
+                    if let Some(service) = call.service.take() {
                         if HEALTH_SERVICES.contains(&service.as_str()) {
                             let status = serving_status(cx.shared, shutting_down);
                             let reply = HealthCheckResponse {
                                 status: status as i32,
                             };
-                            send_reply(&mut call.respond, &reply);
+                            call.answer_reply(&reply);
                         } else {
                             let status =
                                 Status::new(Code::NotFound, format!("unknown service {service:?}"));
-                            send_status(&mut call.respond, &mut call.send, &status);
+                            call.answer_status(&status);
                         }
                         call.release();
                     }
@@ -567,6 +687,18 @@ impl Calls {
                 Poll::Ready(None) => {
                     call.input_done = true;
                     call.recv = None;
+                    if let Some(web) = call.web.as_mut().filter(|w| !w.text.is_empty()) {
+                        // The last piece of a text-mode body, unpadded.
+                        let result = match web.decode(&[], true) {
+                            Ok(last) => self.take_chunk(slot, &last, max, cx),
+                            Err(status) => Err(status),
+                        };
+                        if let Err(status) = result {
+                            self.fail(slot, status, cx);
+                            return;
+                        }
+                    }
+                    let call = &mut self.slots[slot];
                     let problem = if call.deframer.pending() > 0 {
                         Some(format!(
                             "request body ended inside a message ({} bytes of it received)",
@@ -584,7 +716,12 @@ impl Calls {
                 }
             };
             *budget = budget.saturating_sub(chunk.len());
-            let result = self.take_chunk(slot, &chunk, max, cx);
+            let text = call.web.as_mut().filter(|w| w.request == Mode::Text);
+            let result = match text.map(|web| web.decode(&chunk, false)) {
+                Some(Ok(binary)) => self.take_chunk(slot, &binary, max, cx),
+                Some(Err(status)) => Err(status),
+                None => self.take_chunk(slot, &chunk, max, cx),
+            };
             if self.inflated.capacity() > KEEP_INFLATED {
                 self.inflated = Vec::new();
             }
@@ -722,7 +859,7 @@ impl Calls {
                 crate::storage::server_log::count(count, "decode error")
             ));
         }
-        send_status(&mut call.respond, &mut call.send, &status);
+        call.answer_status(&status);
         call.release();
     }
 }

@@ -9,7 +9,9 @@
 //!   lifecycle.rs  one connection: detect, handshake, serve, timers, keepalive, shutdown,
 //!                 shed, budget                                              (GrpcConnection)
 //!     calls.rs      a call's life: start, poll, read; the record path (push_records)  (Calls)
-//!       replies.rs    response heads, status trailers, framed replies, health answers
+//!                   (and gRPC-Web over h2: text decoding, answers via grpc_web)
+//!       replies.rs    response heads, status trailers, framed replies, health answers,
+//!                     a gRPC-Web answer on an h2 stream (send_web)
 //!     wake.rs       a wake from h2: the loop's ReadyQueue, a connection's WakeState
 //! ```
 //!

@@ -1,5 +1,6 @@
 //! What goes back to a gRPC client: response heads, `grpc-status` headers and trailers, framed
-//! reply messages, and the health service's answers (`Check`'s status, `Watch`'s updates).
+//! reply messages, and the health service's answers (`Check`'s status, `Watch`'s updates); and
+//! a gRPC-Web answer (`protocol::grpc_web::Reply`, built there) carried on an h2 stream.
 //!
 //! Encoding only: these functions write to `h2` stream handles they are given and decide
 //! nothing about when a call ends (that is `calls`). A stream the client already reset takes
@@ -8,11 +9,12 @@
 use bytes::Bytes;
 use h2::SendStream;
 use h2::server::SendResponse;
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::protocol::grpc::health_v1::HealthCheckResponse;
 use crate::protocol::grpc::health_v1::health_check_response::ServingStatus;
 use crate::protocol::grpc::{self, Code, Status};
+use crate::protocol::grpc_web;
 use crate::server::shared::Shared;
 
 /// Service names `grpc.health.v1.Health` knows: the whole server, and the log service.
@@ -128,5 +130,39 @@ pub(super) fn watch_update(
     };
     if stream.send_data(framed(&reply), false).is_ok() {
         *sent = Some(status);
+    }
+}
+
+/// Sends a whole gRPC-Web answer (a reply, a trailers-only status or a preflight, as
+/// `protocol::grpc_web` builds them for HTTP/1.1) on an h2 stream, with `extra` headers (CORS):
+/// the head, then the body in ordinary DATA frames ending the stream; no HTTP/2 trailers, since
+/// the status is in the body's trailers frame or in the head.
+pub(super) fn send_web(
+    respond: &mut Option<SendResponse<Bytes>>,
+    reply: grpc_web::Reply,
+    extra: &[(&'static str, String)],
+) {
+    let Some(respond) = respond else {
+        return;
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in reply.headers.iter().chain(extra) {
+        // The names are constants and the values ours (a percent-encoded message, an allowed
+        // origin): none fails, but a value that did would be left out rather than panic.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let empty = reply.body.is_empty();
+    let Ok(mut send) = respond.send_response(response, empty) else {
+        return;
+    };
+    if !empty && send.send_data(Bytes::from(reply.body), true).is_err() {
+        // Reset by the client meanwhile.
     }
 }

@@ -3,6 +3,7 @@
 //! they are written. No socket and no HTTP/1.1 here: the HTTP session reads the request
 //! (`protocol::http1`), hands it over as a [`Call`], and writes the [`Reply`] it gets back.
 //! The wire format is `protocol::grpc_web`'s; the messages and statuses are gRPC's, as on h2.
+//! (gRPC-Web over h2 is the h2 call path's, `server::grpc::calls`, with this wire format.)
 //!
 //! A call is judged as an h2 call is: the same methods, the same `logmill-app` rule, the same
 //! token check (`authorization: Bearer TOKEN`, through [`crate::server::grpc::admit`] and so
