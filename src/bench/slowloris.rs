@@ -232,6 +232,47 @@ mod tests {
         assert_eq!(drips_due(Duration::from_secs(3), 5, Duration::ZERO), 0);
     }
 
+    /// A listener that answers the first connection's head `408` and closes it: the connection
+    /// is counted as closed with 408 and replaced by one that sends its head again.
+    #[test]
+    fn a_closed_connection_is_counted_and_replaced() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = Poll::new().unwrap();
+        let mut slow =
+            Slowloris::open(&mut poll, addr, 1, deadline, Duration::from_secs(30)).unwrap();
+        assert_eq!(slow.held(), 1);
+        let (mut first, _) = listener.accept().unwrap();
+        let mut head = vec![0u8; HEAD.len()];
+        first.read_exact(&mut head).unwrap();
+        assert_eq!(head, HEAD);
+        first
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        drop(first);
+        let mut events = Events::with_capacity(16);
+        while slow.closed == 0 || slow.held() == 0 {
+            wait(
+                &mut poll,
+                &mut events,
+                deadline,
+                Duration::from_secs(30),
+                || "the close".into(),
+            )
+            .unwrap();
+            for event in events.iter() {
+                assert!(Slowloris::owns(event.token()));
+                slow.on_event(&poll, event).unwrap();
+            }
+        }
+        assert_eq!((slow.closed, slow.timeouts, slow.held()), (1, 1, 1));
+        let (mut second, _) = listener.accept().unwrap();
+        second.read_exact(&mut head).unwrap();
+        assert_eq!(head, HEAD);
+    }
+
     #[test]
     fn status_lines_are_read() {
         assert_eq!(status_of(b"HTTP/1.1 408 Request Timeout\r\n"), Some(408));
