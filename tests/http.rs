@@ -450,3 +450,36 @@ fn bench_holds_idle_http_connections() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("add --idle N"));
 }
+
+/// `logmill bench --slowloris N` holds N HTTP connections with unfinished heads on the gRPC
+/// port beside the native load, against a server it starts and against `--addr` with
+/// `--http-addr`; every record is acked (bench checks) and the N are reported held.
+#[test]
+fn bench_holds_slowloris_connections_beside_the_load() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["bench", "--slowloris", "50", "-n", "20000", "--no-progress"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(json["records"], 20000, "{stdout}");
+        assert_eq!(json["slowloris"], 50, "{stdout}");
+        assert_eq!(json["slowloris_held"], 50, "{stdout}");
+        assert!(json["slowloris_closed"].as_u64().is_some(), "{stdout}");
+        assert!(stdout.contains("slowloris    50 connections"), "{stdout}");
+    };
+    run(&[]);
+    let dir = TempDir::new("slowloris-bench");
+    let (server, http) = start(&dir, &[]);
+    let tcp = server.listening["tcp"].as_str().unwrap().to_string();
+    run(&["--addr", &tcp, "--http-addr", &http.to_string()]);
+    let missing = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["bench", "--slowloris", "5", "--addr", &tcp])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--http-addr"));
+}

@@ -88,6 +88,16 @@ pub struct BenchArgs {
         conflicts_with_all = ["connections", "records", "size", "batch", "window"]
     )]
     pub idle: Option<u32>,
+    /// With the native load: first open N connections to the HTTP/1.1 side of the gRPC port
+    /// that never finish their request head (a byte of it every second, as a slowloris does),
+    /// hold them during the load, replacing each the server closes, and report how many were
+    /// held and closed. A server bench starts then serves its gRPC port too; with --addr, give
+    /// that port as --http-addr.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "idle")]
+    pub slowloris: Option<u32>,
+    /// With --addr and --slowloris: the server's gRPC port (HOST:PORT), which speaks HTTP/1.1.
+    #[arg(long = "http-addr", value_name = "HOST:PORT", requires = "addr")]
+    pub http_addr: Option<String>,
     /// Seconds --idle holds its connections before measuring.
     #[arg(long = "idle-secs", default_value_t = 5, value_name = "SECS")]
     pub idle_secs: u64,

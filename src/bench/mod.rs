@@ -29,6 +29,8 @@
 //!   per connection (the browser's protocols; the single-thread rule above is the other
 //!   loads').
 //! - [`idle`]: `--idle N`, the server's memory per idle connection.
+//! - [`slowloris`]: `--slowloris N`, HTTP connections that never finish their head, held in
+//!   the native load's loop.
 //! - [`templates`]: what is sent, encoded once per batch in each wire protocol.
 //! - [`link`]: native connections in a mio loop, set up many at once; [`socket`]: connect,
 //!   register, write, poll.
@@ -48,6 +50,7 @@ pub mod link;
 pub mod native;
 pub mod progress;
 pub mod report;
+pub mod slowloris;
 pub mod socket;
 pub mod spawn;
 pub mod templates;
@@ -57,7 +60,9 @@ pub mod web;
 
 pub use args::{BenchArgs, GrpcMode, Proto};
 pub use error::BenchError;
-pub use report::{CpuTime, IdleMemory, IdleReport, Latency, LoadReport, Report, ServerUsage};
+pub use report::{
+    CpuTime, IdleMemory, IdleReport, Latency, LoadReport, Report, ServerUsage, SlowlorisCount,
+};
 
 use error::setup;
 use spawn::SpawnedServer;
@@ -92,20 +97,32 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             "--proto http measures idle connections only: add --idle N".into(),
         ));
     }
-    raise_fd_limit(u64::from(connections))?;
+    if args.slowloris.is_some() && args.proto != Proto::Native {
+        return Err(BenchError::Usage(
+            "--slowloris runs beside the native load only: --proto native".into(),
+        ));
+    }
+    if args.slowloris.is_some() && args.addr.is_some() && args.http_addr.is_none() {
+        return Err(BenchError::Usage(
+            "--slowloris with --addr needs the server's gRPC port as --http-addr HOST:PORT".into(),
+        ));
+    }
+    let slowloris = args.slowloris.unwrap_or(0);
+    raise_fd_limit(u64::from(connections) + u64::from(slowloris))?;
 
     // HTTP/1.1 is served on the gRPC port too.
-    let grpc = matches!(
-        args.proto,
-        Proto::Grpc | Proto::Http | Proto::GrpcWeb | Proto::WebSocket
-    );
+    let grpc = args.slowloris.is_some()
+        || matches!(
+            args.proto,
+            Proto::Grpc | Proto::Http | Proto::GrpcWeb | Proto::WebSocket
+        );
     let (addr, mut server) = match &args.addr {
         Some(addr) => (resolve(addr)?, None),
         None => {
             let extra = args.server_args.as_deref().unwrap_or("");
             let server = SpawnedServer::start(extra, grpc, deadline, args.timeout)?;
             let addr = match server.grpc_addr() {
-                Some(grpc_addr) if grpc => grpc_addr,
+                Some(grpc_addr) if grpc && args.proto != Proto::Native => grpc_addr,
                 _ => server.addr(),
             };
             eprintln!(
@@ -115,6 +132,11 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             );
             (addr, Some(server))
         }
+    };
+    let http_addr = match (&args.http_addr, &server) {
+        (Some(http), _) => Some(resolve(http)?),
+        (None, Some(server)) => server.grpc_addr(),
+        (None, None) => None,
     };
     let apps = match (&args.secret_file, &server) {
         (Some(file), _) => apps::Apps::with_tokens(args.apps as usize, file),
@@ -155,7 +177,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         )
         .map(Report::Idle),
         None => match args.proto {
-            Proto::Native => native::load(&args, &apps, addr, server.as_ref(), deadline),
+            Proto::Native => native::load(&args, &apps, addr, http_addr, server.as_ref(), deadline),
             Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
             Proto::GrpcWeb | Proto::WebSocket => web::load(&args, addr, server.as_ref(), deadline),
             Proto::Syslog | Proto::Json | Proto::Pickle | Proto::Http => {

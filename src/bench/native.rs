@@ -16,7 +16,8 @@ use super::args::{BenchArgs, Proto, share};
 use super::error::{BenchError, setup};
 use super::link::{Link, READ_CHUNK, open};
 use super::progress::Progress;
-use super::report::LoadReport;
+use super::report::{LoadReport, SlowlorisCount};
+use super::slowloris::Slowloris;
 use super::socket::wait;
 use super::spawn::SpawnedServer;
 use super::templates::Template;
@@ -29,6 +30,7 @@ pub fn load(
     args: &BenchArgs,
     apps: &Apps,
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     server: Option<&SpawnedServer>,
     deadline: Instant,
 ) -> Result<LoadReport, BenchError> {
@@ -36,6 +38,16 @@ pub fn load(
     let batch = u64::from(args.batch);
     let size = args.size as usize;
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
+    let mut slow = match (args.slowloris, http_addr) {
+        (Some(count), Some(http)) => Some(Slowloris::open(
+            &mut poll,
+            http,
+            count as usize,
+            deadline,
+            args.timeout,
+        )?),
+        _ => None,
+    };
     eprintln!("logmill bench: opening {n} connections to {addr}");
     let (links, max_frame) = open(&mut poll, addr, n, apps, deadline, args.timeout)?;
 
@@ -82,6 +94,12 @@ pub fn load(
             format!("acks ({acked} of {} records acknowledged)", args.records)
         })?;
         for event in events.iter() {
+            if Slowloris::owns(event.token()) {
+                if let Some(slow) = slow.as_mut() {
+                    slow.on_event(&poll, event)?;
+                }
+                continue;
+            }
             let i = event.token().0;
             let conn = &mut conns[i];
             if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -117,10 +135,20 @@ pub fn load(
                     .map_err(|source| BenchError::Io { conn: i, source })?;
             }
         }
+        if let Some(slow) = slow.as_mut() {
+            slow.drip();
+        }
         progress.update(acked, start.elapsed());
     }
     progress.finish();
-    Ok(usage.report(server, args, end - start, Some(&mut latencies)))
+    let mut report = usage.report(server, args, end - start, Some(&mut latencies));
+    report.slowloris = slow.map(|s| SlowlorisCount {
+        connections: args.slowloris.unwrap_or(0) as usize,
+        held: s.held(),
+        closed: s.closed,
+        timeouts: s.timeouts,
+    });
+    Ok(report)
 }
 
 /// One connection's share of the load and how far it got.

@@ -37,6 +37,21 @@ pub struct LoadReport {
     pub client_cpu: Option<Duration>,
     /// Only when bench started the server (and `/proc` could be read).
     pub server: Option<ServerUsage>,
+    /// Only with `--slowloris`.
+    pub slowloris: Option<SlowlorisCount>,
+}
+
+/// What `--slowloris N` saw during the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlowlorisCount {
+    /// N, the connections kept open (each the server closed was replaced).
+    pub connections: usize,
+    /// Of those, the ones open with their partial head sent when the load ended.
+    pub held: usize,
+    /// Connections the server closed during the load.
+    pub closed: u64,
+    /// Of those, the ones it answered `408 Request Timeout` first.
+    pub timeouts: u64,
 }
 
 impl LoadReport {
@@ -203,6 +218,10 @@ impl Report {
                     ),
                     ("server_rss_kib", json!(r.server.map(|s| s.rss_kib))),
                     ("server_hwm_kib", json!(r.server.map(|s| s.hwm_kib))),
+                    ("slowloris", json!(r.slowloris.map(|s| s.connections))),
+                    ("slowloris_held", json!(r.slowloris.map(|s| s.held))),
+                    ("slowloris_closed", json!(r.slowloris.map(|s| s.closed))),
+                    ("slowloris_408", json!(r.slowloris.map(|s| s.timeouts))),
                 ])
             }
             Report::Idle(r) => json_object(&[
@@ -302,6 +321,14 @@ impl fmt::Display for Report {
                 }
                 if let Some(cpu) = r.client_cpu {
                     writeln!(f, "  client CPU   {:.2} s", cpu.as_secs_f64())?;
+                }
+                if let Some(s) = &r.slowloris {
+                    writeln!(
+                        f,
+                        "  slowloris    {} connections with unfinished heads: {} held at the end, \
+                         {} closed by the server ({} with 408), each replaced",
+                        s.connections, s.held, s.closed, s.timeouts
+                    )?;
                 }
                 match &r.server {
                     Some(s) => {

@@ -66,6 +66,7 @@ impl Usage {
             latency: latencies.map(Latency::from_samples),
             client_cpu,
             server,
+            slowloris: None,
         }
     }
 }
