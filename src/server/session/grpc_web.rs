@@ -412,101 +412,29 @@ fn decode_error(peer: std::net::SocketAddr, status: Status, cx: &mut Context<'_>
 mod tests {
     //! Calls run without a socket: a body in, records in the batch, the ack delivered by hand,
     //! the answer's bytes checked.
-    use std::sync::Arc;
 
     use super::*;
-    use crate::apps::connections::Entry;
     use crate::config::{Auth, Config, Format};
     use crate::protocol::grpc::logmill_v1::{LogRecord, PushRequest, log_record};
     use crate::protocol::grpc_web::{decode_text, encode_text};
-    use crate::server::shared::Shared;
-    use crate::stats::Stats;
-    use crate::storage::line::LineFormatter;
-    use crate::storage::mailbox::{Handoff, Mailbox};
-    use crate::storage::server_log::ServerLog;
-    use crate::storage::{BatchBuilder, ConnKey};
 
-    /// A loop's side without a loop (as in `session`'s tests).
-    struct Loop {
-        batch: BatchBuilder,
-        shared: Shared,
-        log: ServerLog,
-        _poll: mio::Poll,
+    use crate::server::session::testing::{Conn, Loop};
+
+    /// A loop whose lines are JSON, tokens judged by `gate`.
+    fn json_loop(gate: crate::apps::gate::Gate) -> Loop {
+        Loop::with(Format::Json, gate)
     }
 
-    impl Loop {
-        fn new() -> Self {
-            Loop::with_gate(crate::apps::gate::Gate::off())
-        }
-
-        fn with_gate(gate: crate::apps::gate::Gate) -> Self {
-            let poll = mio::Poll::new().unwrap();
-            let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-            let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
-            Loop {
-                batch: BatchBuilder::new(0, LineFormatter::new(Format::Json), 1),
-                shared: Shared::new("test".into(), handoff, Arc::new(Stats::default()))
-                    .with_gate(gate),
-                log: ServerLog::stderr_only(),
-                _poll: poll,
-            }
-        }
-
-        fn cx(&mut self) -> Context<'_> {
-            Context {
-                batch: &mut self.batch,
-                now_ns: 0,
-                max_frame: 1024,
-                max_line: 64,
-                shared: &self.shared,
-                log: &self.log,
-            }
-        }
-
-        /// The batch's lines as JSON.
-        fn lines(&mut self) -> Vec<serde_json::Value> {
-            let batch = self.batch.take(1, None);
-            batch
-                .lines()
-                .map(|(head, tail)| {
-                    let line = [head, b"1", tail].concat();
-                    serde_json::from_slice(&line).unwrap()
-                })
-                .collect()
-        }
-    }
-
-    /// A connection's side without a connection.
-    struct Conn {
-        origin: Origin,
-        in_flight: u64,
-        entry: Entry,
-        output: Vec<u8>,
-    }
-
-    impl Conn {
-        fn new() -> Self {
-            Conn {
-                origin: Origin::default(),
-                in_flight: 0,
-                entry: Entry::accepted(None),
-                output: Vec::new(),
-            }
-        }
-
-        fn sink(&mut self) -> Sink<'_> {
-            Sink::new(
-                ConnKey {
-                    token: 0,
-                    serial: 0,
-                },
-                "127.0.0.1:1".parse().unwrap(),
-                &mut self.origin,
-                &mut self.in_flight,
-                &mut self.entry,
-                &mut self.output,
-            )
-        }
+    /// The batch's lines as JSON.
+    fn lines(lp: &mut Loop) -> Vec<serde_json::Value> {
+        let batch = lp.batch.take(1, None);
+        batch
+            .lines()
+            .map(|(head, tail)| {
+                let line = [head, b"1", tail].concat();
+                serde_json::from_slice(&line).unwrap()
+            })
+            .collect()
     }
 
     const PUSH: &str = "/logmill.v1.LogService/Push";
@@ -603,7 +531,7 @@ mod tests {
 
     #[test]
     fn push_answers_once_its_records_are_written() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let cors = Cors::parse(["http://page.test"]).unwrap();
         let headers: [(&str, &[u8]); 4] = [
             ("Content-Type", BINARY),
@@ -650,7 +578,7 @@ mod tests {
             (response.accepted, response.first_seq, response.last_seq),
             (2, 40, 41)
         );
-        let lines = lp.lines();
+        let lines = lines(&mut lp);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["message"], "a");
         assert_eq!(lines[1]["message"], "b");
@@ -669,7 +597,7 @@ mod tests {
     /// in two padded pieces, split inside the message.
     #[test]
     fn log_message_in_text_mode_padded_mid_stream() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let body = framed(&record("from the browser").encode_to_vec());
         for cut in 0..=body.len() {
             let text = [encode_text(&body[..cut]), encode_text(&body[cut..])].concat();
@@ -701,14 +629,14 @@ mod tests {
                 (1, 7, 7)
             );
         }
-        let lines = lp.lines();
+        let lines = lines(&mut lp);
         assert_eq!(lines.len(), body.len() + 1);
         assert!(lines.iter().all(|l| l["message"] == "from the browser"));
     }
 
     #[test]
     fn an_empty_push_answers_at_once() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let headers: [(&str, &[u8]); 1] = [("content-type", BINARY)];
         let reply = now(run(
             &mut lp,
@@ -727,7 +655,7 @@ mod tests {
 
     #[test]
     fn health_check_answers_at_once() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let headers: [(&str, &[u8]); 1] = [("content-type", BINARY)];
         let body = framed(&HealthCheckRequest::default().encode_to_vec());
         let reply = now(run(
@@ -876,7 +804,7 @@ mod tests {
             ),
         ];
         for (path, headers, body, code, says, decode_errors) in cases {
-            let (mut lp, mut conn) = (Loop::new(), Conn::new());
+            let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
             let reply = now(run(
                 &mut lp,
                 &mut conn,
@@ -895,7 +823,7 @@ mod tests {
 
     #[test]
     fn not_grpc_web_is_415() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let cors = Cors::parse(["*"]).unwrap();
         for content_type in [
             &b"application/json"[..],
@@ -930,7 +858,7 @@ mod tests {
             - 10;
         let token = crate::apps::token::issue(&secret, "shop", iat, None, "t1").unwrap();
         let bearer = format!("Bearer {token}");
-        let (mut lp, mut conn) = (Loop::with_gate(gate), Conn::new());
+        let (mut lp, mut conn) = (json_loop(gate), Conn::new());
         let body = push_body(&["kept"]);
         let refused: [&[(&str, &[u8])]; 3] = [
             &[("content-type", BINARY)],
@@ -962,14 +890,14 @@ mod tests {
         ];
         let started = run(&mut lp, &mut conn, PUSH, &headers, &body, &Cors::default());
         assert!(matches!(started, Started::Waiting(_)));
-        let lines = lp.lines();
+        let lines = lines(&mut lp);
         assert_eq!(lines[0]["app"], "shop");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn deadline_and_farewell_answer_with_their_status() {
-        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let (mut lp, mut conn) = (json_loop(crate::apps::gate::Gate::off()), Conn::new());
         let cors = Cors::parse(["http://page.test"]).unwrap();
         let headers: [(&str, &[u8]); 3] = [
             ("content-type", BINARY),

@@ -41,6 +41,8 @@ mod native;
 mod pickle;
 mod status;
 mod syslog;
+#[cfg(test)]
+mod testing;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -410,79 +412,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config::Format;
     use crate::protocol::frame::{self, Frame};
     use crate::protocol::native::{self, ErrorKind, ServerFrame};
     use crate::protocol::websocket as ws;
-    use crate::stats::Stats;
-    use crate::storage::line::LineFormatter;
-    use crate::storage::mailbox::{Handoff, Mailbox};
 
-    /// A loop's side without a loop: a batch, the shared state and a log.
-    struct Loop {
-        batch: BatchBuilder,
-        shared: Shared,
-        log: ServerLog,
-        _poll: mio::Poll,
-    }
-
-    impl Loop {
-        fn new() -> Self {
-            let poll = mio::Poll::new().unwrap();
-            let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-            let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
-            Loop {
-                batch: BatchBuilder::new(0, LineFormatter::new(Format::Text), 1),
-                shared: Shared::new("test".into(), handoff, Arc::new(Stats::default())),
-                log: ServerLog::stderr_only(),
-                _poll: poll,
-            }
-        }
-
-        fn cx(&mut self) -> Context<'_> {
-            Context {
-                batch: &mut self.batch,
-                now_ns: 0,
-                max_frame: 1024,
-                max_line: 64,
-                shared: &self.shared,
-                log: &self.log,
-            }
-        }
-    }
-
-    /// A connection's side without a connection.
-    struct Conn {
-        origin: Origin,
-        in_flight: u64,
-        entry: Entry,
-        output: Vec<u8>,
-    }
-
-    impl Conn {
-        fn new() -> Self {
-            Conn {
-                origin: Origin::default(),
-                in_flight: 0,
-                entry: Entry::accepted(None),
-                output: Vec::new(),
-            }
-        }
-
-        fn sink(&mut self) -> Sink<'_> {
-            Sink::new(
-                ConnKey {
-                    token: 0,
-                    serial: 0,
-                },
-                "127.0.0.1:1".parse().unwrap(),
-                &mut self.origin,
-                &mut self.in_flight,
-                &mut self.entry,
-                &mut self.output,
-            )
-        }
-    }
+    use super::testing::{Conn, Loop};
 
     fn start(protocol: Protocol, lp: &mut Loop, conn: &mut Conn) -> Option<Session> {
         Session::start(protocol, &mut conn.sink(), &mut lp.cx())
