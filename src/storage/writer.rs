@@ -988,23 +988,29 @@ mod tests {
             .collect()
     }
 
-    /// Batches numbered as the loops number them, their reserved width right (printed in place)
-    /// and wrong (rebuilt): crossing 9 to 10 and 99 to 100 inside a batch, and a stale hint far
-    /// behind. They arrive out of order, and rotations fall inside batches. Every line must come
-    /// out whole, in number order, with its own number.
-    #[test]
-    fn numbered_batches_are_stored_in_number_order_and_rotate_whole() {
-        let dir = std::env::temp_dir().join(format!("logmill-writer-{}", std::process::id()));
+    /// A writer with one loop's mailbox on a fresh directory `logmill-writer-<name>-<pid>`,
+    /// `--fsync never`, `tune` adjusting the rest of the config. The poll keeps the mailbox's
+    /// waker registered.
+    struct TestWriter {
+        dir: PathBuf,
+        handoff: Arc<Handoff>,
+        tx: mpsc::Sender<Command>,
+        writer: Writer,
+        _poll: mio::Poll,
+    }
+
+    fn test_writer(name: &str, tune: impl FnOnce(&mut Config)) -> TestWriter {
+        let dir =
+            std::env::temp_dir().join(format!("logmill-writer-{name}-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).unwrap();
         }
-        let config = Config {
+        let mut config = Config {
             dir: dir.clone(),
-            max_file_size: 4096,
-            max_files: 100,
             fsync: Fsync::Never,
             ..Config::default()
         };
+        tune(&mut config);
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
         let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
@@ -1017,6 +1023,31 @@ mod tests {
             rx,
         )
         .unwrap();
+        TestWriter {
+            dir,
+            handoff,
+            tx,
+            writer,
+            _poll: poll,
+        }
+    }
+
+    /// Batches numbered as the loops number them, their reserved width right (printed in place)
+    /// and wrong (rebuilt): crossing 9 to 10 and 99 to 100 inside a batch, and a stale hint far
+    /// behind. They arrive out of order, and rotations fall inside batches. Every line must come
+    /// out whole, in number order, with its own number.
+    #[test]
+    fn numbered_batches_are_stored_in_number_order_and_rotate_whole() {
+        let TestWriter {
+            dir,
+            handoff,
+            tx,
+            writer,
+            _poll,
+        } = test_writer("numbered", |config| {
+            config.max_file_size = 4096;
+            config.max_files = 100;
+        });
 
         // (records, the next sequence number the batch's loop believed in)
         let plan = [(5, 1), (10, 6), (100, 16), (300, 1), (400, 500)];
@@ -1078,27 +1109,13 @@ mod tests {
     /// bucket's file gets exactly its lines, in number order, the numbers one sequence over all.
     #[test]
     fn a_batch_that_mixes_apps_is_cut_into_its_buckets() {
-        let dir = std::env::temp_dir().join(format!("logmill-writer-mix-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        let config = Config {
-            dir: dir.clone(),
-            fsync: Fsync::Never,
-            ..Config::default()
-        };
-        let poll = mio::Poll::new().unwrap();
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer::open(
-            &config,
-            handoff.clone(),
-            Arc::default(),
-            Arc::new(ServerLog::stderr_only()),
-            rx,
-        )
-        .unwrap();
+        let TestWriter {
+            dir,
+            handoff,
+            tx,
+            writer,
+            _poll,
+        } = test_writer("mix", |_| {});
         let origins = [
             Origin::new("a".into(), "1".into()),
             Origin::new("b".into(), "1".into()),
@@ -1166,27 +1183,12 @@ mod tests {
     /// The stats line's part by app: the busiest first, the rest summed, counts reset after.
     #[test]
     fn the_stats_line_names_the_busiest_apps_and_sums_the_rest() {
-        let dir = std::env::temp_dir().join(format!("logmill-writer-top-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        let config = Config {
-            dir: dir.clone(),
-            fsync: Fsync::Never,
-            ..Config::default()
-        };
-        let poll = mio::Poll::new().unwrap();
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
-        let (_tx, rx) = mpsc::channel();
-        let mut writer = Writer::open(
-            &config,
-            handoff,
-            Arc::default(),
-            Arc::new(ServerLog::stderr_only()),
-            rx,
-        )
-        .unwrap();
+        let TestWriter {
+            dir,
+            mut writer,
+            _poll,
+            ..
+        } = test_writer("top", |_| {});
         assert_eq!(writer.stats_by_app(), "");
         for i in 0..15u64 {
             let app: Arc<str> = Arc::from(format!("app{i:02}"));
