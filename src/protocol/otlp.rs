@@ -200,6 +200,11 @@ pub fn decode_protobuf(body: &[u8], limits: &Limits) -> Result<ExportLogsService
     ExportLogsServiceRequest::decode(body).map_err(|e| Error::Protobuf(e.to_string()))
 }
 
+/// A request in protobuf, as an exporter sends it (tests, fuzzing, a bench client).
+pub fn encode_request(request: &ExportLogsServiceRequest) -> Vec<u8> {
+    request.encode_to_vec()
+}
+
 /// What [`scan`] counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -985,6 +990,14 @@ pub fn response(rejected: u64, error_message: &str) -> ExportLogsServiceResponse
 /// [`response`] in protobuf (`application/x-protobuf`, or the gRPC reply).
 pub fn encode_response(rejected: u64, error_message: &str) -> Vec<u8> {
     response(rejected, error_message).encode_to_vec()
+}
+
+/// A protobuf response, as an exporter reads it (the bench client, tests).
+///
+/// # Errors
+/// [`Error::Protobuf`].
+pub fn decode_response(bytes: &[u8]) -> Result<ExportLogsServiceResponse, Error> {
+    ExportLogsServiceResponse::decode(bytes).map_err(|e| Error::Protobuf(e.to_string()))
 }
 
 /// [`response`] in OTLP JSON: `{}`, or `{"partialSuccess":{"rejectedLogRecords":"2",
