@@ -18,9 +18,26 @@ use std::path::Path;
 use temp_dir::TempDir;
 
 /// (file prost-build writes, committed copy).
-const OUTPUTS: [(&str, &str); 2] = [
+const OUTPUTS: [(&str, &str); 6] = [
     ("logmill.v1.rs", "src/protocol/grpc/logmill_v1.rs"),
     ("grpc.health.v1.rs", "src/protocol/grpc/health_v1.rs"),
+    // OTLP logs (`proto/opentelemetry/`, vendored from opentelemetry-proto v1.6.0).
+    (
+        "opentelemetry.proto.collector.logs.v1.rs",
+        "src/protocol/otlp/collector_logs_v1.rs",
+    ),
+    (
+        "opentelemetry.proto.logs.v1.rs",
+        "src/protocol/otlp/logs_v1.rs",
+    ),
+    (
+        "opentelemetry.proto.common.v1.rs",
+        "src/protocol/otlp/common_v1.rs",
+    ),
+    (
+        "opentelemetry.proto.resource.v1.rs",
+        "src/protocol/otlp/resource_v1.rs",
+    ),
 ];
 
 #[test]
@@ -31,7 +48,14 @@ fn generated_code_matches_proto() {
     let descriptors = protox::Compiler::new([root.join("proto")])
         .expect("a protox compiler over proto/")
         .include_source_info(true)
-        .open_files(["logmill.proto", "grpc/health/v1/health.proto"])
+        .open_files([
+            "logmill.proto",
+            "grpc/health/v1/health.proto",
+            "opentelemetry/proto/collector/logs/v1/logs_service.proto",
+            "opentelemetry/proto/logs/v1/logs.proto",
+            "opentelemetry/proto/common/v1/common.proto",
+            "opentelemetry/proto/resource/v1/resource.proto",
+        ])
         .unwrap_or_else(|e| panic!("proto/ does not compile: {e}"))
         .file_descriptor_set();
     prost_build::Config::new()
@@ -45,7 +69,8 @@ fn generated_code_matches_proto() {
     let regenerate = std::env::var_os("LOGMILL_REGENERATE").is_some();
     let mut stale = Vec::new();
     for (generated, committed) in OUTPUTS {
-        let generated = std::fs::read_to_string(out.join(generated)).unwrap();
+        let generated = std::fs::read_to_string(out.join(generated))
+            .unwrap_or_else(|e| panic!("prost-build wrote no {generated}: {e}"));
         let committed_path = root.join(committed);
         if regenerate {
             std::fs::write(&committed_path, &generated).unwrap();
