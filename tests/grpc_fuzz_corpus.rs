@@ -3,19 +3,17 @@
 //! `tests/fuzz_corpus.rs`. To rewrite the seeds after a wire change:
 //! `LOGMILL_WRITE_CORPUS=1 cargo test --test grpc_fuzz_corpus`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 #[path = "../fuzz/grpc_harness.rs"]
 mod grpc_harness;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 
 use grpc_harness::GrpcOutcome;
 use logmill::protocol::grpc::{self, MessageError};
 use logmill::record::{Body, Level, Record};
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/grpc_message")
-}
 
 /// Byte 0 of an input: the limit's index in `MAX_MESSAGES` and the chunk size.
 fn control(max_index: u8, chunk: u8) -> u8 {
@@ -204,22 +202,10 @@ fn seeds_decode_as_intended() {
 /// current.
 #[test]
 fn seed_corpus_is_current() {
-    let dir = corpus_dir();
-    let write = std::env::var_os("LOGMILL_WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    for (name, data, _) in seeds() {
-        let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &data).unwrap();
-        } else {
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                committed == data,
-                "{} is stale: LOGMILL_WRITE_CORPUS=1 cargo test --test grpc_fuzz_corpus",
-                path.display()
-            );
-        }
-    }
+    let seeds = seeds();
+    corpus::check_seeds(
+        "grpc_message",
+        "grpc_fuzz_corpus",
+        seeds.iter().map(|(name, data, _)| (*name, data.as_slice())),
+    );
 }

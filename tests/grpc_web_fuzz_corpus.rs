@@ -3,11 +3,11 @@
 //! made from the real encoders, checked to decode to what their names say. To rewrite the seeds
 //! after a change: `LOGMILL_WRITE_CORPUS=1 cargo test --test grpc_web_fuzz_corpus`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 #[path = "../fuzz/grpc_web_harness.rs"]
 mod grpc_web_harness;
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 
 use grpc_web_harness::{GrpcWebOutcome, input};
 use logmill::protocol::grpc::logmill_v1::{LogRecord, PushRequest, log_record};
@@ -15,36 +15,16 @@ use logmill::protocol::grpc::{self, MessageError};
 use logmill::protocol::grpc_web::{BodyError, Mode, encode_text};
 use prost::Message as _;
 
-/// A lost or emptied corpus must fail, not replay nothing.
-const MIN_FILES: usize = 10;
-
 /// Indexes into `MAX_MESSAGES`.
 const LIMIT_5: u8 = 2;
 const LIMIT_1000: u8 = 4;
 const LIMIT_1_MIB: u8 = 6;
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/grpc_web")
-}
-
 #[test]
 fn replay_fuzz_corpus() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("fuzz/corpus/grpc_web")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(files.len() >= MIN_FILES, "{} files", files.len());
-    let failures: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).expect("a readable corpus file");
-            catch_unwind(AssertUnwindSafe(|| grpc_web_harness::grpc_web(&data))).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(failures.is_empty(), "corpus files that fail: {failures:#?}");
+    corpus::replay("grpc_web", |data| {
+        grpc_web_harness::grpc_web(data);
+    });
 }
 
 fn framed(payload: &[u8]) -> Vec<u8> {
@@ -202,22 +182,10 @@ fn seeds_decode_as_intended() {
 /// current.
 #[test]
 fn seed_corpus_is_current() {
-    let dir = corpus_dir();
-    let write = std::env::var_os("LOGMILL_WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    for (name, data, _) in seeds() {
-        let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &data).unwrap();
-        } else {
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                committed == data,
-                "{} is stale: LOGMILL_WRITE_CORPUS=1 cargo test --test grpc_web_fuzz_corpus",
-                path.display()
-            );
-        }
-    }
+    let seeds = seeds();
+    corpus::check_seeds(
+        "grpc_web",
+        "grpc_web_fuzz_corpus",
+        seeds.iter().map(|(name, data, _)| (*name, data.as_slice())),
+    );
 }

@@ -2,16 +2,13 @@
 //! corpus itself is replayed with every other target's by `tests/fuzz_corpus.rs`. To rewrite
 //! the seeds: `LOGMILL_WRITE_CORPUS=1 cargo test --test http1_fuzz_corpus`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 #[path = "../fuzz/http1_harness.rs"]
 mod http1_harness;
 
-use std::path::{Path, PathBuf};
-
 use logmill::protocol::http1::Error;
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http1")
-}
 
 /// Byte 0 of an input: the body limit's index in `MAX_BODIES` and the read size.
 fn input(max_index: u8, read: u8, stream: &[u8]) -> Vec<u8> {
@@ -151,22 +148,12 @@ fn seeds_read_as_intended() {
 /// current.
 #[test]
 fn seed_corpus_is_current() {
-    let dir = corpus_dir();
-    let write = std::env::var_os("LOGMILL_WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    for (name, data, _, _) in seeds() {
-        let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &data).unwrap();
-        } else {
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                committed == data,
-                "{} is stale: LOGMILL_WRITE_CORPUS=1 cargo test --test http1_fuzz_corpus",
-                path.display()
-            );
-        }
-    }
+    let seeds = seeds();
+    corpus::check_seeds(
+        "http1",
+        "http1_fuzz_corpus",
+        seeds
+            .iter()
+            .map(|(name, data, _, _)| (*name, data.as_slice())),
+    );
 }

@@ -4,12 +4,13 @@
 //! names say. To rewrite the seeds after a change:
 //! `LOGMILL_WRITE_CORPUS=1 cargo test --test otlp_fuzz_corpus`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 #[path = "../fuzz/otlp_harness.rs"]
 mod otlp_harness;
 
 use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 
 use logmill::protocol::otlp::proto::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
@@ -19,31 +20,11 @@ use logmill::protocol::otlp::proto::resource::v1::Resource;
 use logmill::protocol::otlp::{self, ExportLogsServiceRequest};
 use otlp_harness::{OtlpOutcome, control};
 
-/// A lost or emptied corpus must fail, not replay nothing.
-const MIN_FILES: usize = 10;
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/otlp")
-}
-
 #[test]
 fn replay_fuzz_corpus() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("fuzz/corpus/otlp")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(files.len() >= MIN_FILES, "{} files", files.len());
-    let failures: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).expect("a readable corpus file");
-            catch_unwind(AssertUnwindSafe(|| otlp_harness::otlp(&data))).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(failures.is_empty(), "corpus files that fail: {failures:#?}");
+    corpus::replay("otlp", |data| {
+        otlp_harness::otlp(data);
+    });
 }
 
 fn text(s: &str) -> Option<AnyValue> {
@@ -301,22 +282,10 @@ fn seeds_decode_as_intended() {
 /// current.
 #[test]
 fn seed_corpus_is_current() {
-    let dir = corpus_dir();
-    let write = std::env::var_os("LOGMILL_WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    for (name, data, _) in seeds() {
-        let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &data).unwrap();
-        } else {
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                committed == data,
-                "{} is stale: LOGMILL_WRITE_CORPUS=1 cargo test --test otlp_fuzz_corpus",
-                path.display()
-            );
-        }
-    }
+    let seeds = seeds();
+    corpus::check_seeds(
+        "otlp",
+        "otlp_fuzz_corpus",
+        seeds.iter().map(|(name, data, _)| (*name, data.as_slice())),
+    );
 }

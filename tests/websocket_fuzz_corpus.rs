@@ -4,40 +4,20 @@
 //! to what their names say. To rewrite the seeds after a change:
 //! `LOGMILL_WRITE_CORPUS=1 cargo test --test websocket_fuzz_corpus`.
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 #[path = "../fuzz/websocket_harness.rs"]
 mod websocket_harness;
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 
 use logmill::protocol::websocket::{Error, Opcode, encode_client_frame};
 use websocket_harness::{End, Owned, WebSocketOutcome, input};
 
-/// A lost or emptied corpus must fail, not replay nothing.
-const MIN_FILES: usize = 10;
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/websocket")
-}
-
 #[test]
 fn replay_fuzz_corpus() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("fuzz/corpus/websocket")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(files.len() >= MIN_FILES, "{} files", files.len());
-    let failures: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).expect("a readable corpus file");
-            catch_unwind(AssertUnwindSafe(|| websocket_harness::websocket(&data))).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(failures.is_empty(), "corpus files that fail: {failures:#?}");
+    corpus::replay("websocket", |data| {
+        websocket_harness::websocket(data);
+    });
 }
 
 /// Indexes into `MAX_MESSAGES`.
@@ -244,22 +224,10 @@ fn seeds_decode_as_intended() {
 /// current.
 #[test]
 fn seed_corpus_is_current() {
-    let dir = corpus_dir();
-    let write = std::env::var_os("LOGMILL_WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    for (name, data, _) in seeds() {
-        let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &data).unwrap();
-        } else {
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                committed == data,
-                "{} is stale: LOGMILL_WRITE_CORPUS=1 cargo test --test websocket_fuzz_corpus",
-                path.display()
-            );
-        }
-    }
+    let seeds = seeds();
+    corpus::check_seeds(
+        "websocket",
+        "websocket_fuzz_corpus",
+        seeds.iter().map(|(name, data, _)| (*name, data.as_slice())),
+    );
 }
