@@ -213,8 +213,15 @@ impl Entry {
 /// One connection as published: its [`Entry`] and peer.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub entry: Entry,
-    pub peer: SocketAddr,
+    entry: Entry,
+    peer: SocketAddr,
+}
+
+impl Row {
+    /// The connection's entry as its loop last published it.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
 }
 
 /// Every loop's published rows: one slot (a `Mutex`) per loop, taken by that loop when it

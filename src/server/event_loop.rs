@@ -301,11 +301,11 @@ impl EventLoop {
         for (_, conn) in &self.conns {
             traffic.add_open(conn.kind(), 1);
             if let Some(row) = conn.row() {
-                traffic.add_entry(&row.entry);
+                traffic.add_entry(row.entry());
             }
         }
         for row in self.grpc.rows() {
-            traffic.add_entry(&row.entry);
+            traffic.add_entry(row.entry());
         }
         if !self.grpc.is_empty() {
             traffic.add_open("grpc", self.grpc.len() as u64);
@@ -714,7 +714,7 @@ impl EventLoop {
     fn close(&mut self, token: usize) {
         let mut conn = self.conns.remove(token);
         if let Some(row) = conn.row() {
-            self.traffic.add_entry(&row.entry);
+            self.traffic.add_entry(row.entry());
         }
         self.account(conn.counted(), 0);
         self.publish_count();
@@ -903,7 +903,7 @@ impl EventLoop {
             return;
         };
         if let Some(row) = driven.take_last_row() {
-            self.traffic.add_entry(&row.entry);
+            self.traffic.add_entry(row.entry());
         }
         if driven.closed() {
             self.publish_count();
