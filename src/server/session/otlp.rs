@@ -521,7 +521,9 @@ mod tests {
     fn refusals_have_their_status_and_push_nothing() {
         let (mut lp, mut conn) = (Loop::new(), Conn::new());
         let bomb = gzip(&vec![b'{'; 64 * 1024]);
-        let cases: [(&[(&str, &[u8])], &[u8], u16, Option<i32>); 7] = [
+        /// Headers, body, the status, and the `google.rpc.Status` code (none: a text answer).
+        type Case<'a> = (&'a [(&'a str, &'a [u8])], &'a [u8], u16, Option<i32>);
+        let cases: [Case<'_>; 7] = [
             (&[("content-type", PROTOBUF)], b"\xff\xff\xff", 400, Some(3)),
             (
                 &[("content-type", JSON)],
