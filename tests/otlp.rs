@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::http::{Answer, Conn, start};
+use common::http_client::{Answer, Conn, start};
 use common::{DEADLINE, TempDir, read_lines, wait_for};
 use logmill::protocol::otlp::proto::common::v1::{
     AnyValue, InstrumentationScope, KeyValue, any_value,
