@@ -8,10 +8,9 @@ mod common;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use common::http_client::{Answer, Conn, start};
-use common::{DEADLINE, TempDir, read_lines, wait_for};
+use common::{DEADLINE, TempDir, issue_token, read_lines, wait_for};
 use logmill::protocol::otlp::proto::common::v1::{
     AnyValue, InstrumentationScope, KeyValue, any_value,
 };
@@ -292,27 +291,12 @@ fn otlp_http_every_refusal_has_its_status() {
     drop(server);
 }
 
-/// A token for `app` from `logmill token issue` (the server must use the same `--dir`).
-fn issue(dir: &Path, app: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["token", "issue", "--app", app, "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// `--auth required`: no token or a bad one is `401` with `WWW-Authenticate`; the app's token
 /// stores the records in its bucket. A page's exporter gets its CORS preflight answered.
 #[test]
 fn otlp_http_tokens_and_cors() {
     let dir = TempDir::new("otlp-http-tokens");
-    let token = issue(&dir.0, "shop");
+    let token = issue_token(&dir.0, "shop");
     let (server, http) = start(
         &dir.0,
         &[

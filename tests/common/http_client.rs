@@ -43,6 +43,48 @@ impl Answer {
     }
 }
 
+/// A connection to `addr` with the tests' read deadline, buffered for [`read_answer`].
+pub fn open(addr: SocketAddr) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    BufReader::new(stream)
+}
+
+/// Reads one answer: status line, headers, a `Content-Length` body (none for `101`).
+pub fn read_answer(reader: &mut BufReader<TcpStream>) -> Answer {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        headers.push((name.to_owned(), value.trim().to_owned()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, l)| l.parse().unwrap());
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// A keep-alive HTTP connection.
 pub struct Conn {
     reader: BufReader<TcpStream>,
@@ -50,12 +92,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            reader: BufReader::new(stream),
-        }
+        Conn { reader: open(addr) }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -75,38 +112,9 @@ impl Conn {
         self.send(&bytes);
     }
 
-    /// The next answer (status line, headers, a `Content-Length` body; none for `101`).
+    /// The next answer.
     pub fn answer(&mut self) -> Answer {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status = line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_else(|| panic!("no status line: {line:?}"))
-            .parse()
-            .unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap();
-            headers.push((name.to_owned(), value.trim().to_owned()));
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map_or(0, |(_, l)| l.parse().unwrap());
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        read_answer(&mut self.reader)
     }
 
     /// True once the server closed the connection (nothing more to read).

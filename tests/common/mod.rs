@@ -334,3 +334,20 @@ impl Client {
         }
     }
 }
+
+/// A token for `app` from `logmill token issue --app APP --dir DIR` (a server must use the same
+/// `--dir` to accept it).
+pub fn issue_token(dir: &Path, app: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["token", "issue", "--app", app, "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run logmill token issue");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
