@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use prost::Message as _;
 
+use super::admit::{self, Refused};
 use super::{Context, Farewell, Sink};
 use crate::protocol::grpc::health_v1::{
     HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
@@ -40,7 +41,6 @@ use crate::protocol::grpc::health_v1::{
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Status};
 use crate::protocol::grpc_web::{self, Cors, Mode, Reply};
-use crate::storage::bucket::valid_app_name;
 use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
@@ -71,12 +71,6 @@ impl<'a> Call<'a> {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|&(_, v)| v)
-    }
-
-    fn text(&self, name: &str) -> String {
-        self.header(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
     }
 }
 
@@ -323,30 +317,17 @@ fn admit(
     peer: std::net::SocketAddr,
     cx: &mut Context<'_>,
 ) -> Result<Origin, Status> {
-    let app = call.text("logmill-app");
-    if !app.is_empty() && !valid_app_name(&app) {
-        // The app names a directory: refused before it is ever a path.
-        cx.log.warn(format_args!(
-            "gRPC-Web call from {peer}: refused: logmill-app {app:?} is not \
-             [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"
-        ));
-        return Err(Status::new(
-            Code::InvalidArgument,
-            format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
-        ));
-    }
-    let instance = call.text("logmill-instance");
-    crate::server::grpc::admit(call.header("authorization"), app, instance, cx.shared, peer)
-        .map_err(|refused| {
-            let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
-            cx.log.warn(format_args!(
-                "gRPC-Web call from {peer}: {}{}; answered UNAUTHENTICATED ({})",
-                refused.message,
-                refused.detail,
-                count(refusals, "refusal")
-            ));
-            Status::new(Code::Unauthenticated, refused.message)
-        })
+    admit::by_headers(
+        |n| call.header(n),
+        "gRPC-Web call",
+        "UNAUTHENTICATED",
+        peer,
+        cx,
+    )
+    .map_err(|refused| match refused {
+        Refused::App(line) => Status::new(Code::InvalidArgument, line),
+        Refused::Token(line) => Status::new(Code::Unauthenticated, line),
+    })
 }
 
 /// The record path: the request message decoded (prost) as the method's message, each record

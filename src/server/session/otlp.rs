@@ -39,14 +39,13 @@
 
 use std::net::SocketAddr;
 
+use super::admit::{self, Refused};
 use super::{Context, Farewell, Sink};
 use crate::apps::connections::Socket;
 use crate::protocol::grpc::Code;
 use crate::protocol::grpc_web::{Cors, Reply};
 use crate::protocol::http1::Request;
 use crate::protocol::otlp::{self, Limits};
-use crate::storage::bucket::valid_app_name;
-use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
 /// The path OTLP/HTTP exporters post logs to.
@@ -132,16 +131,17 @@ pub fn start(
             return answer(text(415, "Unsupported Media Type", &line));
         }
     };
-    let origin = match admit(request, peer, cx) {
-        Ok(origin) => origin,
-        Err(line) => {
-            let mut reply = status(401, "Unauthorized", Code::Unauthenticated, &line, json);
-            reply
-                .headers
-                .push(("WWW-Authenticate", "Bearer realm=\"logmill\"".into()));
-            return answer(reply);
-        }
-    };
+    let origin =
+        match admit::by_headers(|n| request.header(n), "OTLP/HTTP request", "401", peer, cx) {
+            Ok(origin) => origin,
+            Err(Refused::App(line) | Refused::Token(line)) => {
+                let mut reply = status(401, "Unauthorized", Code::Unauthenticated, &line, json);
+                reply
+                    .headers
+                    .push(("WWW-Authenticate", "Bearer realm=\"logmill\"".into()));
+                return answer(reply);
+            }
+        };
     if let Some(reply) = backpressure(json, cx) {
         return answer(reply);
     }
@@ -254,43 +254,6 @@ fn backpressure(json: bool, cx: &mut Context<'_>) -> Option<Reply> {
     let mut reply = status(503, "Service Unavailable", Code::Unavailable, line, json);
     reply.headers.push(("Retry-After", secs.to_string()));
     Some(reply)
-}
-
-/// The token (`Authorization: Bearer`) judged by the gate every protocol uses, with the app and
-/// instance from the `logmill-app` / `logmill-instance` headers; refusals logged and counted.
-fn admit(request: &Request<'_>, peer: SocketAddr, cx: &mut Context<'_>) -> Result<Origin, String> {
-    let text = |name: &str| {
-        request
-            .header(name)
-            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let app = text("logmill-app");
-    if !app.is_empty() && !valid_app_name(&app) {
-        let line = format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}");
-        cx.log.warn(format_args!(
-            "OTLP/HTTP request from {peer}: refused: {line}"
-        ));
-        return Err(line);
-    }
-    let instance = text("logmill-instance");
-    crate::server::grpc::admit(
-        request.header("authorization"),
-        app,
-        instance,
-        cx.shared,
-        peer,
-    )
-    .map_err(|refused| {
-        let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
-        cx.log.warn(format_args!(
-            "OTLP/HTTP request from {peer}: {}{}; answered 401 ({})",
-            refused.message,
-            refused.detail,
-            count(refusals, "refusal")
-        ));
-        refused.message
-    })
 }
 
 /// A body that could not be taken: `413` when it is too large, else `400`; logged and counted
