@@ -470,21 +470,13 @@ mod tests {
         }
     }
 
-    fn header<'r>(reply: &'r Reply, name: &str) -> Option<&'r str> {
-        reply
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The trailers-only status of an answer: code and message.
     fn status_of(reply: &Reply) -> (String, String) {
         assert_eq!(reply.status, 200);
         assert!(reply.body.is_empty(), "trailers-only");
         (
-            header(reply, "grpc-status").unwrap().to_string(),
-            grpc::percent_decode(header(reply, "grpc-message").unwrap_or_default()),
+            reply.header("grpc-status").unwrap().to_string(),
+            grpc::percent_decode(reply.header("grpc-message").unwrap_or_default()),
         )
     }
 
@@ -543,15 +535,15 @@ mod tests {
         let reply = pending.ack(41, &conn.sink()).unwrap();
         assert_eq!((reply.status, reply.reason), (200, "OK"));
         assert_eq!(
-            header(&reply, "content-type"),
+            reply.header("content-type"),
             Some("application/grpc-web+proto")
         );
         assert_eq!(
-            header(&reply, "access-control-allow-origin"),
+            reply.header("access-control-allow-origin"),
             Some("http://page.test")
         );
         assert_eq!(
-            header(&reply, "access-control-expose-headers"),
+            reply.header("access-control-expose-headers"),
             Some("grpc-status, grpc-message")
         );
         let response = push_response(&reply.body);
@@ -598,10 +590,10 @@ mod tests {
             conn.in_flight = 0;
             let reply = pending.ack(7, &conn.sink()).unwrap();
             assert_eq!(
-                header(&reply, "content-type"),
+                reply.header("content-type"),
                 Some("application/grpc-web-text+proto")
             );
-            assert_eq!(header(&reply, "access-control-allow-origin"), None);
+            assert_eq!(reply.header("access-control-allow-origin"), None);
             let mut decoded = Vec::new();
             decode_text(&reply.body, &mut decoded).unwrap();
             let response = push_response(&decoded);
@@ -815,7 +807,7 @@ mod tests {
                 [("content-type", content_type), ("origin", b"http://x.test")];
             let reply = now(run(&mut lp, &mut conn, PUSH, &headers, b"", &cors));
             assert_eq!(reply.status, 415);
-            assert_eq!(header(&reply, "access-control-allow-origin"), Some("*"));
+            assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
             assert!(reply.body.ends_with(b"\n"));
         }
     }
@@ -904,7 +896,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            header(&reply, "access-control-allow-origin"),
+            reply.header("access-control-allow-origin"),
             Some("http://page.test")
         );
         let Started::Waiting(pending) = run(

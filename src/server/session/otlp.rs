@@ -393,14 +393,6 @@ mod tests {
         }
     }
 
-    fn header<'r>(reply: &'r Reply, name: &str) -> Option<&'r str> {
-        reply
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     fn rpc_status(reply: &Reply) -> RpcStatus {
         RpcStatus::decode(reply.body.as_slice()).unwrap()
     }
@@ -430,10 +422,7 @@ mod tests {
         conn.in_flight = 0;
         let reply = pending.ack(&conn.sink()).unwrap();
         assert_eq!(reply.status, 200);
-        assert_eq!(
-            header(&reply, "content-type"),
-            Some("application/x-protobuf")
-        );
+        assert_eq!(reply.header("content-type"), Some("application/x-protobuf"));
         let response = otlp::decode_response(&reply.body).unwrap();
         let partial = response.partial_success.unwrap();
         assert_eq!(partial.rejected_log_records, 1);
@@ -464,7 +453,7 @@ mod tests {
         conn.in_flight = 0;
         let reply = pending.ack(&conn.sink()).unwrap();
         assert_eq!((reply.status, reply.body.as_slice()), (200, &b"{}"[..]));
-        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        assert_eq!(reply.header("content-type"), Some("application/json"));
 
         let body = export(&[b"1"]);
         let reply = now(run(
@@ -550,7 +539,7 @@ mod tests {
             &body,
         ));
         assert_eq!(
-            (reply.status, header(&reply, "retry-after")),
+            (reply.status, reply.header("retry-after")),
             (503, Some("1"))
         );
         assert_eq!(rpc_status(&reply).code, 14);
@@ -565,7 +554,7 @@ mod tests {
             &body,
         ));
         assert_eq!(
-            (reply.status, header(&reply, "retry-after")),
+            (reply.status, reply.header("retry-after")),
             (503, Some("5"))
         );
         assert!(rpc_status(&reply).message.contains("DEGRADED"));
@@ -589,7 +578,7 @@ mod tests {
         };
         let reply = pending.farewell(&Farewell::ShuttingDown);
         assert_eq!(
-            (reply.status, header(&reply, "retry-after")),
+            (reply.status, reply.header("retry-after")),
             (503, Some("1"))
         );
         let status = rpc_status(&reply);
