@@ -17,6 +17,7 @@
 //! budget, the idle timeout, the output limit, the lingering close.
 
 pub mod admin;
+pub mod console;
 pub mod metrics;
 pub mod routes;
 pub mod web;

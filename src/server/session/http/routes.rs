@@ -3,7 +3,8 @@
 //!
 //! gRPC-Web takes `POST` (the call) and `OPTIONS` (the browser's CORS preflight) on each of
 //! `server::session::grpc_web::PATHS`; `GET /v1/ws` is the WebSocket upgrade (a `101` and the
-//! connection's next session, see `server::session`, "Switching sessions").
+//! connection's next session, see `server::session`, "Switching sessions"). The web console's
+//! pages are `GET /` and `GET /login`, its files `GET /assets/<name>` (`console::assets`).
 
 use crate::server::session::grpc_web::PATHS as GRPC_WEB_PATHS;
 
@@ -26,6 +27,12 @@ pub enum Route {
     OtlpLogs,
     /// `OPTIONS /v1/logs`: the CORS preflight of a page's OpenTelemetry exporter.
     OtlpPreflight,
+    /// `GET /`: the console's app page. It shows logs, so it needs a session (see
+    /// [`Route::needs_session`]); without one the browser is sent to `/login`.
+    ConsolePage,
+    /// `GET /login` and `GET /assets/<name>`: the login page and the console's files, which hold
+    /// no data and are served to anyone.
+    ConsoleFile,
     /// A stand-in upgrade for the tests of the session switch: `101`, then plain text lines.
     #[cfg(test)]
     TestUpgrade,
@@ -36,6 +43,12 @@ impl Route {
     /// metrics and ingestion may show who is connected.
     pub fn admin(self) -> bool {
         matches!(self, Route::Status)
+    }
+
+    /// Whether the route answers only a logged-in browser (or the admin token): the console's
+    /// pages that show data. Its API routes (`/api/...`) check the session themselves.
+    pub fn needs_session(self) -> bool {
+        matches!(self, Route::ConsolePage)
     }
 }
 
@@ -72,6 +85,16 @@ const ROUTES: &[Entry] = &[
         method: "OPTIONS",
         route: Route::OtlpPreflight,
     },
+    Entry {
+        path: "/",
+        method: "GET",
+        route: Route::ConsolePage,
+    },
+    Entry {
+        path: "/login",
+        method: "GET",
+        route: Route::ConsoleFile,
+    },
     #[cfg(test)]
     Entry {
         path: "/test/upgrade",
@@ -93,6 +116,10 @@ fn grpc_web(path: &str, method: &str) -> Option<Route> {
 }
 
 const WEBSOCKET_PATH: &str = "/v1/ws";
+
+/// The console's files: every path under it is [`Route::ConsoleFile`] (`console::assets::get`
+/// answers `404` for a name it does not hold).
+const ASSETS_PREFIX: &str = crate::server::session::http::console::assets::ASSETS_PREFIX;
 
 /// Why no route matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +143,15 @@ pub fn find(method: &str, path: &str) -> Result<Route, Miss> {
     if path == WEBSOCKET_PATH {
         return if method == "GET" {
             Ok(Route::WebSocket)
+        } else {
+            Err(Miss::Method {
+                allow: "GET".into(),
+            })
+        };
+    }
+    if path.starts_with(ASSETS_PREFIX) {
+        return if method == "GET" {
+            Ok(Route::ConsoleFile)
         } else {
             Err(Miss::Method {
                 allow: "GET".into(),
@@ -147,6 +183,7 @@ pub fn paths() -> String {
         .collect();
     paths.dedup();
     paths.push(WEBSOCKET_PATH);
+    paths.push("/assets/...");
     paths.extend(GRPC_WEB_PATHS);
     paths.join(", ")
 }
@@ -195,8 +232,20 @@ mod tests {
             })
         );
         assert!(!Route::OtlpLogs.admin());
-        assert!(
-            paths().starts_with("/healthz, /metrics, /v1/status, /v1/logs, /v1/ws, /logmill.v1.")
+        assert!(paths().starts_with(
+            "/healthz, /metrics, /v1/status, /v1/logs, /, /login, /v1/ws, /assets/..., /logmill.v1."
+        ));
+        assert_eq!(find("GET", "/"), Ok(Route::ConsolePage));
+        assert_eq!(find("GET", "/login"), Ok(Route::ConsoleFile));
+        assert_eq!(find("GET", "/assets/app.js"), Ok(Route::ConsoleFile));
+        assert_eq!(find("GET", "/assets/nope.js"), Ok(Route::ConsoleFile));
+        assert_eq!(
+            find("POST", "/assets/app.js"),
+            Err(Miss::Method {
+                allow: "GET".into()
+            })
         );
+        assert!(Route::ConsolePage.needs_session() && !Route::ConsoleFile.needs_session());
+        assert!(!Route::ConsolePage.admin() && !Route::ConsoleFile.admin());
     }
 }

@@ -28,7 +28,8 @@
 //!
 //! `protocol::http1` reads them (pure), [`routes`] names what answers them, [`Web::answer`]
 //! answers: `/healthz`, `/metrics` ([`metrics`]) and the admin API (`/v1/status`, guarded by
-//! [`admin`]), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
+//! [`admin`]), the web console's pages and files (`/`, `/login`, `/assets/...`,
+//! [`console::assets`](super::console::assets)), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
 //! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`). Each
 //! answer is complete when returned (status, headers, body); or a `101` with the connection's
 //! next session (an upgrade, its head written as is); or, for a gRPC-Web call whose records are
@@ -44,6 +45,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::admin::Guard;
+use super::console::assets;
 use super::routes::{Miss, Route};
 use super::{metrics, routes};
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
@@ -258,6 +260,9 @@ impl Web {
             },
             Route::OtlpPreflight => self.cors.preflight(request.header("origin")).into(),
             Route::WebSocket => websocket_upgrade(request, sink, cx),
+            // The session check for `ConsolePage` goes here, before the file is answered:
+            // `Route::needs_session`, a `303` to `/login` without one.
+            Route::ConsolePage | Route::ConsoleFile => console_file(request.path),
             #[cfg(test)]
             Route::TestUpgrade => Answer {
                 status: 101,
@@ -269,6 +274,27 @@ impl Web {
                 waiting: None,
             },
         }
+    }
+}
+
+/// A console page or file (`console::assets`), with its caching and security headers; `404`
+/// for a name not embedded.
+fn console_file(path: &str) -> Answer {
+    match assets::get(path) {
+        Some(asset) => Answer {
+            status: 200,
+            reason: "OK",
+            headers: asset.headers(),
+            body: asset.body.to_vec(),
+            next: None,
+            head: None,
+            waiting: None,
+        },
+        None => Answer::text(
+            404,
+            "Not Found",
+            format_args!("no such console file: {path}"),
+        ),
     }
 }
 

@@ -1,0 +1,74 @@
+// Server: its health, throughput, pending bytes and the disk each bucket takes, from
+// GET /api/server, read again every 2 seconds. Fields the page does not know are still shown,
+// in the table at the bottom, so a newer server's answer is never hidden.
+
+import { getJson } from './api.js';
+import { h, fill, bytes, count, duration, problem } from './dom.js';
+
+const REFRESH_MS = 2000;
+
+// The fields shown as cards, in this order: [key, label, format].
+const CARDS = [
+  ['records_written', 'Records written', count],
+  ['records_per_second', 'Records/s', (n) => (typeof n === 'number' ? n.toFixed(1) : '–')],
+  ['pending_bytes', 'Pending bytes', bytes],
+  ['uptime', 'Up for', (s) => (typeof s === 'number' ? duration(s) : String(s ?? '–'))],
+];
+const KNOWN = new Set(['degraded', 'health', 'buckets', 'records_per_second', 'records_s', ...CARDS.map(([k]) => k)]);
+
+export function show(view) {
+  const state = h('div', { class: 'health', 'aria-live': 'polite' }, 'Loading…');
+  const cards = h('div', { class: 'cards' });
+  const buckets = h('tbody');
+  const other = h('tbody');
+  view.append(
+    h('div', { class: 'title' }, h('h1', {}, 'Server'), state),
+    cards,
+    h('h2', {}, 'Disk use by bucket'),
+    h('table', { class: 'grid', id: 'buckets' },
+      h('thead', {}, h('tr', {}, ['App', 'Files', 'Bytes', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      buckets),
+    h('h2', {}, 'Everything else the server says'),
+    h('table', { class: 'grid narrow' }, other),
+  );
+
+  let timer = null;
+  let stopped = false;
+
+  async function refresh() {
+    try {
+      const s = await getJson('/api/server');
+      const degraded = Boolean(s.degraded);
+      state.className = `health ${degraded ? 'bad' : 'good'}`;
+      fill(state, degraded ? 'DEGRADED' : 'OK', s.health ? h('span', { class: 'mono small' }, ` ${s.health}`) : null);
+      const rate = s.records_per_second ?? s.records_s;
+      fill(cards, CARDS.map(([key, label, format]) =>
+        h('div', { class: 'card stat' },
+          h('div', { class: 'muted small' }, label),
+          h('div', { class: 'big', 'data-field': key }, format(key === 'records_per_second' ? rate : s[key])))));
+      const list = Array.isArray(s.buckets) ? s.buckets : [];
+      const largest = Math.max(1, ...list.map((b) => b.bytes ?? 0));
+      fill(buckets, list.length === 0
+        ? h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No bucket yet.'))
+        : list.map((b) => {
+          const bar = h('span', { class: 'bar' });
+          bar.style.width = `${Math.round(100 * (b.bytes ?? 0) / largest)}%`;
+          return h('tr', {},
+            h('td', {}, b.app),
+            h('td', { class: 'num' }, count(b.files)),
+            h('td', { class: 'num' }, bytes(b.bytes)),
+            h('td', { class: 'barcell' }, bar));
+        }));
+      fill(other, Object.entries(s)
+        .filter(([k, v]) => !KNOWN.has(k) && (v === null || typeof v !== 'object'))
+        .map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', { class: 'mono' }, String(v)))));
+      problem(null);
+    } catch (e) {
+      problem(e);
+    }
+    if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  refresh();
+  return () => { stopped = true; clearTimeout(timer); };
+}
