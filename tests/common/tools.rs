@@ -6,7 +6,7 @@
 //! | `rsyslogd` | `clients::rsyslog_forwards_to_logmill` | the same script |
 //! | Python with `grpcio`, `grpcio-tools`, `websockets` | the `python_grpcio_*` tests, `web::websocket_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader` | the `node_grpc_js_*` tests | `npm install` here |
-//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -332,7 +332,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
         ),
         ("the node_grpc_js_* tests", node_grpc().map(drop)),
         (
-            "browser::a_page_logs_over_grpc_web_and_websocket",
+            "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),
         ),
         (
