@@ -3,7 +3,7 @@
 // (GET /api/tokens) and revoke one (POST /api/tokens/<jti>/revoke, after a second click).
 
 import { getJson, post } from './api.js';
-import { h, fill, stamp, problem } from './dom.js';
+import { h, fill, stamp, toDate, problem } from './dom.js';
 
 const APP_PATTERN = '[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}';
 const EXPIRIES = [['', 'never'], ['1d', '1 day'], ['30d', '30 days'], ['90d', '90 days'], ['365d', '1 year']];
@@ -53,7 +53,7 @@ export function show(view) {
       const answer = await getJson('/api/tokens');
       const tokens = Array.isArray(answer) ? answer : (answer?.tokens ?? []);
       // Newest first.
-      tokens.sort((a, b) => (Number(b.issued) || 0) - (Number(a.issued) || 0));
+      tokens.sort((a, b) => (toMillis(b.issued) || 0) - (toMillis(a.issued) || 0));
       fill(list, tokens.length === 0
         ? h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No token yet.'))
         : tokens.map((t) => row(t, load)));
@@ -69,7 +69,8 @@ export function show(view) {
 // One token's row; its revoke button asks to be clicked again within 5 seconds.
 function row(t, reload) {
   const revoked = t.revoked !== null && t.revoked !== undefined && t.revoked !== false;
-  const expired = !revoked && t.expires && toMillis(t.expires) < Date.now();
+  const expires = t.expires === 'never' ? null : t.expires;
+  const expired = !revoked && expires && toMillis(expires) < Date.now();
   let button = null;
   if (!revoked) {
     let armed = null;
@@ -95,14 +96,15 @@ function row(t, reload) {
     h('td', { class: 'mono' }, t.jti),
     h('td', {}, t.app),
     h('td', {}, stamp(t.issued)),
-    h('td', {}, t.expires ? stamp(t.expires) : 'never'),
+    h('td', {}, expires ? stamp(expires) : 'never'),
     h('td', {}, revoked ? h('span', { class: 'tag bad' }, `revoked ${stamp(t.revoked)}`)
       : expired ? h('span', { class: 'tag warn' }, 'expired') : h('span', { class: 'tag good' }, 'valid')),
     h('td', {}, button));
 }
 
+// A time as the API gives it (seconds, milliseconds or RFC 3339) in milliseconds.
 function toMillis(t) {
-  return typeof t === 'number' ? (t > 1e11 ? t : t * 1000) : Date.parse(t);
+  return toDate(t)?.getTime() ?? NaN;
 }
 
 // The new token, shown this once, with a copy button and the lines that use it.
