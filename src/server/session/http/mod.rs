@@ -213,7 +213,9 @@ impl Handler for Http {
                         self.pending = Some((pending, request.version, request.keep_alive));
                         continue;
                     }
-                    let upgrade = next.is_some() && status == 101;
+                    // A `101` (WebSocket) or an answer that goes on as a stream (Server-Sent
+                    // Events): its head is written as is and the next session takes over.
+                    let upgrade = next.is_some();
                     let keep_alive = request.keep_alive || upgrade;
                     if let (true, Some(head)) = (upgrade, head) {
                         sink.reply().extend_from_slice(&head);
