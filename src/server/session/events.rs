@@ -174,7 +174,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(events.stream(t0, 0, &mut conn.sink()), Turn::Go);
         assert!(conn.output.is_empty(), "nothing new, not yet a keepalive");
-        queue.lock().unwrap().extend([r#"{"seq":1}"#.to_string(), "a\nb".into()]);
+        queue
+            .lock()
+            .unwrap()
+            .extend([r#"{"seq":1}"#.to_string(), "a\nb".into()]);
         assert_eq!(events.stream(t0, 0, &mut conn.sink()), Turn::Go);
         assert_eq!(
             String::from_utf8(std::mem::take(&mut conn.output)).unwrap(),
@@ -194,7 +197,10 @@ mod tests {
         let turn = events.stream(Instant::now(), MAX_BACKLOG + 1, &mut conn.sink());
         assert_eq!(turn, Turn::End);
         let out = String::from_utf8(conn.output.clone()).unwrap();
-        assert!(out.starts_with("event: notice\ndata: {\"ended\":\"dropped: "), "{out}");
+        assert!(
+            out.starts_with("event: notice\ndata: {\"ended\":\"dropped: "),
+            "{out}"
+        );
         assert!(!out.contains("event: record"), "{out}");
         assert!(!events.streams());
 
@@ -203,10 +209,20 @@ mod tests {
         let mut events = Events::new("record", more);
         let mut conn = Conn::new();
         let big = "y".repeat(100 * 1024);
-        queue.lock().unwrap().extend([big.clone(), big.clone(), big.clone(), big]);
-        assert_eq!(events.stream(Instant::now(), 0, &mut conn.sink()), Turn::End);
+        queue
+            .lock()
+            .unwrap()
+            .extend([big.clone(), big.clone(), big.clone(), big]);
+        assert_eq!(
+            events.stream(Instant::now(), 0, &mut conn.sink()),
+            Turn::End
+        );
         let out = String::from_utf8(conn.output.clone()).unwrap();
-        assert_eq!(out.matches("event: record").count(), 3, "the third crosses the limit");
+        assert_eq!(
+            out.matches("event: record").count(),
+            3,
+            "the third crosses the limit"
+        );
         assert!(out.ends_with("\n\n") && out.contains("event: notice"));
     }
 
@@ -215,7 +231,10 @@ mod tests {
         let feed: Feed = Box::new(|| Err("the bucket was removed".into()));
         let mut events = Events::new("record", feed);
         let mut conn = Conn::new();
-        assert_eq!(events.stream(Instant::now(), 0, &mut conn.sink()), Turn::End);
+        assert_eq!(
+            events.stream(Instant::now(), 0, &mut conn.sink()),
+            Turn::End
+        );
         assert_eq!(
             conn.output,
             b"event: notice\ndata: {\"ended\":\"the bucket was removed\"}\n\n"
