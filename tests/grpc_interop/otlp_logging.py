@@ -10,7 +10,7 @@ ADDR is logmill's gRPC port (HOST:PORT). The script logs the records below on th
 object on stdout for the test to compare with what was stored:
 
     {"exports": [{"records": 7, "result": "SUCCESS"}],
-     "trace_id": "<32 hex>", "span_id": "<16 hex>",
+     "trace_id": "<32 hex>", "span_id": "<16 hex>", "trace_flags": N,
      "records": [{"message": ..., "time": "<as logmill writes it>", "line": N}, ...]}
 
 It exits 0 whatever the exports' results; the test judges them.
@@ -171,6 +171,7 @@ def main():
                 "flushed": flushed,
                 "trace_id": format(context.trace_id, "032x"),
                 "span_id": format(context.span_id, "016x"),
+                "trace_flags": int(context.trace_flags),
                 "records": seen.records,
             }
         )
