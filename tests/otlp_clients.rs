@@ -47,8 +47,8 @@ const PYTHON_RECORDS: [(&str, &str); 6] = [
 fn start(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--format", "json"])
-        .arg("--dir")
+        .args(["serve", "--port", "0", "--grpc-port", "0"])
+        .args(["--format", "json", "--dir"])
         .arg(dir)
         .args(args);
     let server = Server::spawn(command, dir);
@@ -145,11 +145,28 @@ fn python_sdk(
     run(command)
 }
 
-/// The report's exports: exactly one, of every record, with `result` (`SUCCESS` or `FAILURE`).
-fn assert_one_export(report: &Value, records: usize, result: &str) {
+/// The report's exports: exactly one, of every record, and it succeeded with nothing for the
+/// SDK to say (a partial success or a retry would be logged).
+fn assert_exported(report: &Value) {
     assert_eq!(
         report["exports"],
-        json!([{"records": records, "result": result}]),
+        json!([{"records": PYTHON_RECORDS.len(), "result": "SUCCESS"}]),
+        "{report}"
+    );
+    assert_eq!(report["sdk_log"], json!([]), "{report}");
+}
+
+/// The report's exports: exactly one, which failed, and the SDK logged one error naming
+/// `status`: the refusal was understood as final, not retried.
+fn assert_refused(report: &Value, status: &str) {
+    assert_eq!(
+        report["exports"],
+        json!([{"records": PYTHON_RECORDS.len(), "result": "FAILURE"}]),
+        "{report}"
+    );
+    let said = report["sdk_log"].as_array().unwrap();
+    assert!(
+        said.len() == 1 && said[0].as_str().unwrap().contains(status),
         "{report}"
     );
 }
@@ -214,12 +231,11 @@ fn assert_python_lines(lines: &[Value], report: &Value) {
     assert_eq!(fields["paid"], true);
     assert_eq!(lines[2]["fields"]["sku"], "sku-9");
     // Real ids from the span: 32 and 16 lower-case hex digits, not zero.
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     for (key, len) in [("trace_id", 32), ("span_id", 16)] {
         let id = report[key].as_str().unwrap();
         assert!(
-            id.len() == len
-                && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                && id.bytes().any(|b| b != b'0'),
+            id.len() == len && id.bytes().all(hex) && id.bytes().any(|b| b != b'0'),
             "{key} {id:?}"
         );
     }
@@ -236,7 +252,7 @@ fn python_otel_sdk_over_grpc() {
     let dir = TempDir::new("otlp-python-grpc");
     let (server, addr) = start(&dir.0, &[]);
     let report = python_sdk(&python, "grpc", addr, false, None);
-    assert_one_export(&report, PYTHON_RECORDS.len(), "SUCCESS");
+    assert_exported(&report);
     assert_python_lines(&server.json_lines(), &report);
 }
 
@@ -251,7 +267,7 @@ fn python_otel_sdk_over_http_protobuf() {
     let dir = TempDir::new("otlp-python-http");
     let (server, addr) = start(&dir.0, &[]);
     let report = python_sdk(&python, "http", addr, true, None);
-    assert_one_export(&report, PYTHON_RECORDS.len(), "SUCCESS");
+    assert_exported(&report);
     assert_python_lines(&server.json_lines(), &report);
 }
 
@@ -272,7 +288,7 @@ fn python_otel_sdk_with_a_token() {
     let mut stored = 0;
     for (exporter, gzip) in [("grpc", true), ("http", false)] {
         let report = python_sdk(&python, exporter, addr, gzip, Some(&token));
-        assert_one_export(&report, PYTHON_RECORDS.len(), "SUCCESS");
+        assert_exported(&report);
         let lines: Vec<Value> = read_lines(&app_dir)
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -284,16 +300,19 @@ fn python_otel_sdk_with_a_token() {
         }
         stored = lines.len();
     }
-    for exporter in ["grpc", "http"] {
+    for (exporter, status) in [("grpc", "UNAUTHENTICATED"), ("http", "401")] {
         for token in [None, Some("not.a.token")] {
             let report = python_sdk(&python, exporter, addr, false, token);
-            assert_one_export(&report, PYTHON_RECORDS.len(), "FAILURE");
+            assert_refused(&report, status);
         }
     }
     assert_eq!(read_lines(&app_dir).len(), stored);
     assert!(server.lines().is_empty(), "{:#?}", server.lines());
     let log = std::fs::read_to_string(dir.0.join("_server.log")).unwrap();
-    assert!(log.contains("refused"), "{log}");
+    for said in ["answered UNAUTHENTICATED", "OTLP/HTTP request from"] {
+        assert!(log.contains(said), "{said:?} not in {log}");
+    }
+    assert!(log.contains("answered 401"), "{log}");
 }
 
 /// What `otlp_logs.js` emits, in order: message (the last one has a key/value body, stored as
@@ -327,7 +346,11 @@ fn node_otel_sdk_over_http_json() {
             "{report}"
         );
         let lines = server.json_lines();
-        assert_eq!(lines.len(), (run_index + 1) * NODE_RECORDS.len(), "{lines:#?}");
+        assert_eq!(
+            lines.len(),
+            (run_index + 1) * NODE_RECORDS.len(),
+            "{lines:#?}"
+        );
         let lines = &lines[run_index * NODE_RECORDS.len()..];
         for (line, &(message, level)) in lines.iter().zip(&NODE_RECORDS) {
             if message.is_empty() {

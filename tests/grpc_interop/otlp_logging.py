@@ -11,7 +11,8 @@ object on stdout for the test to compare with what was stored:
 
     {"exports": [{"records": 7, "result": "SUCCESS"}],
      "trace_id": "<32 hex>", "span_id": "<16 hex>", "trace_flags": N,
-     "records": [{"message": ..., "time": "<as logmill writes it>", "line": N}, ...]}
+     "records": [{"message": ..., "time": "<as logmill writes it>", "line": N}, ...],
+     "sdk_log": [what the SDK logged at INFO and above, such as a failed export]}
 
 It exits 0 whatever the exports' results; the test judges them.
 """
@@ -63,6 +64,18 @@ class Recorded(LogRecordExporter):
 
     def force_flush(self, timeout_millis=30_000):
         return self.inner.force_flush(timeout_millis)
+
+
+class Said(logging.Handler):
+    """What the SDK itself logs (a failed export with its status, a retry, a partial success),
+    for the report."""
+
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
 
 
 class Seen(logging.Filter):
@@ -136,9 +149,11 @@ def main():
     parser.add_argument("--gzip", action="store_true")
     args = parser.parse_args()
 
-    # The SDK's own warnings (a failed export, a partial success) go to stderr, for the test's
-    # failure message; the application's logger does not propagate there.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    # The SDK's own messages (a failed export, a retry, a partial success) go to the report and
+    # to stderr; the application's logger does not propagate there.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+    said = Said()
+    logging.getLogger("opentelemetry").addHandler(said)
     trace.set_tracer_provider(TracerProvider())
     resource = Resource.create(
         {"service.name": "checkout", "service.version": "1.2.3", "host.name": "web-7"}
@@ -162,17 +177,17 @@ def main():
     logger.addHandler(handler)
 
     context = log_records(logger)
-    flushed = provider.force_flush(timeout_millis=30_000)
+    provider.force_flush(timeout_millis=30_000)
     provider.shutdown()
     print(
         json.dumps(
             {
                 "exports": recorded.exports,
-                "flushed": flushed,
                 "trace_id": format(context.trace_id, "032x"),
                 "span_id": format(context.span_id, "016x"),
                 "trace_flags": int(context.trace_flags),
                 "records": seen.records,
+                "sdk_log": said.lines,
             }
         )
     )
