@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Server, TempDir, read_lines, wait_for};
+use common::{Server, TempDir, http_client, issue_token, read_lines, wait_for};
 use serde_json::{Value, json};
 
 /// Longer than the scripts' own export timeout (10 s), so that a refusal or a retry shows as
@@ -45,30 +45,8 @@ const PYTHON_RECORDS: [(&str, &str); 6] = [
 
 /// Starts the server with `--format json` and its gRPC (and HTTP) port on an ephemeral port.
 fn start(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--port", "0", "--grpc-port", "0"])
-        .args(["--format", "json", "--dir"])
-        .arg(dir)
-        .args(args);
-    let server = Server::spawn(command, dir);
-    let grpc = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    (server, grpc)
-}
-
-/// A token for `app` from `logmill token issue` (the server must use the same `--dir`).
-fn issue(dir: &Path, app: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["token", "issue", "--app", app, "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let args: Vec<&str> = ["--format", "json"].iter().chain(args).copied().collect();
+    http_client::start(dir, &args)
 }
 
 /// A client script that is killed if the test gives up on it.
@@ -282,7 +260,7 @@ fn python_otel_sdk_with_a_token() {
         return;
     };
     let dir = TempDir::new("otlp-python-token");
-    let token = issue(&dir.0, "shop");
+    let token = issue_token(&dir.0, "shop");
     let (server, addr) = start(&dir.0, &["--auth", "required"]);
     let app_dir = dir.0.join("shop");
     let mut stored = 0;
