@@ -59,16 +59,18 @@ pub enum Decoder {
     Grpc,
     GrpcWeb,
     WebSocket,
+    Otlp,
     Udp,
 }
 
 impl Decoder {
-    pub const ALL: [Decoder; 6] = [
+    pub const ALL: [Decoder; 7] = [
         Decoder::Native,
         Decoder::Pickle,
         Decoder::Grpc,
         Decoder::GrpcWeb,
         Decoder::WebSocket,
+        Decoder::Otlp,
         Decoder::Udp,
     ];
 
@@ -79,6 +81,7 @@ impl Decoder {
             Decoder::Grpc => "grpc",
             Decoder::GrpcWeb => "grpc_web",
             Decoder::WebSocket => "websocket",
+            Decoder::Otlp => "otlp",
             Decoder::Udp => "udp",
         }
     }

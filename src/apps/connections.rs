@@ -83,6 +83,8 @@ pub enum Socket {
     WebSocket,
     /// An HTTP/1.1 connection that made a gRPC-Web call.
     GrpcWeb,
+    /// An HTTP/1.1 connection that posted OTLP logs (`POST /v1/logs`).
+    OtlpHttp,
 }
 
 impl Socket {
@@ -109,6 +111,7 @@ impl Socket {
             Socket::Text => "text",
             Socket::WebSocket => "websocket",
             Socket::GrpcWeb => "grpc-web",
+            Socket::OtlpHttp => "otlp-http",
         }
     }
 }

@@ -1020,6 +1020,34 @@ pub fn encode_response_json(rejected: u64, error_message: &str) -> Vec<u8> {
     Json::Object(out).to_string().into_bytes()
 }
 
+/// `google.rpc.Status`: the body of an OTLP/HTTP error answer (400, 413, 401, 503), which
+/// exporters read for the message. `details` is never sent.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// A gRPC status code (`INVALID_ARGUMENT` is 3).
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// An error answer's body: `google.rpc.Status { code, message }`, in protobuf or, when the
+/// request was JSON, as `{"code":3,"message":"..."}` (the OTLP JSON mapping of the same message).
+pub fn encode_status(code: i32, message: &str, json: bool) -> Vec<u8> {
+    if json {
+        let mut out = Map::new();
+        out.insert("code".into(), Json::from(code));
+        out.insert("message".into(), Json::String(message.to_owned()));
+        Json::Object(out).to_string().into_bytes()
+    } else {
+        RpcStatus {
+            code,
+            message: message.to_owned(),
+        }
+        .encode_to_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1030,6 +1058,15 @@ mod tests {
         max_records: 1000,
         max_values: 10_000,
     };
+
+    #[test]
+    fn error_status_in_both_encodings() {
+        let bytes = encode_status(3, "bad \"body\"", false);
+        let status = RpcStatus::decode(bytes.as_slice()).unwrap();
+        assert_eq!((status.code, status.message.as_str()), (3, "bad \"body\""));
+        let json: Json = serde_json::from_slice(&encode_status(14, "later", true)).unwrap();
+        assert_eq!(json, serde_json::json!({"code": 14, "message": "later"}));
+    }
 
     fn any(v: any_value::Value) -> Option<AnyValue> {
         Some(AnyValue { value: Some(v) })

@@ -56,6 +56,7 @@ use crate::protocol::grpc::health_v1::{HealthCheckRequest, HealthCheckResponse};
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Deframer, Encoding, FeedError, Status};
 use crate::protocol::grpc_web::{self, Mode};
+use crate::protocol::otlp;
 use crate::server::session::grpc_web::PATHS as GRPC_WEB_PATHS;
 use crate::server::shared::Shared;
 use crate::storage::bucket::default_instance;
@@ -89,12 +90,21 @@ pub(super) enum Rpc {
     LogMessage,
     HealthCheck,
     HealthWatch,
+    /// OpenTelemetry's `LogsService/Export`: one `ExportLogsServiceRequest`
+    /// (`protocol::otlp`), answered `ExportLogsServiceResponse` once written.
+    OtlpExport,
 }
+
+/// OTLP/gRPC's one method.
+pub(super) const OTLP_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 impl Rpc {
     /// The method stores records (and so needs a token, and waits for the writer).
     fn pushes(self) -> bool {
-        matches!(self, Rpc::Push | Rpc::PushStream | Rpc::LogMessage)
+        matches!(
+            self,
+            Rpc::Push | Rpc::PushStream | Rpc::LogMessage | Rpc::OtlpExport
+        )
     }
 
     /// One request message, exactly.
@@ -134,6 +144,9 @@ pub(super) struct Call {
     watch_sent: Option<ServingStatus>,
     /// A gRPC-Web call: answered in gRPC-Web form.
     web: Option<Web>,
+    /// `OtlpExport`: the records refused, and why (`partial_success`).
+    rejected: u64,
+    error_message: String,
 }
 
 /// What a gRPC-Web call adds to a gRPC call (module doc, "gRPC-Web on h2").
@@ -377,6 +390,7 @@ impl Calls {
             "/logmill.v1.LogService/LogMessage" => Some(Rpc::LogMessage),
             "/grpc.health.v1.Health/Check" => Some(Rpc::HealthCheck),
             "/grpc.health.v1.Health/Watch" => Some(Rpc::HealthWatch),
+            OTLP_EXPORT => Some(Rpc::OtlpExport),
             _ => None,
         };
         let Some(method) = method else {
@@ -385,7 +399,8 @@ impl Calls {
                 format!(
                     "unknown method {}: this server has logmill.v1.LogService/Push, \
                      logmill.v1.LogService/PushStream, logmill.v1.LogService/LogMessage, \
-                     grpc.health.v1.Health/Check and grpc.health.v1.Health/Watch",
+                     grpc.health.v1.Health/Check, grpc.health.v1.Health/Watch and \
+                     opentelemetry.proto.collector.logs.v1.LogsService/Export",
                     head.uri.path()
                 ),
             );
@@ -443,7 +458,7 @@ impl Calls {
         let origin = match method {
             // Health calls store nothing: no token asked.
             Rpc::HealthCheck | Rpc::HealthWatch => Origin::default(),
-            Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
+            Rpc::Push | Rpc::PushStream | Rpc::LogMessage | Rpc::OtlpExport => {
                 let authorization = head.headers.get(http::header::AUTHORIZATION);
                 match admit(
                     authorization.map(HeaderValue::as_bytes),
@@ -468,6 +483,14 @@ impl Calls {
                 }
             }
         };
+        if method == Rpc::OtlpExport
+            && let Some(status) = otlp_backpressure(shared)
+        {
+            // An exporter retries UNAVAILABLE after a backoff: better than a call whose data
+            // the server will not take until the writer has room.
+            refuse(respond, &status);
+            return false;
+        }
         // A connection whose calls name different apps is listed under its latest push call's.
         if method.pushes() {
             self.entry.set_origin(&origin);
@@ -497,6 +520,8 @@ impl Calls {
             service: None,
             watch_sent: None,
             web,
+            rejected: 0,
+            error_message: String::new(),
         });
         self.due.push(slot);
         true
@@ -556,6 +581,13 @@ impl Calls {
                             first_seq: call.first_seq.unwrap_or(0),
                             last_seq: call.last_seq,
                         };
+                        call.answer_reply(&reply);
+                        call.release();
+                    }
+                }
+                Rpc::OtlpExport => {
+                    if call.input_done && call.written == call.pushed {
+                        let reply = otlp::response(call.rejected, &call.error_message);
                         call.answer_reply(&reply);
                         call.release();
                     }
@@ -766,6 +798,8 @@ impl Calls {
             messages,
             pushed,
             service,
+            rejected,
+            error_message,
             ..
         } = call;
         let key = self.key;
@@ -782,7 +816,13 @@ impl Calls {
                 payload
             };
             match method {
-                Rpc::Push | Rpc::PushStream | Rpc::LogMessage => {
+                Rpc::Push | Rpc::PushStream | Rpc::LogMessage | Rpc::OtlpExport => {
+                    if *method == Rpc::OtlpExport && *messages > 1 {
+                        return Err(Status::new(
+                            Code::Internal,
+                            "Export is unary: one ExportLogsServiceRequest per call",
+                        ));
+                    }
                     if *method == Rpc::Push && *messages > 1 {
                         return Err(Status::new(
                             Code::Internal,
@@ -795,10 +835,15 @@ impl Calls {
                             "LogMessage is unary: one LogRecord per call (use Push for more)",
                         ));
                     }
-                    let n = if *method == Rpc::LogMessage {
-                        push_record(payload, key, origin, cx)?
-                    } else {
-                        push_records(payload, *messages, key, origin, cx)?
+                    let n = match method {
+                        Rpc::LogMessage => push_record(payload, key, origin, cx)?,
+                        Rpc::OtlpExport => {
+                            let (n, refused, why) = push_otlp(payload, max, key, origin, cx)?;
+                            *rejected = refused;
+                            *error_message = why;
+                            n
+                        }
+                        _ => push_records(payload, *messages, key, origin, cx)?,
                     };
                     if n > 0 {
                         match fifo.back_mut() {
@@ -981,6 +1026,55 @@ fn push_record(
     cx.batch
         .push(key, &grpc::to_record(&record), origin, cx.now_ns);
     Ok(1)
+}
+
+/// OTLP/gRPC's record path: the request message decoded as one `ExportLogsServiceRequest`
+/// (`protocol::otlp`, the limits under `max` bytes), each storable record pushed as
+/// [`push_records`] pushes a `PushRequest`'s. Returns how many were pushed, and how many were
+/// refused and why (`partial_success`); a message that does not decode pushes none and fails
+/// the call (`INVALID_ARGUMENT`, or `RESOURCE_EXHAUSTED` for too many records or values).
+fn push_otlp(
+    payload: &[u8],
+    max: usize,
+    key: ConnKey,
+    origin: &Origin,
+    cx: &mut GrpcContext<'_>,
+) -> Result<(u64, u64, String), Status> {
+    let request = otlp::decode_protobuf(payload, &otlp::Limits::new(max)).map_err(|e| {
+        let code = match e {
+            otlp::Error::TooLarge { .. }
+            | otlp::Error::TooManyRecords { .. }
+            | otlp::Error::TooManyValues { .. } => Code::ResourceExhausted,
+            _ => Code::InvalidArgument,
+        };
+        Status::new(code, format!("request message: {e}"))
+    })?;
+    let export = otlp::to_records(&request);
+    if export.rejected > 0 {
+        cx.log
+            .warn(format_args!("OTLP/gRPC export: {}", export.error_message));
+    }
+    for record in &export.records {
+        cx.batch.push(key, record, origin, cx.now_ns);
+    }
+    Ok((
+        export.records.len() as u64,
+        export.rejected,
+        export.error_message,
+    ))
+}
+
+/// `UNAVAILABLE` for an OTLP export while the writer is full or the disk failing (the OTLP/HTTP
+/// side answers `503` then: `server::session::otlp`, "Backpressure"), else `None`.
+fn otlp_backpressure(shared: &Shared) -> Option<Status> {
+    let why = if shared.stats().degraded() {
+        "the server cannot write to its disk at the moment (DEGRADED); retry later"
+    } else if shared.pending_full() {
+        "the server's writer is full (--max-pending); retry later"
+    } else {
+        return None;
+    };
+    Some(Status::new(Code::Unavailable, why))
 }
 
 /// Undoes a message's compression (`grpc-encoding`) into `inflated`, at most `max` bytes.

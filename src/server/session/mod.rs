@@ -38,6 +38,7 @@ mod health;
 pub mod http;
 mod lines;
 mod native;
+pub mod otlp;
 mod pickle;
 mod status;
 mod syslog;

@@ -11,9 +11,9 @@
 //! the header timeout (a head not complete [`Web::header_timeout`] after its first byte closes
 //! the connection with `408`: the slowloris bound, see [`Handler::deadline`]), and the switch to
 //! another session after a `101` (the route answers with the next session; see
-//! [`Handler::take_next`]), and a gRPC-Web call waiting for its records to be written
-//! ([`Pending`]: the session reads no further request until the ack answers it, then the
-//! connection hands it what it kept, see [`Handler::holds_input`]). What is the connection's, as for every protocol: buffers, the input
+//! [`Handler::take_next`]), and a gRPC-Web call or an OTLP request waiting for its records to
+//! be written ([`Waiting`]: the session reads no further request until the ack answers it, then
+//! the connection hands it what it kept, see [`Handler::holds_input`]). What is the connection's, as for every protocol: buffers, the input
 //! budget, the idle timeout, the output limit, the lingering close.
 
 pub mod admin;
@@ -26,8 +26,7 @@ use std::time::Instant;
 
 use crate::protocol::grpc_web::Reply;
 use crate::protocol::http1::{self, Parsed, Response, Version};
-use crate::server::session::grpc_web::Pending;
-use crate::server::session::{Context, Farewell, Handler, Progress, Session, Sink};
+use crate::server::session::{Context, Farewell, Handler, Progress, Session, Sink, grpc_web, otlp};
 use web::{Answer, Web};
 
 /// Answers queued and not yet sent past which a pipelining client is closed: what the
@@ -46,14 +45,58 @@ pub struct Http {
     /// The session the connection continues with after a `101 Switching Protocols` (boxed: a
     /// session cannot hold a session in place).
     next: Option<Box<Session>>,
-    /// A gRPC-Web call waiting for its records to be written, and the version and keep-alive
-    /// of its request (for the answer).
-    pending: Option<(Pending, Version, bool)>,
+    /// A request waiting for its records to be written, and the version and keep-alive of the
+    /// request (for the answer).
+    pending: Option<(Waiting, Version, bool)>,
     /// A gRPC-Web call was served here: the metrics and `status` count the connection as
     /// `grpc-web`.
     grpc_web: bool,
     /// The answer to a `Connection: close` call went out: the connection ends.
     done: bool,
+}
+
+/// A request whose records are on their way to disk: its answer comes with the ack.
+#[derive(Debug)]
+pub enum Waiting {
+    /// A gRPC-Web call (`server::session::grpc_web`).
+    GrpcWeb(grpc_web::Pending),
+    /// `POST /v1/logs` (`server::session::otlp`).
+    Otlp(otlp::Pending),
+}
+
+impl Waiting {
+    /// The answer, once every record is written; `None` while some are in flight.
+    fn ack(&self, last_seq: u64, sink: &Sink<'_>) -> Option<Reply> {
+        match self {
+            Waiting::GrpcWeb(pending) => pending.ack(last_seq, sink),
+            Waiting::Otlp(pending) => pending.ack(sink),
+        }
+    }
+
+    /// When the client stops waiting, if it said (gRPC-Web's `grpc-timeout`).
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Waiting::GrpcWeb(pending) => pending.deadline(),
+            Waiting::Otlp(_) => None,
+        }
+    }
+
+    /// The answer when the connection ends first: the call's own deadline passed
+    /// (`DEADLINE_EXCEEDED`), or the server ends it (`UNAVAILABLE`, or OTLP's `503`).
+    fn close(self, why: &Farewell) -> Reply {
+        match self {
+            Waiting::GrpcWeb(pending) => {
+                let expired = matches!(why, Farewell::IdleTimeout(_))
+                    && pending.deadline().is_some_and(|at| Instant::now() >= at);
+                if expired {
+                    pending.expire()
+                } else {
+                    pending.farewell(why)
+                }
+            }
+            Waiting::Otlp(pending) => pending.farewell(why),
+        }
+    }
 }
 
 impl Http {
@@ -74,7 +117,7 @@ impl Http {
         self.grpc_web
     }
 
-    /// Writes a gRPC-Web answer that waited (`Pending`).
+    /// Writes an answer that waited ([`Waiting`]).
     fn write_reply(reply: &Reply, version: Version, keep_alive: bool, sink: &mut Sink<'_>) {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -225,15 +268,8 @@ impl Handler for Http {
     /// closed without a word, as HTTP clients expect of a server.
     fn farewell(&mut self, why: &Farewell, sink: &mut Sink<'_>) {
         if let Some((pending, version, _)) = self.pending.take() {
-            // The call's own deadline (grpc-timeout) passed: DEADLINE_EXCEEDED; the server
-            // ends the connection first: UNAVAILABLE. The connection closes after either.
-            let expired = matches!(why, Farewell::IdleTimeout(_))
-                && pending.deadline().is_some_and(|at| Instant::now() >= at);
-            let reply = if expired {
-                pending.expire()
-            } else {
-                pending.farewell(why)
-            };
+            // The connection closes after the answer.
+            let reply = pending.close(why);
             Http::write_reply(&reply, version, false, sink);
             return;
         }
@@ -282,7 +318,7 @@ impl Handler for Http {
         self.pending.is_some()
     }
 
-    /// The waiting call's answer, once all its records are written.
+    /// The waiting request's answer, once all its records are written.
     fn ack(&mut self, _written: u64, last_seq: u64, sink: &mut Sink<'_>) {
         let Some((pending, version, keep_alive)) = &self.pending else {
             return;

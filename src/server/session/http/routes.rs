@@ -22,6 +22,10 @@ pub enum Route {
     GrpcWebPreflight,
     /// `GET /v1/ws`: the WebSocket upgrade.
     WebSocket,
+    /// `POST /v1/logs`: OTLP/HTTP logs (`server::session::otlp`).
+    OtlpLogs,
+    /// `OPTIONS /v1/logs`: the CORS preflight of a page's OpenTelemetry exporter.
+    OtlpPreflight,
     /// A stand-in upgrade for the tests of the session switch: `101`, then plain text lines.
     #[cfg(test)]
     TestUpgrade,
@@ -57,6 +61,16 @@ const ROUTES: &[Entry] = &[
         path: "/v1/status",
         method: "GET",
         route: Route::Status,
+    },
+    Entry {
+        path: "/v1/logs",
+        method: "POST",
+        route: Route::OtlpLogs,
+    },
+    Entry {
+        path: "/v1/logs",
+        method: "OPTIONS",
+        route: Route::OtlpPreflight,
     },
     #[cfg(test)]
     Entry {
@@ -172,6 +186,17 @@ mod tests {
             );
             assert!(!Route::GrpcWeb.admin());
         }
-        assert!(paths().starts_with("/healthz, /metrics, /v1/status, /v1/ws, /logmill.v1."));
+        assert_eq!(find("POST", "/v1/logs"), Ok(Route::OtlpLogs));
+        assert_eq!(find("OPTIONS", "/v1/logs"), Ok(Route::OtlpPreflight));
+        assert_eq!(
+            find("GET", "/v1/logs"),
+            Err(Miss::Method {
+                allow: "POST, OPTIONS".into()
+            })
+        );
+        assert!(!Route::OtlpLogs.admin());
+        assert!(
+            paths().starts_with("/healthz, /metrics, /v1/status, /v1/logs, /v1/ws, /logmill.v1.")
+        );
     }
 }

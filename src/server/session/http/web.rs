@@ -50,7 +50,9 @@ use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
 use crate::protocol::grpc_web::{Cors, Reply};
 use crate::protocol::http1::Request;
 use crate::protocol::websocket;
-use crate::server::session::grpc_web::{self, Call, Pending, Started};
+use crate::server::session::grpc_web::{self, Call, Started};
+use crate::server::session::http::Waiting;
+use crate::server::session::otlp;
 use crate::server::session::{Context, Session, Sink};
 use crate::storage::bucket::valid_app_name;
 use crate::storage::server_log::count;
@@ -78,9 +80,10 @@ pub struct Answer {
     /// The whole answer as bytes, written instead of the fields above (a WebSocket `101`,
     /// `protocol::websocket::switching_protocols`, which has no `Content-Length`).
     pub head: Option<Vec<u8>>,
-    /// A gRPC-Web call whose records are on their way to disk: no answer yet; the session
-    /// holds it until the ack (`server::session::grpc_web`, "The answer waits for the writer").
-    pub waiting: Option<Pending>,
+    /// A gRPC-Web call or OTLP request whose records are on their way to disk: no answer yet;
+    /// the session holds it until the ack (`server::session::grpc_web`, "The answer waits for
+    /// the writer").
+    pub waiting: Option<Waiting>,
 }
 
 impl From<Reply> for Answer {
@@ -98,6 +101,18 @@ impl From<Reply> for Answer {
 }
 
 impl Answer {
+    /// No answer yet: it comes when the records are written.
+    fn waiting(waiting: Waiting) -> Answer {
+        let mut answer = Answer::from(Reply {
+            status: 200,
+            reason: "OK",
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        answer.waiting = Some(waiting);
+        answer
+    }
+
     /// A plain-text answer: `line` and a newline.
     fn text(status: u16, reason: &'static str, line: impl std::fmt::Display) -> Answer {
         Answer {
@@ -234,18 +249,14 @@ impl Web {
                 };
                 match grpc_web::start(&call, &self.cors, sink, cx) {
                     Started::Now(reply) => reply.into(),
-                    Started::Waiting(pending) => {
-                        let mut answer = Answer::from(Reply {
-                            status: 200,
-                            reason: "OK",
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        });
-                        answer.waiting = Some(pending);
-                        answer
-                    }
+                    Started::Waiting(pending) => Answer::waiting(Waiting::GrpcWeb(pending)),
                 }
             }
+            Route::OtlpLogs => match otlp::start(request, &self.cors, sink, cx) {
+                otlp::Started::Now(reply) => reply.into(),
+                otlp::Started::Waiting(pending) => Answer::waiting(Waiting::Otlp(pending)),
+            },
+            Route::OtlpPreflight => self.cors.preflight(request.header("origin")).into(),
             Route::WebSocket => websocket_upgrade(request, sink, cx),
             #[cfg(test)]
             Route::TestUpgrade => Answer {
