@@ -84,6 +84,18 @@ pub fn accepted(response: &[u8], records: u64) -> Result<u64, String> {
     }
 }
 
+/// The message of an OTLP/HTTP error answer's body, a protobuf `google.rpc.Status`, or the
+/// body as text if it is not one.
+pub fn refusal(body: &[u8]) -> String {
+    use prost::Message as _;
+    match otlp::RpcStatus::decode(body) {
+        Ok(status) if !status.message.is_empty() => {
+            format!("{} (code {})", status.message, status.code)
+        }
+        _ => String::from_utf8_lossy(body).trim().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +139,12 @@ mod tests {
         assert!(refused.contains("rejected 3 of 512"), "{refused}");
         assert!(refused.contains("bad span_id"), "{refused}");
         assert!(accepted(b"\x0a\x05", 1).is_err(), "a truncated message");
+    }
+
+    #[test]
+    fn refusals_give_their_status_message() {
+        let body = otlp::encode_status(16, "no token", false);
+        assert_eq!(refusal(&body), "no token (code 16)");
+        assert_eq!(refusal(b"plain text\n"), "plain text");
     }
 }

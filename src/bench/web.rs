@@ -343,13 +343,10 @@ fn grpc_web_answer(i: usize, answer: Answer, _records: u64) -> Result<(), BenchE
 /// rejects none.
 fn otlp_answer(i: usize, answer: Answer, records: u64) -> Result<(), BenchError> {
     if answer.status != 200 {
-        return Err(BenchError::Protocol {
+        return Err(BenchError::HttpStatus {
             conn: i,
-            detail: format!(
-                "POST /v1/logs answered HTTP {}: {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body).trim()
-            ),
+            status: answer.status,
+            message: otlp::refusal(&answer.body),
         });
     }
     otlp::accepted(&answer.body, records)
