@@ -478,18 +478,6 @@ fn required_refuses_every_connection_without_a_token() {
 // gRPC
 // ---------------------------------------------------------------------------------------------
 
-/// Starts `logmill serve ARGS` with its gRPC port; returns the server and the gRPC address.
-fn start_with_grpc(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(dir)
-        .args(args);
-    let server = Server::spawn(command, dir);
-    let grpc = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    (server, grpc)
-}
-
 /// What came back for one unary gRPC call.
 struct Reply {
     code: Option<u32>,
@@ -567,7 +555,7 @@ fn push(addr: SocketAddr, metadata: &[(&str, &str)], text: &str) -> Reply {
 #[test]
 fn grpc_bearer_tokens() {
     let dir = TempDir::new("auth-grpc");
-    let (server, grpc) = start_with_grpc(&dir.0, &[]);
+    let (server, grpc) = common::http_client::start(&dir.0, &[]);
     let billing = issue(&dir.0, "billing");
 
     let bad = push(grpc, &[("authorization", "Bearer not-a-token")], "refused");
@@ -613,7 +601,7 @@ fn grpc_bearer_tokens() {
     assert!(server.stop().success());
 
     // `--auth required`: no bearer, no push; the token still works.
-    let (server, grpc) = start_with_grpc(&dir.0, &["--auth", "required"]);
+    let (server, grpc) = common::http_client::start(&dir.0, &["--auth", "required"]);
     let none = push(grpc, &[("logmill-app", "billing")], "refused");
     assert_eq!(none.code, Some(16), "{}", none.message);
     assert!(none.message.contains("--auth optional"), "{}", none.message);

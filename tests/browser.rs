@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, TempDir, read_lines, seq_of, wait_for};
+use common::{Server, TempDir, issue_token, read_lines, seq_of, wait_for};
 
 /// Time for the whole browser run: Chromium's start, the page's four steps, the screenshot.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
@@ -82,21 +82,6 @@ fn answer(stream: TcpStream, page: &Path, grpc_web_js: &Path) -> std::io::Result
     }
 }
 
-/// `logmill token issue --app APP --dir DIR`.
-fn issue(dir: &Path, app: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["token", "issue", "--app", app, "--dir"])
-        .arg(dir)
-        .output()
-        .expect("run logmill token issue");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// The token with one character of its signature changed: well formed, signed wrong.
 fn tampered(token: &str) -> String {
     let at = token.rfind('.').expect("a JWT") + 3;
@@ -131,7 +116,7 @@ fn a_page_logs_over_grpc_web_and_websocket() {
         .args(["--cors-origin", &origin]);
     let server = Server::spawn(command, &dir.0);
     let grpc = server.listening["grpc"].as_str().unwrap().to_owned();
-    let token = issue(&dir.0, "web");
+    let token = issue_token(&dir.0, "web");
 
     let url = format!(
         "{origin}/page.html?server=http://{grpc}&token={token}&bad={}",

@@ -905,6 +905,99 @@ fn grpc_timeout_is_honoured() {
     });
 }
 
+/// OpenTelemetry's `LogsService/Export` on the same call path: the reply once written, with
+/// `partial_success` for refused records; a request that is not OTLP is INVALID_ARGUMENT; under
+/// backpressure (the disk failing) UNAVAILABLE at once, which exporters retry.
+#[test]
+fn otlp_export_replies_once_written_with_partial_success() {
+    use logmill::protocol::otlp::proto::common::v1::{AnyValue, KeyValue, any_value};
+    use logmill::protocol::otlp::proto::logs::v1::{
+        LogRecord as OtlpRecord, ResourceLogs, ScopeLogs,
+    };
+    use logmill::protocol::otlp::proto::resource::v1::Resource;
+    use logmill::protocol::otlp::{self, ExportLogsServiceRequest};
+
+    let text = |s: &str| {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s.into())),
+        })
+    };
+    let records = |spans: &[&[u8]]| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: text("checkout"),
+                }],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(otlp::proto::common::v1::InstrumentationScope {
+                    name: "otlp".into(),
+                    ..Default::default()
+                }),
+                log_records: spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, span)| OtlpRecord {
+                        severity_number: 17,
+                        body: text(&format!("otlp {i}")),
+                        span_id: span.to_vec(),
+                        ..OtlpRecord::default()
+                    })
+                    .collect(),
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    const EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    let server = TestServer::start(Options::default());
+    server.set_hold(true);
+    block_on(DEADLINE, async {
+        let mut client = connect(server.addr).await;
+        let body = framed(&otlp::encode_request(&records(&[b"12345678", b"bad", b""])));
+        let (response, mut send) = start(&mut client, EXPORT, &[("logmill-app", "shop")]).await;
+        send_all(&mut send, Bytes::from(body), true).await;
+        let mut response = Box::pin(finish(response));
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut response).await;
+        assert!(early.is_err(), "replied before the records were written");
+        server.set_hold(false);
+        let reply = response.await;
+        assert_eq!(reply.code(), Some(0), "{reply:?}");
+        let partial = otlp::decode_response(&reply.messages[0])
+            .unwrap()
+            .partial_success
+            .unwrap();
+        assert_eq!(partial.rejected_log_records, 1);
+        assert!(partial.error_message.contains("span_id is 3 bytes"));
+
+        let r = call(&mut client, EXPORT, &[], framed(b"\x0a\x05\x08")).await;
+        assert_eq!(r.code(), Some(3), "INVALID_ARGUMENT: {r:?}");
+
+        server.control.shared.stats().set_degraded(true);
+        let r = call(
+            &mut client,
+            EXPORT,
+            &[],
+            framed(&otlp::encode_request(&records(&[b""]))),
+        )
+        .await;
+        assert_eq!(r.code(), Some(14), "UNAVAILABLE while degraded: {r:?}");
+        assert!(r.message().contains("DEGRADED"), "{}", r.message());
+        server.control.shared.stats().set_degraded(false);
+    });
+    let lines = server.lines();
+    let got = messages_of(&lines, "otlp");
+    assert_eq!(
+        got,
+        vec![(1, "otlp 0".to_string()), (2, "otlp 2".to_string())]
+    );
+    assert_eq!(lines[0]["service"], "checkout");
+    assert_eq!(lines[0]["app"], "shop");
+    assert_eq!(lines[0]["level"], "error");
+}
+
 #[test]
 fn health_check_and_watch() {
     let server = TestServer::start(Options::default());

@@ -7,14 +7,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use prost::Message as _;
 
-use common::{DEADLINE, Server, TempDir, read_lines, seq_of};
+use common::http_client::start;
+use common::{DEADLINE, TempDir, read_lines, seq_of};
 use logmill::protocol::grpc::health_v1::HealthCheckResponse;
 use logmill::protocol::grpc::logmill_v1::{LogRecord, PushRequest, PushResponse, log_record};
 use logmill::protocol::grpc::{self, percent_decode};
@@ -24,17 +23,6 @@ const PUSH: &str = "/logmill.v1.LogService/Push";
 const LOG_MESSAGE: &str = "/logmill.v1.LogService/LogMessage";
 const BINARY: &str = "application/grpc-web+proto";
 const TEXT: &str = "application/grpc-web-text";
-
-fn start(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(dir)
-        .args(args);
-    let server = Server::spawn(command, dir);
-    let grpc = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    (server, grpc)
-}
 
 /// What came back for one request.
 struct Answer {

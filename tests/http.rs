@@ -10,99 +10,15 @@ mod common;
 mod tools;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
+use common::http_client::{self, Answer, Conn};
 use common::{DEADLINE, Server, TempDir, message, wait_for};
 
-/// Starts the server with its gRPC (and HTTP) port on an ephemeral port.
 fn start(dir: &TempDir, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(&dir.0)
-        .args(args);
-    let server = Server::spawn(command, &dir.0);
-    let http = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    (server, http)
-}
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A keep-alive HTTP connection: requests written raw, answers read one at a time.
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        Conn {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).unwrap();
-    }
-
-    /// The next answer (status line, headers, a `Content-Length` body).
-    fn answer(&mut self) -> Answer {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status = line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_else(|| panic!("no status line: {line:?}"))
-            .parse()
-            .unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap();
-            headers.push((name.to_owned(), value.trim().to_owned()));
-        }
-        let mut answer = Answer {
-            status,
-            headers,
-            body: String::new(),
-        };
-        let len: usize = answer
-            .header("content-length")
-            .map_or(0, |l| l.parse().unwrap());
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        answer.body = String::from_utf8(body).unwrap();
-        answer
-    }
-
-    /// True once the server closed the connection (nothing more to read).
-    fn closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
-    }
+    http_client::start(&dir.0, args)
 }
 
 fn get(addr: SocketAddr, path: &str, extra: &str) -> Answer {
@@ -147,7 +63,7 @@ fn keep_alive_pipelining_chunked_continue_and_http10() {
     kept.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(kept.answer().header("connection"), Some("keep-alive"));
     kept.send(b"GET /healthz HTTP/1.0\r\n\r\n");
-    assert_eq!(kept.answer().body, "OK\n");
+    assert_eq!(kept.answer().text(), "OK\n");
 }
 
 #[test]
@@ -199,8 +115,8 @@ fn every_limit_has_its_status_and_a_one_line_reason() {
         conn.send(request.as_bytes());
         let answer = conn.answer();
         assert_eq!(answer.status, status, "{answer:?}");
-        assert!(answer.body.starts_with(reason), "{answer:?}");
-        assert_eq!(answer.body.lines().count(), 1, "one line: {answer:?}");
+        assert!(answer.text().starts_with(reason), "{answer:?}");
+        assert_eq!(answer.text().lines().count(), 1, "one line: {answer:?}");
         if status == 405 {
             assert_eq!(answer.header("allow"), Some("GET"));
         }
@@ -243,12 +159,12 @@ fn slowloris_is_closed_after_the_header_timeout() {
     slow.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ");
     let answer = slow.answer();
     assert_eq!(answer.status, 408, "{answer:?}");
-    assert!(answer.body.starts_with("request head not complete"));
+    assert!(answer.text().starts_with("request head not complete"));
     assert!(slow.closed());
     // The idle keep-alive connection outlived the slow one's timeout and still answers.
     idle.send(b"GET /healthz HTTP/1.1\r\n\r\n");
     assert_eq!(idle.answer().status, 200);
-    let metrics = get(addr, "/metrics", "").body;
+    let metrics = get(addr, "/metrics", "").text();
     assert!(
         metrics.contains("logmill_connections_refused_total{reason=\"header_timeout\"} 1"),
         "{metrics}"
@@ -260,7 +176,7 @@ fn healthz_says_ok() {
     let dir = TempDir::new("http-healthz");
     let (_server, addr) = start(&dir, &[]);
     let answer = get(addr, "/healthz", "");
-    assert_eq!((answer.status, answer.body.as_str()), (200, "OK\n"));
+    assert_eq!((answer.status, answer.text().as_str()), (200, "OK\n"));
 }
 
 /// `/v1/status` asks for an admin token: none, a wrong scheme, an app's token and a revoked
@@ -305,14 +221,14 @@ fn status_needs_an_admin_token_unless_admin_open() {
                 .unwrap()
                 .starts_with("Bearer")
         );
-        assert!(answer.body.starts_with(reason), "{answer:?}");
+        assert!(answer.text().starts_with(reason), "{answer:?}");
     }
     let bearer = format!("Authorization: Bearer {admin}\r\n");
     let status = wait_for("billing in /v1/status", DEADLINE, || {
         let answer = get(addr, "/v1/status", &bearer);
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(answer.header("content-type"), Some("application/json"));
-        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         (json["billing"]["running_instances"] == 1).then_some(json)
     });
     assert_eq!(status["billing"]["instances"].as_object().unwrap().len(), 1);
@@ -334,7 +250,7 @@ fn status_needs_an_admin_token_unless_admin_open() {
     assert!(out.status.success(), "{out:?}");
     let answer = get(addr, "/v1/status", &bearer);
     assert_eq!(
-        (answer.status, answer.body.as_str()),
+        (answer.status, answer.text().as_str()),
         (401, "token was revoked\n")
     );
     // --admin-open: no token asked.
@@ -342,7 +258,7 @@ fn status_needs_an_admin_token_unless_admin_open() {
     let (_open, open_addr) = start(&open_dir, &["--admin-open"]);
     let answer = get(open_addr, "/v1/status", "");
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(answer.body.starts_with('{'));
+    assert!(answer.text().starts_with('{'));
 }
 
 /// `/metrics` through `prometheus_client.parser`: it must parse, and its counters must match
@@ -365,7 +281,7 @@ fn metrics_parse_with_prometheus_and_count_what_was_sent() {
     text.write_all(b"one\ntwo\nthree\n").unwrap();
     drop(text);
     let samples = wait_for("the counts in /metrics", DEADLINE, || {
-        let body = get(addr, "/metrics", "").body;
+        let body = get(addr, "/metrics", "").text();
         let samples = parse_metrics(&python, &body);
         let ok = samples.get("logmill_records_received_total{app=billing,protocol=native}")
             == Some(&7.0)

@@ -164,6 +164,11 @@ fn full_disk_degrades_pushes_back_and_recovers() {
     let healthz = http_get(http, "/healthz");
     assert!(healthz.starts_with("HTTP/1.1 503 "), "{healthz}");
     assert!(healthz.ends_with("\r\n\r\nDEGRADED\n"), "{healthz}");
+    // An OTLP exporter is told to come back later (503, Retry-After), its records not taken.
+    let otlp = http_post_otlp(http, "while degraded");
+    assert!(otlp.starts_with("HTTP/1.1 503 "), "{otlp}");
+    assert!(otlp.contains("\r\nRetry-After: 5\r\n"), "{otlp}");
+    assert!(otlp.contains("DEGRADED"), "{otlp}");
     let metrics = http_get(http, "/metrics");
     assert!(metrics.contains("\nlogmill_degraded 1\n"), "{metrics}");
     assert!(
@@ -183,9 +188,17 @@ fn full_disk_degrades_pushes_back_and_recovers() {
         server.try_health().filter(|h| h.starts_with("OK"))
     });
     assert!(http_get(http, "/healthz").ends_with("\r\n\r\nOK\n"));
+    let otlp = http_post_otlp(http, "after recovery");
+    assert!(otlp.starts_with("HTTP/1.1 200 "), "{otlp}");
     let lines = server.lines();
-    assert_eq!(lines.len(), records);
+    assert_eq!(lines.len(), records + 1);
     assert_gap_free(&lines, 1);
+    assert!(
+        lines[records].contains("after recovery"),
+        "{}",
+        lines[records]
+    );
+    assert!(!lines.iter().any(|l| l.contains("while degraded")));
     assert!(server.stop().success());
 }
 
@@ -195,6 +208,27 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// One OTLP/HTTP export (JSON, one record saying `message`) with `Connection: close`; the
+/// whole answer.
+fn http_post_otlp(addr: std::net::SocketAddr, message: &str) -> String {
+    use std::io::Read as _;
+    let body = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"{message}"}}}}]}}]}}]}}"#
+    );
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "POST /v1/logs HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer

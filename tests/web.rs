@@ -8,102 +8,17 @@ mod common;
 #[path = "common/tools.rs"]
 mod tools;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{DEADLINE, Server, TempDir, message, read_lines, seq_of, wait_for};
+use common::http_client::{Answer, open, read_answer, start};
+use common::{DEADLINE, TempDir, issue_token, message, read_lines, seq_of, wait_for};
 use logmill::protocol::grpc::logmill_v1::{LogRecord, PushRequest, PushResponse, log_record};
 use logmill::protocol::grpc_web::{decode_text, encode_text};
 use logmill::protocol::native;
 use logmill::protocol::websocket::{Opcode, encode_client_frame};
 use prost::Message as _;
-
-/// Starts the server with its gRPC (and HTTP) port on an ephemeral port.
-fn start(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(dir)
-        .args(args);
-    let server = Server::spawn(command, dir);
-    let http = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    (server, http)
-}
-
-/// A token for `app` from `logmill token issue` (the server must use the same `--dir`).
-fn issue(dir: &Path, app: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["token", "issue", "--app", app, "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// One HTTP answer, its body as bytes.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one answer (status line, headers, a `Content-Length` body, none for `101`).
-fn read_answer(reader: &mut BufReader<TcpStream>) -> Answer {
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status = line
-        .split(' ')
-        .nth(1)
-        .unwrap_or_else(|| panic!("no status line: {line:?}"))
-        .parse()
-        .unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, l)| l.parse().unwrap());
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn open(addr: SocketAddr) -> BufReader<TcpStream> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    BufReader::new(stream)
-}
 
 /// A gRPC-Web request: `message` framed (flag 0, length), base64 in text mode.
 fn grpc_web_request(path: &str, text: bool, message: &[u8], extra: &str) -> Vec<u8> {
@@ -345,7 +260,7 @@ fn grpc_web_cors_refusals_and_pipelining() {
 #[test]
 fn grpc_web_bad_token_is_unauthenticated() {
     let dir = TempDir::new("web-grpc-web-auth");
-    let token = issue(&dir.0, "web");
+    let token = issue_token(&dir.0, "web");
     let (_server, addr) = start(&dir.0, &["--auth", "required"]);
     let mut conn = open(addr);
     conn.get_mut()
@@ -515,7 +430,7 @@ fn websocket_from_python_websockets() {
         return;
     };
     let dir = TempDir::new("web-ws-python");
-    let token = issue(&dir.0, "browser");
+    let token = issue_token(&dir.0, "browser");
     let (server, addr) = start(&dir.0, &["--auth", "optional"]);
     let mut native_frame = Vec::new();
     native::encode_records(

@@ -285,6 +285,16 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+impl Reply {
+    /// The first header named `name` (ASCII case ignored).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// The trailers block of `status`, as PROTOCOL-WEB.md has it: HTTP/1 header lines with
 /// lower-case names, without the blank line; the message percent-encoded as on h2.
 pub fn trailers(status: &Status) -> String {

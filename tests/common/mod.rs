@@ -15,6 +15,7 @@ use logmill::protocol::frame::{self, Frame};
 use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
 
+pub mod http_client;
 mod temp_dir;
 #[allow(unused_imports)] // not every test file makes a directory
 pub use temp_dir::TempDir;
@@ -332,4 +333,21 @@ impl Client {
             }
         }
     }
+}
+
+/// A token for `app` from `logmill token issue --app APP --dir DIR` (a server must use the same
+/// `--dir` to accept it).
+pub fn issue_token(dir: &Path, app: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["token", "issue", "--app", app, "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run logmill token issue");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

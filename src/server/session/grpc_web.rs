@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use prost::Message as _;
 
+use super::admit::{self, Refused};
 use super::{Context, Farewell, Sink};
 use crate::protocol::grpc::health_v1::{
     HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
@@ -40,7 +41,6 @@ use crate::protocol::grpc::health_v1::{
 use crate::protocol::grpc::logmill_v1::PushResponse;
 use crate::protocol::grpc::{self, Code, Status};
 use crate::protocol::grpc_web::{self, Cors, Mode, Reply};
-use crate::storage::bucket::valid_app_name;
 use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
@@ -71,12 +71,6 @@ impl<'a> Call<'a> {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|&(_, v)| v)
-    }
-
-    fn text(&self, name: &str) -> String {
-        self.header(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
     }
 }
 
@@ -323,30 +317,17 @@ fn admit(
     peer: std::net::SocketAddr,
     cx: &mut Context<'_>,
 ) -> Result<Origin, Status> {
-    let app = call.text("logmill-app");
-    if !app.is_empty() && !valid_app_name(&app) {
-        // The app names a directory: refused before it is ever a path.
-        cx.log.warn(format_args!(
-            "gRPC-Web call from {peer}: refused: logmill-app {app:?} is not \
-             [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"
-        ));
-        return Err(Status::new(
-            Code::InvalidArgument,
-            format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
-        ));
-    }
-    let instance = call.text("logmill-instance");
-    crate::server::grpc::admit(call.header("authorization"), app, instance, cx.shared, peer)
-        .map_err(|refused| {
-            let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
-            cx.log.warn(format_args!(
-                "gRPC-Web call from {peer}: {}{}; answered UNAUTHENTICATED ({})",
-                refused.message,
-                refused.detail,
-                count(refusals, "refusal")
-            ));
-            Status::new(Code::Unauthenticated, refused.message)
-        })
+    admit::by_headers(
+        |n| call.header(n),
+        "gRPC-Web call",
+        "UNAUTHENTICATED",
+        peer,
+        cx,
+    )
+    .map_err(|refused| match refused {
+        Refused::App(line) => Status::new(Code::InvalidArgument, line),
+        Refused::Token(line) => Status::new(Code::Unauthenticated, line),
+    })
 }
 
 /// The record path: the request message decoded (prost) as the method's message, each record
@@ -489,21 +470,13 @@ mod tests {
         }
     }
 
-    fn header<'r>(reply: &'r Reply, name: &str) -> Option<&'r str> {
-        reply
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The trailers-only status of an answer: code and message.
     fn status_of(reply: &Reply) -> (String, String) {
         assert_eq!(reply.status, 200);
         assert!(reply.body.is_empty(), "trailers-only");
         (
-            header(reply, "grpc-status").unwrap().to_string(),
-            grpc::percent_decode(header(reply, "grpc-message").unwrap_or_default()),
+            reply.header("grpc-status").unwrap().to_string(),
+            grpc::percent_decode(reply.header("grpc-message").unwrap_or_default()),
         )
     }
 
@@ -562,15 +535,15 @@ mod tests {
         let reply = pending.ack(41, &conn.sink()).unwrap();
         assert_eq!((reply.status, reply.reason), (200, "OK"));
         assert_eq!(
-            header(&reply, "content-type"),
+            reply.header("content-type"),
             Some("application/grpc-web+proto")
         );
         assert_eq!(
-            header(&reply, "access-control-allow-origin"),
+            reply.header("access-control-allow-origin"),
             Some("http://page.test")
         );
         assert_eq!(
-            header(&reply, "access-control-expose-headers"),
+            reply.header("access-control-expose-headers"),
             Some("grpc-status, grpc-message")
         );
         let response = push_response(&reply.body);
@@ -617,10 +590,10 @@ mod tests {
             conn.in_flight = 0;
             let reply = pending.ack(7, &conn.sink()).unwrap();
             assert_eq!(
-                header(&reply, "content-type"),
+                reply.header("content-type"),
                 Some("application/grpc-web-text+proto")
             );
-            assert_eq!(header(&reply, "access-control-allow-origin"), None);
+            assert_eq!(reply.header("access-control-allow-origin"), None);
             let mut decoded = Vec::new();
             decode_text(&reply.body, &mut decoded).unwrap();
             let response = push_response(&decoded);
@@ -834,7 +807,7 @@ mod tests {
                 [("content-type", content_type), ("origin", b"http://x.test")];
             let reply = now(run(&mut lp, &mut conn, PUSH, &headers, b"", &cors));
             assert_eq!(reply.status, 415);
-            assert_eq!(header(&reply, "access-control-allow-origin"), Some("*"));
+            assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
             assert!(reply.body.ends_with(b"\n"));
         }
     }
@@ -923,7 +896,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(
-            header(&reply, "access-control-allow-origin"),
+            reply.header("access-control-allow-origin"),
             Some("http://page.test")
         );
         let Started::Waiting(pending) = run(

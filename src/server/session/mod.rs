@@ -33,6 +33,7 @@
 
 /// gRPC-Web calls, which the HTTP session runs (not a session of their own: a call is one
 /// request body in, one answer out once its records are written).
+mod admit;
 pub mod grpc_web;
 mod health;
 pub mod http;

@@ -39,14 +39,13 @@
 
 use std::net::SocketAddr;
 
+use super::admit::{self, Refused};
 use super::{Context, Farewell, Sink};
 use crate::apps::connections::Socket;
 use crate::protocol::grpc::Code;
 use crate::protocol::grpc_web::{Cors, Reply};
 use crate::protocol::http1::Request;
 use crate::protocol::otlp::{self, Limits};
-use crate::storage::bucket::valid_app_name;
-use crate::storage::line::Origin;
 use crate::storage::server_log::count;
 
 /// The path OTLP/HTTP exporters post logs to.
@@ -132,16 +131,17 @@ pub fn start(
             return answer(text(415, "Unsupported Media Type", &line));
         }
     };
-    let origin = match admit(request, peer, cx) {
-        Ok(origin) => origin,
-        Err(line) => {
-            let mut reply = status(401, "Unauthorized", Code::Unauthenticated, &line, json);
-            reply
-                .headers
-                .push(("WWW-Authenticate", "Bearer realm=\"logmill\"".into()));
-            return answer(reply);
-        }
-    };
+    let origin =
+        match admit::by_headers(|n| request.header(n), "OTLP/HTTP request", "401", peer, cx) {
+            Ok(origin) => origin,
+            Err(Refused::App(line) | Refused::Token(line)) => {
+                let mut reply = status(401, "Unauthorized", Code::Unauthenticated, &line, json);
+                reply
+                    .headers
+                    .push(("WWW-Authenticate", "Bearer realm=\"logmill\"".into()));
+                return answer(reply);
+            }
+        };
     if let Some(reply) = backpressure(json, cx) {
         return answer(reply);
     }
@@ -256,43 +256,6 @@ fn backpressure(json: bool, cx: &mut Context<'_>) -> Option<Reply> {
     Some(reply)
 }
 
-/// The token (`Authorization: Bearer`) judged by the gate every protocol uses, with the app and
-/// instance from the `logmill-app` / `logmill-instance` headers; refusals logged and counted.
-fn admit(request: &Request<'_>, peer: SocketAddr, cx: &mut Context<'_>) -> Result<Origin, String> {
-    let text = |name: &str| {
-        request
-            .header(name)
-            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let app = text("logmill-app");
-    if !app.is_empty() && !valid_app_name(&app) {
-        let line = format!("logmill-app {app:?} is not [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}");
-        cx.log.warn(format_args!(
-            "OTLP/HTTP request from {peer}: refused: {line}"
-        ));
-        return Err(line);
-    }
-    let instance = text("logmill-instance");
-    crate::server::grpc::admit(
-        request.header("authorization"),
-        app,
-        instance,
-        cx.shared,
-        peer,
-    )
-    .map_err(|refused| {
-        let refusals = cx.shared.stats().count_refused_auth(refused.app.as_deref());
-        cx.log.warn(format_args!(
-            "OTLP/HTTP request from {peer}: {}{}; answered 401 ({})",
-            refused.message,
-            refused.detail,
-            count(refusals, "refusal")
-        ));
-        refused.message
-    })
-}
-
 /// A body that could not be taken: `413` when it is too large, else `400`; logged and counted
 /// as a decode error.
 fn refuse_body(peer: SocketAddr, error: &otlp::Error, json: bool, cx: &mut Context<'_>) -> Reply {
@@ -353,7 +316,280 @@ fn content_type(json: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    //! Requests run without a socket: a body in, records in the batch, the ack delivered by
+    //! hand, the answer's status, headers and body checked.
+
+    use std::borrow::Cow;
+    use std::io::Write as _;
+
+    use prost::Message as _;
+
     use super::*;
+    use crate::apps::gate::Gate;
+    use crate::config::Format;
+    use crate::protocol::http1::Version;
+    use crate::protocol::otlp::proto::common::v1::{AnyValue, KeyValue, any_value};
+    use crate::protocol::otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use crate::protocol::otlp::proto::resource::v1::Resource;
+    use crate::protocol::otlp::{ExportLogsServiceRequest, RpcStatus};
+    use crate::server::session::testing::{Conn, Loop};
+
+    const PROTOBUF: &[u8] = b"application/x-protobuf";
+    const JSON: &[u8] = b"application/json";
+
+    /// A request of one resource (`service.name` = `shop`) with one record per entry of
+    /// `spans`, each with that `span_id` (8 bytes is valid, anything else is refused).
+    fn export(spans: &[&[u8]]) -> Vec<u8> {
+        let text = |s: &str| {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s.into())),
+            })
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: text("shop"),
+                    }],
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: spans
+                        .iter()
+                        .enumerate()
+                        .map(|(i, span)| LogRecord {
+                            severity_number: 13,
+                            body: text(&format!("record {i}")),
+                            span_id: span.to_vec(),
+                            ..LogRecord::default()
+                        })
+                        .collect(),
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn run(lp: &mut Loop, conn: &mut Conn, headers: &[(&str, &[u8])], body: &[u8]) -> Started {
+        let request = Request {
+            method: "POST",
+            path: PATH,
+            query: None,
+            version: Version::Http11,
+            headers: headers.to_vec(),
+            body: Cow::Borrowed(body),
+            keep_alive: true,
+        };
+        start(&request, &Cors::default(), &mut conn.sink(), &mut lp.cx())
+    }
+
+    fn now(started: Started) -> Reply {
+        match started {
+            Started::Now(reply) => reply,
+            Started::Waiting(p) => panic!("waiting: {p:?}"),
+        }
+    }
+
+    fn rpc_status(reply: &Reply) -> RpcStatus {
+        RpcStatus::decode(reply.body.as_slice()).unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// The answer waits until every record is written; refused records are counted in it.
+    #[test]
+    fn answer_comes_after_the_write_with_partial_success() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let body = export(&[b"12345678", b"1", b""]);
+        let started = run(&mut lp, &mut conn, &[("Content-Type", PROTOBUF)], &body);
+        let Started::Waiting(pending) = started else {
+            panic!("answered before the write: {started:?}");
+        };
+        assert_eq!((lp.batch.len(), conn.in_flight), (2, 2));
+        assert_eq!(conn.entry.socket(), Some(Socket::OtlpHttp));
+        conn.in_flight = 1;
+        assert!(
+            pending.ack(&conn.sink()).is_none(),
+            "one record still unwritten"
+        );
+        conn.in_flight = 0;
+        let reply = pending.ack(&conn.sink()).unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some("application/x-protobuf"));
+        let response = otlp::decode_response(&reply.body).unwrap();
+        let partial = response.partial_success.unwrap();
+        assert_eq!(partial.rejected_log_records, 1);
+        assert!(
+            partial
+                .error_message
+                .contains("log_records[1]: span_id is 1 bytes"),
+            "{}",
+            partial.error_message
+        );
+    }
+
+    /// JSON in, JSON out; gzip inflated; all refused: answered at once (nothing to wait for).
+    #[test]
+    fn json_gzip_and_nothing_to_store() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let json =
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hi"}}]}]}]}"#;
+        let started = run(
+            &mut lp,
+            &mut conn,
+            &[("content-type", JSON), ("content-encoding", b"gzip")],
+            &gzip(json),
+        );
+        let Started::Waiting(pending) = started else {
+            panic!("{started:?}");
+        };
+        conn.in_flight = 0;
+        let reply = pending.ack(&conn.sink()).unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, &b"{}"[..]));
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+
+        let body = export(&[b"1"]);
+        let reply = now(run(
+            &mut lp,
+            &mut conn,
+            &[("content-type", PROTOBUF)],
+            &body,
+        ));
+        assert_eq!(reply.status, 200);
+        let partial = otlp::decode_response(&reply.body).unwrap().partial_success;
+        assert_eq!(partial.unwrap().rejected_log_records, 1);
+    }
+
+    /// Every refusal: its status, a `google.rpc.Status` body in the request's encoding (plain
+    /// text when the request named none), nothing pushed, decode errors counted.
+    #[test]
+    fn refusals_have_their_status_and_push_nothing() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let bomb = gzip(&vec![b'{'; 64 * 1024]);
+        /// Headers, body, the status, and the `google.rpc.Status` code (none: a text answer).
+        type Case<'a> = (&'a [(&'a str, &'a [u8])], &'a [u8], u16, Option<i32>);
+        let cases: [Case<'_>; 7] = [
+            (&[("content-type", PROTOBUF)], b"\xff\xff\xff", 400, Some(3)),
+            (
+                &[("content-type", JSON)],
+                b"{\"resourceLogs\":",
+                400,
+                Some(3),
+            ),
+            (
+                &[("content-type", PROTOBUF), ("content-encoding", b"gzip")],
+                b"not gzip",
+                400,
+                Some(3),
+            ),
+            (
+                &[("content-type", PROTOBUF), ("content-encoding", b"gzip")],
+                &bomb,
+                413,
+                Some(8),
+            ),
+            (&[("content-type", b"text/plain")], b"x", 415, None),
+            (&[], b"x", 415, None),
+            (
+                &[("content-type", PROTOBUF), ("content-encoding", b"br")],
+                b"x",
+                415,
+                None,
+            ),
+        ];
+        for (headers, body, status, code) in cases {
+            let reply = now(run(&mut lp, &mut conn, headers, body));
+            assert_eq!(reply.status, status, "{headers:?}");
+            match code {
+                Some(code) => {
+                    let json = headers.iter().any(|(_, v)| *v == JSON);
+                    let got = if json {
+                        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+                        v["code"].as_i64().unwrap() as i32
+                    } else {
+                        rpc_status(&reply).code
+                    };
+                    assert_eq!(got, code, "{headers:?}");
+                }
+                None => assert!(String::from_utf8_lossy(&reply.body).contains("send ")),
+            }
+        }
+        assert_eq!((lp.batch.len(), conn.in_flight), (0, 0));
+        assert_eq!(lp.shared.stats().decode_errors(), 4);
+    }
+
+    /// Backpressure: a full writer (503, Retry-After 1) and a failing disk (503, Retry-After
+    /// 5) refuse the request before anything is pushed, so the exporter sends it again.
+    #[test]
+    fn backpressure_is_503_with_retry_after() {
+        let body = export(&[b"12345678"]);
+        let mut full = Loop::with_max_pending(Format::Text, Gate::off(), 0);
+        let mut conn = Conn::new();
+        let reply = now(run(
+            &mut full,
+            &mut conn,
+            &[("content-type", PROTOBUF)],
+            &body,
+        ));
+        assert_eq!(
+            (reply.status, reply.header("retry-after")),
+            (503, Some("1"))
+        );
+        assert_eq!(rpc_status(&reply).code, 14);
+        assert_eq!(full.batch.len(), 0);
+
+        let mut lp = Loop::new();
+        lp.shared.stats().set_degraded(true);
+        let reply = now(run(
+            &mut lp,
+            &mut conn,
+            &[("content-type", PROTOBUF)],
+            &body,
+        ));
+        assert_eq!(
+            (reply.status, reply.header("retry-after")),
+            (503, Some("5"))
+        );
+        assert!(rpc_status(&reply).message.contains("DEGRADED"));
+        lp.shared.stats().set_degraded(false);
+        assert!(matches!(
+            run(&mut lp, &mut conn, &[("content-type", PROTOBUF)], &body),
+            Started::Waiting(_)
+        ));
+    }
+
+    /// The server ends the connection before the write: 503 with Retry-After, saying the
+    /// records were handed on.
+    #[test]
+    fn farewell_before_the_write_is_503() {
+        let (mut lp, mut conn) = (Loop::new(), Conn::new());
+        let body = export(&[b"12345678", b"12345678"]);
+        let Started::Waiting(pending) =
+            run(&mut lp, &mut conn, &[("content-type", PROTOBUF)], &body)
+        else {
+            panic!("not waiting");
+        };
+        let reply = pending.farewell(&Farewell::ShuttingDown);
+        assert_eq!(
+            (reply.status, reply.header("retry-after")),
+            (503, Some("1"))
+        );
+        let status = rpc_status(&reply);
+        assert!(
+            status
+                .message
+                .contains("2 records were handed to the writer"),
+            "{}",
+            status.message
+        );
+    }
 
     #[test]
     fn content_types_name_the_encoding() {

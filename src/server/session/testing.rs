@@ -30,9 +30,15 @@ impl Loop {
 
     /// Lines in `format`, tokens judged by `gate`.
     pub fn with(format: Format, gate: Gate) -> Self {
+        Loop::with_max_pending(format, gate, usize::MAX)
+    }
+
+    /// As [`Loop::with`], the writer full once `max_pending` bytes wait (0: full from the
+    /// start, the server's backpressure).
+    pub fn with_max_pending(format: Format, gate: Gate, max_pending: usize) -> Self {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
+        let handoff = Arc::new(Handoff::new(max_pending, vec![Mailbox::new(waker)]));
         Loop {
             batch: BatchBuilder::new(0, LineFormatter::new(format), 1),
             shared: Shared::new("test".into(), handoff, Arc::new(Stats::default())).with_gate(gate),
