@@ -313,6 +313,14 @@ impl Config {
                 "no record fits in an empty frame",
             );
         }
+        if self.console_session_ttl < Duration::from_secs(1) {
+            return too_small(
+                "--console-session-ttl",
+                format!("{:?}", self.console_session_ttl),
+                "1s",
+                "a console session must outlive its login",
+            );
+        }
         if self.max_frame > MAX_FRAME_LIMIT {
             return Err(Invalid::TooLarge {
                 flag: "--max-frame",

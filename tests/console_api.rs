@@ -347,6 +347,23 @@ fn sessions_expire() {
     });
     assert_error(&expired, 401, "expired or unknown");
     server.stop();
+    // A lifetime under a second is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--console-session-ttl",
+            "0s",
+        ])
+        .arg("--dir")
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--console-session-ttl"));
 }
 
 /// Five wrong passwords from one address in a minute, then 429 with Retry-After, even for the

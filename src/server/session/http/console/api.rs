@@ -79,6 +79,35 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The guard with its edge: who `request` is ([`super::auth::Auth::check`]), or the JSON
+/// refusal to send back, already logged in `_server.log`. For the lead's `/api` routes (search,
+/// counts, tail) as for these.
+///
+/// # Errors
+/// The refusal's answer, boxed (it is large; refusals are rare) (`401`, `403` or `503`, `{"error": ...}`).
+pub fn guard(
+    request: &Request<'_>,
+    console: &Console,
+    admin: &Guard,
+    sink: &Sink<'_>,
+    cx: &mut Context<'_>,
+) -> Result<Access, Box<Answer>> {
+    console
+        .auth
+        .check(request, admin, Instant::now(), unix_now())
+        .map_err(|refused| {
+            cx.log.warn(format_args!(
+                "console: {} {} from {} refused ({}): {}",
+                request.method,
+                request.path,
+                sink.peer(),
+                refused.status,
+                refused.message
+            ));
+            Box::new(refusal(&refused))
+        })
+}
+
 /// The answer to one console API request: the guard first (but for login), then the route.
 pub fn answer(
     api: Api,
@@ -124,9 +153,9 @@ pub fn answer(
             Err(refusal) => refused(refusal, cx),
         };
     }
-    let access = match console.auth.check(request, admin, now, unix_now()) {
+    let access = match guard(request, console, admin, sink, cx) {
         Ok(access) => access,
-        Err(refusal) => return refused(refusal, cx),
+        Err(answer) => return *answer,
     };
     let result = match api {
         // Answered above, before the guard.

@@ -62,3 +62,26 @@ impl Console {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_per_second_from_successive_samples() {
+        let console = Console::new("d".into(), "s".into(), "p".into(), Duration::from_secs(60));
+        let t0 = Instant::now();
+        // First ask: the average over the uptime.
+        assert_eq!(console.rate(1000, t0, Duration::from_secs(10)), 100.0);
+        // Within a second: the same figure, the sample kept.
+        assert_eq!(
+            console.rate(5000, t0 + Duration::from_millis(500), Duration::ZERO),
+            100.0
+        );
+        // Two seconds on, 600 more: 300/s.
+        assert_eq!(
+            console.rate(1600, t0 + Duration::from_secs(2), Duration::ZERO),
+            300.0
+        );
+    }
+}
