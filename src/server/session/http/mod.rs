@@ -2,7 +2,8 @@
 //! request line, not the HTTP/2 preface (`server::grpc` hands such a connection over to the
 //! loop's ordinary slab, see [`web`]). Requests are read by the pure
 //! `protocol::http1::read_request`, routed by [`routes`], answered by [`web`] ([`admin`] guards
-//! the admin API, [`metrics`] renders `/metrics`), in the order
+//! the admin API, [`metrics`] renders `/metrics`, [`console`] is the control panel's login and
+//! JSON API), in the order
 //! they came (pipelining): each answer is appended to the connection's output as its request is
 //! read, so order is kept by construction.
 //!
@@ -17,6 +18,7 @@
 //! budget, the idle timeout, the output limit, the lingering close.
 
 pub mod admin;
+pub mod console;
 pub mod metrics;
 pub mod routes;
 pub mod web;

@@ -29,7 +29,8 @@
 //! `protocol::http1` reads them (pure), [`routes`] names what answers them, [`Web::answer`]
 //! answers: `/healthz`, `/metrics` ([`metrics`]) and the admin API (`/v1/status`, guarded by
 //! [`admin`]), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
-//! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`). Each
+//! `--cors-origin`), the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`) and the control
+//! panel's JSON API (`/api/*`, [`console`], guarded by its sessions or the admin token). Each
 //! answer is complete when returned (status, headers, body); or a `101` with the connection's
 //! next session (an upgrade, its head written as is); or, for a gRPC-Web call whose records are
 //! on their way to disk, a [`Pending`] the HTTP session holds until the ack answers it (and
@@ -44,6 +45,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::admin::Guard;
+use super::console::{self, Console};
 use super::routes::{Miss, Route};
 use super::{metrics, routes};
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
@@ -68,6 +70,8 @@ pub struct Web {
     guard: Guard,
     /// `--cors-origin`: the pages that may call gRPC-Web.
     cors: Cors,
+    /// The control panel's login and API (`None`: not set up, `/api/*` answers `503`).
+    console: Option<Console>,
 }
 
 /// One answer: status, extra headers and body, and for a `101` the connection's next session.
@@ -141,7 +145,25 @@ impl Web {
             header_timeout,
             guard,
             cors: Cors::default(),
+            console: None,
         }
+    }
+
+    /// Serves the control panel's API with `console`.
+    pub fn with_console(mut self, console: Console) -> Web {
+        self.console = Some(console);
+        self
+    }
+
+    /// The control panel's state, for routes that check its sessions
+    /// (`console.auth.check(request, self.admin_guard(), ..)`).
+    pub fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
+    /// The admin token guard (`/v1/status`, and the console for `Authorization: Bearer`).
+    pub fn admin_guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// The pages that may call gRPC-Web (`--cors-origin`).
@@ -258,6 +280,14 @@ impl Web {
             },
             Route::OtlpPreflight => self.cors.preflight(request.header("origin")).into(),
             Route::WebSocket => websocket_upgrade(request, sink, cx),
+            Route::Api(api) => match &self.console {
+                Some(console) => console::api::answer(api, request, console, &self.guard, sink, cx),
+                None => console::api::json(
+                    503,
+                    "Service Unavailable",
+                    &serde_json::json!({ "error": "the console is not set up on this server" }),
+                ),
+            },
             #[cfg(test)]
             Route::TestUpgrade => Answer {
                 status: 101,
