@@ -93,6 +93,10 @@ pub mod defaults {
     /// more than any real client needs on any network, and keeps what a crowd of slow clients
     /// holds (one small buffer each) short-lived.
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A console session ends 12 h after login whatever it does (a working day; a stolen cookie
+    /// is good for no longer), and after 1 h without a request
+    /// (`server::session::http::console::auth::IDLE_TIMEOUT`).
+    pub const CONSOLE_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -156,6 +160,11 @@ pub struct Config {
     /// The pages (`Origin`s) allowed to call gRPC-Web from a browser (`--cors-origin`); none
     /// by default.
     pub cors: crate::protocol::grpc_web::Cors,
+    /// The console's admin password hash (`--admin-password-file`); `None` is
+    /// `<dir>/.logmill/admin_password` ([`Config::admin_password_path`]).
+    pub admin_password_file: Option<PathBuf>,
+    /// How long a console session lasts after login (`defaults::CONSOLE_SESSION_TTL`).
+    pub console_session_ttl: Duration,
 }
 
 impl Default for Config {
@@ -188,6 +197,8 @@ impl Default for Config {
             header_timeout: defaults::HEADER_TIMEOUT,
             admin_open: false,
             cors: crate::protocol::grpc_web::Cors::default(),
+            admin_password_file: None,
+            console_session_ttl: defaults::CONSOLE_SESSION_TTL,
         }
     }
 }
@@ -266,6 +277,14 @@ impl Config {
             .unwrap_or_else(|| default_secret_path(&self.dir))
     }
 
+    /// Where the console's admin password hash is: `--admin-password-file`, or
+    /// `<dir>/.logmill/admin_password`.
+    pub fn admin_password_path(&self) -> PathBuf {
+        self.admin_password_file
+            .clone()
+            .unwrap_or_else(|| self.dir.join(STATE_DIR).join("admin_password"))
+    }
+
     /// Refuses settings with which the server would start and then not work: `--max-pending 0`
     /// never reads a byte, `--workers 0` has no loop to read with, `--max-connections 0` closes
     /// every client. Checked once at start-up, before anything is bound or written.
@@ -292,6 +311,14 @@ impl Config {
                 0,
                 "1 byte",
                 "no record fits in an empty frame",
+            );
+        }
+        if self.console_session_ttl < Duration::from_secs(1) {
+            return too_small(
+                "--console-session-ttl",
+                format!("{:?}", self.console_session_ttl),
+                "1s",
+                "a console session must outlive its login",
             );
         }
         if self.max_frame > MAX_FRAME_LIMIT {

@@ -11,7 +11,8 @@
 //!                      |                   |    gRPC-Web over h2 too
 //!  HTTP/1.1 (same port)|                   |  handed to the slab by the port's detection:
 //!                      |                   |    session::http: /healthz, /metrics, /v1/status,
-//!                      |                   |    gRPC-Web calls, the WebSocket upgrade
+//!                      |                   |    gRPC-Web calls, the WebSocket upgrade,
+//!                      |                   |    the console's /api (session::http::console)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
@@ -60,7 +61,8 @@
 //!   `logmill health`, `logmill status` and `logmill send`.
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
 //!   issued and revoked tokens, the `--auth` gate a connection's token goes through once (native
-//!   hello, gRPC call); `logmill token`; the registry of live connections the loops keep and
+//!   hello, gRPC call); `logmill token`; the console's admin password (argon2id) and
+//!   `logmill admin set-password`; the registry of live connections the loops keep and
 //!   publish (`apps::connections`), which `status` and `health` read.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 

@@ -53,6 +53,8 @@ enum Command {
     Send(logmill::client::oneshot::SendArgs),
     /// Application tokens: issue one for an app, list them, revoke one.
     Token(logmill::apps::cli::TokenArgs),
+    /// The control panel's admin account: `logmill admin set-password`.
+    Admin(logmill::apps::password::AdminArgs),
 }
 
 /// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
@@ -165,6 +167,15 @@ struct ServeArgs {
     /// records is decided by the token (--auth).
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_cors_origin)]
     cors_origin: Vec<String>,
+    /// The control panel's admin password hash (argon2id, as `logmill admin set-password
+    /// --admin-password-file FILE` writes it; mode 0600), for containers that mount it. Default:
+    /// <dir>/.logmill/admin_password. Read at each login.
+    #[arg(long = "admin-password-file", value_name = "FILE")]
+    admin_password_file: Option<PathBuf>,
+    /// Control panel sessions end this long after login (idle: after at most 1h without a
+    /// request). Hidden: for tests of expiry.
+    #[arg(long = "console-session-ttl", hide = true, default_value_t = Span(defaults::CONSOLE_SESSION_TTL))]
+    console_session_ttl: Span,
 }
 
 /// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
@@ -215,6 +226,8 @@ impl ServeArgs {
             secret_file: self.secret_file,
             header_timeout: self.header_timeout.0,
             admin_open: self.admin_open,
+            admin_password_file: self.admin_password_file,
+            console_session_ttl: self.console_session_ttl.0,
             // Each value was checked by parse_cors_origin.
             cors: logmill::protocol::grpc_web::Cors::parse(
                 self.cors_origin.iter().map(String::as_str),
@@ -234,6 +247,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => return status(&args),
         Some(Command::Send(args)) => return send(&args),
         Some(Command::Token(args)) => return token(&args),
+        Some(Command::Admin(args)) => return admin(&args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -302,6 +316,38 @@ fn token(args: &logmill::apps::cli::TokenArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logmill token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `logmill admin set-password`: the password from stdin (typed twice, not echoed, on a
+/// terminal), a note on stderr.
+fn admin(args: &logmill::apps::password::AdminArgs) -> ExitCode {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stdin().is_terminal();
+    // No echo while the password is typed: `stty` rather than a terminal crate for one call.
+    let stty = |mode: &str| {
+        std::process::Command::new("stty")
+            .arg(mode)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let echo_off = terminal && stty("-echo");
+    let result = logmill::apps::password::run(
+        args,
+        &mut std::io::stdin().lock(),
+        terminal,
+        &mut std::io::stderr(),
+    );
+    if echo_off {
+        stty("echo");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logmill admin: {e}");
             ExitCode::FAILURE
         }
     }

@@ -38,16 +38,30 @@ const PASSWORD: &str = "correct horse battery staple";
 /// The instance the native client names: the test looks for it in Connections.
 const INSTANCE: &str = "console-test";
 
-/// The server, with the admin password set for the console, on ephemeral ports.
+/// The server, with the admin password set for the console (`logmill admin set-password`,
+/// the password on stdin), on ephemeral ports.
 fn start(dir: &Path) -> Server {
-    let password = dir.join("admin-password.txt");
-    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let mut set = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["admin", "set-password", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run logmill admin set-password");
+    let mut stdin = set.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    drop(stdin);
+    let out = set.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "set-password: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(dir)
-        .arg("--admin-password-file")
-        .arg(&password);
+        .arg(dir);
     Server::spawn(command, dir)
 }
 

@@ -3,7 +3,7 @@
 //! reads the registry itself.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
@@ -69,10 +69,6 @@ impl Place {
             .clone()
             .unwrap_or_else(|| secret::default_path(&self.dir))
     }
-
-    fn registry(&self) -> Registry {
-        Registry::new(registry::path_for(&self.secret()))
-    }
 }
 
 /// Why a `logmill token` command failed.
@@ -119,42 +115,23 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             admin,
             place,
         } => {
-            let exp = match expires {
-                None => None,
-                Some(d) => Some(expiry(now, *d).ok_or(CliError::Expires(*d))?),
-            };
-            // Checked before the secret is made, so a typo creates nothing.
-            if !crate::storage::bucket::valid_app_name(app) {
-                return Err(CliError::Issue(IssueError::BadAppName(app.clone())));
-            }
-            let secret = secret::load_or_create(&place.secret()).map_err(CliError::Secret)?;
-            let jti = token::new_jti().map_err(CliError::Random)?;
-            let jwt = token::issue_with(secret.as_bytes(), app, now, exp, &jti, *admin)
-                .map_err(CliError::Issue)?;
-            place
-                .registry()
-                .record_issued(&jti, app, now, exp)
-                .map_err(CliError::Registry)?;
-            writeln!(out, "{jwt}").map_err(CliError::Output)?;
-            let until = exp.map_or_else(
+            let issued = issue(&place.secret(), app, *expires, *admin, now)?;
+            writeln!(out, "{}", issued.token).map_err(CliError::Output)?;
+            let until = issued.expires.map_or_else(
                 || "never expires".to_owned(),
                 |e| format!("expires {}", format_time(e)),
             );
             let admin = if *admin { " (admin)" } else { "" };
-            writeln!(err, "token {jti} for app {app}{admin}, {until}").map_err(CliError::Output)?;
+            writeln!(err, "token {} for app {app}{admin}, {until}", issued.jti)
+                .map_err(CliError::Output)?;
         }
         TokenCommand::List { place } => {
-            let mut registry = place.registry();
-            let entries = registry.entries().map_err(CliError::Registry)?;
-            let table = table(entries, now);
+            let entries = list(&place.secret())?;
+            let table = table(&entries, now);
             out.write_all(table.as_bytes()).map_err(CliError::Output)?;
         }
         TokenCommand::Revoke { jti, place } => {
-            let said = match place
-                .registry()
-                .revoke(jti, now)
-                .map_err(CliError::Registry)?
-            {
+            let said = match revoke(&place.secret(), jti, now)? {
                 Revoke::Done => format!("revoked {jti}"),
                 Revoke::Already(at) => format!("{jti} was already revoked at {}", format_time(at)),
             };
@@ -162,6 +139,76 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
     }
     Ok(())
+}
+
+/// A token just made: shown once, never stored (the registry keeps its id, app and times).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+    pub app: String,
+    /// Seconds since the epoch; `None`: never.
+    pub expires: Option<u64>,
+}
+
+/// `logmill token issue`: a token for `app` signed with the secret at `secret_path` (created if
+/// missing), valid `expires` from `now` (`None`: until revoked), recorded in the registry beside
+/// the secret. The console's `POST /api/tokens` calls this too.
+///
+/// # Errors
+/// A bad app name or lifetime (checked before anything is created), or the secret, the random
+/// source or the registry failed.
+pub fn issue(
+    secret_path: &Path,
+    app: &str,
+    expires: Option<Duration>,
+    admin: bool,
+    now: u64,
+) -> Result<Issued, CliError> {
+    let exp = match expires {
+        None => None,
+        Some(d) => Some(expiry(now, d).ok_or(CliError::Expires(d))?),
+    };
+    // Checked before the secret is made, so a typo creates nothing.
+    if !crate::storage::bucket::valid_app_name(app) {
+        return Err(CliError::Issue(IssueError::BadAppName(app.to_owned())));
+    }
+    let secret = secret::load_or_create(secret_path).map_err(CliError::Secret)?;
+    let jti = token::new_jti().map_err(CliError::Random)?;
+    let jwt = token::issue_with(secret.as_bytes(), app, now, exp, &jti, admin)
+        .map_err(CliError::Issue)?;
+    Registry::new(registry::path_for(secret_path))
+        .record_issued(&jti, app, now, exp)
+        .map_err(CliError::Registry)?;
+    Ok(Issued {
+        token: jwt,
+        jti,
+        app: app.to_owned(),
+        expires: exp,
+    })
+}
+
+/// `logmill token list`: every token issued with the secret at `secret_path`, in order.
+///
+/// # Errors
+/// The registry cannot be read or is malformed.
+pub fn list(secret_path: &Path) -> Result<Vec<registry::Entry>, CliError> {
+    let mut registry = Registry::new(registry::path_for(secret_path));
+    registry
+        .entries()
+        .map(<[registry::Entry]>::to_vec)
+        .map_err(CliError::Registry)
+}
+
+/// `logmill token revoke`: revokes `jti` at `now`; connections presenting it are refused from
+/// then on, by every server reading this registry.
+///
+/// # Errors
+/// No such token, or the registry cannot be read or written.
+pub fn revoke(secret_path: &Path, jti: &str, now: u64) -> Result<Revoke, CliError> {
+    Registry::new(registry::path_for(secret_path))
+        .revoke(jti, now)
+        .map_err(CliError::Registry)
 }
 
 /// The expiry `lifetime` after `now`, in whole seconds rounded up; `None` for a zero lifetime.
@@ -173,7 +220,8 @@ fn expiry(now: u64, lifetime: Duration) -> Option<u64> {
     now.checked_add(secs)
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch.
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

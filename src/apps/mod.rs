@@ -8,7 +8,10 @@
 //! - [`registry`]: the append-only list of issued and revoked tokens beside the secret.
 //! - [`gate`]: the `--auth` policy: what a connection's token (or its absence) decides, asked
 //!   by the server's sessions once per connection (gRPC: once per call).
-//! - [`cli`]: `logmill token issue|list|revoke`.
+//! - [`cli`]: `logmill token issue|list|revoke`, and the functions behind them that the
+//!   console's JSON API calls too ([`cli::issue`], [`cli::list`], [`cli::revoke`]).
+//! - [`password`]: the console's admin password (argon2id), `logmill admin set-password`
+//!   ([`password::run`]).
 //! - [`connections`]: the registry of live connections (kept by the event loops, published to a
 //!   board) and the `logmill status` JSON built from it.
 //!
@@ -21,6 +24,7 @@ use token::{Claims, Refused};
 pub mod cli;
 pub mod connections;
 pub mod gate;
+pub mod password;
 pub mod registry;
 pub mod secret;
 pub mod token;

@@ -10,7 +10,8 @@ use crate::config;
 /// Options of `logmill bench`. Public so tests and other tools can build them and call [`run`](super::run).
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Server to measure (HOST:PORT; for --proto grpc its gRPC port). Without it, bench starts
+    /// Server to measure (HOST:PORT; for the protocols of the gRPC port, grpc, grpc-web,
+    /// websocket, otlp-grpc, otlp-http, that port). Without it, bench starts
     /// `logmill serve` itself, on a free port with a fresh directory and --fsync never, and also
     /// reports its CPU and memory.
     #[arg(long, value_name = "HOST:PORT")]
@@ -34,7 +35,8 @@ pub struct BenchArgs {
     /// Bytes in each record's message.
     #[arg(short = 's', long, default_value_t = 200)]
     pub size: u32,
-    /// Records per batch frame (syslog, json, pickle: per write; grpc: per message).
+    /// Records per batch frame (syslog, json, pickle: per write; grpc: per message; otlp-grpc,
+    /// otlp-http: per ExportLogsServiceRequest, measured with 512 as issue 12 asks).
     #[arg(
         long,
         default_value_t = 256,
@@ -53,7 +55,8 @@ pub struct BenchArgs {
     /// records each.
     #[arg(long = "grpc-mode", value_enum, default_value_t = GrpcMode::Stream)]
     pub grpc_mode: GrpcMode,
-    /// With --proto grpc --grpc-mode unary: calls each connection keeps in flight.
+    /// With --proto grpc --grpc-mode unary or --proto otlp-grpc: calls each connection keeps in
+    /// flight.
     #[arg(
         long = "grpc-calls",
         default_value_t = 8,
@@ -61,11 +64,12 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..=100)
     )]
     pub grpc_calls: u32,
-    /// Spread the native connections (of a load or of --idle) over N apps
+    /// Spread the native and OTLP connections (of a load or of --idle) over N apps
     /// (`logmill-bench-0000` ...), each its own bucket; connection i is app i mod N. 1: every
-    /// connection is app `logmill-bench`. Each connection sends its app's token, signed with
-    /// the secret of the server bench starts (or the one --secret-file names), so the server
-    /// verifies it as it would a real application's.
+    /// connection is app `logmill-bench`. Each connection sends its app's token (native: in
+    /// hello; OTLP: `authorization: Bearer`), signed with the secret of the server bench starts
+    /// (or the one --secret-file names), so the server verifies it as it would a real
+    /// application's.
     #[arg(
         long,
         default_value_t = 1,
@@ -141,6 +145,16 @@ pub enum Proto {
     /// native batch of --batch records, sent as fast as the socket takes them; acks awaited.
     #[value(name = "websocket")]
     WebSocket,
+    /// OTLP/gRPC on the gRPC port: unary `LogsService/Export` calls of --batch records
+    /// (protobuf), --grpc-calls in flight per connection, as `--grpc-mode unary`; each reply
+    /// is its ack.
+    #[value(name = "otlp-grpc")]
+    OtlpGrpc,
+    /// OTLP/HTTP on the gRPC port: keep-alive HTTP/1.1 `POST /v1/logs` of --batch records
+    /// (`application/x-protobuf` only; the server's JSON side is not measured here), one in
+    /// flight per connection; each answer is its ack.
+    #[value(name = "otlp-http")]
+    OtlpHttp,
 }
 
 impl Proto {
@@ -154,7 +168,22 @@ impl Proto {
             Proto::Http => "http",
             Proto::GrpcWeb => "grpc-web",
             Proto::WebSocket => "websocket",
+            Proto::OtlpGrpc => "otlp-grpc",
+            Proto::OtlpHttp => "otlp-http",
         }
+    }
+
+    /// Served on the gRPC port (its h2 or its HTTP/1.1 side), not the native one.
+    pub fn on_grpc_port(self) -> bool {
+        matches!(
+            self,
+            Proto::Grpc
+                | Proto::Http
+                | Proto::GrpcWeb
+                | Proto::WebSocket
+                | Proto::OtlpGrpc
+                | Proto::OtlpHttp
+        )
     }
 }
 

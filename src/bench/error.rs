@@ -35,6 +35,13 @@ pub enum BenchError {
         status: String,
         message: String,
     },
+    /// An HTTP call on connection `conn` (OTLP/HTTP's `POST /v1/logs`) was answered with a
+    /// status other than 200; `message` is the answer's own (its `google.rpc.Status`).
+    HttpStatus {
+        conn: usize,
+        status: u16,
+        message: String,
+    },
     /// The server broke the protocol on connection `conn` (bad frame, impossible ack).
     Protocol { conn: usize, detail: String },
     /// Asking the server's `health` (to count records written) failed.
@@ -93,6 +100,14 @@ impl fmt::Display for BenchError {
             } => write!(
                 f,
                 "a gRPC call on connection {conn} failed with grpc-status {status}: {message}"
+            ),
+            BenchError::HttpStatus {
+                conn,
+                status,
+                message,
+            } => write!(
+                f,
+                "a call on connection {conn} was answered HTTP {status}: {message}"
             ),
             BenchError::Protocol { conn, detail } => write!(
                 f,

@@ -1,6 +1,7 @@
-//! `logmill bench --proto grpc`: the load of `native.rs` sent as gRPC calls, with `h2`'s client
-//! driven by hand from bench's own mio loop (no tokio runtime), as `server::grpc` drives its
-//! server side.
+//! `logmill bench --proto grpc` and `--proto otlp-grpc`: the load of `native.rs` sent as gRPC
+//! calls, with `h2`'s client driven by hand from bench's own mio loop (no tokio runtime), as
+//! `server::grpc` drives its server side. The two differ only in their [`Service`]: the method,
+//! the metadata and how a reply accounts for its records.
 //!
 //! # How `h2` runs without a runtime
 //!
@@ -20,9 +21,13 @@
 //!   one `PushResponse`. No latency is measured (there is one reply per connection).
 //! - `--grpc-mode unary`: each connection issues `Push` calls of `--batch` records, keeping
 //!   `--grpc-calls` in flight; the latency of a call runs from opening it to its status.
+//! - `--proto otlp-grpc`: unary OTLP `LogsService/Export` calls, as `--grpc-mode unary` drives
+//!   `Push`, each an `ExportLogsServiceRequest` of `--batch` records with the connection's app
+//!   token as `authorization: Bearer` (`--apps`).
 //!
-//! Every call must end with `grpc-status: 0` and a `PushResponse` whose `accepted` is the
-//! call's record count. Messages come from a [`Template`] per connection, stamped with the
+//! Every call must end with `grpc-status: 0` and a reply that accounts for all its records: a
+//! `PushResponse` whose `accepted` is the call's record count, or an
+//! `ExportLogsServiceResponse` that rejects none (no `partial_success.rejected_log_records`). Messages come from a [`Template`] per connection, stamped with the
 //! record numbers: the per-batch work while the clock runs is that stamp and one copy of the
 //! message into a `Bytes` (which `h2` keeps until the bytes are on the wire). Data is handed to
 //! `h2` only as flow-control capacity is assigned, so nothing piles up in its send buffers.
@@ -37,13 +42,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
-use http::header::{CONTENT_TYPE, HeaderMap, TE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, TE};
 use http::{Method, Request, StatusCode, Uri};
 use mio::Events;
 use prost::Message as _;
 
+use super::apps::Apps;
 use super::args::{BenchArgs, GrpcMode, Proto, share};
 use super::error::{BenchError, setup};
+use super::otlp;
 use super::progress::Progress;
 use super::report::LoadReport;
 use super::socket::{connect, wait};
@@ -57,8 +64,48 @@ use crate::protocol::grpc::{self as grpc_wire};
 use crate::net::h2_io::H2Io;
 use crate::net::waker::{FlagWaker, waker_for};
 
-/// The largest reply accepted: a `PushResponse` is three varints.
+/// The largest reply accepted: a `PushResponse` is three varints, an `ExportLogsServiceResponse`
+/// a count and a message.
 const MAX_REPLY: usize = 1 << 16;
+
+/// What a connection's calls are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Service {
+    /// logmill's own `Push` (unary) or `PushStream`.
+    Push(GrpcMode),
+    /// OTLP's unary `LogsService/Export`.
+    OtlpExport,
+}
+
+impl Service {
+    fn of(args: &BenchArgs) -> Service {
+        match args.proto {
+            Proto::OtlpGrpc => Service::OtlpExport,
+            _ => Service::Push(args.grpc_mode),
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Service::Push(GrpcMode::Stream) => "logmill.v1.LogService/PushStream",
+            Service::Push(GrpcMode::Unary) => "logmill.v1.LogService/Push",
+            Service::OtlpExport => "opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        }
+    }
+
+    /// One call carries all of a connection's records (a stream), or `--batch` of them.
+    fn is_stream(self) -> bool {
+        self == Service::Push(GrpcMode::Stream)
+    }
+
+    /// How its messages are encoded.
+    fn proto(self) -> Proto {
+        match self {
+            Service::Push(_) => Proto::Grpc,
+            Service::OtlpExport => Proto::OtlpGrpc,
+        }
+    }
+}
 
 /// Sends every record as gRPC calls to `addr` (the server's gRPC port), waits for every reply,
 /// and measures.
@@ -68,6 +115,7 @@ const MAX_REPLY: usize = 1 << 16;
 /// does not account for the call's records, or `--timeout` passes.
 pub fn load(
     args: &BenchArgs,
+    apps: &Apps,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
     deadline: Instant,
@@ -80,7 +128,8 @@ pub fn load(
     for i in 0..n {
         let stream = connect(&poll, i, addr, deadline, args.timeout)?;
         let total = share(i, n, args.records);
-        conns.push(GrpcConn::new(i, stream, args, addr, total, size)?);
+        let (_, token) = apps.of(i);
+        conns.push(GrpcConn::new(i, stream, args, token, addr, total, size)?);
     }
     let mut events = Events::with_capacity(1024);
     let mut latencies = Vec::new();
@@ -101,13 +150,11 @@ pub fn load(
 
     let mut progress = Progress::new(!args.no_progress, args.records);
     let usage = Usage::before(server);
+    let service = Service::of(args);
     eprintln!(
         "logmill bench: sending {} records of {size} bytes as gRPC {} calls, {} per message",
         args.records,
-        match args.grpc_mode {
-            GrpcMode::Stream => "PushStream",
-            GrpcMode::Unary => "Push",
-        },
+        service.method(),
         args.batch
     );
     let start = Instant::now();
@@ -143,7 +190,7 @@ pub fn load(
             ),
         });
     }
-    let latencies = (args.grpc_mode == GrpcMode::Unary).then_some(latencies.as_mut_slice());
+    let latencies = (!service.is_stream()).then_some(latencies.as_mut_slice());
     Ok(usage.report(server, args, end - start, latencies))
 }
 
@@ -178,9 +225,11 @@ struct GrpcConn {
 struct Load {
     uri: Uri,
     instance: String,
+    /// `Bearer TOKEN` for OTLP calls when bench has a token for the connection's app.
+    authorization: Option<HeaderValue>,
     /// Calls in flight at most: 1 for a stream, `--grpc-calls` for unary.
     max_calls: usize,
-    mode: GrpcMode,
+    service: Service,
     /// Records this connection sends in all, put into calls so far, and accepted by replies.
     total: u64,
     called: u64,
@@ -239,17 +288,22 @@ impl GrpcConn {
         index: usize,
         stream: mio::net::TcpStream,
         args: &BenchArgs,
+        token: &str,
         addr: SocketAddr,
         total: u64,
         size: usize,
     ) -> Result<GrpcConn, BenchError> {
-        let method = match args.grpc_mode {
-            GrpcMode::Stream => "PushStream",
-            GrpcMode::Unary => "Push",
-        };
-        let uri: Uri = format!("http://{addr}/logmill.v1.LogService/{method}")
+        let service = Service::of(args);
+        let uri: Uri = format!("http://{addr}/{}", service.method())
             .parse()
             .map_err(|e| BenchError::Usage(format!("no URI for {addr}: {e}")))?;
+        let authorization = match (service, token) {
+            (Service::OtlpExport, token) if !token.is_empty() => Some(
+                HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|e| BenchError::Usage(format!("a token unfit for a header: {e}")))?,
+            ),
+            _ => None,
+        };
         let batch = u64::from(args.batch);
         let tail = total % batch;
         let woken = Arc::new(FlagWaker::default());
@@ -264,11 +318,13 @@ impl GrpcConn {
             load: Load {
                 uri,
                 instance: format!("c{index:05}"),
-                max_calls: match args.grpc_mode {
-                    GrpcMode::Stream => 1,
-                    GrpcMode::Unary => args.grpc_calls as usize,
+                authorization,
+                max_calls: if service.is_stream() {
+                    1
+                } else {
+                    args.grpc_calls as usize
                 },
-                mode: args.grpc_mode,
+                service,
                 total,
                 called: 0,
                 accepted: 0,
@@ -276,9 +332,9 @@ impl GrpcConn {
                     batch,
                     queued: 0,
                     full: (total >= batch)
-                        .then(|| Template::new(Proto::Grpc, index, batch as usize, size)),
+                        .then(|| Template::new(service.proto(), index, batch as usize, size)),
                     tail: (tail > 0)
-                        .then(|| Template::new(Proto::Grpc, index, tail as usize, size)),
+                        .then(|| Template::new(service.proto(), index, tail as usize, size)),
                 },
                 calls: Vec::new(),
             },
@@ -353,17 +409,24 @@ impl Load {
                 Poll::Ready(Err(e)) => return Err(h2_error(conn, e)),
                 Poll::Pending => break,
             }
-            let records = match self.mode {
-                GrpcMode::Stream => self.total - self.called,
-                GrpcMode::Unary => self.messages.batch.min(self.total - self.called),
+            let records = if self.service.is_stream() {
+                self.total - self.called
+            } else {
+                self.messages.batch.min(self.total - self.called)
             };
-            let request = Request::builder()
+            let mut request = Request::builder()
                 .method(Method::POST)
                 .uri(self.uri.clone())
                 .header(CONTENT_TYPE, "application/grpc")
-                .header(TE, "trailers")
-                .header("logmill-app", "logmill-bench")
-                .header("logmill-instance", self.instance.as_str())
+                .header(TE, "trailers");
+            request = match (self.service, &self.authorization) {
+                (Service::Push(_), _) => request
+                    .header("logmill-app", "logmill-bench")
+                    .header("logmill-instance", self.instance.as_str()),
+                (Service::OtlpExport, Some(bearer)) => request.header(AUTHORIZATION, bearer),
+                (Service::OtlpExport, None) => request,
+            };
+            let request = request
                 .body(())
                 .map_err(|e| BenchError::Usage(format!("cannot build a request: {e}")))?;
             let (response, stream) = send
@@ -385,7 +448,7 @@ impl Load {
         while i < self.calls.len() {
             let call = &mut self.calls[i];
             // The reply first: a server that fails a call early says why in its status.
-            if let Some(accepted) = call.receive(conn, cx)? {
+            if let Some(accepted) = call.receive(conn, self.service, cx)? {
                 if accepted != call.records {
                     return Err(BenchError::Protocol {
                         conn,
@@ -395,7 +458,7 @@ impl Load {
                         ),
                     });
                 }
-                if self.mode == GrpcMode::Unary {
+                if !self.service.is_stream() {
                     // Not the `now` of the event: a fast reply can open and end a call within
                     // one `drive`.
                     latencies.push(call.opened.elapsed());
@@ -455,7 +518,12 @@ impl Call {
     }
 
     /// Reads the reply as far as it has come: `Some(accepted)` once the trailers say OK.
-    fn receive(&mut self, conn: usize, cx: &mut Context<'_>) -> Result<Option<u64>, BenchError> {
+    fn receive(
+        &mut self,
+        conn: usize,
+        service: Service,
+        cx: &mut Context<'_>,
+    ) -> Result<Option<u64>, BenchError> {
         loop {
             match &mut self.reply {
                 Reply::Waiting(response) => match Pin::new(response).poll(cx) {
@@ -505,7 +573,7 @@ impl Call {
                         Poll::Ready(Ok(trailers)) => trailers.unwrap_or_default(),
                     };
                     check_status(conn, &trailers)?;
-                    return decode_reply(data)
+                    return decode_reply(data, service, self.records)
                         .map(Some)
                         .map_err(|detail| BenchError::Protocol { conn, detail });
                 }
@@ -514,16 +582,20 @@ impl Call {
     }
 }
 
-/// The `accepted` count of the one `PushResponse` in a reply body.
-fn decode_reply(data: &[u8]) -> Result<u64, String> {
+/// How many of a call's `records` its reply body accepts: a `PushResponse`'s `accepted`, or for
+/// an `ExportLogsServiceResponse` all of them unless it rejects some.
+fn decode_reply(data: &[u8], service: Service, records: u64) -> Result<u64, String> {
     match grpc_wire::decode_message(data, MAX_REPLY) {
         Ok(grpc_wire::Message::Complete {
             compressed: false,
             payload,
             consumed,
-        }) if consumed == data.len() => PushResponse::decode(payload)
-            .map(|r| r.accepted)
-            .map_err(|e| format!("a reply is not a PushResponse: {e}")),
+        }) if consumed == data.len() => match service {
+            Service::Push(_) => PushResponse::decode(payload)
+                .map(|r| r.accepted)
+                .map_err(|e| format!("a reply is not a PushResponse: {e}")),
+            Service::OtlpExport => otlp::accepted(payload, records),
+        },
         Ok(_) => Err(format!(
             "a reply body of {} bytes is not one uncompressed message",
             data.len()
@@ -579,12 +651,29 @@ mod tests {
             last_seq: 256,
         };
         grpc_wire::encode_message(&reply.encode_to_vec(), &mut body);
-        assert_eq!(decode_reply(&body), Ok(256));
-        assert!(decode_reply(&body[..body.len() - 1]).is_err());
-        assert!(decode_reply(&[]).is_err());
+        let push = Service::Push(GrpcMode::Unary);
+        assert_eq!(decode_reply(&body, push, 256), Ok(256));
+        assert!(decode_reply(&body[..body.len() - 1], push, 256).is_err());
+        assert!(decode_reply(&[], push, 256).is_err());
         let mut twice = body.clone();
         twice.extend_from_slice(&body);
-        assert!(decode_reply(&twice).is_err());
+        assert!(decode_reply(&twice, push, 256).is_err());
+    }
+
+    #[test]
+    fn otlp_replies_accept_all_unless_they_reject() {
+        let reply = |rejected, message| {
+            let mut body = Vec::new();
+            grpc_wire::encode_message(
+                &crate::protocol::otlp::encode_response(rejected, message),
+                &mut body,
+            );
+            decode_reply(&body, Service::OtlpExport, 512)
+        };
+        assert_eq!(reply(0, ""), Ok(512));
+        assert_eq!(reply(0, "a warning only"), Ok(512));
+        let refused = reply(2, "bad trace_id").unwrap_err();
+        assert!(refused.contains("rejected 2 of 512") && refused.contains("bad trace_id"));
     }
 
     #[test]

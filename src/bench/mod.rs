@@ -24,10 +24,12 @@
 //! - [`unacked`]: syslog, JSON lines and pickle, which have no acks: send, then ask `health`
 //!   until every record is written.
 //! - [`grpc`]: the same load as gRPC calls through `h2`, driven by hand from the loop
-//!   (woken through the server's own [`crate::net::waker`]).
+//!   (woken through the server's own [`crate::net::waker`]): logmill's `Push` and OTLP's
+//!   `Export`.
 //! - [`web`]: gRPC-Web and WebSocket on the gRPC port's HTTP/1.1 side, one blocking thread
 //!   per connection (the browser's protocols; the single-thread rule above is the other
-//!   loads').
+//!   loads'); OTLP/HTTP's `POST /v1/logs` the same way.
+//! - [`otlp`]: the OTLP request both OTLP loads send and the check of its answer.
 //! - [`idle`]: `--idle N`, the server's memory per idle connection.
 //! - [`slowloris`]: `--slowloris N`, HTTP connections that never finish their head, held in
 //!   the native load's loop.
@@ -48,6 +50,7 @@ pub mod grpc;
 pub mod idle;
 pub mod link;
 pub mod native;
+pub mod otlp;
 pub mod progress;
 pub mod report;
 pub mod slowloris;
@@ -111,11 +114,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
     raise_fd_limit(u64::from(connections) + u64::from(slowloris))?;
 
     // HTTP/1.1 is served on the gRPC port too.
-    let grpc = args.slowloris.is_some()
-        || matches!(
-            args.proto,
-            Proto::Grpc | Proto::Http | Proto::GrpcWeb | Proto::WebSocket
-        );
+    let grpc = args.slowloris.is_some() || args.proto.on_grpc_port();
     let (addr, mut server) = match &args.addr {
         Some(addr) => (resolve(addr)?, None),
         None => {
@@ -158,7 +157,8 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
     if args.apps > 1 && !apps.has_tokens() {
         eprintln!(
             "logmill bench: no --secret-file, so the {} apps are named in hello only: they get \
-             buckets of their own only if the server runs with --auth off",
+             buckets of their own only if the server runs with --auth off (OTLP connections, \
+             which send no hello, are all the server's default app)",
             apps.count()
         );
     }
@@ -178,8 +178,12 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         .map(Report::Idle),
         None => match args.proto {
             Proto::Native => native::load(&args, &apps, addr, http_addr, server.as_ref(), deadline),
-            Proto::Grpc => grpc::load(&args, addr, server.as_ref(), deadline),
-            Proto::GrpcWeb | Proto::WebSocket => web::load(&args, addr, server.as_ref(), deadline),
+            Proto::Grpc | Proto::OtlpGrpc => {
+                grpc::load(&args, &apps, addr, server.as_ref(), deadline)
+            }
+            Proto::GrpcWeb | Proto::WebSocket | Proto::OtlpHttp => {
+                web::load(&args, &apps, addr, server.as_ref(), deadline)
+            }
             Proto::Syslog | Proto::Json | Proto::Pickle | Proto::Http => {
                 unacked::load(&args, addr, server.as_ref(), deadline)
             }

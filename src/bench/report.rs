@@ -293,7 +293,9 @@ impl fmt::Display for Report {
                     r.elapsed.as_secs_f64(),
                     match r.proto {
                         Proto::Native | Proto::WebSocket => "last ack",
-                        Proto::Grpc | Proto::GrpcWeb => "last reply",
+                        Proto::Grpc | Proto::GrpcWeb | Proto::OtlpGrpc | Proto::OtlpHttp => {
+                            "last reply"
+                        }
                         _ => "health counting all written",
                     }
                 )?;
@@ -303,9 +305,12 @@ impl fmt::Display for Report {
                     r.records_per_sec(),
                     r.mb_per_sec()
                 )?;
-                let (what, unit) = match r.grpc_mode {
-                    Some(_) => ("call latency", "calls"),
-                    None => ("ack latency ", "batches"),
+                let calls =
+                    r.grpc_mode.is_some() || matches!(r.proto, Proto::OtlpGrpc | Proto::OtlpHttp);
+                let (what, unit) = if calls {
+                    ("call latency", "calls")
+                } else {
+                    ("ack latency ", "batches")
                 };
                 match &r.latency {
                     Some(l) => writeln!(

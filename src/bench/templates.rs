@@ -14,6 +14,8 @@
 //! | json     | B `{"level":"info","msg":...}` lines                                      |
 //! | pickle   | B `SocketHandler` frames: 4-byte BE length, protocol-2 pickle of a dict   |
 //! | grpc     | one gRPC message (flag, BE length, prost `PushRequest` of B records)      |
+//! | otlp-http | one protobuf `ExportLogsServiceRequest` of B records ([`otlp::request`])  |
+//! | otlp-grpc | that request as one gRPC message                                         |
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_pickle::{HashableValue, SerOptions, Value};
 
 use super::args::Proto;
+use super::otlp;
 use crate::client::framing;
 use crate::protocol::grpc::logmill_v1::{LogRecord, PushRequest, log_record};
 use crate::protocol::grpc::{self as grpc_wire};
@@ -73,6 +76,13 @@ impl Template {
             }
             // A gRPC message with its 5-byte prefix is also a gRPC-Web binary body.
             Proto::Grpc | Proto::GrpcWeb => grpc_message(&messages, &mut frame),
+            Proto::OtlpHttp => frame = otlp::request(conn, &messages, unix_nanos()),
+            Proto::OtlpGrpc => {
+                grpc_wire::encode_message(
+                    &otlp::request(conn, &messages, unix_nanos()),
+                    &mut frame,
+                );
+            }
         }
         let counters = locate_counters(&frame, conn, records, size);
         Template {
@@ -190,6 +200,13 @@ pub fn grpc_message(messages: &[String], out: &mut Vec<u8>) {
     grpc_wire::encode_message(&grpc_wire::encode_push_request(&request), out);
 }
 
+/// Nanoseconds since the Unix epoch now (0 if the clock is before it).
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// The record number in `COUNTER_DIGITS` digits and a space at the start of `bytes`.
 pub fn read_counter(bytes: &[u8]) -> Option<usize> {
     let (digits, rest) = bytes.split_at_checked(COUNTER_DIGITS)?;
@@ -236,6 +253,7 @@ mod tests {
     use super::*;
     use crate::protocol::frame::{self, Frame};
     use crate::protocol::native;
+    use crate::protocol::otlp as otlp_wire;
     use crate::protocol::{jsonl, lines, pickle, syslog};
     use crate::record::Level;
 
@@ -301,6 +319,32 @@ mod tests {
                     batch = &batch[consumed..];
                 }
             }
+            Proto::OtlpGrpc | Proto::OtlpHttp => {
+                let mut body = batch;
+                if proto == Proto::OtlpGrpc {
+                    let grpc_wire::Message::Complete {
+                        compressed: false,
+                        payload,
+                        consumed,
+                    } = grpc_wire::decode_message(batch, usize::MAX).unwrap()
+                    else {
+                        panic!("not one uncompressed message")
+                    };
+                    assert_eq!(consumed, batch.len());
+                    body = payload;
+                }
+                let limits = otlp_wire::Limits::new(usize::MAX);
+                let request = otlp_wire::decode_protobuf(body, &limits).unwrap();
+                let export = otlp_wire::to_records(&request);
+                assert_eq!(export.rejected, 0);
+                for record in &export.records {
+                    assert_eq!(record.level, Level::Info);
+                    assert_eq!(record.service, otlp::SERVICE);
+                    assert_eq!(record.logger, LOGGER);
+                    assert!(record.timestamp_ns > 0);
+                    messages.push(text(record));
+                }
+            }
             Proto::Grpc | Proto::GrpcWeb => {
                 let grpc_wire::Message::Complete {
                     compressed,
@@ -323,12 +367,14 @@ mod tests {
         messages
     }
 
-    const PROTOS: [Proto; 5] = [
+    const PROTOS: [Proto; 7] = [
         Proto::Native,
         Proto::Syslog,
         Proto::Json,
         Proto::Pickle,
         Proto::Grpc,
+        Proto::OtlpGrpc,
+        Proto::OtlpHttp,
     ];
 
     #[test]

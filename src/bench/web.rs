@@ -1,5 +1,5 @@
-//! `--proto grpc-web` and `--proto websocket`: the browser's protocols, on the gRPC port's
-//! HTTP/1.1 side. One blocking thread per connection (set up before the clock starts), since
+//! `--proto grpc-web` and `--proto websocket` (the browser's protocols) and `--proto otlp-http`,
+//! on the gRPC port's HTTP/1.1 side. One blocking thread per connection (set up before the clock starts), since
 //! each connection is a plain request/answer or send/ack exchange; the records are encoded
 //! once per connection (a [`Template`] each for a full batch and the last, shorter one) and
 //! resent as they are, so the client does no per-record work while the clock runs (the
@@ -10,6 +10,10 @@
 //!   (the server reads no further request while a call waits for the writer, so pipelining
 //!   would only queue bytes). A call's answer comes once its records are written: its ack.
 //!   Latency is per call.
+//! - OTLP/HTTP: the same keep-alive calls as gRPC-Web, each a `POST /v1/logs` of one
+//!   `ExportLogsServiceRequest` (`application/x-protobuf`, the connection's app token as
+//!   `Authorization: Bearer`, see `--apps`); the answer, `200` with an
+//!   `ExportLogsServiceResponse` that rejects nothing, is the call's ack.
 //! - WebSocket: `GET /v1/ws?acks=1`, then masked binary frames each holding one native batch
 //!   (`ClientFrame` without its length prefix), sent as fast as the socket takes them; done
 //!   when the acks count every record. No latency (acks are cumulative).
@@ -18,8 +22,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::apps::Apps;
 use super::args::{BenchArgs, Proto, share};
 use super::error::BenchError;
+use super::otlp;
 use super::report::LoadReport;
 use super::socket::time_left;
 use super::spawn::SpawnedServer;
@@ -37,6 +43,7 @@ const MASK: [u8; 4] = [0x5a, 0x3c, 0x96, 0x0f];
 /// that closes early, or `--timeout`.
 pub fn load(
     args: &BenchArgs,
+    apps: &Apps,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
     deadline: Instant,
@@ -66,6 +73,7 @@ pub fn load(
                 upgrade(i, &mut reader)?;
                 Job::WebSocket(frames(i, total, batch, size))
             }
+            Proto::OtlpHttp => Job::OtlpHttp(otlp_calls(i, apps.of(i).1, total, batch, size)),
             _ => Job::GrpcWeb(calls(i, total, batch, size)),
         };
         conns.push((i, reader, total, job));
@@ -75,10 +83,10 @@ pub fn load(
         "logmill bench: sending {} {} records of {size} bytes, {batch} per {}",
         args.records,
         args.proto.name(),
-        if args.proto == Proto::WebSocket {
-            "message"
-        } else {
-            "call"
+        match args.proto {
+            Proto::WebSocket => "message",
+            Proto::OtlpHttp => "POST /v1/logs",
+            _ => "call",
         }
     );
     let start = Instant::now();
@@ -87,7 +95,8 @@ pub fn load(
             .into_iter()
             .map(|(i, mut reader, total, job)| {
                 scope.spawn(move || match job {
-                    Job::GrpcWeb(calls) => run_calls(i, &mut reader, &calls),
+                    Job::GrpcWeb(calls) => run_calls(i, &mut reader, &calls, grpc_web_answer),
+                    Job::OtlpHttp(calls) => run_calls(i, &mut reader, &calls, otlp_answer),
                     Job::WebSocket(frames) => run_frames(i, &mut reader, &frames, total),
                 })
             })
@@ -123,32 +132,40 @@ pub fn load(
 enum Job {
     /// Whole HTTP requests, one per call.
     GrpcWeb(Plan),
+    /// Whole HTTP requests, one per call.
+    OtlpHttp(Plan),
     /// Masked WebSocket frames, one per batch.
     WebSocket(Plan),
 }
 
-/// A connection's sends: `count` times `full` (a whole batch), then `tail` (the rest).
+/// A connection's sends: `count` times `full` (a whole batch of `batch` records), then `tail`
+/// (the rest, `rest` records).
 struct Plan {
     full: Vec<u8>,
+    batch: u64,
     count: u64,
     tail: Option<Vec<u8>>,
+    rest: u64,
 }
 
 impl Plan {
     /// `total` records in batches of `batch`, each batch encoded by `encode(records)`.
     fn new(total: u64, batch: usize, encode: impl Fn(usize) -> Vec<u8>) -> Plan {
-        let rest = (total % batch as u64) as usize;
+        let rest = total % batch as u64;
         Plan {
             full: encode(batch),
+            batch: batch as u64,
             count: total / batch as u64,
-            tail: (rest > 0).then(|| encode(rest)),
+            tail: (rest > 0).then(|| encode(rest as usize)),
+            rest,
         }
     }
 
-    fn sends(&self) -> impl Iterator<Item = &[u8]> {
+    /// Each send and the records it holds.
+    fn sends(&self) -> impl Iterator<Item = (&[u8], u64)> {
         (0..self.count)
-            .map(|_| self.full.as_slice())
-            .chain(self.tail.as_deref())
+            .map(|_| (self.full.as_slice(), self.batch))
+            .chain(self.tail.as_deref().map(|tail| (tail, self.rest)))
     }
 }
 
@@ -159,6 +176,27 @@ fn calls(i: usize, total: u64, batch: usize, size: usize) -> Plan {
         let mut request = format!(
             "POST /logmill.v1.LogService/Push HTTP/1.1\r\nHost: bench\r\n\
              Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
+    })
+}
+
+/// The `POST /v1/logs` requests of connection `i`, with its app's `token` (none if empty).
+fn otlp_calls(i: usize, token: &str, total: u64, batch: usize, size: usize) -> Plan {
+    let authorization = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    Plan::new(total, batch, |records| {
+        let body = Template::new(Proto::OtlpHttp, i, records, size).frame;
+        let mut request = format!(
+            "POST /v1/logs HTTP/1.1\r\nHost: bench\r\n\
+             Content-Type: application/x-protobuf\r\n{authorization}\
              Content-Length: {}\r\n\r\n",
             body.len()
         )
@@ -246,37 +284,74 @@ fn read_answer(
     Ok((status, grpc_status, body))
 }
 
-/// Sends each call and reads its answer; returns each call's latency.
+/// What a call's answer says: its status, `grpc-status` if in the headers, and body.
+struct Answer {
+    status: u16,
+    grpc_status: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Sends each call and reads its answer, which `check` must find an ack of the call's records;
+/// returns each call's latency.
 fn run_calls(
     i: usize,
     reader: &mut BufReader<TcpStream>,
     calls: &Plan,
+    check: fn(usize, Answer, u64) -> Result<(), BenchError>,
 ) -> Result<Vec<Duration>, BenchError> {
     let mut latencies = Vec::new();
-    for request in calls.sends() {
+    for (request, records) in calls.sends() {
         let sent = Instant::now();
         reader
             .get_mut()
             .write_all(request)
             .map_err(|source| BenchError::Io { conn: i, source })?;
         let (status, grpc_status, body) = read_answer(i, reader)?;
-        // A trailers-only refusal has grpc-status in the headers; success has it in the
-        // trailers frame at the end of the body.
-        let ok = status == 200
-            && grpc_status.is_none()
-            && body
-                .windows(b"grpc-status:0\r\n".len())
-                .any(|w| w == b"grpc-status:0\r\n");
-        if !ok {
-            return Err(BenchError::GrpcStatus {
-                conn: i,
-                status: grpc_status.unwrap_or_else(|| format!("HTTP {status}")),
-                message: String::from_utf8_lossy(&body).into_owned(),
-            });
-        }
+        let answer = Answer {
+            status,
+            grpc_status,
+            body,
+        };
+        check(i, answer, records)?;
         latencies.push(sent.elapsed());
     }
     Ok(latencies)
+}
+
+/// A gRPC-Web `Push` succeeded: a trailers-only refusal has grpc-status in the headers; success
+/// has it in the trailers frame at the end of the body.
+fn grpc_web_answer(i: usize, answer: Answer, _records: u64) -> Result<(), BenchError> {
+    let ok = answer.status == 200
+        && answer.grpc_status.is_none()
+        && answer
+            .body
+            .windows(b"grpc-status:0\r\n".len())
+            .any(|w| w == b"grpc-status:0\r\n");
+    if ok {
+        return Ok(());
+    }
+    Err(BenchError::GrpcStatus {
+        conn: i,
+        status: answer
+            .grpc_status
+            .unwrap_or_else(|| format!("HTTP {}", answer.status)),
+        message: String::from_utf8_lossy(&answer.body).into_owned(),
+    })
+}
+
+/// An OTLP/HTTP export stored all its `records`: `200` and an `ExportLogsServiceResponse` that
+/// rejects none.
+fn otlp_answer(i: usize, answer: Answer, records: u64) -> Result<(), BenchError> {
+    if answer.status != 200 {
+        return Err(BenchError::HttpStatus {
+            conn: i,
+            status: answer.status,
+            message: otlp::refusal(&answer.body),
+        });
+    }
+    otlp::accepted(&answer.body, records)
+        .map(|_| ())
+        .map_err(|detail| BenchError::Protocol { conn: i, detail })
 }
 
 /// Sends every frame, then reads acks until they count `total` records.
@@ -287,7 +362,7 @@ fn run_frames(
     total: u64,
 ) -> Result<Vec<Duration>, BenchError> {
     let io = |source| BenchError::Io { conn: i, source };
-    for frame in frames.sends() {
+    for (frame, _) in frames.sends() {
         reader.get_mut().write_all(frame).map_err(io)?;
     }
     let mut acked = 0;
@@ -368,8 +443,8 @@ mod tests {
     #[test]
     fn plans_and_acks() {
         let plan = Plan::new(10, 4, |n| vec![0; n]);
-        let sizes: Vec<usize> = plan.sends().map(<[u8]>::len).collect();
-        assert_eq!(sizes, vec![4, 4, 2]);
+        let sizes: Vec<(usize, u64)> = plan.sends().map(|(b, n)| (b.len(), n)).collect();
+        assert_eq!(sizes, vec![(4, 4), (4, 4), (2, 2)]);
         assert_eq!(Plan::new(8, 4, |n| vec![0; n]).sends().count(), 2);
         assert_eq!(ack_count(br#"{"ack":42,"last_seq":7}"#), Some(42));
         assert_eq!(ack_count(b"nope"), None);

@@ -893,11 +893,35 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Keeps the last of the fields that share a key (the record's attributes over the scope's
 /// over the resource's), in order otherwise.
+///
+/// A record has a handful of fields, so a key is looked for among the ones after it (no set,
+/// no hashing, no allocation: this runs once per record); past [`SMALL`] fields, a set.
 fn keep_last(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) {
-    if fields.len() < 2 {
+    const SMALL: usize = 24;
+    let n = fields.len();
+    if n < 2 {
         return;
     }
-    let mut seen = HashSet::with_capacity(fields.len());
+    let shadowed = |i: usize, fields: &[(Cow<'_, str>, Value<'_>)]| {
+        fields[i + 1..]
+            .iter()
+            .any(|(later, _)| *later == fields[i].0)
+    };
+    if n <= SMALL {
+        if (0..n).all(|i| !shadowed(i, fields)) {
+            return;
+        }
+        let mut i = 0;
+        while i < fields.len() {
+            if shadowed(i, fields) {
+                fields.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        return;
+    }
+    let mut seen = HashSet::with_capacity(n);
     let mut keep: Vec<bool> = fields
         .iter()
         .rev()
@@ -1058,6 +1082,24 @@ mod tests {
         max_records: 1000,
         max_values: 10_000,
     };
+
+    #[test]
+    fn keep_last_keeps_the_last_of_each_key_in_order() {
+        for n in [3usize, 24, 40] {
+            // Keys k0..k(n-1), then k0 and k1 again with new values.
+            let mut fields: Vec<(Cow<'_, str>, Value<'_>)> = (0..n)
+                .map(|i| (Cow::Owned(format!("k{i}")), Value::Int(i as i64)))
+                .collect();
+            fields.push((Cow::Borrowed("k0"), Value::Int(-1)));
+            fields.push((Cow::Borrowed("k1"), Value::Int(-2)));
+            keep_last(&mut fields);
+            let keys: Vec<String> = fields.iter().map(|(k, _)| k.to_string()).collect();
+            let mut want: Vec<String> = (2..n).map(|i| format!("k{i}")).collect();
+            want.extend(["k0".to_string(), "k1".to_string()]);
+            assert_eq!(keys, want, "{n} fields");
+            assert_eq!(fields[n - 2].1, Value::Int(-1));
+        }
+    }
 
     #[test]
     fn error_status_in_both_encodings() {

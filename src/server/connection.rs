@@ -543,6 +543,26 @@ impl Connection {
         true
     }
 
+    /// A streaming session's turn (`Handler::stream`, Server-Sent Events): it queues what it
+    /// has. True when it queued something (the loop then sends it). A stream counts as active
+    /// for `--idle-timeout`; one that ends closes the connection once its last words are sent.
+    pub fn stream(&mut self, now: Instant) -> bool {
+        if self.closing || !self.session.as_ref().is_some_and(Session::streams) {
+            return false;
+        }
+        let backlog = self.output.len() - self.output_sent;
+        let before = self.output.len();
+        let Some(session) = &mut self.session else {
+            return false;
+        };
+        let mut sink = sink!(self);
+        if session.stream(now, backlog, &mut sink) == crate::server::session::events::Turn::End {
+            self.closing = true;
+        }
+        self.last_active = now;
+        self.output.len() > before || self.closing
+    }
+
     /// The session holds its input for now (see [`resume`](Self::resume)).
     pub fn holds_input(&self) -> bool {
         self.session.as_ref().is_some_and(Session::holds_input)

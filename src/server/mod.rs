@@ -335,7 +335,14 @@ impl Server {
                 config.admin_open,
                 secret_path.as_deref(),
             )
-            .with_cors(config.cors.clone()),
+            .with_cors(config.cors.clone())
+            // The control panel: its sessions, and the admin password read at each login.
+            .with_console(session::http::console::Console::new(
+                config.dir.clone(),
+                config.secret_path(),
+                config.admin_password_path(),
+                config.console_session_ttl,
+            )),
         );
         if let (Some(why), Some(_)) = (web.admin_unavailable(), &secret_path) {
             log.error(format_args!(

@@ -4,8 +4,8 @@
 //! |------|-------|--------------------|
 //! | `capnp` | `schema_drift` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `rsyslogd` | `clients::rsyslog_forwards_to_logmill` | the same script |
-//! | Python with `grpcio`, `grpcio-tools`, `websockets` | the `python_grpcio_*` tests, `web::websocket_*` | a virtualenv made here |
-//! | Node with `@grpc/grpc-js`, `@grpc/proto-loader` | the `node_grpc_js_*` tests | `npm install` here |
+//! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
+//! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
@@ -168,9 +168,11 @@ impl ClientTool {
 }
 
 /// Python with `grpcio` (and `prometheus-client`, whose parser reads `/metrics` in
-/// `tests/http.rs`, and `websockets`, the WebSocket client of `tests/web.rs`), and stubs generated from `proto/` by `grpcio-tools`: a virtualenv made
-/// with `python3 -m venv` and the pins of `tests/grpc_interop/requirements.txt` (downloads from
-/// PyPI the first time).
+/// `tests/http.rs`, `websockets`, the WebSocket client of `tests/web.rs`, and the OpenTelemetry
+/// SDK with both OTLP log exporters, for `tests/otlp_clients.rs`), and stubs generated from
+/// `proto/` by `grpcio-tools`: one virtualenv made with `python3 -m venv` and the pins of
+/// `tests/grpc_interop/requirements.txt`, which must resolve together (downloads from PyPI the
+/// first time).
 pub fn python_grpc() -> Result<ClientTool, Missing> {
     const FIX: &str = "python3 with the venv module (Debian: apt-get install python3-venv) and \
                        access to PyPI; or LOGMILL_TOOLS_DIR pointing at a ready cache";
@@ -223,9 +225,10 @@ pub fn python_grpc() -> Result<ClientTool, Missing> {
     .map_err(fail)
 }
 
-/// Node with `@grpc/grpc-js` and `@grpc/proto-loader`, installed by `npm install` from
+/// Node with `@grpc/grpc-js` and `@grpc/proto-loader` (and the OpenTelemetry logs SDK with its
+/// OTLP/HTTP exporter, for `tests/otlp_clients.rs`), installed by `npm install` from
 /// `tests/grpc_interop/package.json` into a folder of its own (downloads from npm the first
-/// time).
+/// time). One manifest for both: one install and one cache, and the packages do not meet.
 pub fn node_grpc() -> Result<ClientTool, Missing> {
     const FIX: &str = "node and npm on PATH (Debian: apt-get install nodejs npm) and access to the \
                        npm registry; or LOGMILL_TOOLS_DIR pointing at a ready cache";
@@ -327,10 +330,13 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
         ("schema_drift (capnp)", capnp().map(drop)),
         ("clients::rsyslog_forwards_to_logmill", rsyslogd().map(drop)),
         (
-            "the python_grpcio_* tests and http::metrics_*",
+            "the python_grpcio_* tests, http::metrics_*, web::websocket_* and otlp_clients::python_*",
             python_grpc().map(drop),
         ),
-        ("the node_grpc_js_* tests", node_grpc().map(drop)),
+        (
+            "the node_grpc_js_* tests and otlp_clients::node_*",
+            node_grpc().map(drop),
+        ),
         (
             "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),

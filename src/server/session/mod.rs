@@ -34,6 +34,7 @@
 /// gRPC-Web calls, which the HTTP session runs (not a session of their own: a call is one
 /// request body in, one answer out once its records are written).
 mod admit;
+pub mod events;
 pub mod grpc_web;
 mod health;
 pub mod http;
@@ -123,6 +124,19 @@ pub trait Handler {
     /// WebSocket message's fragments so far): counted against `--max-input` with it.
     fn held(&self) -> usize {
         0
+    }
+
+    /// The session sends on its own, turned by the loop every `events::STREAM_EVERY`
+    /// ([`stream`](Self::stream)): Server-Sent Events.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// One turn of a streaming session at `now`, with `backlog` bytes of the connection's
+    /// output not yet sent: it queues what it has. Called only while
+    /// [`streams`](Self::streams).
+    fn stream(&mut self, _now: Instant, _backlog: usize, _sink: &mut Sink<'_>) -> events::Turn {
+        events::Turn::Go
     }
 }
 
@@ -240,6 +254,8 @@ pub enum Session {
     Lines(lines::Lines),
     Http(http::Http),
     WebSocket(websocket::WebSocket),
+    /// Server-Sent Events, switched to from HTTP (the console's live tail).
+    Events(events::Events),
 }
 
 /// Runs `$body` with `$s` bound to whichever session `$session` holds: the one list of arms.
@@ -252,6 +268,7 @@ macro_rules! each {
             Session::Lines($s) => $body,
             Session::Http($s) => $body,
             Session::WebSocket($s) => $body,
+            Session::Events($s) => $body,
         }
     };
 }
@@ -346,6 +363,7 @@ impl Session {
             Session::Http(http) if http.is_grpc_web() => "grpc-web",
             Session::Http(_) => "http",
             Session::WebSocket(_) => "websocket",
+            Session::Events(_) => "events",
         }
     }
 
@@ -404,6 +422,14 @@ impl Session {
 
     pub fn ack(&mut self, written: u64, last_seq: u64, sink: &mut Sink<'_>) {
         each!(self, s => s.ack(written, last_seq, sink))
+    }
+
+    pub fn streams(&self) -> bool {
+        each!(self, s => s.streams())
+    }
+
+    pub fn stream(&mut self, now: Instant, backlog: usize, sink: &mut Sink<'_>) -> events::Turn {
+        each!(self, s => s.stream(now, backlog, sink))
     }
 }
 

@@ -2,7 +2,8 @@
 //! request line, not the HTTP/2 preface (`server::grpc` hands such a connection over to the
 //! loop's ordinary slab, see [`web`]). Requests are read by the pure
 //! `protocol::http1::read_request`, routed by [`routes`], answered by [`web`] ([`admin`] guards
-//! the admin API, [`metrics`] renders `/metrics`), in the order
+//! the admin API, [`metrics`] renders `/metrics`, [`console`] is the control panel's login and
+//! JSON API), in the order
 //! they came (pipelining): each answer is appended to the connection's output as its request is
 //! read, so order is kept by construction.
 //!
@@ -214,7 +215,9 @@ impl Handler for Http {
                         self.pending = Some((pending, request.version, request.keep_alive));
                         continue;
                     }
-                    let upgrade = next.is_some() && status == 101;
+                    // A `101` (WebSocket) or an answer that goes on as a stream (Server-Sent
+                    // Events): its head is written as is and the next session takes over.
+                    let upgrade = next.is_some();
                     let keep_alive = request.keep_alive || upgrade;
                     if let (true, Some(head)) = (upgrade, head) {
                         sink.reply().extend_from_slice(&head);

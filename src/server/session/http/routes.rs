@@ -33,9 +33,35 @@ pub enum Route {
     /// `GET /login` and `GET /assets/<name>`: the login page and the console's files, which hold
     /// no data and are served to anyone.
     ConsoleFile,
+    /// The control panel's JSON API (`server::session::http::console`).
+    Api(Api),
     /// A stand-in upgrade for the tests of the session switch: `101`, then plain text lines.
     #[cfg(test)]
     TestUpgrade,
+}
+
+/// The console's JSON API routes. Every one but [`Api::Login`] needs a session or the admin
+/// token (`console::auth::Auth::check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /api/login`.
+    Login,
+    /// `POST /api/logout`.
+    Logout,
+    /// `GET /api/session`: the CSRF token and the time left.
+    Session,
+    /// `GET /api/connections`: who is connected (as `/v1/status`).
+    Connections,
+    /// `GET /api/server`: health, throughput, disk use per bucket.
+    Server,
+    /// `GET /api/tokens`: the token registry.
+    Tokens,
+    /// `POST /api/tokens`: a new token.
+    CreateToken,
+    /// `POST /api/tokens/<jti>/revoke` (the jti is taken from the path by the handler).
+    RevokeToken,
+    /// Any other path under `/api/`: `404` once the guard let it through.
+    Unknown,
 }
 
 impl Route {
@@ -94,6 +120,41 @@ const ROUTES: &[Entry] = &[
         path: "/login",
         method: "GET",
         route: Route::ConsoleFile,
+    },
+    Entry {
+        path: "/api/login",
+        method: "POST",
+        route: Route::Api(Api::Login),
+    },
+    Entry {
+        path: "/api/logout",
+        method: "POST",
+        route: Route::Api(Api::Logout),
+    },
+    Entry {
+        path: "/api/session",
+        method: "GET",
+        route: Route::Api(Api::Session),
+    },
+    Entry {
+        path: "/api/connections",
+        method: "GET",
+        route: Route::Api(Api::Connections),
+    },
+    Entry {
+        path: "/api/server",
+        method: "GET",
+        route: Route::Api(Api::Server),
+    },
+    Entry {
+        path: "/api/tokens",
+        method: "GET",
+        route: Route::Api(Api::Tokens),
+    },
+    Entry {
+        path: "/api/tokens",
+        method: "POST",
+        route: Route::Api(Api::CreateToken),
     },
     #[cfg(test)]
     Entry {
@@ -158,6 +219,15 @@ pub fn find(method: &str, path: &str) -> Result<Route, Miss> {
             })
         };
     }
+    if revoke_jti(path).is_some() {
+        return if method == "POST" {
+            Ok(Route::Api(Api::RevokeToken))
+        } else {
+            Err(Miss::Method {
+                allow: "POST".into(),
+            })
+        };
+    }
     let mut allow: Vec<&str> = Vec::new();
     for entry in ROUTES.iter().filter(|e| e.path == path) {
         if entry.method == method {
@@ -165,7 +235,11 @@ pub fn find(method: &str, path: &str) -> Result<Route, Miss> {
         }
         allow.push(entry.method);
     }
-    if allow.is_empty() {
+    if allow.is_empty() && path.starts_with("/api/") {
+        // Answered 401 without a session, 404 with one: the API's shape is not shown to
+        // strangers.
+        Ok(Route::Api(Api::Unknown))
+    } else if allow.is_empty() {
         Err(Miss::NotFound)
     } else {
         Err(Miss::Method {
@@ -174,12 +248,19 @@ pub fn find(method: &str, path: &str) -> Result<Route, Miss> {
     }
 }
 
+/// The `<jti>` of `/api/tokens/<jti>/revoke`.
+pub fn revoke_jti(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/tokens/")?
+        .strip_suffix("/revoke")
+        .filter(|jti| !jti.is_empty() && !jti.contains('/'))
+}
+
 /// The paths that exist, for the `404` line.
 pub fn paths() -> String {
     let mut paths: Vec<&str> = ROUTES
         .iter()
         .map(|e| e.path)
-        .filter(|p| !p.starts_with("/test/"))
+        .filter(|p| !p.starts_with("/test/") && !p.starts_with("/api/"))
         .collect();
     paths.dedup();
     paths.push(WEBSOCKET_PATH);
@@ -232,6 +313,26 @@ mod tests {
             })
         );
         assert!(!Route::OtlpLogs.admin());
+        assert_eq!(find("POST", "/api/login"), Ok(Route::Api(Api::Login)));
+        assert_eq!(find("GET", "/api/tokens"), Ok(Route::Api(Api::Tokens)));
+        assert_eq!(
+            find("POST", "/api/tokens"),
+            Ok(Route::Api(Api::CreateToken))
+        );
+        assert_eq!(
+            find("POST", "/api/tokens/abc_-1/revoke"),
+            Ok(Route::Api(Api::RevokeToken))
+        );
+        assert_eq!(revoke_jti("/api/tokens/abc_-1/revoke"), Some("abc_-1"));
+        assert_eq!(revoke_jti("/api/tokens//revoke"), None);
+        assert_eq!(revoke_jti("/api/tokens/a/b/revoke"), None);
+        assert_eq!(find("GET", "/api/nope"), Ok(Route::Api(Api::Unknown)));
+        assert_eq!(
+            find("GET", "/api/login"),
+            Err(Miss::Method {
+                allow: "POST".into()
+            })
+        );
         assert!(paths().starts_with(
             "/healthz, /metrics, /v1/status, /v1/logs, /, /login, /v1/ws, /assets/..., /logmill.v1."
         ));

@@ -28,9 +28,10 @@
 //!
 //! `protocol::http1` reads them (pure), [`routes`] names what answers them, [`Web::answer`]
 //! answers: `/healthz`, `/metrics` ([`metrics`]) and the admin API (`/v1/status`, guarded by
-//! [`admin`]), the web console's pages and files (`/`, `/login`, `/assets/...`,
-//! [`console::assets`](super::console::assets)), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
-//! `--cors-origin`) and the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`). Each
+//! [`admin`]), gRPC-Web calls and their CORS preflight (`server::session::grpc_web::PATHS`,
+//! `--cors-origin`), the WebSocket upgrade (`GET /v1/ws`, `websocket_upgrade`), the control
+//! panel's JSON API (`/api/*`, [`console`], guarded by its sessions or the admin token) and
+//! its pages and files (`/`, `/login`, `/assets/...`, [`console::assets`]). Each
 //! answer is complete when returned (status, headers, body); or a `101` with the connection's
 //! next session (an upgrade, its head written as is); or, for a gRPC-Web call whose records are
 //! on their way to disk, a [`Pending`] the HTTP session holds until the ack answers it (and
@@ -42,10 +43,10 @@
 //! `--header-timeout` (10 s, [`HEADER_TIMEOUT`]) of its first byte: `408` and close.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::admin::Guard;
-use super::console::assets;
+use super::console::{self, Console, assets};
 use super::routes::{Miss, Route};
 use super::{metrics, routes};
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
@@ -70,6 +71,8 @@ pub struct Web {
     guard: Guard,
     /// `--cors-origin`: the pages that may call gRPC-Web.
     cors: Cors,
+    /// The control panel's login and API (`None`: not set up, `/api/*` answers `503`).
+    console: Option<Console>,
 }
 
 /// One answer: status, extra headers and body, and for a `101` the connection's next session.
@@ -143,13 +146,71 @@ impl Web {
             header_timeout,
             guard,
             cors: Cors::default(),
+            console: None,
         }
+    }
+
+    /// Serves the control panel's API with `console`.
+    pub fn with_console(mut self, console: Console) -> Web {
+        self.console = Some(console);
+        self
+    }
+
+    /// The control panel's state, for routes that check its sessions
+    /// (`console.auth.check(request, self.admin_guard(), ..)`).
+    pub fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
+    /// The admin token guard (`/v1/status`, and the console for `Authorization: Bearer`).
+    pub fn admin_guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// The pages that may call gRPC-Web (`--cors-origin`).
     pub fn with_cors(mut self, cors: Cors) -> Web {
         self.cors = cors;
         self
+    }
+
+    /// A console page or file (`console::assets`), with its caching and security headers; `404`
+    /// for a name not embedded. A page that needs a session ([`Route::needs_session`]) without
+    /// one (the guard of the API: a live session cookie, or the admin token) is a `303` to
+    /// `/login`, which comes back here after the login (`?next=`).
+    fn console_file(&self, route: Route, request: &Request<'_>) -> Answer {
+        if route.needs_session() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let signed_in = self.console.as_ref().is_some_and(|console| {
+                console
+                    .auth
+                    .check(request, &self.guard, Instant::now(), now)
+                    .is_ok()
+            });
+            if !signed_in {
+                let mut answer = Answer::text(303, "See Other", "log in first: /login");
+                answer.headers.push(("Location", "/login".into()));
+                answer.headers.push(("Cache-Control", "no-store".into()));
+                return answer;
+            }
+        }
+        match assets::get(request.path) {
+            Some(asset) => Answer {
+                status: 200,
+                reason: "OK",
+                headers: asset.headers(),
+                body: asset.body.to_vec(),
+                next: None,
+                head: None,
+                waiting: None,
+            },
+            None => Answer::text(
+                404,
+                "Not Found",
+                format_args!("no such console file: {}", request.path),
+            ),
+        }
     }
 
     /// Why admin requests cannot be served, if they cannot (for a start-up log line).
@@ -260,9 +321,15 @@ impl Web {
             },
             Route::OtlpPreflight => self.cors.preflight(request.header("origin")).into(),
             Route::WebSocket => websocket_upgrade(request, sink, cx),
-            // The session check for `ConsolePage` goes here, before the file is answered:
-            // `Route::needs_session`, a `303` to `/login` without one.
-            Route::ConsolePage | Route::ConsoleFile => console_file(request.path),
+            Route::ConsolePage | Route::ConsoleFile => self.console_file(route, request),
+            Route::Api(api) => match &self.console {
+                Some(console) => console::api::answer(api, request, console, &self.guard, sink, cx),
+                None => console::api::json(
+                    503,
+                    "Service Unavailable",
+                    &serde_json::json!({ "error": "the console is not set up on this server" }),
+                ),
+            },
             #[cfg(test)]
             Route::TestUpgrade => Answer {
                 status: 101,
@@ -274,27 +341,6 @@ impl Web {
                 waiting: None,
             },
         }
-    }
-}
-
-/// A console page or file (`console::assets`), with its caching and security headers; `404`
-/// for a name not embedded.
-fn console_file(path: &str) -> Answer {
-    match assets::get(path) {
-        Some(asset) => Answer {
-            status: 200,
-            reason: "OK",
-            headers: asset.headers(),
-            body: asset.body.to_vec(),
-            next: None,
-            head: None,
-            waiting: None,
-        },
-        None => Answer::text(
-            404,
-            "Not Found",
-            format_args!("no such console file: {path}"),
-        ),
     }
 }
 

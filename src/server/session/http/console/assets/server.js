@@ -14,21 +14,22 @@ const CARDS = [
   ['pending_bytes', 'Pending bytes', bytes],
   ['uptime', 'Up for', (s) => (typeof s === 'number' ? duration(s) : String(s ?? '–'))],
 ];
-const KNOWN = new Set(['degraded', 'health', 'buckets', 'records_per_second', 'records_s', ...CARDS.map(([k]) => k)]);
+const KNOWN = new Set(['status', 'degraded', 'name', 'version', 'buckets', 'records_per_second', ...CARDS.map(([k]) => k)]);
 
 export function show(view) {
   const state = h('div', { class: 'health', 'aria-live': 'polite' }, 'Loading…');
+  const about = h('span', { class: 'muted' });
   const cards = h('div', { class: 'cards' });
   const buckets = h('tbody');
   const other = h('tbody');
   view.append(
-    h('div', { class: 'title' }, h('h1', {}, 'Server'), state),
+    h('div', { class: 'title' }, h('h1', {}, 'Server'), state, about),
     cards,
     h('h2', {}, 'Disk use by bucket'),
     h('table', { class: 'grid', id: 'buckets' },
       h('thead', {}, h('tr', {}, ['App', 'Files', 'Bytes', ''].map((c) => h('th', { scope: 'col' }, c)))),
       buckets),
-    h('h2', {}, 'Everything else the server says'),
+    h('h2', {}, 'More figures'),
     h('table', { class: 'grid narrow' }, other),
   );
 
@@ -40,12 +41,12 @@ export function show(view) {
       const s = await getJson('/api/server');
       const degraded = Boolean(s.degraded);
       state.className = `health ${degraded ? 'bad' : 'good'}`;
-      fill(state, degraded ? 'DEGRADED' : 'OK', s.health ? h('span', { class: 'mono small' }, ` ${s.health}`) : null);
-      const rate = s.records_per_second ?? s.records_s;
+      fill(state, s.status ?? (degraded ? 'DEGRADED' : 'OK'));
+      fill(about, [s.name, s.version && `logmill ${s.version}`].filter(Boolean).join(' · '));
       fill(cards, CARDS.map(([key, label, format]) =>
         h('div', { class: 'card stat' },
           h('div', { class: 'muted small' }, label),
-          h('div', { class: 'big', 'data-field': key }, format(key === 'records_per_second' ? rate : s[key])))));
+          h('div', { class: 'big', 'data-field': key }, format(s[key])))));
       const list = Array.isArray(s.buckets) ? s.buckets : [];
       const largest = Math.max(1, ...list.map((b) => b.bytes ?? 0));
       fill(buckets, list.length === 0
