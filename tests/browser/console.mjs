@@ -96,6 +96,10 @@ try {
   await page.goto(`${base}/#/connections`);
   const instance = page.locator('#connections tr[data-app="shop"][data-instance="console-test"]');
   await instance.waitFor({ timeout: WAIT });
+  // Records/s needs two readings (2 s apart): the row's eighth cell, no longer "…".
+  await page.waitForFunction(
+    () => document.querySelector('#connections tr[data-instance="console-test"] td:nth-child(8)')?.textContent !== '…',
+    null, { timeout: WAIT });
   seen.connection_row = await instance.innerText();
   await shot('connections');
 
