@@ -193,7 +193,8 @@ export function show(view, params) {
           }
           buckets.set(bucket.start, counts);
         }
-        drawHistogram(chart, buckets, (start, end) => {
+        const total = Object.values(byLevel).reduce((a, b) => a + b, 0);
+        drawHistogram(chart, buckets, total, (start, end) => {
           const next = new URLSearchParams(params);
           next.set('since', new Date(start).toISOString());
           next.set('until', new Date(end).toISOString());
@@ -323,9 +324,9 @@ function inView(el) {
 // One record in the list: a line that opens into its details.
 function item(hit) {
   const name = levelName(hit.level);
-  const who = [hit.bucket && hit.bucket !== '_main' ? hit.bucket : null, hit.instance].filter(Boolean).join('/');
+  const who = [hit.app || (hit.bucket !== '_main' ? hit.bucket : null), hit.instance].filter(Boolean).join('/');
   const line = h('button', { type: 'button', class: 'line', 'aria-expanded': 'false' },
-    h('time', { datetime: toDate(hit.time_ns ?? hit.time)?.toISOString() ?? '' }, stamp(hit.time_ns ?? hit.time)),
+    h('time', { datetime: toDate(hit.time ?? hit.time_ns)?.toISOString() ?? '' }, stamp(hit.time ?? hit.time_ns)),
     h('span', { class: `lv lv-${name}` }, name.toUpperCase()),
     h('span', { class: 'who' }, who),
     h('span', { class: 'logger' }, hit.logger ?? ''),
@@ -345,9 +346,10 @@ function item(hit) {
 // A record's details: every field, the stored line, and a button for its context.
 function detailsOf(hit) {
   const rows = [
-    ['time', stamp(hit.time_ns ?? hit.time)],
+    ['time', stamp(hit.time ?? hit.time_ns)],
     ['level', levelName(hit.level)],
-    ['app (bucket)', hit.bucket],
+    ['app', hit.app],
+    ['bucket', hit.bucket],
     ['instance', hit.instance],
     ['logger', hit.logger],
     ['sequence', hit.seq],
@@ -365,7 +367,7 @@ function detailsOf(hit) {
         (answer.records ?? []).map((r) => {
           const li = h('li', { 'data-seq': r.seq },
             h('div', { class: 'line' },
-              h('time', {}, stamp(r.time_ns ?? r.time)),
+              h('time', {}, stamp(r.time ?? r.time_ns)),
               h('span', { class: `lv lv-${levelName(r.level)}` }, levelName(r.level).toUpperCase()),
               h('span', { class: 'who' }, r.instance ?? ''),
               h('span', { class: 'logger' }, r.logger ?? ''),
@@ -389,10 +391,12 @@ function detailsOf(hit) {
 
 // Stacked bars, one per time bucket, one colour per level (CSS classes lv-<level>). Clicking
 // a bar narrows the search to its time.
-function drawHistogram(chart, buckets, zoom) {
+function drawHistogram(chart, buckets, total, zoom) {
   const starts = [...buckets.keys()].map(Number).sort((a, b) => a - b);
-  if (starts.length === 0) {
-    fill(chart, h('p', { class: 'muted' }, 'No record in this range.'));
+  if (starts.length === 0 || total === 0) {
+    fill(chart, h('p', { class: 'muted' }, total === 0
+      ? 'No record matches in this range.'
+      : 'Counts by level at the right; give a time range (Since) to see them over time.'));
     return;
   }
   const W = 1000;
