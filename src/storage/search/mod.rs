@@ -9,7 +9,8 @@
 //! # Bounded work, and a cursor that survives rotation
 //!
 //! [`search`] and [`count`] stop after `budget_bytes` read from the files (checked per
-//! [`files::BLOCK`], so they may go one block over) and hand back an opaque cursor. The cursor
+//! [`files::BLOCK`], and each bucket reads at least one line per call so every call moves
+//! on: a call may read one block per bucket over the budget) and hand back an opaque cursor. The cursor
 //! holds, for each bucket, the sequence number `below` (every record of the bucket with a
 //! number `>= below` was already looked at) plus a hint: the identity of the file the scan was
 //! in (the sequence number of its first line, which a rename does not change) and the offset
@@ -453,6 +454,9 @@ struct Scan {
     /// The open file: its identity and its reader.
     current: Option<(u64, Backward)>,
     done: bool,
+    /// Whether this scan read a line in this call: each scan takes at least one line per
+    /// call, whatever the budget, so a bucket merged after a busy one still moves on.
+    moved: bool,
 }
 
 impl Scan {
@@ -466,6 +470,7 @@ impl Scan {
             next_path: 0,
             current: None,
             done: false,
+            moved: false,
         }
     }
 
@@ -481,7 +486,7 @@ impl Scan {
             if self.done {
                 return Ok(None);
             }
-            if budget.exhausted() {
+            if budget.exhausted() && self.moved {
                 return Ok(None);
             }
             let Some((first, reader)) = &mut self.current else {
@@ -489,6 +494,7 @@ impl Scan {
                 continue;
             };
             let line = reader.prev(&mut budget.spent)?;
+            self.moved = true;
             let Some((start, line)) = line else {
                 // This file is done: everything left is below its first record.
                 self.below = self.below.min(*first);
