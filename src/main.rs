@@ -29,7 +29,9 @@ logmill                              serve on 127.0.0.1:4020, files in ./logs\n 
 logmill --port 5000 --grpc_port 5001\n  logmill --tcp_only --name MyLogServer\n  \
 logmill health                       ask a running server how it is\n  \
 logmill status                       who is connected, by app and instance\n  \
-logmill send --level warning disk almost full",
+logmill send --level warning disk almost full\n  \
+logmill query --grep timeout         search the stored files\n  \
+logmill tail -f --app billing        follow new records",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -55,6 +57,10 @@ enum Command {
     Token(logmill::apps::cli::TokenArgs),
     /// The control panel's admin account: `logmill admin set-password`.
     Admin(logmill::apps::password::AdminArgs),
+    /// Search the stored files (no server needed): the newest matching records, or --count.
+    Query(logmill::client::query::QueryArgs),
+    /// The last matching records of the stored files; -f to keep following new ones.
+    Tail(logmill::client::query::TailArgs),
 }
 
 /// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
@@ -248,6 +254,8 @@ fn main() -> ExitCode {
         Some(Command::Send(args)) => return send(&args),
         Some(Command::Token(args)) => return token(&args),
         Some(Command::Admin(args)) => return admin(&args),
+        Some(Command::Query(args)) => return logmill::client::query::query(&args),
+        Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {

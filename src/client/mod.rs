@@ -1,5 +1,5 @@
 //! The Rust client library: connect to a logmill server, say hello, send records and batches,
-//! read acks. Nothing here is used by the server.
+//! read acks; and the CLI's readers of the stored files. Nothing here is used by the server.
 //!
 //! ```no_run
 //! use logmill::client::{Client, ClientOptions};
@@ -33,12 +33,15 @@
 //! - [`error`]: [`Error`], why a call failed.
 //! - [`oneshot`]: `logmill health` and `logmill send`, the CLI's one-request commands, built
 //!   on the above.
+//! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
+//!   ([`crate::storage::search`]) over the stored files; no server needed.
 //! - [`status`]: `logmill status`, who is connected (the `status` request), as a table or JSON.
 
 pub mod blocking;
 pub mod error;
 pub mod framing;
 pub mod oneshot;
+pub mod query;
 pub mod status;
 
 pub use blocking::{Client, ask_health};

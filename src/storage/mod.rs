@@ -2,6 +2,7 @@
 //!
 //! - [`line`]: how a record becomes a stored line (formatted by the loops, see there why).
 //! - [`parse`]: a stored line read back into a record (the inverse of `line`, for searches).
+//! - [`search`]: search, counts, context and follow over the stored files (console and CLI).
 //! - [`bucket`]: which app names may become a bucket directory; the buckets found at start-up.
 //! - [`fileset`]: one rotating set of files, its crash repair at start-up.
 //! - [`high_water`]: the highest sequence number given, kept in `_main.seq` so numbers never
@@ -25,6 +26,7 @@ pub mod line;
 pub mod lock;
 pub mod mailbox;
 pub mod parse;
+pub mod search;
 pub mod server_log;
 pub mod writer;
 
