@@ -1,12 +1,14 @@
 //! The control panel's server side on port 4021: who may use it ([`auth`]: the admin
 //! password, sessions, CSRF, the login rate limit, and the guard every console route goes
-//! through) and its JSON API ([`api`]: connections, the server's state, tokens).
+//! through), its JSON API ([`api`]: connections, the server's state, tokens) and log
+//! exploration ([`search`]: search, counts, context, the live tail).
 //!
 //! One [`Console`] serves every loop (it lives in `web::Web`, behind the `Arc` the loops
 //! share); its sessions and limiter are behind their own locks, taken by console requests only.
 
 pub mod api;
 pub mod auth;
+pub mod search;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
