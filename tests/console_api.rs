@@ -500,3 +500,168 @@ fn tokens_made_and_revoked_through_the_api() {
     assert!(log.contains(&format!("console: token {jti} revoked")));
     server.stop();
 }
+
+/// Exploration through the API, against records a native client stored: `/api/search` with
+/// filters and a cursor (every record once, newest first), `/api/counts` by level, `/api/context`
+/// around a record, and `/api/tail` (Server-Sent Events) delivering a record sent after it
+/// opened; all refused without a session.
+#[test]
+fn explore_search_counts_context_and_live_tail() {
+    use std::io::BufRead as _;
+
+    let dir = TempDir::new("console-explore");
+    assert!(
+        set_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"))
+            .status
+            .success()
+    );
+    let (server, addr) = start(&dir.0, &["--format", "json"]);
+    for path in [
+        "/api/search",
+        "/api/counts",
+        "/api/context?bucket=_main&seq=1",
+        "/api/tail",
+    ] {
+        assert_error(&call(addr, "GET", path, &[], ""), 401, "");
+    }
+    let session = login(addr, PASSWORD).unwrap();
+    let mut client = server.client();
+    client.hello("shop", true);
+    let records: Vec<_> = (0..30)
+        .map(|i| {
+            let mut r = message(&format!(
+                "order {i} {}",
+                if i % 3 == 0 { "failed" } else { "ok" }
+            ));
+            r.level = if i % 3 == 0 {
+                logmill::record::Level::Error
+            } else {
+                logmill::record::Level::Info
+            };
+            r
+        })
+        .collect();
+    client.send(&records);
+    client.wait_ack(30);
+    read_lines(&dir.0); // written
+
+    // Errors containing "failed", three per page, newest first, each once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/search?level=error&q=FAILED&limit=3{cursor}");
+        let answer = call(addr, "GET", &path, &[&session.cookie()], "");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let page = json(&answer);
+        for hit in page["records"].as_array().unwrap() {
+            assert_eq!(hit["level"], "error");
+            seen.push(hit["message"].as_str().unwrap().to_owned());
+        }
+        match page["cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..30)
+        .rev()
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("order {i} failed"))
+        .collect();
+    assert_eq!(seen, want);
+
+    let counts = json(&call(
+        addr,
+        "GET",
+        "/api/counts?buckets=10",
+        &[&session.cookie()],
+        "",
+    ));
+    assert_eq!(counts["by_level"]["error"], 10, "{counts}");
+    assert_eq!(counts["by_level"]["info"], 20, "{counts}");
+    let histogram: u64 = counts["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["counts"].as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        histogram, 30,
+        "the records are within the last day: {counts}"
+    );
+
+    let around = json(&call(
+        addr,
+        "GET",
+        "/api/context?bucket=_main&seq=10&n=2",
+        &[&session.cookie()],
+        "",
+    ));
+    let seqs: Vec<u64> = around["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [8, 9, 10, 11, 12]);
+    assert_error(
+        &call(
+            addr,
+            "GET",
+            "/api/search?level=loud",
+            &[&session.cookie()],
+            "",
+        ),
+        400,
+        "level",
+    );
+
+    // The live tail: the stream's head, then a record sent after it opened.
+    let mut tail = open(addr);
+    write!(
+        tail.get_mut(),
+        "GET /api/tail?q=live HTTP/1.1\r\nHost: {addr}\r\n{}\r\n\r\n",
+        session.cookie()
+    )
+    .unwrap();
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        tail.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+    wait_for("the tail to open", DEADLINE, || {
+        server_log(&dir.0)
+            .contains("live tail opened")
+            .then_some(())
+    });
+    client.send(&[message("not this one"), message("a live record")]);
+    client.wait_ack(32);
+    let mut event = String::new();
+    while !event.contains("\n\n") {
+        let mut line = String::new();
+        assert!(
+            tail.read_line(&mut line).unwrap() > 0,
+            "the stream ended: {event}"
+        );
+        if line.starts_with(':') {
+            continue; // keepalive
+        }
+        event.push_str(&line);
+    }
+    assert!(event.starts_with("event: record\ndata: "), "{event}");
+    let data = event
+        .trim_end()
+        .strip_prefix("event: record\ndata: ")
+        .unwrap();
+    let hit: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(hit["message"], "a live record");
+    assert_eq!(hit["bucket"], "_main", "anonymous, labelled shop");
+    assert_eq!(hit["app"], "shop");
+    drop(server);
+}

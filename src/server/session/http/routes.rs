@@ -60,6 +60,14 @@ pub enum Api {
     CreateToken,
     /// `POST /api/tokens/<jti>/revoke` (the jti is taken from the path by the handler).
     RevokeToken,
+    /// `GET /api/search`: stored records, newest first, a slice at a time.
+    Search,
+    /// `GET /api/counts`: counts by level and a histogram, a slice at a time.
+    Counts,
+    /// `GET /api/context`: the records around one.
+    Context,
+    /// `GET /api/tail`: the live tail, Server-Sent Events.
+    Tail,
     /// Any other path under `/api/`: `404` once the guard let it through.
     Unknown,
 }
@@ -155,6 +163,26 @@ const ROUTES: &[Entry] = &[
         path: "/api/tokens",
         method: "POST",
         route: Route::Api(Api::CreateToken),
+    },
+    Entry {
+        path: "/api/search",
+        method: "GET",
+        route: Route::Api(Api::Search),
+    },
+    Entry {
+        path: "/api/counts",
+        method: "GET",
+        route: Route::Api(Api::Counts),
+    },
+    Entry {
+        path: "/api/context",
+        method: "GET",
+        route: Route::Api(Api::Context),
+    },
+    Entry {
+        path: "/api/tail",
+        method: "GET",
+        route: Route::Api(Api::Tail),
     },
     #[cfg(test)]
     Entry {

@@ -191,6 +191,9 @@ pub fn answer(
         Api::Tokens => tokens(console),
         Api::CreateToken => create_token(console, request, cx, peer),
         Api::RevokeToken => revoke_token(console, request, cx, peer),
+        Api::Search | Api::Counts | Api::Context | Api::Tail => {
+            return super::search::answer(api, request, console, sink, cx);
+        }
         Api::Unknown => Err(error(404, format!("no such API path: {}", request.path))),
     };
     match result {

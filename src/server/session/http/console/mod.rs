@@ -1,7 +1,8 @@
 //! The control panel on port 4021: who may use it ([`auth`]: the admin password, sessions,
 //! CSRF, the login rate limit, and the guard every console route goes through), its JSON API
-//! ([`api`]: connections, the server's state, tokens), and the pages a browser loads
-//! ([`assets`], embedded in the binary).
+//! ([`api`]: connections, the server's state, tokens), log exploration ([`search`]: search,
+//! counts, context, the live tail), and the pages a browser loads ([`assets`], embedded in the
+//! binary).
 //!
 //! One [`Console`] serves every loop (it lives in `web::Web`, behind the `Arc` the loops
 //! share); its sessions and limiter are behind their own locks, taken by console requests only.
@@ -9,6 +10,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod search;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
