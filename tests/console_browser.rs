@@ -24,7 +24,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::http_client;
 use common::{Client, Server, TempDir, read_lines_while_written, seq_of, wait_for};
@@ -75,6 +75,49 @@ fn record(level: Level, message: &str) -> Record<'static> {
     }
 }
 
+/// Ordinary traffic over the last two hours for the histogram of the screenshot: one to five
+/// records a minute, stamped by the client (its time is the record's), at every level from
+/// debug to error; no message says "payment".
+fn background() -> Vec<Record<'static>> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let levels = [
+        Level::Info,
+        Level::Debug,
+        Level::Info,
+        Level::Notice,
+        Level::Info,
+        Level::Warning,
+        Level::Info,
+        Level::Error,
+    ];
+    let messages = [
+        "GET /cart 200 in 12 ms",
+        "cache miss for cart 7",
+        "GET /products 200 in 31 ms",
+        "stock sync done",
+        "POST /cart/items 201 in 18 ms",
+    ];
+    let mut records = Vec::new();
+    for minutes_ago in (1..=120u64).rev() {
+        // A wave of traffic, and a pseudo-random wobble on it.
+        let per_minute = 1 + (minutes_ago % 40) / 10 + (minutes_ago * 7919 % 3);
+        for k in 0..per_minute {
+            let i = records.len();
+            records.push(Record {
+                timestamp_ns: now - minutes_ago * 60_000_000_000 + k * 1_000_000_000,
+                level: levels[(i * 7 + i / 5) % levels.len()],
+                body: Body::Message(messages[i % messages.len()].into()),
+                logger: ["http", "cache", "worker"][i % 3].into(),
+                ..Record::default()
+            });
+        }
+    }
+    records
+}
+
 /// The hello of a native client with `token`, naming [`INSTANCE`].
 fn hello(token: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -108,13 +151,16 @@ impl Native {
                 matches!(welcome, Some(ServerFrame::Welcome { .. })),
                 "the token was refused: {welcome:?}"
             );
+            // An hour of ordinary traffic first, for the histogram of the screenshot.
+            let background = background();
+            client.send(&background);
             client.send(&[
                 record(Level::Info, "checkout started for order 43"),
                 record(Level::Warning, "payment slow for order 43"),
                 record(Level::Error, "payment failed for order 43"),
             ]);
-            self.sent = 3;
-            let last_seq = client.wait_ack(3);
+            self.sent = background.len() as u64 + 3;
+            let last_seq = client.wait_ack(self.sent);
             self.client = Some(client);
             return json!({ "last_seq": last_seq });
         }
@@ -152,7 +198,14 @@ fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
 }
 
-const PAGES: [&str; 5] = ["login", "tokens", "connections", "explore", "server"];
+const PAGES: [&str; 6] = [
+    "login",
+    "tokens",
+    "connections",
+    "explore",
+    "explore-record",
+    "server",
+];
 
 /// With `LOGMILL_UPDATE_SCREENSHOTS=1`, the run's screenshots become the README's.
 fn update_docs() {
@@ -307,7 +360,7 @@ fn console_in_a_browser_from_login_to_logout() {
     );
     let on_disk = wait_for("the records on disk", common::DEADLINE, || {
         let lines = read_lines_while_written(&dir.0.join("shop"));
-        (lines.len() >= 5).then_some(lines)
+        (lines.len() as u64 >= native.sent).then_some(lines)
     });
     let failed = on_disk
         .iter()

@@ -103,8 +103,15 @@ try {
   seen.connection_row = await instance.innerText();
   await shot('connections');
 
+  step = 'Explore shows the last hours';
+  await page.goto(`${base}/#/explore?since=2h`);
+  await page.locator('#histogram svg').waitFor({ timeout: WAIT });
+  await page.locator('#results > li').nth(20).waitFor({ timeout: WAIT });
+  seen.overview_levels = await page.locator('#levels li').allInnerTexts();
+  await shot('explore');
+
   step = 'Explore finds the records by level and text';
-  await page.goto(`${base}/#/explore?level=warning&q=PAYMENT`);
+  await page.goto(`${base}/#/explore?level=warning&q=PAYMENT&since=2h`);
   const results = page.locator('#results > li');
   await page.locator('#results > li', { hasText: 'payment failed' }).waitFor({ timeout: WAIT });
   await page.locator('#levels li[data-level="error"]').waitFor({ timeout: WAIT });
@@ -121,7 +128,9 @@ try {
   await page.locator('.context li[aria-current="true"]').waitFor({ timeout: WAIT });
   seen.context = await page.locator('.context li').allInnerTexts();
   seen.context_current = await text('.context li[aria-current="true"]');
-  await shot('explore');
+  // The record at the top of the window, its details and context below it.
+  await page.locator('#results > li', { hasText: 'payment failed' }).evaluate((li) => li.scrollIntoView());
+  await shot('explore-record');
 
   step = 'the live tail shows a new record';
   await page.goto(`${base}/#/explore?q=payment`);

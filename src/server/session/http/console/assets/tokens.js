@@ -131,7 +131,8 @@ function shownOnce(answer) {
       h('label', { for: 'new-token', class: 'sr-only' }, 'The new token'),
       h('input', { id: 'new-token', class: 'mono', readonly: true, value: token }),
       copyButton(token, 'Copy token')),
-    snippets.map(([title, text]) => h('details', {},
+    // The first (the native client) open, the others a click away.
+    snippets.map(([title, text], i) => h('details', { open: i === 0 },
       h('summary', {}, title),
       h('div', { class: 'snippet' }, h('pre', {}, h('code', {}, text)), copyButton(text, 'Copy')))));
 }
