@@ -329,6 +329,18 @@ fn console_in_a_browser_from_login_to_logout() {
         "{connection:?}"
     );
 
+    // Explore's first page is 100 records; scrolling to its end loads the next, newest first
+    // and none twice.
+    assert_eq!(seen["first_page"], 100, "{about}");
+    let seqs: Vec<u64> = seen["scrolled_seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(seqs.len() > 100, "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+
     // Explore: level warning and above, "PAYMENT" in any case: the warning and the error.
     assert_eq!(seen["explore_level_field"], "warning", "{about}");
     assert_eq!(seen["explore_text_field"], "PAYMENT", "{about}");

@@ -110,6 +110,12 @@ try {
   seen.overview_levels = await page.locator('#levels li').allInnerTexts();
   await shot('explore');
 
+  step = 'scrolling to the end of the results loads the next page';
+  seen.first_page = await page.locator('#results > li').count();
+  await page.locator('.sentinel').scrollIntoViewIfNeeded();
+  await page.waitForFunction((n) => document.querySelectorAll('#results > li').length > n, seen.first_page, { timeout: WAIT });
+  seen.scrolled_seqs = await page.locator('#results > li').evaluateAll((lis) => lis.map((li) => Number(li.dataset.seq)));
+
   step = 'Explore finds the records by level and text';
   await page.goto(`${base}/#/explore?level=warning&q=PAYMENT&since=2h`);
   const results = page.locator('#results > li');
