@@ -13,6 +13,7 @@
 //!                      |                   |    session::http: /healthz, /metrics, /v1/status,
 //!                      |                   |    gRPC-Web calls, the WebSocket upgrade,
 //!                      |                   |    the console's /api (session::http::console)
+//!                      |                   |    and its embedded pages (console::assets)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)

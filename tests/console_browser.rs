@@ -492,6 +492,11 @@ fn console_files_are_served_with_a_strict_policy() {
         page.contains("<script type=\"module\" src=\"/assets/login.js\"></script>"),
         "{page}"
     );
+    // The app page shows data: without a session, the login page instead.
+    let page = get("/");
+    assert_eq!(page.status, 303, "{page:?}");
+    assert_eq!(page.header("location"), Some("/login"));
+    assert!(page.body.len() < 100, "{page:?}");
     for path in ["/assets/nope.js", "/assets/../Cargo.toml", "/assets/"] {
         assert_eq!(get(path).status, 404, "{path}");
     }
