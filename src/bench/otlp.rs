@@ -6,17 +6,15 @@
 
 use crate::protocol::otlp::{self, proto};
 
-use super::templates::LOGGER;
-
 /// The service every OTLP bench record's resource names (`service.name`).
 pub const SERVICE: &str = "logmill-bench";
 
 /// One OTLP `ExportLogsServiceRequest` in protobuf, shaped as an SDK exporter sends a batch:
-/// one resource (`service.name` [`SERVICE`], `host.name`), one scope ([`LOGGER`], version
+/// one resource (`service.name` [`SERVICE`], `host.name`), one scope (`logger`, version
 /// `1.0.0`), and a record per message with both timestamps at `nanos`, severity INFO (9, text
 /// `INFO`), the message as a string body and two attributes (`http.route`, a string, and
 /// `bench.connection`, an int: connection `conn`).
-pub fn request(conn: usize, messages: &[String], nanos: u64) -> Vec<u8> {
+pub fn request(conn: usize, messages: &[String], logger: &str, nanos: u64) -> Vec<u8> {
     use proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
     use proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
@@ -56,7 +54,7 @@ pub fn request(conn: usize, messages: &[String], nanos: u64) -> Vec<u8> {
             }),
             scope_logs: vec![ScopeLogs {
                 scope: Some(InstrumentationScope {
-                    name: LOGGER.to_string(),
+                    name: logger.to_string(),
                     version: "1.0.0".to_string(),
                     ..Default::default()
                 }),
@@ -103,7 +101,12 @@ mod tests {
 
     #[test]
     fn requests_carry_the_documented_fields() {
-        let body = request(7, &["hello".to_string()], 1_700_000_000_000_000_000);
+        let body = request(
+            7,
+            &["hello".to_string()],
+            "bench",
+            1_700_000_000_000_000_000,
+        );
         let limits = otlp::Limits::new(1 << 20);
         let request = otlp::decode_protobuf(&body, &limits).unwrap();
         let export = otlp::to_records(&request);

@@ -76,10 +76,10 @@ impl Template {
             }
             // A gRPC message with its 5-byte prefix is also a gRPC-Web binary body.
             Proto::Grpc | Proto::GrpcWeb => grpc_message(&messages, &mut frame),
-            Proto::OtlpHttp => frame = otlp::request(conn, &messages, unix_nanos()),
+            Proto::OtlpHttp => frame = otlp::request(conn, &messages, LOGGER, unix_nanos()),
             Proto::OtlpGrpc => {
                 grpc_wire::encode_message(
-                    &otlp::request(conn, &messages, unix_nanos()),
+                    &otlp::request(conn, &messages, LOGGER, unix_nanos()),
                     &mut frame,
                 );
             }

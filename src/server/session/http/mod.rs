@@ -18,6 +18,7 @@
 //! budget, the idle timeout, the output limit, the lingering close.
 
 pub mod admin;
+pub mod answer;
 pub mod console;
 pub mod metrics;
 pub mod routes;
@@ -28,8 +29,9 @@ use std::time::Instant;
 
 use crate::protocol::grpc_web::Reply;
 use crate::protocol::http1::{self, Parsed, Response, Version};
-use crate::server::session::{Context, Farewell, Handler, Progress, Session, Sink, grpc_web, otlp};
-use web::{Answer, Web};
+use crate::server::session::{Context, Farewell, Handler, Progress, Session, Sink};
+use answer::{Answer, Waiting};
+use web::Web;
 
 /// Answers queued and not yet sent past which a pipelining client is closed: what the
 /// connection would let a slow reader leave unread (`server::connection`'s output limit).
@@ -55,50 +57,6 @@ pub struct Http {
     grpc_web: bool,
     /// The answer to a `Connection: close` call went out: the connection ends.
     done: bool,
-}
-
-/// A request whose records are on their way to disk: its answer comes with the ack.
-#[derive(Debug)]
-pub enum Waiting {
-    /// A gRPC-Web call (`server::session::grpc_web`).
-    GrpcWeb(grpc_web::Pending),
-    /// `POST /v1/logs` (`server::session::otlp`).
-    Otlp(otlp::Pending),
-}
-
-impl Waiting {
-    /// The answer, once every record is written; `None` while some are in flight.
-    fn ack(&self, last_seq: u64, sink: &Sink<'_>) -> Option<Reply> {
-        match self {
-            Waiting::GrpcWeb(pending) => pending.ack(last_seq, sink),
-            Waiting::Otlp(pending) => pending.ack(sink),
-        }
-    }
-
-    /// When the client stops waiting, if it said (gRPC-Web's `grpc-timeout`).
-    fn deadline(&self) -> Option<Instant> {
-        match self {
-            Waiting::GrpcWeb(pending) => pending.deadline(),
-            Waiting::Otlp(_) => None,
-        }
-    }
-
-    /// The answer when the connection ends first: the call's own deadline passed
-    /// (`DEADLINE_EXCEEDED`), or the server ends it (`UNAVAILABLE`, or OTLP's `503`).
-    fn close(self, why: &Farewell) -> Reply {
-        match self {
-            Waiting::GrpcWeb(pending) => {
-                let expired = matches!(why, Farewell::IdleTimeout(_))
-                    && pending.deadline().is_some_and(|at| Instant::now() >= at);
-                if expired {
-                    pending.expire()
-                } else {
-                    pending.farewell(why)
-                }
-            }
-            Waiting::Otlp(pending) => pending.farewell(why),
-        }
-    }
 }
 
 impl Http {

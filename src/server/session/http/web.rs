@@ -46,15 +46,15 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::admin::Guard;
+use super::answer::{Answer, Waiting};
 use super::console::{self, Console, assets};
 use super::routes::{Miss, Route};
 use super::{metrics, routes};
 use crate::apps::connections::{MAX_STATUS_BYTES, status_json};
-use crate::protocol::grpc_web::{Cors, Reply};
+use crate::protocol::grpc_web::Cors;
 use crate::protocol::http1::Request;
 use crate::protocol::websocket;
 use crate::server::session::grpc_web::{self, Call, Started};
-use crate::server::session::http::Waiting;
 use crate::server::session::otlp;
 use crate::server::session::{Context, Session, Sink};
 use crate::storage::bucket::valid_app_name;
@@ -73,63 +73,6 @@ pub struct Web {
     cors: Cors,
     /// The control panel's login and API (`None`: not set up, `/api/*` answers `503`).
     console: Option<Console>,
-}
-
-/// One answer: status, extra headers and body, and for a `101` the connection's next session.
-pub struct Answer {
-    pub status: u16,
-    pub reason: &'static str,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-    pub next: Option<Session>,
-    /// The whole answer as bytes, written instead of the fields above (a WebSocket `101`,
-    /// `protocol::websocket::switching_protocols`, which has no `Content-Length`).
-    pub head: Option<Vec<u8>>,
-    /// A gRPC-Web call or OTLP request whose records are on their way to disk: no answer yet;
-    /// the session holds it until the ack (`server::session::grpc_web`, "The answer waits for
-    /// the writer").
-    pub waiting: Option<Waiting>,
-}
-
-impl From<Reply> for Answer {
-    fn from(reply: Reply) -> Answer {
-        Answer {
-            status: reply.status,
-            reason: reply.reason,
-            headers: reply.headers,
-            body: reply.body,
-            next: None,
-            head: None,
-            waiting: None,
-        }
-    }
-}
-
-impl Answer {
-    /// No answer yet: it comes when the records are written.
-    fn waiting(waiting: Waiting) -> Answer {
-        let mut answer = Answer::from(Reply {
-            status: 200,
-            reason: "OK",
-            headers: Vec::new(),
-            body: Vec::new(),
-        });
-        answer.waiting = Some(waiting);
-        answer
-    }
-
-    /// A plain-text answer: `line` and a newline.
-    fn text(status: u16, reason: &'static str, line: impl std::fmt::Display) -> Answer {
-        Answer {
-            status,
-            reason,
-            headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
-            body: format!("{line}\n").into_bytes(),
-            next: None,
-            head: None,
-            waiting: None,
-        }
-    }
 }
 
 impl Web {

@@ -19,8 +19,8 @@ use crate::apps::registry::{RegistryError, Revoke, format_time};
 use crate::apps::token;
 use crate::protocol::http1::Request;
 use crate::server::session::http::admin::Guard;
+use crate::server::session::http::answer::Answer;
 use crate::server::session::http::routes::{self, Api};
-use crate::server::session::http::web::Answer;
 use crate::server::session::{Context, Sink};
 use crate::storage::bucket::valid_app_name;
 
@@ -29,34 +29,7 @@ pub const MAX_BODY: usize = 4096;
 /// Buckets listed by `/api/server`; more are counted, not listed.
 pub const MAX_BUCKETS: usize = 1000;
 
-/// A JSON answer (`Cache-Control: no-store`: nothing here belongs in a cache).
-pub fn json(status: u16, reason: &'static str, value: &Value) -> Answer {
-    Answer {
-        status,
-        reason,
-        headers: vec![
-            ("Content-Type", "application/json".into()),
-            ("Cache-Control", "no-store".into()),
-        ],
-        body: value.to_string().into_bytes(),
-        next: None,
-        head: None,
-        waiting: None,
-    }
-}
-
-/// `{"error": message}` with the refusal's status (and `Retry-After` for `429`).
-pub fn refusal(refused: &Refusal) -> Answer {
-    let mut answer = json(
-        refused.status,
-        refused.reason,
-        &json!({ "error": refused.message }),
-    );
-    if let Some(seconds) = refused.retry_after {
-        answer.headers.push(("Retry-After", seconds.to_string()));
-    }
-    answer
-}
+pub use super::reply::{json, refusal};
 
 fn error(status: u16, message: impl Into<String>) -> Refusal {
     let reason = match status {

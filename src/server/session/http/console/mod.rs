@@ -10,6 +10,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod reply;
 pub mod search;
 
 use std::path::PathBuf;

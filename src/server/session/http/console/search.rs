@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::Console;
 use crate::protocol::http1::Request;
 use crate::server::session::events::{self, Events, Feed};
+use crate::server::session::http::answer::Answer;
 use crate::server::session::http::routes::Api;
-use crate::server::session::http::web::Answer;
 use crate::server::session::{Context, Session, Sink};
 use crate::storage::search::{self, Filter, Follower, Page, filter::query_pairs};
 
@@ -52,7 +52,7 @@ pub fn answer(
         _ => Err((404, format!("no such API path: {}", request.path))),
     };
     match result {
-        Ok(value) => super::api::json(200, "OK", &value),
+        Ok(value) => super::reply::json(200, "OK", &value),
         Err((status, message)) => {
             cx.log.warn(format_args!(
                 "console: {} {} from {}: {status}: {message}",
@@ -65,7 +65,7 @@ pub fn answer(
             } else {
                 "Internal Server Error"
             };
-            super::api::json(status, reason, &json!({ "error": message }))
+            super::reply::json(status, reason, &json!({ "error": message }))
         }
     }
 }
@@ -175,14 +175,14 @@ fn tail(console: &Console, query: &str, sink: &mut Sink<'_>, cx: &mut Context<'_
     let params = match Params::parse(query) {
         Ok(params) => params,
         Err((status, message)) => {
-            return super::api::json(status, "Bad Request", &json!({ "error": message }));
+            return super::reply::json(status, "Bad Request", &json!({ "error": message }));
         }
     };
     let mut follower = match Follower::new(&console.dir, &params.filter) {
         Ok(follower) => follower,
         Err(e) => {
             let (status, message) = refused(&e);
-            return super::api::json(
+            return super::reply::json(
                 status,
                 "Internal Server Error",
                 &json!({ "error": message }),
@@ -199,7 +199,7 @@ fn tail(console: &Console, query: &str, sink: &mut Sink<'_>, cx: &mut Context<'_
             .map(|hits| hits.iter().map(|h| h.to_json().to_string()).collect())
             .map_err(|e| format!("the tail stopped: {e}"))
     });
-    let mut answer = super::api::json(200, "OK", &Value::Null);
+    let mut answer = super::reply::json(200, "OK", &Value::Null);
     answer.head = Some(events::head(&[]));
     answer.next = Some(Session::Events(Events::new("record", feed)));
     answer
