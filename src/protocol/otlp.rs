@@ -14,6 +14,11 @@
 //! a hundred times its size. [`Limits::max_records`] and [`Limits::max_values`] bound that.
 //! Nesting is bounded by prost's recursion limit (100) and serde_json's (128).
 //!
+//! The server reads protobuf with [`decode_records`] (`otlp/fast.rs`): the same [`scan`], then the
+//! records read straight from the bytes, borrowing their strings, with no prost structs in
+//! between. [`decode_protobuf`] and [`to_records`] stay the reference it is tested against, and
+//! the path for JSON (parsed into the same prost structs).
+//!
 //! # What "cannot be stored" means
 //!
 //! A request that decodes is taken record by record. A record is rejected (counted in
@@ -205,13 +210,27 @@ pub fn decode_protobuf(body: &[u8], limits: &Limits) -> Result<ExportLogsService
 /// The records of a protobuf `ExportLogsServiceRequest`, read straight from `body` (the
 /// server's path): the same [`Export`], or an error of the same kind, as
 /// `to_records(&decode_protobuf(body, limits)?)`, without building prost's structs. See
-/// [`fast`] for how, and why prost stays the reference.
+/// `otlp/fast.rs` for how, and why prost stays the reference.
 ///
 /// # Errors
 /// As [`decode_protobuf`].
 pub fn decode_records<'a>(body: &'a [u8], limits: &Limits) -> Result<Export<'a>, Error> {
-    scan(body, limits)?;
-    fast::export(body)
+    if body.len() > limits.max_body {
+        return Err(Error::TooLarge {
+            max: limits.max_body,
+        });
+    }
+    // `scan` is a second walk over the body, run only where it could decide otherwise. A value
+    // it counts is a length-delimited field, a key and a length at least: 2 bytes or more, so
+    // a body of at most twice `max_values` bytes is within that limit whatever it holds. The
+    // fast path counts records itself. Where it fails, `scan` says which error comes first.
+    if body.len() / 2 > limits.max_values {
+        scan(body, limits)?;
+    }
+    fast::export(body, limits).map_err(|e| match scan(body, limits) {
+        Err(first) => first,
+        Ok(_) => e,
+    })
 }
 
 /// A request in protobuf, as an exporter sends it (tests, fuzzing, a bench client).
@@ -848,7 +867,7 @@ fn record<'a>(log: &'a LogRecord, inherited: &[(Cow<'a, str>, Value<'a>)]) -> Re
 }
 
 /// A `LogRecord`'s fields other than its body and attributes, borrowed: from prost's struct
-/// here, from the wire in [`fast`].
+/// here, from the wire in `otlp/fast.rs`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Scalars<'a> {
     time_unix_nano: u64,

@@ -26,8 +26,10 @@
 //! - the recursion limit: a message may be entered at most [`MAX_DEPTH`] levels down, and an
 //!   unknown field is refused in a message at that depth (prost's `skip_field` checks it).
 //!
-//! The caller runs [`scan`](super::scan) first (the size and count limits); this file only
-//! returns [`Error::Protobuf`].
+//! The limits are [`decode_records`](super::decode_records)'s, which runs [`scan`](super::scan)
+//! only where its verdict could differ from this file's: this file counts the records (and
+//! stops past [`Limits::max_records`]), and returns [`Error::Protobuf`] or
+//! [`Error::TooManyRecords`].
 
 use std::borrow::Cow;
 
@@ -35,7 +37,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value as Json;
 
-use super::{Error, Export, MAX_DEPTH, Scalars, rejection_summary, unstorable};
+use super::{Error, Export, Limits, MAX_DEPTH, Scalars, rejection_summary, unstorable};
 use crate::record::{Body, Record, Value};
 
 type Field<'a> = (Cow<'a, str>, Value<'a>);
@@ -58,7 +60,14 @@ fn invalid(what: &str) -> Error {
 }
 
 /// A varint as prost reads it: at most 10 bytes, the 10th below 2 (no bits past 64).
+#[inline]
 fn varint(rest: &mut &[u8]) -> Result<u64, Error> {
+    if let Some((&byte, after)) = rest.split_first()
+        && byte < 0x80
+    {
+        *rest = after;
+        return Ok(u64::from(byte));
+    }
     let mut value = 0u64;
     for (i, &byte) in rest.iter().enumerate().take(10) {
         value |= u64::from(byte & 0x7f) << (7 * i);
@@ -74,6 +83,7 @@ fn varint(rest: &mut &[u8]) -> Result<u64, Error> {
 }
 
 /// The next field of a message, advancing `rest` past it; `None` at the end.
+#[inline]
 fn next_field<'a>(rest: &mut &'a [u8]) -> Result<Option<(u32, Wire<'a>)>, Error> {
     if rest.is_empty() {
         return Ok(None);
@@ -120,6 +130,7 @@ fn wrong_type() -> Error {
     invalid("a field with the wrong wire type")
 }
 
+#[inline]
 fn len(wire: Wire<'_>) -> Result<&[u8], Error> {
     match wire {
         Wire::Len(bytes) => Ok(bytes),
@@ -127,10 +138,12 @@ fn len(wire: Wire<'_>) -> Result<&[u8], Error> {
     }
 }
 
+#[inline]
 fn string(wire: Wire<'_>) -> Result<&str, Error> {
-    std::str::from_utf8(len(wire)?).map_err(|_| invalid("a string that is not UTF-8"))
+    simdutf8::basic::from_utf8(len(wire)?).map_err(|_| invalid("a string that is not UTF-8"))
 }
 
+#[inline]
 fn varint_value(wire: Wire<'_>) -> Result<u64, Error> {
     match wire {
         Wire::Varint(v) => Ok(v),
@@ -138,6 +151,7 @@ fn varint_value(wire: Wire<'_>) -> Result<u64, Error> {
     }
 }
 
+#[inline]
 fn fixed64(wire: Wire<'_>) -> Result<u64, Error> {
     match wire {
         Wire::Fixed64(v) => Ok(v),
@@ -145,6 +159,7 @@ fn fixed64(wire: Wire<'_>) -> Result<u64, Error> {
     }
 }
 
+#[inline]
 fn fixed32(wire: Wire<'_>) -> Result<u32, Error> {
     match wire {
         Wire::Fixed32(v) => Ok(v),
@@ -153,6 +168,7 @@ fn fixed32(wire: Wire<'_>) -> Result<u32, Error> {
 }
 
 /// A message field's bytes, entered from a message at `depth`: the depth its fields are at.
+#[inline]
 fn message(wire: Wire<'_>, depth: usize) -> Result<(&[u8], usize), Error> {
     let bytes = len(wire)?;
     if depth >= MAX_DEPTH {
@@ -162,6 +178,7 @@ fn message(wire: Wire<'_>, depth: usize) -> Result<(&[u8], usize), Error> {
 }
 
 /// An unknown field in a message at `depth`: skipped, unless at the recursion limit.
+#[inline]
 fn unknown(depth: usize) -> Result<(), Error> {
     if depth >= MAX_DEPTH {
         return Err(invalid("recursion limit reached"));
@@ -225,6 +242,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    #[inline]
     fn next(&mut self) -> Result<Option<(u32, Wire<'a>)>, Error> {
         loop {
             if !self.current.is_empty() {
@@ -459,29 +477,43 @@ fn body(any: Any<'_>) -> Result<Body<'_>, Error> {
 // The request
 // ---------------------------------------------------------------------------------------------
 
-/// The records of a protobuf `ExportLogsServiceRequest` that [`scan`](super::scan) accepted:
-/// the same [`Export`] as `to_records(&decode_protobuf(body)?)`.
+/// The records of a protobuf `ExportLogsServiceRequest`: the same [`Export`] as
+/// `to_records(&decode_protobuf(body)?)`.
 ///
 /// # Errors
-/// [`Error::Protobuf`] where prost refuses the bytes.
-pub(super) fn export(body: &[u8]) -> Result<Export<'_>, Error> {
-    let mut export = Export::default();
-    let mut first_rejection = None;
+/// [`Error::Protobuf`] where prost refuses the bytes; [`Error::TooManyRecords`] past
+/// `limits.max_records` (the other limits are the caller's).
+pub(super) fn export<'a>(body: &'a [u8], limits: &Limits) -> Result<Export<'a>, Error> {
+    let mut request = Request {
+        export: Export::default(),
+        first_rejection: None,
+        records: 0,
+        max_records: limits.max_records,
+    };
     let mut rest = body;
     let mut r = 0usize;
     while let Some((field, wire)) = next_field(&mut rest)? {
         if field == 1 {
             let (bytes, depth) = message(wire, 0)?;
-            resource_logs(bytes, depth, r, &mut export, &mut first_rejection)?;
+            resource_logs(bytes, depth, r, &mut request)?;
             r += 1;
         } else {
             unknown(0)?;
         }
     }
-    if let Some(first) = first_rejection {
+    let mut export = request.export;
+    if let Some(first) = request.first_rejection {
         export.error_message = rejection_summary(&export, &first);
     }
     Ok(export)
+}
+
+/// A request being read: its records so far, and how many `LogRecord`s it holds so far.
+struct Request<'a> {
+    export: Export<'a>,
+    first_rejection: Option<String>,
+    records: usize,
+    max_records: usize,
 }
 
 /// What a resource or a scope gives each of its records.
@@ -498,8 +530,7 @@ fn resource_logs<'a>(
     bytes: &'a [u8],
     depth: usize,
     r: usize,
-    export: &mut Export<'a>,
-    first_rejection: &mut Option<String>,
+    request: &mut Request<'a>,
 ) -> Result<(), Error> {
     // The resource may come after the scopes on the wire: find it first.
     let mut resource = Merged::Absent;
@@ -544,7 +575,7 @@ fn resource_logs<'a>(
     while let Some((field, wire)) = next_field(&mut rest)? {
         if field == 2 {
             let (bytes, depth) = message(wire, depth)?;
-            scope_logs(bytes, depth, (r, s), &inherited, export, first_rejection)?;
+            scope_logs(bytes, depth, (r, s), &inherited, request)?;
             s += 1;
         }
     }
@@ -570,16 +601,23 @@ fn scope_logs<'a>(
     depth: usize,
     (r, s): (usize, usize),
     resource: &Inherited<'a>,
-    export: &mut Export<'a>,
-    first_rejection: &mut Option<String>,
+    request: &mut Request<'a>,
 ) -> Result<(), Error> {
     let mut scope = Merged::Absent;
+    let mut records = 0usize;
     let mut rest = bytes;
     while let Some((field, wire)) = next_field(&mut rest)? {
         match field {
             1 => scope.add(message(wire, depth)?.0, bytes, 1),
             2 => {
                 message(wire, depth)?;
+                records += 1;
+                request.records += 1;
+                if request.records > request.max_records {
+                    return Err(Error::TooManyRecords {
+                        max: request.max_records,
+                    });
+                }
             }
             3 => {
                 string(wire)?;
@@ -615,6 +653,7 @@ fn scope_logs<'a>(
             Value::Str(Cow::Borrowed(version)),
         ));
     }
+    request.export.records.reserve(records);
     let mut rest = bytes;
     let mut l = 0usize;
     while let Some((field, wire)) = next_field(&mut rest)? {
@@ -623,10 +662,10 @@ fn scope_logs<'a>(
         }
         let (bytes, depth) = message(wire, depth)?;
         match log_record(bytes, depth, &inherited)? {
-            Ok(record) => export.records.push(record),
+            Ok(record) => request.export.records.push(record),
             Err(reason) => {
-                export.rejected += 1;
-                first_rejection.get_or_insert_with(|| {
+                request.export.rejected += 1;
+                request.first_rejection.get_or_insert_with(|| {
                     format!("resource_logs[{r}].scope_logs[{s}].log_records[{l}]: {reason}")
                 });
             }
