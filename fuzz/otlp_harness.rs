@@ -1,5 +1,6 @@
 //! The `otlp` fuzz harness: `protocol::otlp`'s request decoders (protobuf and JSON, gzip or not),
-//! the mapping to records and the response encoders, on arbitrary bytes.
+//! the mapping to records and the response encoders, on arbitrary bytes; for protobuf, the fast
+//! path (`decode_records`) against the reference (`decode_protobuf` then `to_records`).
 //!
 //! Its own file, as `grpc_harness.rs` is: `fuzz_targets/otlp.rs` includes it with `#[path]`, and
 //! `tests/otlp_fuzz_corpus.rs` includes it the same way to replay `corpus/otlp/` under
@@ -72,9 +73,22 @@ pub fn otlp(data: &[u8]) -> OtlpOutcome {
     } else {
         otlp::decode_protobuf(body, &limits)
     };
+    // The server's path for protobuf reads records straight from the bytes: it must give what
+    // prost then `to_records` give, or fail the same way.
+    let fast = (!json).then(|| otlp::decode_records(body, &limits));
     let request = match decoded {
         Ok(request) => request,
-        Err(e) => return refused(e),
+        Err(e) => {
+            if let Some(fast) = fast {
+                let fast = fast.expect_err("the fast path decoded what prost refuses");
+                assert_eq!(
+                    std::mem::discriminant(&fast),
+                    std::mem::discriminant(&e),
+                    "the paths fail differently: {fast} / {e}"
+                );
+            }
+            return refused(e);
+        }
     };
     assert!(body.len() <= max_body, "a body over the limit decoded");
 
@@ -87,6 +101,10 @@ pub fn otlp(data: &[u8]) -> OtlpOutcome {
         .sum();
     assert!(total <= max_records, "more records than the limit");
     let export = otlp::to_records(&request);
+    if let Some(fast) = fast {
+        let fast = fast.expect("the fast path refused what prost decodes");
+        assert_eq!(fast, export, "the paths give different records");
+    }
     assert_eq!(
         export.records.len() as u64 + export.rejected,
         total as u64,

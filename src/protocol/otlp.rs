@@ -14,6 +14,11 @@
 //! a hundred times its size. [`Limits::max_records`] and [`Limits::max_values`] bound that.
 //! Nesting is bounded by prost's recursion limit (100) and serde_json's (128).
 //!
+//! The server reads protobuf with [`decode_records`] (`otlp/fast.rs`): the same [`scan`], then the
+//! records read straight from the bytes, borrowing their strings, with no prost structs in
+//! between. [`decode_protobuf`] and [`to_records`] stay the reference it is tested against, and
+//! the path for JSON (parsed into the same prost structs).
+//!
 //! # What "cannot be stored" means
 //!
 //! A request that decodes is taken record by record. A record is rejected (counted in
@@ -77,6 +82,8 @@ pub mod proto {
         }
     }
 }
+
+mod fast;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -198,6 +205,32 @@ const MAX_DEPTH: usize = 100;
 pub fn decode_protobuf(body: &[u8], limits: &Limits) -> Result<ExportLogsServiceRequest, Error> {
     scan(body, limits)?;
     ExportLogsServiceRequest::decode(body).map_err(|e| Error::Protobuf(e.to_string()))
+}
+
+/// The records of a protobuf `ExportLogsServiceRequest`, read straight from `body` (the
+/// server's path): the same [`Export`], or an error of the same kind, as
+/// `to_records(&decode_protobuf(body, limits)?)`, without building prost's structs. See
+/// `otlp/fast.rs` for how, and why prost stays the reference.
+///
+/// # Errors
+/// As [`decode_protobuf`].
+pub fn decode_records<'a>(body: &'a [u8], limits: &Limits) -> Result<Export<'a>, Error> {
+    if body.len() > limits.max_body {
+        return Err(Error::TooLarge {
+            max: limits.max_body,
+        });
+    }
+    // `scan` is a second walk over the body, run only where it could decide otherwise. A value
+    // it counts is a length-delimited field, a key and a length at least: 2 bytes or more, so
+    // a body of at most twice `max_values` bytes is within that limit whatever it holds. The
+    // fast path counts records itself. Where it fails, `scan` says which error comes first.
+    if body.len() / 2 > limits.max_values {
+        scan(body, limits)?;
+    }
+    fast::export(body, limits).map_err(|e| match scan(body, limits) {
+        Err(first) => first,
+        Ok(_) => e,
+    })
 }
 
 /// A request in protobuf, as an exporter sends it (tests, fuzzing, a bench client).
@@ -768,7 +801,7 @@ pub fn to_records(request: &ExportLogsServiceRequest) -> Export<'_> {
                 }
             }
             for (l, log) in scope_logs.log_records.iter().enumerate() {
-                if let Some(reason) = unstorable(log) {
+                if let Some(reason) = unstorable(&log.trace_id, &log.span_id) {
                     export.rejected += 1;
                     first_rejection.get_or_insert_with(|| {
                         format!("resource_logs[{r}].scope_logs[{s}].log_records[{l}]: {reason}")
@@ -784,74 +817,117 @@ pub fn to_records(request: &ExportLogsServiceRequest) -> Export<'_> {
         }
     }
     if let Some(first) = first_rejection {
-        let total = export.rejected.saturating_add(export.records.len() as u64);
-        export.error_message = format!(
-            "{} of {total} log records rejected; the first: {first}",
-            export.rejected
-        );
+        export.error_message = rejection_summary(&export, &first);
     }
     export
 }
 
+/// `partial_success.error_message`: how many records were refused, and why the first was.
+fn rejection_summary(export: &Export<'_>, first: &str) -> String {
+    let total = export.rejected.saturating_add(export.records.len() as u64);
+    format!(
+        "{} of {total} log records rejected; the first: {first}",
+        export.rejected
+    )
+}
+
 /// Why a decoded record cannot be stored (see the module docs), or `None`.
-fn unstorable(log: &LogRecord) -> Option<String> {
-    if !matches!(log.trace_id.len(), 0 | 16) {
-        return Some(format!("trace_id is {} bytes, not 16", log.trace_id.len()));
+fn unstorable(trace_id: &[u8], span_id: &[u8]) -> Option<String> {
+    if !matches!(trace_id.len(), 0 | 16) {
+        return Some(format!("trace_id is {} bytes, not 16", trace_id.len()));
     }
-    if !matches!(log.span_id.len(), 0 | 8) {
-        return Some(format!("span_id is {} bytes, not 8", log.span_id.len()));
+    if !matches!(span_id.len(), 0 | 8) {
+        return Some(format!("span_id is {} bytes, not 8", span_id.len()));
     }
     None
 }
 
 fn record<'a>(log: &'a LogRecord, inherited: &[(Cow<'a, str>, Value<'a>)]) -> Record<'a> {
-    let level = level(log.severity_number, &log.severity_text);
     let mut fields = Vec::with_capacity(inherited.len() + log.attributes.len() + 5);
     fields.extend_from_slice(inherited);
     fields.extend(log.attributes.iter().map(field));
-    if !log.severity_text.is_empty() && !names_level(&log.severity_text, level) {
-        fields.push((
-            Cow::Borrowed("severity_text"),
-            Value::Str(Cow::Borrowed(&log.severity_text)),
-        ));
-    }
-    let traced = is_set(&log.trace_id);
-    if traced {
-        fields.push((
-            Cow::Borrowed("trace_id"),
-            Value::Str(hex(&log.trace_id).into()),
-        ));
-    }
-    if is_set(&log.span_id) {
-        fields.push((
-            Cow::Borrowed("span_id"),
-            Value::Str(hex(&log.span_id).into()),
-        ));
-    }
-    let trace_flags = log.flags & 0xff;
-    if traced && trace_flags != 0 {
-        fields.push((
-            Cow::Borrowed("trace_flags"),
-            Value::Int(i64::from(trace_flags)),
-        ));
-    }
-    if !log.event_name.is_empty() {
-        fields.push((
-            Cow::Borrowed("event_name"),
-            Value::Str(Cow::Borrowed(&log.event_name)),
-        ));
-    }
-    keep_last(&mut fields);
+    let scalars = Scalars {
+        time_unix_nano: log.time_unix_nano,
+        observed_time_unix_nano: log.observed_time_unix_nano,
+        severity_number: log.severity_number,
+        severity_text: &log.severity_text,
+        flags: log.flags,
+        trace_id: &log.trace_id,
+        span_id: &log.span_id,
+        event_name: &log.event_name,
+    };
+    let level = scalars.finish(&mut fields);
     Record {
-        timestamp_ns: if log.time_unix_nano != 0 {
-            log.time_unix_nano
-        } else {
-            log.observed_time_unix_nano
-        },
+        timestamp_ns: scalars.timestamp_ns(),
         level,
         body: body(log.body.as_ref()),
         fields,
         ..Record::default()
+    }
+}
+
+/// A `LogRecord`'s fields other than its body and attributes, borrowed: from prost's struct
+/// here, from the wire in `otlp/fast.rs`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scalars<'a> {
+    time_unix_nano: u64,
+    observed_time_unix_nano: u64,
+    severity_number: i32,
+    severity_text: &'a str,
+    flags: u32,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    event_name: &'a str,
+}
+
+impl<'a> Scalars<'a> {
+    /// Appends the fields these map to after the attributes already in `fields`, keeps the
+    /// last of each key, and returns the record's level.
+    fn finish(&self, fields: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> Level {
+        let level = level(self.severity_number, self.severity_text);
+        if !self.severity_text.is_empty() && !names_level(self.severity_text, level) {
+            fields.push((
+                Cow::Borrowed("severity_text"),
+                Value::Str(Cow::Borrowed(self.severity_text)),
+            ));
+        }
+        let traced = is_set(self.trace_id);
+        if traced {
+            fields.push((
+                Cow::Borrowed("trace_id"),
+                Value::Str(hex(self.trace_id).into()),
+            ));
+        }
+        if is_set(self.span_id) {
+            fields.push((
+                Cow::Borrowed("span_id"),
+                Value::Str(hex(self.span_id).into()),
+            ));
+        }
+        let trace_flags = self.flags & 0xff;
+        if traced && trace_flags != 0 {
+            fields.push((
+                Cow::Borrowed("trace_flags"),
+                Value::Int(i64::from(trace_flags)),
+            ));
+        }
+        if !self.event_name.is_empty() {
+            fields.push((
+                Cow::Borrowed("event_name"),
+                Value::Str(Cow::Borrowed(self.event_name)),
+            ));
+        }
+        keep_last(fields);
+        level
+    }
+
+    /// `time_unix_nano`, else `observed_time_unix_nano`, else 0.
+    fn timestamp_ns(&self) -> u64 {
+        if self.time_unix_nano != 0 {
+            self.time_unix_nano
+        } else {
+            self.observed_time_unix_nano
+        }
     }
 }
 

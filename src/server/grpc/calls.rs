@@ -1040,7 +1040,7 @@ fn push_otlp(
     origin: &Origin,
     cx: &mut GrpcContext<'_>,
 ) -> Result<(u64, u64, String), Status> {
-    let request = otlp::decode_protobuf(payload, &otlp::Limits::new(max)).map_err(|e| {
+    let export = otlp::decode_records(payload, &otlp::Limits::new(max)).map_err(|e| {
         let code = match e {
             otlp::Error::TooLarge { .. }
             | otlp::Error::TooManyRecords { .. }
@@ -1049,7 +1049,6 @@ fn push_otlp(
         };
         Status::new(code, format!("request message: {e}"))
     })?;
-    let export = otlp::to_records(&request);
     if export.rejected > 0 {
         cx.log
             .warn(format_args!("OTLP/gRPC export: {}", export.error_message));

@@ -159,16 +159,24 @@ pub fn start(
     } else {
         &request.body
     };
+    // Protobuf is read straight into records borrowing from the body; JSON is parsed into the
+    // request first (`protocol::otlp::fast`: the protobuf path is the one exporters use).
+    let json_request;
     let decoded = if json {
-        otlp::decode_json(body, &limits)
+        match otlp::decode_json(body, &limits) {
+            Ok(request) => {
+                json_request = request;
+                Ok(otlp::to_records(&json_request))
+            }
+            Err(e) => Err(e),
+        }
     } else {
-        otlp::decode_protobuf(body, &limits)
+        otlp::decode_records(body, &limits)
     };
-    let export_request = match decoded {
-        Ok(r) => r,
+    let export = match decoded {
+        Ok(export) => export,
         Err(e) => return answer(refuse_body(peer, &e, json, cx)),
     };
-    let export = otlp::to_records(&export_request);
     if export.rejected > 0 {
         cx.log.warn(format_args!(
             "OTLP/HTTP request from {peer}: {}",
