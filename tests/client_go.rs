@@ -345,7 +345,9 @@ fn go_client_records_arrive() {
     );
     assert_eq!(lines[11]["message"], "unicode: héllo ✓ 日本語");
     assert_eq!(lines[11]["level"], "info");
-    assert_eq!(lines.len(), 12);
+    assert_eq!(lines[12]["message"], "through the log package");
+    assert_eq!(lines[12]["level"], "notice");
+    assert_eq!(lines.len(), 13);
 }
 
 #[test]

@@ -182,9 +182,13 @@ func (c *Client) Send(r Record) error {
 			return err
 		}
 	}
+	// Only the sender waits for records, and only on an empty queue: one wake-up per batch,
+	// not one per record.
+	if len(c.queue) == 0 {
+		c.cond.Broadcast()
+	}
 	c.queue = append(c.queue, frame)
 	c.stats.Queued++
-	c.cond.Broadcast()
 	return nil
 }
 
@@ -432,17 +436,22 @@ func (c *Client) serve(conn net.Conn, welcome *Welcome) error {
 			c.mu.Unlock()
 			break
 		}
-		// The batch: as many queued frames as fit MaxWriteBytes (at least one).
-		out = out[:0]
-		n := 0
-		for n < len(c.queue) && (n == 0 || len(out)+len(c.queue[n]) <= c.opts.MaxWriteBytes) {
-			out = append(out, c.queue[n]...)
+		// The batch: as many queued frames as fit MaxWriteBytes (at least one). Only the slice
+		// headers move under the lock; the bytes are copied after it (frames never change).
+		n, size := 0, 0
+		for n < len(c.queue) && (n == 0 || size+len(c.queue[n]) <= c.opts.MaxWriteBytes) {
+			size += len(c.queue[n])
 			n++
 		}
-		c.inflight = append(c.inflight, c.queue[:n]...)
+		batch := c.queue[:n:n]
+		c.inflight = append(c.inflight, batch...)
 		c.queue = c.queue[n:]
 		c.stats.Sent += uint64(n)
 		c.mu.Unlock()
+		out = out[:0]
+		for _, f := range batch {
+			out = append(out, f...)
+		}
 		if err := conn.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout)); err != nil {
 			writeErr = err
 			break

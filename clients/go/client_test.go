@@ -9,6 +9,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +106,7 @@ func TestDelivery(t *testing.T) {
 	must(c.Send(Record{Level: Error, Message: "card declined", Logger: "shop.pay",
 		Fields: []Field{{"request_id", "r-42"}, {"user", "ada lovelace"}}}))
 	must(c.Send(Record{Message: "unicode: héllo ✓ 日本語"}))
+	log.New(c.Writer(Notice), "", 0).Print("through the log package")
 	must(c.Close(deadline))
 	report(t, c.Stats())
 }

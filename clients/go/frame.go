@@ -86,17 +86,28 @@ const (
 	tagHello  = 2
 )
 
+// head is the room kept before the segment for the frame's length prefix and segment table,
+// so that a frame is built in the one buffer it is sent from.
+const head = 12
+
 // segment builds one Cap'n Proto segment by bumping: every allocation goes at the end, in the
-// order the Rust encoder makes them, so both write the same bytes.
+// order the Rust encoder makes them, so both write the same bytes. Word w is at b[head+8w:].
 type segment struct{ b []byte }
 
+func newSegment(capacity int) segment {
+	return segment{b: make([]byte, head, head+capacity)}
+}
+
+// wordAt is the byte offset of word w.
+func wordAt(w int) int { return head + w*8 }
+
 func (s *segment) alloc(words int) int {
-	at := len(s.b) / 8
+	at := (len(s.b) - head) / 8
 	s.b = append(s.b, make([]byte, words*8)...) // compiled to a zeroed extension, no temporary
 	return at
 }
 
-func (s *segment) put64(word int, v uint64) { binary.LittleEndian.PutUint64(s.b[word*8:], v) }
+func (s *segment) put64(word int, v uint64) { binary.LittleEndian.PutUint64(s.b[wordAt(word):], v) }
 
 // structPtr writes at word `at` a pointer to the struct at word `target`.
 func (s *segment) structPtr(at, target, data, ptrs int) {
@@ -114,34 +125,33 @@ func (s *segment) listPtr(at, target int, elem uint64, count int) {
 func (s *segment) text(at int, t string) {
 	words := (len(t) + 1 + 7) / 8
 	target := s.alloc(words)
-	copy(s.b[target*8:], t)
+	copy(s.b[wordAt(target):], t)
 	s.listPtr(at, target, 2, len(t)+1)
 }
 
-// frame wraps the segment in a one-segment message and a 4-byte big-endian length prefix.
+// frame fills in the head: a 4-byte big-endian length prefix, then the segment table of a
+// one-segment message (count - 1, then the segment's size in words).
 func (s *segment) frame() []byte {
-	out := make([]byte, 4+8+len(s.b))
-	binary.BigEndian.PutUint32(out, uint32(8+len(s.b)))
-	binary.LittleEndian.PutUint32(out[4:], 0) // segment count - 1
-	binary.LittleEndian.PutUint32(out[8:], uint32(len(s.b)/8))
-	copy(out[12:], s.b)
-	return out
+	binary.BigEndian.PutUint32(s.b, uint32(len(s.b)-4))
+	binary.LittleEndian.PutUint32(s.b[4:], 0)
+	binary.LittleEndian.PutUint32(s.b[8:], uint32((len(s.b)-head)/8))
+	return s.b
 }
 
 // EncodeHello returns the hello frame, length prefix included.
 func EncodeHello(app, instance, token string, wantAcks bool) []byte {
-	var s segment
+	s := newSegment(8 * (1 + frameData + framePtrs + helloData + helloPtrs + 3))
 	root := s.alloc(1)
 	cf := s.alloc(frameData + framePtrs)
 	s.structPtr(root, cf, frameData, framePtrs)
-	binary.LittleEndian.PutUint16(s.b[cf*8:], tagHello)
+	binary.LittleEndian.PutUint16(s.b[wordAt(cf):], tagHello)
 	h := s.alloc(helloData + helloPtrs)
 	s.structPtr(cf+frameData, h, helloData, helloPtrs)
 	s.text(h+1, app)
 	s.text(h+2, instance)
 	s.text(h+3, token)
 	if wantAcks {
-		s.b[h*8] |= 1
+		s.b[wordAt(h)] |= 1
 	}
 	return s.frame()
 }
@@ -149,8 +159,8 @@ func EncodeHello(app, instance, token string, wantAcks bool) []byte {
 // EncodeRecord returns one `record` frame, length prefix included. One frame per record is
 // what lets the spool hold wire bytes and replay them without decoding.
 func EncodeRecord(r *Record) []byte {
-	var s segment
-	s.b = make([]byte, 0, 8*(3+recordData+recordPtrs)+len(r.Message)+len(r.JSON)+64)
+	// Sized for the common record (a body, a few short texts) so that it is one allocation.
+	s := newSegment(8*(3+recordData+recordPtrs) + len(r.Message) + len(r.JSON) + 64)
 	root := s.alloc(1)
 	cf := s.alloc(frameData + framePtrs)
 	s.structPtr(root, cf, frameData, framePtrs)
@@ -162,7 +172,7 @@ func EncodeRecord(r *Record) []byte {
 }
 
 func fillRecord(s *segment, rec int, r *Record) {
-	d := s.b[rec*8 : (rec+recordData)*8]
+	d := s.b[wordAt(rec):wordAt(rec+recordData)]
 	ts := r.TimestampNs
 	if !r.Time.IsZero() {
 		ts = uint64(r.Time.UnixNano())
@@ -191,9 +201,9 @@ func fillRecord(s *segment, rec int, r *Record) {
 	opt(8, r.ThreadName)
 	opt(9, r.StackTrace)
 	// s.b may have grown: write the numbers through fresh slices.
-	binary.LittleEndian.PutUint32(s.b[rec*8+12:], r.Line)
-	binary.LittleEndian.PutUint32(s.b[rec*8+16:], r.ProcessID)
-	binary.LittleEndian.PutUint64(s.b[rec*8+24:], r.ThreadID)
+	binary.LittleEndian.PutUint32(s.b[wordAt(rec)+12:], r.Line)
+	binary.LittleEndian.PutUint32(s.b[wordAt(rec)+16:], r.ProcessID)
+	binary.LittleEndian.PutUint64(s.b[wordAt(rec)+24:], r.ThreadID)
 	if len(r.Fields) > 0 {
 		n := len(r.Fields)
 		tag := s.alloc(1 + n*(fieldData+fieldPtrs))

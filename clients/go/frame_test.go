@@ -144,3 +144,12 @@ func TestHostileServerBytesAreErrorsNotPanics(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEncodeRecord is the caller's encoding cost per record of 200 bytes.
+func BenchmarkEncodeRecord(b *testing.B) {
+	r := Record{Level: Info, Message: string(make([]byte, 200)), Logger: "bench"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		EncodeRecord(&r)
+	}
+}
