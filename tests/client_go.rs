@@ -31,20 +31,27 @@ fn clients_go() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/go")
 }
 
-/// `go test` for one test of the package, with its caches under target/tmp (no network: the
-/// package uses the standard library only).
-fn go_test(go: &Path, test: &str, env: &[(&str, String)]) -> GoTest {
+/// `go` in `clients/go`, with its caches under target/tmp and no network (the package uses the
+/// standard library only, and Debian's toolchain is the one used).
+fn go_command(go: &Path) -> Command {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
-    let child = Command::new(go)
+    let mut command = Command::new(go);
+    command
         .current_dir(clients_go())
-        .args(["test", "-count=1", "-v", "-timeout"])
-        .arg(format!("{}s", GO_DEADLINE.as_secs()))
-        .args(["-run", &format!("^{test}$"), "."])
         .env("GOCACHE", cache.join("cache"))
         .env("GOPATH", cache.join("path"))
         .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
+        .env("GOTOOLCHAIN", "local");
+    command
+}
+
+/// `go test` for one test of the package.
+fn go_test(go: &Path, test: &str, env: &[(&str, String)]) -> GoTest {
+    let child = go_command(go)
+        .args(["test", "-count=1", "-v", "-timeout"])
+        .arg(format!("{}s", GO_DEADLINE.as_secs()))
+        .args(["-run", &format!("^{test}$"), "."])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -135,6 +142,33 @@ fn free_port() -> u16 {
 
 fn level_number(level: Level) -> u16 {
     level as u16 + 1
+}
+
+/// `go vet`, and the tests that need no server: the spool (order, bound, torn tail), `Close`
+/// with the server unreachable (unacked records spooled ahead, in order), and the queue policy
+/// without a spool.
+#[test]
+fn go_vet_and_unit_tests() {
+    let Some(go) = go("go_vet_and_unit_tests") else {
+        return;
+    };
+    let vet = go_command(&go)
+        .args(["vet", "./..."])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run go vet");
+    assert!(
+        vet.status.success(),
+        "go vet: {}",
+        String::from_utf8_lossy(&vet.stderr)
+    );
+    for test in [
+        "TestSpoolKeepsOrderDropsOldestAndCutsATornTail",
+        "TestCloseSpoolsWhatIsNotAckedAheadOfTheSpool",
+        "TestWithoutASpoolAFullQueueDropsAndCounts",
+    ] {
+        go_test(&go, test, &[]).passed();
+    }
 }
 
 #[test]
