@@ -43,16 +43,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // step asks the Rust side to act and waits until it has.
-func step(t *testing.T, name, info string) {
+func step(t *testing.T, name string) {
 	t.Helper()
-	dir := env(t, "LOGMILL_SYNC")
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(info), 0o644); err != nil {
+	if err := stepErr(env(t, "LOGMILL_SYNC"), name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, name+".done", func() bool {
-		_, err := os.Stat(filepath.Join(dir, name+".done"))
-		return err == nil
-	})
+}
+
+// stepErr is step for another goroutine than the test's (which may not call t.Fatal).
+func stepErr(dir, name string) error {
+	if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+		return err
+	}
+	end := time.Now().Add(deadline)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, name+".done")); err == nil {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("timed out waiting for %s.done", name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // report leaves numbers for the Rust side to check.
@@ -132,16 +144,17 @@ func TestRestart(t *testing.T) {
 	}
 	send(2000)
 	waitFor(t, "a first ack", func() bool { return c.Stats().Acked > 0 })
-	restarted := make(chan struct{})
-	go func() {
-		defer close(restarted)
-		step(t, "kill", "")
-	}()
+	syncDir := env(t, "LOGMILL_SYNC")
+	restarted := make(chan error, 1)
+	go func() { restarted <- stepErr(syncDir, "kill") }()
 	// Records in bursts (20 a millisecond) for as long as the restart takes: some are in flight
 	// when the server dies, some are queued while it is down.
 	for waiting := true; waiting; {
 		select {
-		case <-restarted:
+		case err := <-restarted:
+			if err != nil {
+				t.Fatal(err)
+			}
 			waiting = false
 		case <-time.After(time.Millisecond):
 			send(20)
@@ -201,7 +214,7 @@ func spoolRun(t *testing.T, n int, maxBytes int64) (Stats, *logs) {
 	if size == 0 || size > maxBytes {
 		t.Fatalf("spool holds %d bytes, bound %d", size, maxBytes)
 	}
-	step(t, "start", "")
+	step(t, "start")
 	if err := c.Close(deadline); err != nil {
 		t.Fatal(err)
 	}
