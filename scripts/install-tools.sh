@@ -3,7 +3,8 @@
 # what is missing, and runs apt-get only then):
 #   capnp     (capnproto)  the schema drift test regenerates src/logmill_capnp.rs and compares;
 #   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
-#   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain).
+#   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain);
+#   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough).
 # The gRPC clients (Python grpcio, Node grpc-js) need no root: the tests install them themselves
 # under target/tmp/tools/ (tests/common/tools.rs). `.ci/run` calls this script, and so does
 # `cargo test` when it runs as root and finds a tool missing (unless LOGMILL_NO_INSTALL=1).
@@ -13,6 +14,7 @@ need=()
 command -v capnp >/dev/null || need+=(capnproto)
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v logger >/dev/null || need+=(bsdutils)
+command -v go >/dev/null || need+=(golang-go)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -7,6 +7,7 @@
 //! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -106,6 +107,15 @@ pub fn rsyslogd() -> Result<PathBuf, Missing> {
         "rsyslogd",
         "apt-get install rsyslog, or run scripts/install-tools.sh as root; rsyslogd is in \
          /usr/sbin, which must be on PATH",
+    )
+}
+
+/// The Go toolchain (Debian package `golang-go`), for the Go client's tests (`clients/go`).
+pub fn go() -> Result<PathBuf, Missing> {
+    apt_tool(
+        "go",
+        "go",
+        "apt-get install golang-go, or run scripts/install-tools.sh as root",
     )
 }
 
@@ -345,6 +355,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             "lifecycle::full_disk_degrades_pushes_back_and_recovers",
             root(),
         ),
+        ("the client_go tests", go().map(drop)),
     ]
 }
 

@@ -1,0 +1,3 @@
+module logmill.dev/client
+
+go 1.19
