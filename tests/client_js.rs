@@ -188,6 +188,17 @@ fn js_frames_match_the_rust_encoder() {
         &mut batch,
     );
     expected.insert("batch", batch);
+    let mut stamped = Vec::new();
+    encode_records(
+        &[Record {
+            timestamp_ns: 1_764_650_000_123_456_000,
+            level: Level::Info,
+            body: Body::Message("m".into()),
+            ..Record::default()
+        }],
+        &mut stamped,
+    );
+    expected.insert("stamped", stamped);
     let mut hello = Vec::new();
     encode_hello(
         &Hello {

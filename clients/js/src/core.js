@@ -45,7 +45,7 @@ function text(v) {
 export function makeRecord(level, body, fields, defaults) {
   const lv = ALIASES[level] ?? level;
   if (!LEVELS.includes(lv)) throw new TypeError(`unknown level ${level}`);
-  const r = { level: lv, timestampNs: Math.round(now() * 1000) * 1000 };
+  const r = { level: lv, timestampUs: Math.round(now() * 1000) };
   if (typeof body === 'string') r.message = body;
   else if (body instanceof Error) {
     r.message = body.message;

@@ -52,9 +52,10 @@ const STRINGS = [['logger', 5], ['host', 6], ['service', 7], ['module', 8], ['fi
 
 function logRecord(r) {
   const w = new Writer();
-  if (r.timestampNs) {
+  const ns = r.timestampUs ? BigInt(r.timestampUs) * 1000n : r.timestampNs ? BigInt(r.timestampNs) : 0n;
+  if (ns) {
     w.varint(1 << 3);
-    w.bigVarint(r.timestampNs);
+    w.bigVarint(ns);
   }
   w.varint(2 << 3);
   w.varint(LEVEL_NUMBERS[r.level] ?? 3);

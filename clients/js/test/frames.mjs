@@ -12,6 +12,8 @@ const frames = {
   one: encodeRecords([{ level: 'warning', message: 'hello' }]),
   rich: encodeRecords([rich]),
   batch: encodeRecords([rich, { level: 'debug', json: '{"k":[1,2]}' }, { level: 'info', message: '' }]),
+  // The client's own stamps are microseconds, turned into nanoseconds without BigInt.
+  stamped: encodeRecords([{ level: 'info', message: 'm', timestampUs: 1764650000123456 }]),
   hello: encodeHello({ app: 'billing', instance: 'pod-7', token: 'tok', wantAcks: true }),
 };
 for (const [name, bytes] of Object.entries(frames)) console.log(JSON.stringify({ name, hex: bytes.toString('hex') }));
