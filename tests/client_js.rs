@@ -465,6 +465,36 @@ fn js_client_without_a_spool_drops_new_records_when_full_and_counts_them() {
 }
 
 #[test]
+fn js_client_drops_a_record_over_the_max_frame_with_a_warning() {
+    let Some(node) = node("js_client_drops_a_record_over_the_max_frame_with_a_warning") else {
+        return;
+    };
+    let dir = TempDir::new("client-js-oversized");
+    let server = Server::start(
+        dir.0.as_path(),
+        &["--format", "json", "--max-frame", "8192"],
+    );
+    let mut driver = Driver::start(
+        &node,
+        "driver.mjs",
+        &["oversized"],
+        &tcp_env(server.addr.port()),
+    );
+    let done = driver.next();
+    driver.finish();
+    assert_eq!(done["stats"]["dropped"], 1, "{done}");
+    assert_eq!(done["stats"]["reconnects"], 0, "{done}");
+    assert!(
+        done["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("max frame (8192 bytes)"),
+        "{done}"
+    );
+    assert_eq!(messages(&json_lines(dir.0.as_path())), ["before", "after"]);
+}
+
+#[test]
 fn js_client_refused_token_is_a_clear_error_not_a_loop() {
     let Some(node) = node("js_client_refused_token_is_a_clear_error_not_a_loop") else {
         return;

@@ -207,17 +207,40 @@ export class Client {
       let n = 0;
       let bytes = 0;
       const limit = Math.min(o.batchSize, window, this.queue.length);
-      while (n < limit) {
-        bytes += recordSize(this.queue[n]);
+      while (n < limit && n < this.queue.length) {
+        const size = recordSize(this.queue[n]);
+        if (size > this.batchBytes && this.tooLarge(n, size)) continue;
+        bytes += size;
         if (n > 0 && bytes > this.batchBytes) break;
         n++;
       }
+      if (n === 0) continue; // every candidate was over the max frame and dropped
       const batch = this.queue.splice(0, n);
       for (const r of batch) this.inflight.push(r);
       this.stats.sent += n;
       this.transport.send(batch);
     }
     this.settle();
+  }
+
+  /**
+   * A record whose frame would pass the server's max frame would be refused, the connection
+   * closed, and the record sent again forever: it is dropped here, counted and warned about.
+   * Returns true when the record at `at` was removed from the queue.
+   */
+  tooLarge(at, size) {
+    const max = this.welcome?.maxFrame;
+    if (!max || size <= max || (this.transport.frameBytes && this.transport.frameBytes(this.queue[at]) <= max)) return false;
+    const [r] = this.queue.splice(at, 1);
+    this.stats.dropped++;
+    this.emit('warning', new LogmillError('dropped', `a record of about ${size} bytes is over the server's max frame (${max} bytes): dropped (stats.dropped counts it)`));
+    if (r.spoolLast) {
+      // The segment's file goes once its last record is acked: that mark moves to the one before.
+      const before = at > 0 ? this.queue[at - 1] : this.inflight.at(-1);
+      if (before && before.spoolSegment === r.spoolSegment) before.spoolLast = true;
+      else this.spool.done(r.spoolSegment);
+    }
+    return true;
   }
 
   /** Resolves the flush waiters once nothing is pending. */
@@ -242,7 +265,7 @@ export class Client {
         this.unreachable = false;
         this.retries = 0;
         this.welcome = welcome;
-        if (welcome.maxFrame) this.batchBytes = Math.min(this.options.batchBytes, welcome.maxFrame / 2);
+        if (welcome.maxFrame) this.batchBytes = Math.min(this.options.batchBytes, Math.floor(welcome.maxFrame / 2));
         this.emit('ready', welcome);
         this.pump();
       },
@@ -315,11 +338,17 @@ export class Client {
   }
 }
 
-/** A record's approximate frame size, for the per-batch byte limit (strings as UTF-16 length). */
+const TEXTS = ['logger', 'host', 'service', 'module', 'file', 'function', 'processName', 'threadName', 'stackTrace'];
+
+/**
+ * An upper bound of a record's bytes in a frame: its struct and pointers, 3 bytes per UTF-16 unit
+ * (the most UTF-8 needs) and a word of padding per text. A batch under `batchBytes` by this count
+ * is under it on the wire, whatever the text.
+ */
 function recordSize(r) {
-  let n = 128 + (r.message ?? r.json).length;
-  if (r.fields) for (const [k, v] of r.fields) n += 24 + k.length + v.length;
-  if (r.stackTrace) n += r.stackTrace.length;
+  let n = 120 + 8 + 3 * (r.message ?? r.json).length;
+  for (const name of TEXTS) if (r[name]) n += 8 + 3 * r[name].length;
+  if (r.fields) for (const [k, v] of r.fields) n += 32 + 3 * (k.length + v.length);
   return n;
 }
 

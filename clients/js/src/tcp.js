@@ -75,6 +75,11 @@ export class TcpTransport {
     return this.socket !== null && !this.socket.writableNeedDrain;
   }
 
+  /** A record's exact payload size in a frame of its own. */
+  frameBytes(record) {
+    return encodeRecords([record]).length - 4;
+  }
+
   send(records) {
     this.socket.write(encodeRecords(records));
   }

@@ -110,6 +110,18 @@ const scenarios = {
     await log.close();
     say({ done: true, stats: log.stats });
   },
+  // A record over the server's --max-frame is dropped with a warning, not resent forever.
+  async oversized() {
+    const log = connect(options());
+    const warnings = [];
+    log.on('warning', (w) => warnings.push(w.message));
+    await new Promise((r) => log.on('ready', r));
+    log.info('before');
+    log.info('y'.repeat(20000));
+    log.info('after');
+    await log.close();
+    say({ done: true, warnings, stats: log.stats });
+  },
   // A refused token: a clear error to the caller, and no reconnect loop.
   async refused() {
     const log = connect(options({ token: 'not-a-token' }));
