@@ -231,6 +231,25 @@ fn js_frames_match_the_rust_encoder() {
     assert_eq!(seen, expected.len());
 }
 
+/// The package's own `node --test` file: the server-frame decoder on hostile bytes.
+#[test]
+fn js_decoder_unit_tests_pass() {
+    let Some(node) = node("js_decoder_unit_tests_pass") else {
+        return;
+    };
+    let out = Command::new(node)
+        .args(["--test", "test/capnp.test.mjs"])
+        .current_dir(package())
+        .output()
+        .expect("run node --test");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Levels, string and JSON bodies, fields, logger, stack trace, app and instance, stored.
 fn check_records(lines: &[Value], app: &str) {
     let levels: Vec<&str> = lines.iter().map(|v| v["level"].as_str().unwrap()).collect();
