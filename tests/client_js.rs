@@ -561,3 +561,118 @@ fn js_client_pino_stream_maps_levels_logger_and_fields() {
     assert_eq!(lines[1]["level"], "error");
     assert_eq!(lines[1]["stack_trace"], "Error: boom\n    at x");
 }
+
+/// Serves `clients/js` (the page and the package's browser modules) on its own port, so its own
+/// origin: one request per connection, each on a thread. Only `/test/page.html`, `/browser.js`
+/// and `/src/NAME.js` are answered; anything else is a 404.
+fn serve_package() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                if let Err(e) = answer_file(stream) {
+                    eprintln!("page server: {e}");
+                }
+            });
+        }
+    });
+    port
+}
+
+fn answer_file(stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?.take(64 * 1024));
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request_line.split(' ').nth(1).unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    let module = |name: &str| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase()) && name.len() < 32
+    };
+    let file = match path {
+        "/test/page.html" => Some(("test/page.html".to_owned(), "text/html; charset=utf-8")),
+        "/browser.js" => Some(("browser.js".to_owned(), "text/javascript")),
+        _ => path
+            .strip_prefix("/src/")
+            .and_then(|n| n.strip_suffix(".js"))
+            .filter(|n| module(n))
+            .map(|n| (format!("src/{n}.js"), "text/javascript")),
+    };
+    let mut stream = stream;
+    match file.and_then(|(f, t)| std::fs::read(package().join(f)).ok().map(|b| (b, t))) {
+        Some((body, content_type)) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+                 Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(&body)
+        }
+        None => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// The package's browser build in headless Chromium (driven by `tests/browser/run.mjs`, as in
+/// `tests/browser.rs`), on another origin than the server's: records arrive over gRPC-Web
+/// through CORS, and a refused token reaches the page as the client's `unauthorized` error.
+#[test]
+fn js_client_in_a_real_browser_over_grpc_web() {
+    let Some(browser) = tools::require(
+        "js_client_in_a_real_browser_over_grpc_web",
+        tools::browser(),
+    ) else {
+        return;
+    };
+    let origin = format!("http://127.0.0.1:{}", serve_package());
+    let dir = TempDir::new("client-js-browser");
+    let (server, http) = http_client::start(
+        dir.0.as_path(),
+        &["--format", "json", "--cors-origin", &origin],
+    );
+    server.health();
+    let token = issue_token(dir.0.as_path(), "web");
+    let url = format!("{origin}/test/page.html?server=http://{http}&token={token}&bad=not-a-token");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-js-page.png");
+    let out = Command::new(&browser.node)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/run.mjs"))
+        .arg(&url)
+        .arg(&screenshot)
+        .env("BROWSER_TOOLS", &browser.folder)
+        .env("CHROMIUM", &browser.chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tests/browser/run.mjs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run.mjs: {}: {stderr}", out.status);
+    let run: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("run.mjs printed no JSON ({e}): {stderr}"));
+    let about = format!("{run:#}");
+    assert_eq!(run["done"], true, "{about}");
+    let results = &run["results"];
+    assert!(results.get("error").is_none(), "{about}");
+    assert_eq!(results["stats"]["acked"], 21, "{about}");
+    assert_eq!(results["refused"]["code"], "unauthorized", "{about}");
+
+    let lines = json_lines(&dir.0.join("web"));
+    let mut want: Vec<String> = (0..20).map(|i| format!("from the page {i}")).collect();
+    want.push(String::new());
+    assert_eq!(messages(&lines), want);
+    for v in &lines {
+        assert_eq!(v["app"], "web", "{v}");
+        assert_eq!(v["instance"], "tab-1", "{v}");
+        assert_eq!(v["logger"], "page", "{v}");
+    }
+    assert_eq!(lines[3]["fields"]["i"], "3");
+    assert_eq!(lines[20]["level"], "error");
+    assert_eq!(lines[20]["json"]["cents"], 1250);
+}
