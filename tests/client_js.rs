@@ -310,6 +310,7 @@ fn js_client_records_levels_bodies_and_fields_arrive() {
     let mut driver = Driver::start(&node, "driver.mjs", &["records"], &env);
     let done = driver.next();
     assert_eq!(done["stats"]["acked"], 11, "{done}");
+    assert_eq!(done["stats"]["dropped"], 1, "{done}");
     driver.finish();
     // Acked means written: the lines are there once close() returned.
     check_records(&json_lines(&dir.0.as_path().join("shop")), "shop");
@@ -331,6 +332,7 @@ fn js_client_over_grpc_web_with_fetch() {
     let mut driver = Driver::start(&node, "driver.mjs", &["records"], &env);
     let done = driver.next();
     assert_eq!(done["stats"]["acked"], 11, "{done}");
+    assert_eq!(done["stats"]["dropped"], 1, "{done}");
     driver.finish();
     check_records(&json_lines(&dir.0.as_path().join("shop")), "shop");
 

@@ -103,7 +103,15 @@ export class Client {
   }
 
   log(level, body, fields) {
-    if (this.state === 'closed') throw new LogmillError('closed', 'logmill client is closed');
+    if (this.state === 'closed') {
+      // A logging call never throws into the program: after close() records are counted, not sent.
+      this.stats.dropped++;
+      if (!this.warned) {
+        this.warned = true;
+        this.emit('warning', new LogmillError('closed', 'logmill client is closed: dropping records logged after close() (stats.dropped counts them)'));
+      }
+      return;
+    }
     const r = makeRecord(level, body, fields, this.options);
     this.stats.logged++;
     const held = this.queue.length + this.inflight.length - this.inflightHead;
@@ -118,6 +126,7 @@ export class Client {
       }
     } else {
       this.queue.push(r);
+      this.warned = false; // the next drop is a new episode, with its own warning
     }
     this.schedule();
   }
@@ -152,13 +161,15 @@ export class Client {
     }
     const left = this.takeUnacked();
     this.state = 'closed';
+    this.warned = false;
     this.transport.close();
     clearTimeout(this.timer);
     if (left.length && this.spool) {
       this.spool.append(...left);
       this.stats.spooled += left.length;
-      failure = null;
     }
+    // With a spool a timeout loses nothing (the next client replays it); a refusal still throws.
+    if (failure && failure.code === 'timeout' && this.spool) failure = null;
     if (this.spool) this.spool.close();
     if (failure) throw failure;
   }

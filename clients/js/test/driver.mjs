@@ -44,6 +44,7 @@ const scenarios = {
     log.emergency('x9');
     log.info({ order: 'A-17', total: 12.5 }, { via: 'json' });
     await log.close();
+    log.info('after close'); // counted as dropped, never thrown
     say({ done: true, stats: log.stats });
   },
   // N records logged steadily, 100 per timer tick; after the first acks the test kills the
