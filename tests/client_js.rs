@@ -555,13 +555,18 @@ fn js_client_pino_stream_maps_levels_logger_and_fields() {
     driver.next();
     driver.finish();
     let lines = json_lines(dir.0.as_path());
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["level"], "info");
     assert_eq!(lines[0]["logger"], "api");
     assert_eq!(lines[0]["message"], "hello pino");
     assert_eq!(lines[0]["fields"]["req"], "r-1");
     assert_eq!(lines[1]["level"], "error");
     assert_eq!(lines[1]["stack_trace"], "Error: boom\n    at x");
+    assert_eq!(lines[2]["level"], "warning");
+    assert_eq!(lines[2]["message"], "from winston");
+    assert_eq!(lines[2]["fields"]["service"], "cart");
+    assert_eq!(lines[3]["level"], "debug");
+    assert_eq!(lines[3]["message"], "chatty");
 }
 
 /// Serves `clients/js` (the page and the package's browser modules) on its own port, so its own

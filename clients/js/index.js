@@ -29,12 +29,22 @@ export function connect(options = {}) {
 
 // pino's numeric levels (and bunyan's, the same scale).
 const PINO_LEVELS = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'critical' };
-const RESERVED = new Set(['level', 'msg', 'message', 'time', 'name', 'pid', 'hostname', 'v', 'err']);
+// winston's npm levels by name (the rest of its names are logmill's own or aliases core.js knows).
+const NAMED_LEVELS = { verbose: 'debug', silly: 'trace', http: 'info' };
+const RESERVED = new Set(['level', 'msg', 'message', 'time', 'timestamp', 'name', 'pid', 'hostname', 'v', 'err']);
+
+function levelOf(level) {
+  if (typeof level === 'number') return PINO_LEVELS[level] ?? 'info';
+  const name = String(level ?? 'info').toLowerCase();
+  if (NAMED_LEVELS[name]) return NAMED_LEVELS[name];
+  return LEVELS.includes(name) || ['warn', 'fatal', 'crit', 'err', 'emerg'].includes(name) ? name : 'info';
+}
 
 /**
- * A writable stream of JSON lines (pino's output, `pino(logmill.stream(client))`) into `client`:
- * `level` (number or name), `msg`, `name` as the logger, `err.stack` as the stack trace, every
- * other key a field.
+ * A writable stream of JSON lines into `client`: pino's output (`pino(stream(client))`) or
+ * winston's with its json format (`new winston.transports.Stream({ stream: stream(client) })`).
+ * `level` (pino's number or a name), `msg` or `message`, `name` as the logger, `err.stack` as
+ * the stack trace, every other key a field.
  */
 export function stream(client) {
   let partial = '';
@@ -51,7 +61,7 @@ export function stream(client) {
           client.log('info', line);
           continue;
         }
-        const level = typeof o.level === 'number' ? PINO_LEVELS[o.level] ?? 'info' : LEVELS.includes(o.level) ? o.level : 'info';
+        const level = levelOf(o.level);
         const fields = {};
         for (const [k, v] of Object.entries(o)) if (!RESERVED.has(k)) fields[k] = v;
         if (o.name) fields.logger = String(o.name);

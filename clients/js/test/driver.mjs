@@ -144,6 +144,9 @@ const scenarios = {
     const log = connect(options());
     const s = stream(log);
     s.write('{"level":30,"time":1,"name":"api","msg":"hello pino","req":"r-1"}\n{"level":50,"msg":"bad","err":{"message":"boom","stack":"Error: boom\\n    at x"}}\n');
+    // What winston's Stream transport writes with format.json(), cut across two writes.
+    s.write('{"level":"warn","message":"from winston","service":"cart"}\n{"level":"verb');
+    s.write('ose","message":"chatty"}\n');
     await new Promise((r) => s.end(r));
     await log.close();
     say({ done: true });
