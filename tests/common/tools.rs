@@ -6,6 +6,7 @@
 //! | `rsyslogd` | `clients::rsyslog_forwards_to_logmill` | the same script |
 //! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
+//! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
@@ -266,6 +267,18 @@ pub fn node_grpc() -> Result<ClientTool, Missing> {
     .map_err(fail)
 }
 
+/// Node alone, for the JavaScript client's tests (`tests/client_js.rs`): the client has no
+/// dependencies, so nothing is installed.
+pub fn node() -> Result<PathBuf, Missing> {
+    find("node").ok_or_else(|| {
+        Missing::new(
+            "node",
+            "no node on PATH",
+            "apt-get install nodejs (Node 20 or later)",
+        )
+    })
+}
+
 /// What `tests/browser.rs` needs: Debian's Chromium, and Node with the pins of
 /// `tests/browser/package.json` (`playwright-core` to drive it, `grpc-web` for the page).
 #[derive(Debug, Clone)]
@@ -347,6 +360,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             "the node_grpc_js_* tests and otlp_clients::node_*",
             node_grpc().map(drop),
         ),
+        ("the client_js tests", node().map(drop)),
         (
             "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),
