@@ -7,6 +7,7 @@
 //! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | `python3` (standard library only) | `client_python` | the system's Python |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -132,6 +133,18 @@ pub fn root() -> Result<(), Missing> {
         eprintln!("could not remove {}: {e}", probe.display());
     }
     result.map_err(|e| Missing::new("root", format!("mount -t tmpfs failed: {e}"), FIX))
+}
+
+/// `python3` on `PATH`: the Python client (`clients/python`, standard library only, run from its
+/// folder through `PYTHONPATH`) needs nothing else, so no virtualenv is made for it.
+pub fn python3() -> Result<PathBuf, Missing> {
+    find("python3").ok_or_else(|| {
+        Missing::new(
+            "python3",
+            "no python3 on PATH",
+            "apt-get install python3 (3.8 or later)",
+        )
+    })
 }
 
 /// A third-party gRPC client program with the environment it needs: see [`ClientTool::command`].
@@ -341,6 +354,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),
         ),
+        ("client_python (python3)", python3().map(drop)),
         (
             "lifecycle::full_disk_degrades_pushes_back_and_recovers",
             root(),
