@@ -467,10 +467,15 @@ _STANDARD = frozenset(
 def _from_logging(entry):
     """A record tuple from the handler's (LogRecord, message, stack trace) entry."""
     record, message, stack = entry
-    fields = [(k, v if isinstance(v, str) else _json.dumps(v, default=str))
-              for k, v in record.__dict__.items() if k not in _STANDARD]
+    attributes = record.__dict__
+    extra = attributes.keys() - _STANDARD  # one set operation; usually empty
+    fields = None
+    if extra:
+        # In the order they were set (extra= keeps the caller's order).
+        fields = [(k, v if isinstance(v, str) else _json.dumps(v, default=str))
+                  for k, v in attributes.items() if k in extra]
     return (int(record.created * 1e9), wire.python_level(record.levelno), False, message,
             record.name, "", "", record.module or "", record.pathname or "",
             record.lineno or 0, record.funcName or "", record.process or 0,
             record.processName or "", (record.thread or 0) & 0xFFFFFFFFFFFFFFFF,
-            record.threadName or "", stack, fields or None)
+            record.threadName or "", stack, fields)
