@@ -102,6 +102,10 @@ def record(body, level=3, *, json=False, timestamp_ns=0, logger="", host="", ser
             function, process_id, process_name, thread_id, thread_name, stack_trace, fields)
 
 
+# (pointer slot, index in the record tuple) of each optional text of a LogRecord, in order.
+_TEXT_SLOTS = ((1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (6, 10), (7, 12), (8, 14), (9, 15))
+
+
 def encode_records(records):
     """One frame (length prefix included) holding ``records``: a ``record`` frame for one, a
     ``batch`` otherwise. This is the hot path of the sender thread: one pass, each text encoded
@@ -129,22 +133,32 @@ def encode_records(records):
     text_base = first + n * RECORD_WORDS
     pack_data = RECORD_DATA.pack_into
     pack_pointer = _POINTER.pack_into
+    # Logger, module, file, function, process and thread names repeat from record to record:
+    # each distinct one is encoded and padded once per batch.
+    padded = {}
     for i, r in enumerate(records):
         at = i * RECORD_WORDS * 8
         pack_data(structs, at, r[0], r[1], 1 if r[2] else 0, r[9], r[11], r[13])
         pointer_word = first + i * RECORD_WORDS + 4
-        for slot, value in enumerate((r[3], r[4], r[5], r[6], r[7], r[8], r[10], r[12],
-                                      r[14], r[15])):
-            # The body is always set (an empty message is an empty text, not a null pointer);
-            # the optional texts only when non-empty, as the Rust encoder does.
-            if not value and slot:
+        # The body is always set (an empty message is an empty text, not a null pointer), and
+        # rarely repeats, so it is not looked up.
+        b = r[3].encode("utf-8", "replace")
+        offset = text_base + (len(texts) >> 3) - pointer_word - 1
+        pack_pointer(structs, at + 32, (offset << 2) | 1, (len(b) + 1) << 3 | 2)
+        texts += b
+        texts += _ZEROS[: 8 - (len(b) & 7)]
+        for slot, index in _TEXT_SLOTS:
+            value = r[index]
+            # The optional texts only when non-empty, as the Rust encoder does.
+            if not value:
                 continue
-            b = value.encode("utf-8", "replace")
-            nbytes = len(b) + 1
+            known = padded.get(value)
+            if known is None:
+                b = value.encode("utf-8", "replace")
+                known = padded[value] = ((len(b) + 1) << 3 | 2, b + _ZEROS[: 8 - (len(b) & 7)])
             offset = text_base + (len(texts) >> 3) - (pointer_word + slot) - 1
-            pack_pointer(structs, at + (4 + slot) * 8, (offset << 2) | 1, (nbytes << 3) | 2)
-            texts += b
-            texts += _ZEROS[: 8 - (len(b) & 7)]
+            pack_pointer(structs, at + (4 + slot) * 8, (offset << 2) | 1, known[0])
+            texts += known[1]
         fields = r[16]
         if fields:
             count = len(fields)
