@@ -63,6 +63,12 @@ class Nothing(logging.Handler):
         record.getMessage()
 
 
+def check(client, n):
+    stats = client.stats()
+    if stats.get("acked") != n or stats.get("dropped"):
+        sys.exit(f"not every record was acked: {stats}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--addr", default="127.0.0.1:4020")
@@ -87,16 +93,18 @@ def main():
     rows.append(("logging.handlers.SocketHandler", n / total, caller / n))
     socket_rate = n / total
 
-    handler = logmill.LogmillHandler(args.addr, app="bench")
+    # Blocking when the queue is full, so that every record is counted, none dropped.
+    handler = logmill.LogmillHandler(args.addr, app="bench", when_full="block")
     start, caller = log_loop(handler, n, payload)
     if not handler.client.flush(600):
         sys.exit("LogmillHandler: not all acked")
     total = time.perf_counter() - start
     handler.close()
+    check(handler.client, n)
     rows.append(("logmill.LogmillHandler", n / total, caller / n))
     handler_rate = n / total
 
-    client = logmill.Client(args.addr, app="bench")
+    client = logmill.Client(args.addr, app="bench", when_full="block")
     start = time.perf_counter()
     for i in range(n):
         client.send(payload, logger="bench")
@@ -105,6 +113,7 @@ def main():
         sys.exit("Client: not all acked")
     total = time.perf_counter() - start
     client.close()
+    check(client, n)
     rows.append(("logmill.Client.send", n / total, caller / n))
 
     print(f"{n} records of about {args.size + 14} bytes, Python {sys.version.split()[0]}")

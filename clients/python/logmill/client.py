@@ -312,6 +312,8 @@ class Client:
                     items = None
                 else:
                     entries = None
+                    # Set before the queue shrinks, so that flush never sees neither.
+                    self._in_hand = 1
                     items = _take(self._queue, self._batch_records)
                     self._in_hand = len(items)
             if items:

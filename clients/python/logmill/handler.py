@@ -8,7 +8,7 @@ sender thread maps the ``LogRecord`` to logmill's record, ``extra=`` attributes 
 import logging
 import traceback
 
-from .client import Client
+from .client import Client, Refused
 
 __all__ = ["LogmillHandler"]
 
@@ -49,7 +49,13 @@ class LogmillHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self, timeout=None):
-        self.client.flush(timeout)
+        """Waits for the acks, at most ``timeout`` or the client's ``close_timeout``: logging
+        calls this at exit, which must end even when the server is away. A refusal was already
+        reported (stderr, and ``handleError`` at each record), so it is not raised again here."""
+        try:
+            self.client.flush(self.client._close_timeout if timeout is None else timeout)
+        except Refused:
+            pass
 
     def close(self):
         if self._own:
