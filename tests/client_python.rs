@@ -10,6 +10,7 @@
 //!   directory: every record is stored, none acked is lost, duplicates only in the resent window;
 //! - the server down: records go to the spool, and a later process replays them in order;
 //! - the spool's bound holds, the oldest records dropped, counted and warned about;
+//! - a program that exits without closing the client loses nothing (the atexit hook flushes);
 //! - a refused token is an exception in the caller, not a silent reconnect loop.
 //!
 //! The package uses only Python's standard library, so `python3` with `PYTHONPATH` pointing at
@@ -504,6 +505,20 @@ fn python_client_spool_bound_drops_the_oldest() {
         .map(|i| format!("s{i} {}", "x".repeat(40)))
         .collect();
     assert_eq!(messages(&data), expected);
+}
+
+#[test]
+fn python_client_flushes_at_a_normal_exit() {
+    let Some(python) = python("python_client_flushes_at_a_normal_exit") else {
+        return;
+    };
+    const N: usize = 2_000;
+    let dir = TempDir::new("py-exit");
+    let server = start(&dir.0);
+    Script::start(&python, &["exit", &server.addr.to_string(), &N.to_string()]).finish();
+    // The process has exited: whatever it logged was acked, so it is on disk now.
+    let expected: Vec<String> = (0..N).map(|i| format!("e{i}")).collect();
+    assert_eq!(messages(&dir.0), expected);
 }
 
 #[test]

@@ -110,6 +110,15 @@ def spool_replay(addr, spool):
     out(ok=ok, stats=client.stats(), left=os.listdir(spool))
 
 
+def exit_without_close(addr, n):
+    """Logs through the handler and returns from main without close or flush: the atexit hook
+    must wait for the acks."""
+    logging.basicConfig(handlers=[logmill.LogmillHandler(addr, app="exit")], level=logging.INFO)
+    for i in range(n):
+        logging.getLogger("exit").info("e%d", i)
+    out(ok=True)
+
+
 def refused(addr, token):
     """A refused token: flush raises Refused, and so does the next send."""
     client = logmill.Client(addr, app="shop", token=token)
@@ -142,6 +151,8 @@ if __name__ == "__main__":
         spool_write(args[0], args[1], int(args[2]), int(args[3]))
     elif mode == "spool_replay":
         spool_replay(*args)
+    elif mode == "exit":
+        exit_without_close(args[0], int(args[1]))
     elif mode == "refused":
         refused(*args)
     else:
