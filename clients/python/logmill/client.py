@@ -14,7 +14,6 @@ import collections
 import json as _json
 import os
 import random
-import select
 import socket
 import sys
 import threading
@@ -187,7 +186,7 @@ class Client:
         timeout = self._close_timeout if timeout is None else timeout
         try:
             ok = self.flush(timeout)
-        except Refused:
+        except LogmillError:
             ok = False
         self._closing = True
         self._stopped = True
@@ -206,7 +205,7 @@ class Client:
     def _keep_leftovers(self):
         unacked = [entry for _, entry in self._unacked]
         lost = len(self._queue) + sum(e.records for e in unacked if e.spool_ref is None)
-        if self._spool is None or self._fatal is not None:
+        if self._spool is None or isinstance(self._fatal, Refused):
             if lost:
                 why = self._fatal or "the server did not ack them in time and there is no spool"
                 sys.stderr.write(f"logmill: closing with {lost} records not acked: {why}\n")
@@ -220,6 +219,15 @@ class Client:
     # ---- the sender thread --------------------------------------------------------------------
 
     def _run(self):
+        try:
+            self._loop()
+        except Exception as e:  # a bug here must not leave callers waiting on a dead thread
+            self._fatal = LogmillError(f"the sender thread failed: {e!r}")
+            sys.stderr.write(f"logmill: {self._fatal}\n")
+            self._disconnect()
+            self._notify()
+
+    def _loop(self):
         self._delay = self._backoff[0]
         while not self._stopped:
             if self._sock is None:
@@ -361,11 +369,16 @@ class Client:
             self._spool.append(self._encode(items, self._spool.segment_bytes))
 
     def _read_acks(self, wait):
+        # A timeout on the socket rather than select(): Python waits with poll(), which has no
+        # FD_SETSIZE limit (a program with over 1024 files open would break select).
         sock = self._sock
-        readable, _, _ = select.select([sock], [], [], wait)
-        if not readable:
+        sock.settimeout(wait)
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, socket.timeout):
             return
-        data = sock.recv(65536)
+        finally:
+            sock.settimeout(self._connect_timeout)
         if not data:
             raise ConnectionResetError("the server closed the connection")
         self._inbox += data
