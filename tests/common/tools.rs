@@ -9,6 +9,7 @@
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
+//! | `python3` (standard library only) | `client_python` | the system's Python |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -143,6 +144,18 @@ pub fn root() -> Result<(), Missing> {
         eprintln!("could not remove {}: {e}", probe.display());
     }
     result.map_err(|e| Missing::new("root", format!("mount -t tmpfs failed: {e}"), FIX))
+}
+
+/// `python3` on `PATH`: the Python client (`clients/python`, standard library only, run from its
+/// folder through `PYTHONPATH`) needs nothing else, so no virtualenv is made for it.
+pub fn python3() -> Result<PathBuf, Missing> {
+    find("python3").ok_or_else(|| {
+        Missing::new(
+            "python3",
+            "no python3 on PATH",
+            "apt-get install python3 (3.8 or later)",
+        )
+    })
 }
 
 /// A third-party gRPC client program with the environment it needs: see [`ClientTool::command`].
@@ -365,6 +378,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),
         ),
+        ("client_python (python3)", python3().map(drop)),
         (
             "lifecycle::full_disk_degrades_pushes_back_and_recovers",
             root(),
