@@ -40,10 +40,13 @@
 pub mod blocking;
 pub mod error;
 pub mod framing;
+pub mod logger;
 pub mod oneshot;
 pub mod query;
+pub mod spool;
 pub mod status;
 
 pub use blocking::{Client, ask_health};
 pub use error::Error;
 pub use framing::{Ack, ClientOptions, Inbox, MAX_SERVER_FRAME, Reply, Welcome};
+pub use logger::{Logger, LoggerOptions, Stats, WhenFull};

@@ -1,0 +1,294 @@
+//! The Rust client's [`Logger`] against the real binary: records with their levels, bodies,
+//! fields and instance on disk; a server restarted mid-stream; a server down at start (spool,
+//! then replay in order, also across a new process's logger); the spool's bound; a refused
+//! token. Everything is waited for with a deadline, and checked in the stored files.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{DEADLINE, Server, TempDir, issue_token, read_lines, wait_for};
+use logmill::client::logger::Error;
+use logmill::client::{ClientOptions, Logger, LoggerOptions};
+use logmill::protocol::native::ErrorKind;
+use logmill::record::{Body, Level, Record, Value};
+
+fn text(level: Level, message: String) -> Record<'static> {
+    Record {
+        level,
+        body: Body::Message(message.into()),
+        ..Record::default()
+    }
+}
+
+/// A port nothing listens on (yet): bound once, then released.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn options(app: &str) -> LoggerOptions {
+    LoggerOptions::new(ClientOptions::new(app).instance("w1").timeout(DEADLINE))
+        .backoff(Duration::from_millis(10), Duration::from_millis(200))
+}
+
+/// The messages of `dir`'s text lines (`... LEVEL SEQ APP/INSTANCE LOGGER MESSAGE`).
+fn messages(dir: &Path) -> Vec<String> {
+    read_lines(dir)
+        .iter()
+        .map(|l| common::message_of(l).to_string())
+        .collect()
+}
+
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("record {i}")).collect()
+}
+
+/// Levels, a string body, a JSON body, a logger, typed fields, the instance, and the token's
+/// app: all in the JSON lines, in the order logged.
+#[test]
+fn records_arrive_with_levels_bodies_fields_and_instance() {
+    let dir = TempDir::new("crust-records");
+    let token = issue_token(&dir.0, "shop");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let logger = Logger::start(
+        server.addr.to_string(),
+        options("shop").map_hello(|h| h.token(token.as_str())),
+    )
+    .unwrap();
+    let levels = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warning,
+        Level::Error,
+        Level::Critical,
+    ];
+    for (i, level) in levels.iter().enumerate() {
+        logger.log(text(*level, format!("level {i}"))).unwrap();
+    }
+    logger
+        .log(Record {
+            level: Level::Notice,
+            logger: "checkout".into(),
+            body: Body::Json(r#"{"order":42,"paid":true}"#.into()),
+            fields: vec![
+                ("user".into(), Value::Str("ada".into())),
+                ("attempt".into(), Value::Int(3)),
+            ],
+            ..Record::default()
+        })
+        .unwrap();
+    logger.flush(DEADLINE).unwrap();
+    assert_eq!(logger.stats().acked, 7);
+    logger.close(DEADLINE).unwrap();
+
+    let lines: Vec<serde_json::Value> = read_lines(&dir.0.join("shop"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    for (i, level) in levels.iter().enumerate() {
+        assert_eq!(lines[i]["message"], format!("level {i}"), "{}", lines[i]);
+        assert_eq!(lines[i]["level"], level.as_lower_str());
+        assert_eq!(lines[i]["app"], "shop");
+        assert_eq!(lines[i]["instance"], "w1");
+    }
+    let json = &lines[6];
+    assert_eq!(json["level"], "notice", "{json}");
+    assert_eq!(json["logger"], "checkout");
+    assert_eq!(json["fields"]["user"], "ada");
+    assert_eq!(json["fields"]["attempt"], "3");
+    let body = serde_json::to_string(json).unwrap();
+    assert!(body.contains(r#""order":42"#), "{body}");
+    assert!(server.stop().success());
+}
+
+/// Killed (SIGKILL) with records acked, then records logged while it is down, then started again
+/// on the same port and directory: every record is stored exactly once, in order. Then stopped
+/// (SIGTERM) while a second thread logs without pause: everything is stored, in order of first
+/// appearance, with duplicates only from the records in flight at the break.
+#[test]
+fn a_restarted_server_loses_nothing_acked_and_gets_the_rest() {
+    let dir = TempDir::new("crust-restart");
+    let server = Server::start(&dir.0, &[]);
+    let port = server.addr.port();
+    let max_in_flight = 512;
+    let logger = Logger::start(
+        server.addr.to_string(),
+        options("shop").max_in_flight(max_in_flight).batch(64),
+    )
+    .unwrap();
+    let all = numbered(6000);
+    for m in &all[..2000] {
+        logger.log(text(Level::Info, m.clone())).unwrap();
+    }
+    logger.flush(DEADLINE).unwrap();
+    server.signal("KILL");
+    let mut server = server;
+    server.wait_exit();
+    drop(server);
+    for m in &all[2000..4000] {
+        logger.log(text(Level::Info, m.clone())).unwrap();
+    }
+    let server = Server::start_on(&dir.0, port, &[]);
+    logger.flush(DEADLINE).unwrap();
+    assert_eq!(messages(&dir.0), all[..4000]);
+    assert!(logger.stats().connects >= 2);
+
+    // SIGTERM while a thread logs: the server acks what it wrote before it closes.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for m in &all[4000..] {
+                logger.log(text(Level::Info, m.clone())).unwrap();
+            }
+        });
+        wait_for("records after 4000 stored", DEADLINE, || {
+            (common::read_lines_while_written(&dir.0).len() > 4100).then_some(())
+        });
+        assert!(server.stop().success());
+    });
+    let _server = Server::start_on(&dir.0, port, &[]);
+    logger.flush(DEADLINE).unwrap();
+    logger.close(DEADLINE).unwrap();
+
+    let stored = messages(&dir.0);
+    let mut first_seen = Vec::new();
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for m in &stored {
+        let n = count.entry(m.as_str()).or_default();
+        if *n == 0 {
+            first_seen.push(m.clone());
+        }
+        *n += 1;
+    }
+    assert_eq!(
+        first_seen, all,
+        "every record, in order of first appearance"
+    );
+    let duplicates = stored.len() - all.len();
+    assert!(
+        duplicates <= max_in_flight,
+        "{duplicates} duplicates, more than the {max_in_flight} in flight"
+    );
+    assert!(count.iter().all(|(_, n)| *n <= 2));
+}
+
+/// No server at start: records go to the spool. The logger closes with them still there; a new
+/// logger (a new run of the program) logs more, and when the server comes up everything is
+/// stored in the order logged.
+#[test]
+fn a_server_down_at_start_gets_the_spool_in_order() {
+    let dir = TempDir::new("crust-spool");
+    let spool = TempDir::new("crust-spool-dir");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let all = numbered(300);
+
+    let first = Logger::start(addr.as_str(), options("shop").spool(&spool.0, 1 << 20)).unwrap();
+    for m in &all[..100] {
+        first.log(text(Level::Info, m.clone())).unwrap();
+    }
+    wait_for("the spool to hold records", DEADLINE, || {
+        let files = std::fs::read_dir(&spool.0).unwrap().count();
+        (files > 0 && first.stats().pending == 100).then_some(())
+    });
+    assert!(matches!(
+        first.close(Duration::from_millis(50)),
+        Err(Error::Timeout { pending: 100 })
+    ));
+
+    let second = Logger::start(addr.as_str(), options("shop").spool(&spool.0, 1 << 20)).unwrap();
+    for m in &all[100..200] {
+        second.log(text(Level::Info, m.clone())).unwrap();
+    }
+    assert_eq!(second.stats().pending, 200);
+    let server = Server::start_on(&dir.0, port, &[]);
+    for m in &all[200..] {
+        second.log(text(Level::Info, m.clone())).unwrap();
+    }
+    second.flush(DEADLINE).unwrap();
+    second.close(DEADLINE).unwrap();
+    assert_eq!(messages(&dir.0), all);
+    assert_eq!(std::fs::read_dir(&spool.0).unwrap().count(), 0);
+    assert!(server.stop().success());
+}
+
+/// A spool bound far below what is logged: the files never pass it, the oldest records are the
+/// ones dropped (counted), and what is replayed is the newest, in order.
+#[test]
+fn the_spool_bound_drops_the_oldest() {
+    let dir = TempDir::new("crust-bound");
+    let spool = TempDir::new("crust-bound-dir");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let bound = 32 * 1024;
+    let all: Vec<String> = (0..2000)
+        .map(|i| format!("{i} {}", "x".repeat(200)))
+        .collect();
+
+    let first = Logger::start(addr.as_str(), options("shop").spool(&spool.0, bound)).unwrap();
+    for m in &all {
+        first.log(text(Level::Info, m.clone())).unwrap();
+    }
+    let stats = wait_for("all records spooled or dropped", DEADLINE, || {
+        let stats = first.stats();
+        (stats.dropped > 0 && stats.dropped + stats.pending == 2000).then_some(stats)
+    });
+    let on_disk: u64 = std::fs::read_dir(&spool.0)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= bound, "{on_disk} bytes in the spool");
+    assert!(first.close(Duration::from_millis(50)).is_err());
+
+    let server = Server::start_on(&dir.0, port, &[]);
+    let second = Logger::start(addr.as_str(), options("shop").spool(&spool.0, bound)).unwrap();
+    second.flush(DEADLINE).unwrap();
+    second.close(DEADLINE).unwrap();
+    // Close may have spooled (and so dropped) more after the figures were read.
+    let stored = messages(&dir.0);
+    assert!(!stored.is_empty() && stored.len() as u64 <= stats.pending);
+    assert_eq!(stored[..], all[all.len() - stored.len()..]);
+    assert!(server.stop().success());
+}
+
+/// A token the server refuses: `flush` and `log` say so with the reason, and the logger does
+/// not try again (one connect attempt, none made).
+#[test]
+fn a_refused_token_is_a_clear_error() {
+    let dir = TempDir::new("crust-refused");
+    let server = Server::start(&dir.0, &[]);
+    let logger = Logger::start(
+        server.addr.to_string(),
+        options("shop").map_hello(|h| h.token("not-a-token")),
+    )
+    .unwrap();
+    logger.log(text(Level::Info, "lost".into())).unwrap();
+    let e = logger.flush(DEADLINE).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Refused {
+                kind: Some(ErrorKind::Unauthorized),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("refused the token"), "{e}");
+    assert!(matches!(
+        logger.log(text(Level::Info, "after".into())),
+        Err(Error::Refused { .. })
+    ));
+    assert_eq!(logger.stats().connects, 0);
+    assert!(logger.close(DEADLINE).is_err());
+    assert!(messages(&dir.0).is_empty());
+    assert!(server.stop().success());
+}
