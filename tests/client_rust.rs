@@ -292,3 +292,129 @@ fn a_refused_token_is_a_clear_error() {
     assert!(messages(&dir.0).is_empty());
     assert!(server.stop().success());
 }
+
+/// Runs `logmill ARGS` with `stdin` as its input; returns the exit status and stderr.
+fn logmill(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `logmill send` with an instance and fields, and `logmill pipe` with plain and JSON lines:
+/// exit 0 once stored, every line a record, in order, fields and levels kept.
+#[test]
+fn send_and_pipe_store_what_they_are_given() {
+    let dir = TempDir::new("crust-pipe");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let addr = server.addr.to_string();
+    let (status, err) = logmill(
+        &[
+            "send",
+            "--addr",
+            &addr,
+            "--app",
+            "ops",
+            "--instance",
+            "box-1",
+            "--field",
+            "ticket=T-7",
+            "--field",
+            "by=ci",
+            "--level",
+            "warning",
+            "disk",
+            "almost",
+            "full",
+        ],
+        "",
+    );
+    assert!(status.success(), "{err}");
+
+    let (status, err) = logmill(
+        &[
+            "pipe",
+            "--addr",
+            &addr,
+            "--app",
+            "ops",
+            "--instance",
+            "box-2",
+            "--level",
+            "error",
+            "--field",
+            "job=nightly",
+        ],
+        "first line\n\nsecond line\r\nthird, no newline",
+    );
+    assert!(status.success(), "{err}");
+    let json_lines = concat!(
+        r#"{"level":"debug","message":"parsed","logger":"app","user":"ada"}"#,
+        "\n",
+        "not json\n",
+    );
+    let (status, err) = logmill(
+        &["pipe", "--addr", &addr, "--app", "ops", "--json"],
+        json_lines,
+    );
+    assert!(status.success(), "{err}");
+
+    let lines = server.wait_json(6);
+    assert_eq!(lines.len(), 6);
+    let sent = &lines[0];
+    assert_eq!(sent["message"], "disk almost full");
+    assert_eq!(sent["level"], "warning");
+    assert_eq!(sent["instance"], "box-1");
+    assert_eq!(sent["fields"]["ticket"], "T-7");
+    assert_eq!(sent["fields"]["by"], "ci");
+    for (line, text) in lines[1..4]
+        .iter()
+        .zip(["first line", "second line", "third, no newline"])
+    {
+        assert_eq!(line["message"], text, "{line}");
+        assert_eq!(line["level"], "error");
+        assert_eq!(line["instance"], "box-2");
+        assert_eq!(line["fields"]["job"], "nightly");
+    }
+    assert_eq!(lines[4]["message"], "parsed", "{}", lines[4]);
+    assert_eq!(lines[4]["level"], "debug");
+    assert_eq!(lines[4]["logger"], "app");
+    assert_eq!(lines[4]["fields"]["user"], "ada");
+    assert_eq!(lines[5]["message"], "not json");
+    assert!(server.stop().success());
+}
+
+/// `logmill pipe` says when records were not stored: a refused token, and no server within
+/// `--timeout`.
+#[test]
+fn pipe_fails_when_not_everything_is_acked() {
+    let dir = TempDir::new("crust-pipe-fail");
+    let server = Server::start(&dir.0, &[]);
+    let addr = server.addr.to_string();
+    let (status, err) = logmill(&["pipe", "--addr", &addr, "--token", "nope"], "a\nb\n");
+    assert!(!status.success());
+    assert!(err.contains("refused the token"), "{err}");
+
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let (status, err) = logmill(&["pipe", "--addr", &nobody, "--timeout", "300ms"], "a\n");
+    assert!(!status.success());
+    assert!(err.contains("1 records not acknowledged in time"), "{err}");
+    assert!(read_lines(&dir.0).is_empty());
+    assert!(server.stop().success());
+}

@@ -33,6 +33,10 @@
 //! - [`error`]: [`Error`], why a call failed.
 //! - [`oneshot`]: `logmill health` and `logmill send`, the CLI's one-request commands, built
 //!   on the above.
+//! - [`logger`]: [`Logger`], the client a program keeps: a bounded queue, a background thread
+//!   that batches, reads acks, reconnects with backoff and resends in order, and a spool
+//!   ([`spool`]) on disk while the server is unreachable.
+//! - [`pipe`]: `logmill pipe`, standard input to records through a [`Logger`], with acks.
 //! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
 //!   ([`crate::storage::search`]) over the stored files; no server needed.
 //! - [`status`]: `logmill status`, who is connected (the `status` request), as a table or JSON.
@@ -42,6 +46,7 @@ pub mod error;
 pub mod framing;
 pub mod logger;
 pub mod oneshot;
+pub mod pipe;
 pub mod query;
 pub mod spool;
 pub mod status;
