@@ -302,6 +302,7 @@ impl Logger {
             link: None,
             links: 0,
             unacked: VecDeque::new(),
+            acked_in_memory: 0,
             spool,
             retry_at: Instant::now(),
             out: Vec::new(),
@@ -483,8 +484,10 @@ struct Transmitter {
     options: LoggerOptions,
     link: Option<Link>,
     links: u64,
-    /// Records sent on the current link (or the last one) and not acked, oldest first.
+    /// Records sent on the current link (or the last one) and not acked, oldest first; the
+    /// first `acked_in_memory` of them are acked and not yet dropped.
     unacked: VecDeque<Record<'static>>,
+    acked_in_memory: usize,
     spool: Option<Spool>,
     retry_at: Instant,
     backoff: Duration,
@@ -498,6 +501,7 @@ impl Transmitter {
     fn run(mut self) {
         loop {
             let work = self.next_work();
+            self.release_acked();
             match work {
                 Work::Send(records) => {
                     if let Err(e) = self.send(records) {
@@ -512,6 +516,16 @@ impl Transmitter {
             }
         }
         self.stop();
+    }
+
+    /// Records sent and not acked.
+    fn in_flight(&self) -> usize {
+        self.unacked.len() - self.acked_in_memory
+    }
+
+    fn release_acked(&mut self) {
+        self.unacked.drain(..self.acked_in_memory);
+        self.acked_in_memory = 0;
     }
 
     fn spool_is_empty(&self) -> bool {
@@ -535,17 +549,21 @@ impl Transmitter {
                 return Work::Stop;
             }
             let now = Instant::now();
-            let room = self
-                .options
-                .max_in_flight
-                .saturating_sub(self.unacked.len());
+            let room = self.options.max_in_flight.saturating_sub(self.in_flight());
             if self.link.is_some() && room > 0 {
                 if !self.spool_is_empty() {
                     return Work::ReplaySpool;
                 }
                 if !st.queue.is_empty() {
                     let take = st.queue.len().min(room);
-                    let records: Vec<_> = st.queue.drain(..take).collect();
+                    // Usually the whole queue: swapped for an empty one, not copied, so the
+                    // callers wait on the lock for a pointer swap only.
+                    let records = if take == st.queue.len() {
+                        let capacity = st.queue.capacity();
+                        std::mem::replace(&mut st.queue, Vec::with_capacity(capacity))
+                    } else {
+                        st.queue.drain(..take).collect()
+                    };
                     st.held += take as u64;
                     self.shared.progress.notify_all();
                     return Work::Send(records);
@@ -592,6 +610,7 @@ impl Transmitter {
 
     /// Drops the records the current link's acks cover.
     fn absorb_acks(&mut self, st: &mut State) {
+        let in_flight = self.in_flight() as u64;
         let Some(link) = &mut self.link else {
             return;
         };
@@ -599,15 +618,16 @@ impl Transmitter {
             return;
         }
         let newly = st.link_acked - link.acked;
-        if newly > self.unacked.len() as u64 {
+        if newly > in_flight {
             st.link_error = Some(ClientError::Unexpected(format!(
-                "an ack for {newly} more records than the {} in flight",
-                self.unacked.len()
+                "an ack for {newly} more records than the {in_flight} in flight"
             )));
             return;
         }
         link.acked = st.link_acked;
-        self.unacked.drain(..newly as usize);
+        // Dropped after the lock is released (`release_acked`): freeing thousands of records
+        // must not hold up the callers.
+        self.acked_in_memory += newly as usize;
         st.held -= newly;
         st.acked += newly;
         self.shared.progress.notify_all();
@@ -624,40 +644,44 @@ impl Transmitter {
         // size, whichever comes first), one write per call.
         self.out.clear();
         let budget = self.max_frame / 2;
-        let mut oversized = 0u64;
-        let mut kept = Vec::with_capacity(records.len());
-        let mut records = records.into_iter().peekable();
-        while records.peek().is_some() {
-            let mut bytes = 0;
-            let mut chunk = Vec::new();
-            while let Some(r) = records.next_if(|r| {
-                chunk.is_empty() || (chunk.len() < self.options.batch && bytes + size(r) <= budget)
-            }) {
-                bytes += size(&r);
-                chunk.push(r);
+        let mut records = records;
+        let mut oversized = Vec::new();
+        let mut start = 0;
+        while start < records.len() {
+            let mut end = start + 1;
+            let mut bytes = size(&records[start]);
+            while end < records.len()
+                && end - start < self.options.batch
+                && bytes + size(&records[end]) <= budget
+            {
+                bytes += size(&records[end]);
+                end += 1;
             }
             let before = self.out.len();
-            native::encode_records(&chunk, &mut self.out);
-            if chunk.len() == 1 && self.out.len() - before - 4 > self.max_frame {
+            native::encode_records(&records[start..end], &mut self.out);
+            if end - start == 1 && self.out.len() - before - 4 > self.max_frame {
                 // One record the server can never take: sending it would only get the link
                 // closed again and again.
                 self.out.truncate(before);
-                oversized += 1;
-                continue;
+                oversized.push(start);
             }
-            kept.extend(chunk);
+            start = end;
         }
-        if oversized > 0 {
+        if !oversized.is_empty() {
             eprintln!(
-                "logmill client: dropped {oversized} records larger than the server's largest \
-                 frame ({} bytes)",
+                "logmill client: dropped {} records larger than the server's largest frame ({} \
+                 bytes)",
+                oversized.len(),
                 self.max_frame
             );
+            for &i in oversized.iter().rev() {
+                records.remove(i);
+            }
             let mut st = self.shared.lock();
-            st.held -= oversized;
-            st.dropped += oversized;
+            st.held -= oversized.len() as u64;
+            st.dropped += oversized.len() as u64;
         }
-        self.unacked.extend(kept);
+        self.unacked.extend(records);
         let written = link.stream.write_all(&self.out);
         self.out.clear();
         written.map_err(ClientError::Io)
@@ -757,6 +781,7 @@ impl Transmitter {
         });
         self.backoff = self.options.backoff_min;
         // The new connection's acks count from zero: resend everything in flight, in order.
+        self.release_acked();
         let resend: Vec<_> = self.unacked.drain(..).collect();
         if let Err(e) = self.send(resend) {
             self.lose_link(e);
@@ -803,6 +828,7 @@ impl Transmitter {
         if let Some(link) = self.link.take() {
             close_link(link);
         }
+        self.release_acked();
         let mut st = self.shared.lock();
         if let Some(spool) = &mut self.spool {
             let queue = std::mem::take(&mut st.queue);
