@@ -418,3 +418,30 @@ fn pipe_fails_when_not_everything_is_acked() {
     assert!(read_lines(&dir.0).is_empty());
     assert!(server.stop().success());
 }
+
+/// The `log` facade: `log::warn!` with key-values through the Logger, flushed with
+/// `log::logger().flush()`; target, module, file, line and typed fields arrive.
+#[test]
+fn the_log_facade_sends_records_with_their_fields() {
+    let dir = TempDir::new("crust-log");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let logger = Logger::start(server.addr.to_string(), options("shop")).unwrap();
+    log::set_boxed_logger(Box::new(logger)).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+    log::warn!(target: "payments", order = 42, user = "ada"; "card declined");
+    log::trace!("filtered out by the max level");
+    log::debug!("last");
+    log::logger().flush();
+    let lines = server.wait_json(2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(first["message"], "card declined", "{first}");
+    assert_eq!(first["level"], "warning");
+    assert_eq!(first["logger"], "payments");
+    assert_eq!(first["fields"]["order"], "42");
+    assert_eq!(first["fields"]["user"], "ada");
+    assert!(first["file"].as_str().unwrap().ends_with("client_rust.rs"));
+    assert!(first["line"].as_u64().unwrap() > 0);
+    assert_eq!(lines[1]["message"], "last");
+    assert_eq!(lines[1]["level"], "debug");
+}

@@ -36,6 +36,7 @@
 //! - [`logger`]: [`Logger`], the client a program keeps: a bounded queue, a background thread
 //!   that batches, reads acks, reconnects with backoff and resends in order, and a spool
 //!   ([`spool`]) on disk while the server is unreachable.
+//! - `log_facade` (feature `log`): [`Logger`] as a `log::Log`.
 //! - [`pipe`]: `logmill pipe`, standard input to records through a [`Logger`], with acks.
 //! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
 //!   ([`crate::storage::search`]) over the stored files; no server needed.
@@ -44,6 +45,8 @@
 pub mod blocking;
 pub mod error;
 pub mod framing;
+#[cfg(feature = "log")]
+pub mod log_facade;
 pub mod logger;
 pub mod oneshot;
 pub mod pipe;
