@@ -445,3 +445,48 @@ fn the_log_facade_sends_records_with_their_fields() {
     assert_eq!(lines[1]["message"], "last");
     assert_eq!(lines[1]["level"], "debug");
 }
+
+/// The `tracing` layer: an event's message, level, target and typed fields arrive.
+#[test]
+fn the_tracing_layer_sends_events_with_their_fields() {
+    use logmill::client::tracing_layer::LogmillLayer;
+    use tracing::span::{Attributes, Id, Record as SpanRecord};
+    use tracing::{Event, Metadata};
+    use tracing_subscriber::layer::Layer as _;
+
+    /// The smallest subscriber under the layer: every event enabled, spans ignored.
+    struct Events;
+    impl tracing::Subscriber for Events {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &SpanRecord<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    let dir = TempDir::new("crust-tracing");
+    let server = Server::start(&dir.0, &["--format", "json"]);
+    let layer = LogmillLayer::new(Logger::start(server.addr.to_string(), options("shop")).unwrap());
+    tracing::subscriber::with_default(layer.clone().with_subscriber(Events), || {
+        tracing::error!(target: "checkout", order = 42, paid = false, user = "ada", "card declined");
+        tracing::info!("plain");
+    });
+    layer.logger().flush(DEADLINE).unwrap();
+    let lines = server.wait_json(2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(first["message"], "card declined", "{first}");
+    assert_eq!(first["level"], "error");
+    assert_eq!(first["logger"], "checkout");
+    assert_eq!(first["fields"]["order"], "42");
+    assert_eq!(first["fields"]["paid"], "false");
+    assert_eq!(first["fields"]["user"], "ada");
+    assert_eq!(lines[1]["message"], "plain");
+    assert_eq!(lines[1]["level"], "info");
+}

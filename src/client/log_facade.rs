@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use super::logger::Logger;
+use super::logger::{Logger, now_ns};
 use crate::record::{Body, Level, Record, Value};
 
 /// How long `log::logger().flush()` waits for acks.
@@ -73,13 +73,6 @@ fn to_record(record: &log::Record<'_>) -> Record<'static> {
         fields: fields.0,
         ..Record::default()
     }
-}
-
-/// Unix nanoseconds now: the time of the call, not of the arrival at the server.
-pub(super) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 struct Fields(Vec<(Cow<'static, str>, Value<'static>)>);

@@ -851,6 +851,14 @@ impl Transmitter {
     }
 }
 
+/// Unix nanoseconds now, for records made by the `log` and `tracing` integrations: the time
+/// of the call, not of the arrival at the server.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Shuts the socket down, which ends the reader thread's blocking read, and joins the reader.
 fn close_link(link: Link) {
     if let Err(e) = link.stream.shutdown(Shutdown::Both)

@@ -37,6 +37,7 @@
 //!   that batches, reads acks, reconnects with backoff and resends in order, and a spool
 //!   ([`spool`]) on disk while the server is unreachable.
 //! - `log_facade` (feature `log`): [`Logger`] as a `log::Log`.
+//! - `tracing_layer` (feature `tracing`): `LogmillLayer`, a `tracing_subscriber::Layer`.
 //! - [`pipe`]: `logmill pipe`, standard input to records through a [`Logger`], with acks.
 //! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
 //!   ([`crate::storage::search`]) over the stored files; no server needed.
@@ -53,6 +54,8 @@ pub mod pipe;
 pub mod query;
 pub mod spool;
 pub mod status;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
 
 pub use blocking::{Client, ask_health};
 pub use error::Error;
