@@ -53,7 +53,7 @@ fn numbered(n: usize) -> Vec<String> {
 /// Levels, a string body, a JSON body, a logger, typed fields, the instance, and the token's
 /// app: all in the JSON lines, in the order logged.
 #[test]
-fn records_arrive_with_levels_bodies_fields_and_instance() {
+fn rust_logger_records_arrive_with_levels_bodies_fields_and_instance() {
     let dir = TempDir::new("crust-records");
     let token = issue_token(&dir.0, "shop");
     let server = Server::start(&dir.0, &["--format", "json"]);
@@ -115,7 +115,7 @@ fn records_arrive_with_levels_bodies_fields_and_instance() {
 /// (SIGTERM) while a second thread logs without pause: everything is stored, in order of first
 /// appearance, with duplicates only from the records in flight at the break.
 #[test]
-fn a_restarted_server_loses_nothing_acked_and_gets_the_rest() {
+fn rust_logger_restarted_server_loses_nothing_acked() {
     let dir = TempDir::new("crust-restart");
     let server = Server::start(&dir.0, &[]);
     let port = server.addr.port();
@@ -184,7 +184,7 @@ fn a_restarted_server_loses_nothing_acked_and_gets_the_rest() {
 /// logger (a new run of the program) logs more, and when the server comes up everything is
 /// stored in the order logged.
 #[test]
-fn a_server_down_at_start_gets_the_spool_in_order() {
+fn rust_logger_server_down_at_start_spools_then_replays_in_order() {
     let dir = TempDir::new("crust-spool");
     let spool = TempDir::new("crust-spool-dir");
     let port = free_port();
@@ -223,7 +223,7 @@ fn a_server_down_at_start_gets_the_spool_in_order() {
 /// A spool bound far below what is logged: the files never pass it, the oldest records are the
 /// ones dropped (counted), and what is replayed is the newest, in order.
 #[test]
-fn the_spool_bound_drops_the_oldest() {
+fn rust_logger_spool_bound_drops_the_oldest() {
     let dir = TempDir::new("crust-bound");
     let spool = TempDir::new("crust-bound-dir");
     let port = free_port();
@@ -262,7 +262,7 @@ fn the_spool_bound_drops_the_oldest() {
 /// A token the server refuses: `flush` and `log` say so with the reason, and the logger does
 /// not try again (one connect attempt, none made).
 #[test]
-fn a_refused_token_is_a_clear_error() {
+fn rust_logger_refused_token_is_a_clear_error() {
     let dir = TempDir::new("crust-refused");
     let server = Server::start(&dir.0, &[]);
     let logger = Logger::start(
@@ -320,7 +320,7 @@ fn logmill(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
 /// `logmill send` with an instance and fields, and `logmill pipe` with plain and JSON lines:
 /// exit 0 once stored, every line a record, in order, fields and levels kept.
 #[test]
-fn send_and_pipe_store_what_they_are_given() {
+fn rust_send_and_pipe_store_what_they_are_given() {
     let dir = TempDir::new("crust-pipe");
     let server = Server::start(&dir.0, &["--format", "json"]);
     let addr = server.addr.to_string();
@@ -403,7 +403,7 @@ fn send_and_pipe_store_what_they_are_given() {
 /// `logmill pipe` says when records were not stored: a refused token, and no server within
 /// `--timeout`.
 #[test]
-fn pipe_fails_when_not_everything_is_acked() {
+fn rust_pipe_fails_when_not_everything_is_acked() {
     let dir = TempDir::new("crust-pipe-fail");
     let server = Server::start(&dir.0, &[]);
     let addr = server.addr.to_string();
@@ -422,7 +422,7 @@ fn pipe_fails_when_not_everything_is_acked() {
 /// The `log` facade: `log::warn!` with key-values through the Logger, flushed with
 /// `log::logger().flush()`; target, module, file, line and typed fields arrive.
 #[test]
-fn the_log_facade_sends_records_with_their_fields() {
+fn rust_log_facade_sends_records_with_their_fields() {
     let dir = TempDir::new("crust-log");
     let server = Server::start(&dir.0, &["--format", "json"]);
     let logger = Logger::start(server.addr.to_string(), options("shop")).unwrap();
@@ -448,7 +448,7 @@ fn the_log_facade_sends_records_with_their_fields() {
 
 /// The `tracing` layer: an event's message, level, target and typed fields arrive.
 #[test]
-fn the_tracing_layer_sends_events_with_their_fields() {
+fn rust_tracing_layer_sends_events_with_their_fields() {
     use logmill::client::tracing_layer::LogmillLayer;
     use tracing::span::{Attributes, Id, Record as SpanRecord};
     use tracing::{Event, Metadata};

@@ -15,6 +15,19 @@
 //! are older than those in the spool, which are older than those in the queue. A new link first
 //! resends what is in flight, then replays the spool, then takes the queue.
 //!
+//! The example of `clients/rust/README.md`, compiled here:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use logmill::client::{ClientOptions, Logger, LoggerOptions};
+//! let hello = ClientOptions::new("shop").instance("web-1").token("TOKEN"); // logmill token issue --app shop
+//! let logger = Logger::start("127.0.0.1:4020", LoggerOptions::new(hello).spool("/var/spool/shop", 256 << 20))?;
+//! logger.log(logmill::record::Record { body: logmill::record::Body::Message("checkout done".into()), ..Default::default() })?;
+//! logger.close(std::time::Duration::from_secs(5))?; // waits for the acks
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! At-least-once: a record leaves memory (or the spool) only when an ack covers it. A link lost
 //! after the server wrote a record but before its ack reached us makes that record go again: the
 //! duplicate window is the records in flight at the break (at most
