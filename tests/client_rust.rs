@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{DEADLINE, Server, TempDir, issue_token, read_lines, wait_for};
 use logmill::client::logger::Error;
-use logmill::client::{ClientOptions, Logger, LoggerOptions};
+use logmill::client::{ClientOptions, Logger, LoggerOptions, WhenFull};
 use logmill::protocol::native::ErrorKind;
 use logmill::record::{Body, Level, Record, Value};
 
@@ -489,4 +489,47 @@ fn rust_tracing_layer_sends_events_with_their_fields() {
     assert_eq!(first["fields"]["user"], "ada");
     assert_eq!(lines[1]["message"], "plain");
     assert_eq!(lines[1]["level"], "info");
+}
+
+/// No spool and no server: the queue's bound holds, and past it the policy is explicit. `Drop`
+/// refuses at once and counts; `Block` waits its timeout, then does the same; close says how
+/// many records were not acked.
+#[test]
+fn rust_logger_full_queue_without_spool_drops_and_counts() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let logger = Logger::start(
+        addr.as_str(),
+        options("shop").queue(10).when_full(WhenFull::Drop),
+    )
+    .unwrap();
+    for i in 0..10 {
+        logger.log(text(Level::Info, format!("kept {i}"))).unwrap();
+    }
+    assert!(matches!(
+        logger.log(text(Level::Info, "one too many".into())),
+        Err(Error::Dropped)
+    ));
+    assert_eq!(logger.stats().dropped, 1);
+    assert!(matches!(
+        logger.close(Duration::ZERO),
+        Err(Error::Timeout { pending: 10 })
+    ));
+
+    let logger = Logger::start(
+        addr.as_str(),
+        options("shop")
+            .queue(1)
+            .when_full(WhenFull::Block(Duration::from_millis(20))),
+    )
+    .unwrap();
+    logger.log(text(Level::Info, "kept".into())).unwrap();
+    assert!(matches!(
+        logger.log(text(Level::Info, "waited, then dropped".into())),
+        Err(Error::Dropped)
+    ));
+    assert_eq!(logger.stats().dropped, 1);
+    assert!(matches!(
+        logger.close(Duration::ZERO),
+        Err(Error::Timeout { pending: 1 })
+    ));
 }
