@@ -253,7 +253,8 @@ impl Shared {
 
 #[derive(Default)]
 struct State {
-    queue: Vec<Record<'static>>,
+    /// A deque, so that taking the oldest part moves only what is taken.
+    queue: VecDeque<Record<'static>>,
     /// Records the transmitter holds outside the queue: in flight, spooled, being moved.
     held: u64,
     acked: u64,
@@ -368,7 +369,7 @@ impl Logger {
                     .0;
             }
         }
-        st.queue.push(record);
+        st.queue.push_back(record);
         if st.transmitter_waiting {
             st.transmitter_waiting = false;
             self.shared.wake.notify_one();
@@ -573,7 +574,10 @@ impl Transmitter {
                     // callers wait on the lock for a pointer swap only.
                     let records = if take == st.queue.len() {
                         let capacity = st.queue.capacity();
-                        std::mem::replace(&mut st.queue, Vec::with_capacity(capacity))
+                        Vec::from(std::mem::replace(
+                            &mut st.queue,
+                            VecDeque::with_capacity(capacity),
+                        ))
                     } else {
                         st.queue.drain(..take).collect()
                     };
@@ -588,7 +592,7 @@ impl Transmitter {
                 && !st.queue.is_empty()
                 && (self.link.is_none() || st.queue.len() >= self.options.queue)
             {
-                let records = std::mem::take(&mut st.queue);
+                let records = Vec::from(std::mem::take(&mut st.queue));
                 st.held += records.len() as u64;
                 self.shared.progress.notify_all();
                 return Work::Spool(records);
@@ -715,7 +719,7 @@ impl Transmitter {
             // the network again later.
             eprintln!("logmill client: cannot write the spool: {e}");
             st.held -= records.len() as u64;
-            let newer = std::mem::replace(&mut st.queue, records);
+            let newer = std::mem::replace(&mut st.queue, VecDeque::from(records));
             st.queue.extend(newer);
         }
     }
@@ -844,7 +848,7 @@ impl Transmitter {
         self.release_acked();
         let mut st = self.shared.lock();
         if let Some(spool) = &mut self.spool {
-            let queue = std::mem::take(&mut st.queue);
+            let queue = Vec::from(std::mem::take(&mut st.queue));
             st.held += queue.len() as u64;
             let unacked: Vec<_> = self.unacked.drain(..).collect();
             let before = spool.dropped();
