@@ -59,7 +59,9 @@
 //! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
 //!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
-//!   `logmill health`, `logmill status` and `logmill send`.
+//!   the `Logger` (a background thread that batches, reconnects, resends unacked records in
+//!   order and spools to disk; a `log::Log` and a `tracing` layer); `logmill health`,
+//!   `logmill status`, `logmill send` and `logmill pipe`.
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
 //!   issued and revoked tokens, the `--auth` gate a connection's token goes through once (native
 //!   hello, gRPC call); `logmill token`; the console's admin password (argon2id) and

@@ -53,6 +53,9 @@ enum Command {
     Status(logmill::client::status::StatusArgs),
     /// Store one record (native protocol, with acks); prints its sequence number once written.
     Send(logmill::client::oneshot::SendArgs),
+    /// Standard input to records, one per line (--json for JSON lines), with acks: exits 0 once
+    /// the server has written every line.
+    Pipe(logmill::client::pipe::PipeArgs),
     /// Application tokens: issue one for an app, list them, revoke one.
     Token(logmill::apps::cli::TokenArgs),
     /// The control panel's admin account: `logmill admin set-password`.
@@ -252,6 +255,7 @@ fn main() -> ExitCode {
         Some(Command::Health(args)) => return health(&args),
         Some(Command::Status(args)) => return status(&args),
         Some(Command::Send(args)) => return send(&args),
+        Some(Command::Pipe(args)) => return pipe(&args),
         Some(Command::Token(args)) => return token(&args),
         Some(Command::Admin(args)) => return admin(&args),
         Some(Command::Query(args)) => return logmill::client::query::query(&args),
@@ -312,6 +316,17 @@ fn send(args: &logmill::client::oneshot::SendArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("logmill send: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `logmill pipe`: stdin to records; exit 0 only when every record was acked.
+fn pipe(args: &logmill::client::pipe::PipeArgs) -> ExitCode {
+    match logmill::client::pipe::run(args, &mut std::io::stdin().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logmill pipe: {e}");
             ExitCode::FAILURE
         }
     }

@@ -104,6 +104,12 @@ impl Client {
         self.peer
     }
 
+    /// The welcomed socket, for a caller that drives it itself (the [`Logger`](super::Logger)'s
+    /// transmitter). Only before any record is sent: then no byte after the welcome is pending.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Sends one record in a frame of its own. A program with many records sends them with
     /// [`send_batch`](Client::send_batch): one frame, one write, one ack.
     ///

@@ -33,6 +33,12 @@
 //! - [`error`]: [`Error`], why a call failed.
 //! - [`oneshot`]: `logmill health` and `logmill send`, the CLI's one-request commands, built
 //!   on the above.
+//! - [`logger`]: [`Logger`], the client a program keeps: a bounded queue, a background thread
+//!   that batches, reads acks, reconnects with backoff and resends in order, and a spool
+//!   ([`spool`]) on disk while the server is unreachable.
+//! - `log_facade` (feature `log`): [`Logger`] as a `log::Log`.
+//! - `tracing_layer` (feature `tracing`): `LogmillLayer`, a `tracing_subscriber::Layer`.
+//! - [`pipe`]: `logmill pipe`, standard input to records through a [`Logger`], with acks.
 //! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
 //!   ([`crate::storage::search`]) over the stored files; no server needed.
 //! - [`status`]: `logmill status`, who is connected (the `status` request), as a table or JSON.
@@ -40,10 +46,18 @@
 pub mod blocking;
 pub mod error;
 pub mod framing;
+#[cfg(feature = "log")]
+pub mod log_facade;
+pub mod logger;
 pub mod oneshot;
+pub mod pipe;
 pub mod query;
+pub mod spool;
 pub mod status;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
 
 pub use blocking::{Client, ask_health};
 pub use error::Error;
 pub use framing::{Ack, ClientOptions, Inbox, MAX_SERVER_FRAME, Reply, Welcome};
+pub use logger::{Logger, LoggerOptions, Stats, WhenFull};

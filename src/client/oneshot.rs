@@ -23,7 +23,7 @@ use super::framing::ClientOptions;
 use crate::config;
 use crate::protocol::jsonl::level_from_name;
 use crate::protocol::native::ErrorKind;
-use crate::record::{Body, Level, Record};
+use crate::record::{Body, Level, Record, Value};
 
 /// Where `logmill serve` listens without flags.
 pub(super) const DEFAULT_ADDR: &str = "127.0.0.1:4020";
@@ -64,15 +64,30 @@ pub struct SendArgs {
     /// goes to that app's files, <dir>/<app>/_main.log.
     #[arg(long, default_value = "")]
     token: String,
+    /// Instance of the app sent in the hello (a host, a pid, a worker); the files show
+    /// APP/INSTANCE. Without it the server shows the connection's address.
+    #[arg(long, default_value = "")]
+    instance: String,
     /// Logger name.
     #[arg(long, default_value = "")]
     logger: String,
+    /// An extra field, KEY=VALUE (repeat for more); sent as text.
+    #[arg(long = "field", value_name = "KEY=VALUE", value_parser = parse_field)]
+    fields: Vec<(String, String)>,
     /// The message; several words are joined with single spaces.
     #[arg(required = true, value_name = "MESSAGE")]
     message: Vec<String>,
 }
 
-fn parse_level(s: &str) -> Result<Level, String> {
+/// `KEY=VALUE` for `--field`: the key is what precedes the first `=`, and must not be empty.
+pub(super) fn parse_field(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+pub(super) fn parse_level(s: &str) -> Result<Level, String> {
     level_from_name(s).ok_or_else(|| {
         format!(
             "unknown level `{s}`: use trace, debug, info, notice, warning, error, critical, \
@@ -260,12 +275,18 @@ fn until(deadline: Instant) -> io::Result<Duration> {
 /// stored); [`Error::Protocol`] when the answer is not logmill's.
 pub fn send(args: &SendArgs) -> Result<u64, Error> {
     let options = ClientOptions::new(args.app.as_str())
+        .instance(args.instance.as_str())
         .token(args.token.as_str())
         .timeout(ANSWER_TIMEOUT);
     let record = Record {
         level: args.level,
         logger: args.logger.as_str().into(),
         body: Body::Message(args.message.join(" ").into()),
+        fields: args
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), Value::Str(v.as_str().into())))
+            .collect(),
         ..Record::default()
     };
     let mut last = io::Error::other("no address to try");
