@@ -25,6 +25,19 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, lowest first (the order `Ord` compares in).
+    pub const ALL: [Level; 9] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Notice,
+        Level::Warning,
+        Level::Error,
+        Level::Critical,
+        Level::Alert,
+        Level::Emergency,
+    ];
+
     /// The name written to the files: lower-case in JSON, upper-case in text lines.
     pub fn as_str(self) -> &'static str {
         match self {

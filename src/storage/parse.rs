@@ -91,17 +91,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const LEVELS: [Level; 9] = [
-    Level::Trace,
-    Level::Debug,
-    Level::Info,
-    Level::Notice,
-    Level::Warning,
-    Level::Error,
-    Level::Critical,
-    Level::Alert,
-    Level::Emergency,
-];
+const LEVELS: [Level; 9] = Level::ALL;
 
 /// Parses one text line (its newline optional).
 ///

@@ -22,17 +22,7 @@ use crate::record::{Body, Level, Record};
 use crate::storage::parse::{ParsedLine, parse_json_line, parse_text_line};
 
 /// The levels in order, lowest first, for `level=warning` ("warning and above") and for counts.
-pub const LEVELS: [Level; 9] = [
-    Level::Trace,
-    Level::Debug,
-    Level::Info,
-    Level::Notice,
-    Level::Warning,
-    Level::Error,
-    Level::Critical,
-    Level::Alert,
-    Level::Emergency,
-];
+pub const LEVELS: [Level; 9] = Level::ALL;
 
 /// The index of `level` in [`LEVELS`].
 pub fn level_index(level: Level) -> usize {
