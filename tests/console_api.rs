@@ -665,3 +665,68 @@ fn explore_search_counts_context_and_live_tail() {
     assert_eq!(hit["app"], "shop");
     drop(server);
 }
+
+/// A live tail whose client does not read is dropped once it leaves 256 KiB unread: it gets a
+/// `notice` event saying so, then the end of the stream; the server goes on storing and serving.
+#[test]
+fn a_tail_nobody_reads_is_dropped_with_a_notice() {
+    use std::io::Read as _;
+
+    let dir = TempDir::new("console-slow-tail");
+    assert!(
+        set_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"))
+            .status
+            .success()
+    );
+    let (server, addr) = start(&dir.0, &["--format", "json"]);
+    let session = login(addr, PASSWORD).unwrap();
+    // A small receive buffer, so the server's output backs up soon after the kernel's buffers.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut tail: std::net::TcpStream = socket.into();
+    tail.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        tail,
+        "GET /api/tail HTTP/1.1\r\nHost: {addr}\r\n{}\r\n\r\n",
+        session.cookie()
+    )
+    .unwrap();
+    wait_for("the tail to open", DEADLINE, || {
+        server_log(&dir.0)
+            .contains("live tail opened")
+            .then_some(())
+    });
+    // About 24 MB of records while the tail reads nothing.
+    let mut client = server.client();
+    client.hello("", true);
+    let padding = "x".repeat(480);
+    for batch in 0..48 {
+        let records: Vec<_> = (0..1000)
+            .map(|i| message(&format!("record {batch}/{i} {padding}")))
+            .collect();
+        client.send(&records);
+    }
+    client.wait_ack(48_000);
+    let mut stream = Vec::new();
+    tail.read_to_end(&mut stream).unwrap();
+    let stream = String::from_utf8_lossy(&stream);
+    let notice = stream
+        .rfind("event: notice\ndata: ")
+        .unwrap_or_else(|| panic!("no notice in the {} bytes read", stream.len()));
+    assert!(
+        stream[notice..].contains("dropped"),
+        "{}",
+        &stream[notice..]
+    );
+    assert!(stream.ends_with("\n\n"), "the notice is the last event");
+    assert!(
+        stream.matches("event: record").count() < 48_000,
+        "the tail was cut short"
+    );
+    // The server went on: every record stored, and it still answers.
+    assert_eq!(read_lines(&dir.0).len(), 48_000);
+    let answer = call(addr, "GET", "/api/session", &[&session.cookie()], "");
+    assert_eq!(answer.status, 200);
+    drop(server);
+}
