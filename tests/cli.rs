@@ -55,12 +55,6 @@ fn finish(mut child: Child) -> Output {
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn health_prints_the_servers_line() {
     let dir = TempDir::new("cli-health");

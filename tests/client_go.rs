@@ -13,12 +13,11 @@ mod common;
 mod tools;
 
 use std::borrow::Cow;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, TempDir, issue_token, read_lines, wait_for};
+use common::{Server, TempDir, free_port, issue_token, json_lines_of as json_lines, wait_for};
 use logmill::protocol::native::{self, ErrorKind, Hello, ServerFrame};
 use logmill::record::{Body, Level, Record, Value};
 use serde_json::{Value as Json, json};
@@ -113,13 +112,6 @@ fn stat(out: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
-fn json_lines(dir: &Path) -> Vec<Json> {
-    read_lines(dir)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// Waits for the Go side to ask for `step`, and returns the file to write once done.
 fn wait_step(sync: &Path, step: &str) -> PathBuf {
     let asked = sync.join(step);
@@ -129,15 +121,6 @@ fn wait_step(sync: &Path, step: &str) -> PathBuf {
         || asked.exists().then_some(()),
     );
     sync.join(format!("{step}.done"))
-}
-
-/// A loopback port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn level_number(level: Level) -> u16 {

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 
-use common::{DEADLINE, Server, TempDir, http_client, issue_token, read_lines, wait_for};
+use common::{
+    DEADLINE, Server, TempDir, free_port, http_client, issue_token, json_lines_of as json_lines,
+    wait_for,
+};
 use logmill::protocol::native::{Hello, encode_hello, encode_records};
 use logmill::record::{Body, Level, Record};
 use serde_json::Value;
@@ -102,24 +105,8 @@ fn node(test: &str) -> Option<PathBuf> {
     tools::require(test, tools::node())
 }
 
-/// A port nobody listens on (bound, then released), for a server that starts later.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn tcp_env(server_port: u16) -> Vec<(&'static str, String)> {
     vec![("LOGMILL_PORT", server_port.to_string())]
-}
-
-fn json_lines(dir: &Path) -> Vec<Value> {
-    read_lines(dir)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 fn messages(lines: &[Value]) -> Vec<String> {

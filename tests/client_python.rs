@@ -23,14 +23,15 @@ mod tools;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Server, TempDir, issue_token, read_lines, wait_for};
+use common::{
+    Server, TempDir, free_port, issue_token, json_lines_of as json_lines, read_lines, wait_for,
+};
 use logmill::protocol::native::{self, ErrorKind, Hello, ServerFrame};
 use logmill::record::{Body, Level, Record, Value};
 use serde_json::{Value as Json, json};
@@ -129,13 +130,6 @@ impl Drop for Script {
 
 fn start(dir: &Path) -> Server {
     Server::start(dir, &["--format", "json"])
-}
-
-fn json_lines(dir: &Path) -> Vec<Json> {
-    read_lines(dir)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// Messages of the stored lines, in file order.
@@ -423,12 +417,6 @@ fn python_client_resends_after_a_killed_server() {
 #[test]
 fn python_client_resends_after_a_stopped_server() {
     restart_mid_stream("python_client_resends_after_a_stopped_server", "TERM");
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 #[test]

@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+
 use std::path::Path;
 use std::time::Duration;
 
-use common::{DEADLINE, Server, TempDir, issue_token, read_lines, wait_for};
+use common::{DEADLINE, Server, TempDir, free_port, issue_token, read_lines, wait_for};
 use logmill::client::logger::Error;
 use logmill::client::{ClientOptions, Logger, LoggerOptions, WhenFull};
 use logmill::protocol::native::ErrorKind;
@@ -22,15 +22,6 @@ fn text(level: Level, message: String) -> Record<'static> {
         body: Body::Message(message.into()),
         ..Record::default()
     }
-}
-
-/// A port nothing listens on (yet): bound once, then released.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn options(app: &str) -> LoggerOptions {

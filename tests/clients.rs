@@ -251,15 +251,6 @@ fn util_linux_logger() {
     assert!(server.stop().success());
 }
 
-/// A free TCP port on loopback (bound and released; fine for a test on one machine).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// rsyslog receives from `logger` and forwards to logmill with `omfwd` over TCP, once with
 /// octet-counted RFC 5424 and once with classic newline-framed forwarding: both arrive.
 #[test]

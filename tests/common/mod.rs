@@ -351,3 +351,21 @@ pub fn issue_token(dir: &Path, app: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A loopback port nobody listens on (bound, then released): for a server a test stops and
+/// starts again on the same port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The stored lines of `dir` (the server ran with `--format json`), parsed.
+pub fn json_lines_of(dir: &Path) -> Vec<serde_json::Value> {
+    read_lines(dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
