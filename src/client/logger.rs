@@ -46,7 +46,7 @@ use super::blocking::Client;
 use super::error::Error as ClientError;
 use super::framing::{ClientOptions, Inbox, Reply};
 use super::spool::Spool;
-use crate::protocol::native::{self, ErrorKind};
+use crate::protocol::native::ErrorKind;
 use crate::protocol::native_encode;
 use crate::record::{Body, Record};
 
