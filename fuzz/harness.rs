@@ -21,6 +21,7 @@ use logmill::protocol::frame::{self, Frame};
 use logmill::protocol::jsonl;
 use logmill::protocol::lines::{self, Line};
 use logmill::protocol::native::{self, ClientFrame, ServerFrame};
+use logmill::protocol::native_encode;
 use logmill::protocol::pickle;
 use logmill::protocol::syslog;
 use logmill::record::{Body, Record};
@@ -409,6 +410,13 @@ pub fn native_record(data: &[u8]) -> ClientOutcome {
             );
             let mut encoded = Vec::new();
             native::encode_records(&records, &mut encoded);
+            // The hand encoder the Rust client sends with must write the crate's bytes.
+            let mut by_hand = Vec::new();
+            native_encode::encode_records(&records, &mut by_hand);
+            assert!(
+                by_hand == encoded,
+                "native_encode and the crate encode differently"
+            );
             let mut again = Vec::new();
             let result = native::decode_client_frame(only_payload(&encoded), |r| {
                 again.push(r.into_static())

@@ -46,7 +46,8 @@ use super::blocking::Client;
 use super::error::Error as ClientError;
 use super::framing::{ClientOptions, Inbox, Reply};
 use super::spool::Spool;
-use crate::protocol::native::{self, ErrorKind};
+use crate::protocol::native::ErrorKind;
+use crate::protocol::native_encode;
 use crate::record::{Body, Record};
 
 /// Records per batch frame. The server decodes, formats and acks a frame as a unit; past a few
@@ -675,7 +676,7 @@ impl Transmitter {
                 end += 1;
             }
             let before = self.out.len();
-            native::encode_records(&records[start..end], &mut self.out);
+            native_encode::encode_records(&records[start..end], &mut self.out);
             if end - start == 1 && self.out.len() - before - 4 > self.max_frame {
                 // One record the server can never take: sending it would only get the link
                 // closed again and again.

@@ -10,6 +10,7 @@
 //! - [`grpc_web`]: gRPC-Web bodies (binary and base64 text), trailers-only answers, CORS.
 //! - [`native`]: Cap'n Proto `ClientFrame` decoding and `ServerFrame` encoding (`schema/logmill.capnp`).
 //! - [`native_fast`]: the fast path for record and batch frames, checked against the crate.
+//! - [`native_encode`]: the fast encoder of record and batch frames, byte-identical to the crate's.
 //! - [`otlp`]: OpenTelemetry logs (OTLP): protobuf and JSON requests to records, responses.
 //! - [`lines`]: `\n`-terminated lines, cut into pieces when longer than the limit.
 //! - [`syslog`]: RFC 6587 framing (octet counting or lines) and RFC 5424 / RFC 3164 messages.
@@ -27,6 +28,7 @@ pub mod http1;
 pub mod jsonl;
 pub mod lines;
 pub mod native;
+pub mod native_encode;
 pub mod native_fast;
 pub mod otlp;
 pub mod pickle;

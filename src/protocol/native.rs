@@ -205,7 +205,8 @@ pub(super) fn max_records(payload: &[u8]) -> usize {
     payload.len() / 8
 }
 
-fn to_wire_level(level: Level) -> WireLevel {
+/// The schema's value of `level` (shared with [`native_encode`](super::native_encode)).
+pub(super) fn to_wire_level(level: Level) -> WireLevel {
     match level {
         Level::Trace => WireLevel::Trace,
         Level::Debug => WireLevel::Debug,
