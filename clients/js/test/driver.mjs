@@ -136,6 +136,8 @@ const scenarios = {
     } catch (e) {
       flushed = { code: e.code, message: e.message };
     }
+    // A window in which a reconnect loop would show (reconnects > 0): proving that something
+    // does not happen takes a fixed wait; nothing here waits for a condition to become true.
     await new Promise((r) => setTimeout(r, 300));
     say({ flushed, errors, reconnects: log.stats.reconnects, state: log.state });
   },

@@ -82,6 +82,9 @@ class Client:
         # the spool: the two must not interleave or records would change order.
         self._order = threading.Lock()
         self._wake = threading.Event()
+        # Set by the sender each time it takes from the queue: a caller blocked on a full
+        # queue (when_full="block") waits on it instead of polling.
+        self._room = threading.Event()
         self._idle = threading.Condition()
         self._unacked = collections.deque()
         self._unacked_bytes = 0
@@ -144,9 +147,13 @@ class Client:
             return
         if self._when_full == "block":
             deadline = time.monotonic() + self._block_timeout
-            while len(self._queue) >= self._queue_max and time.monotonic() < deadline:
+            while True:
+                self._room.clear()  # before the check: a take after it sets it again
+                left = deadline - time.monotonic()
+                if len(self._queue) < self._queue_max or left <= 0:
+                    break
                 self._wake.set()
-                time.sleep(0.001)
+                self._room.wait(left)
             if len(self._queue) < self._queue_max:
                 self._queue.append(item)
                 return
@@ -323,6 +330,7 @@ class Client:
                     # Set before the queue shrinks, so that flush never sees neither.
                     self._in_hand = 1
                     items = _take(self._queue, self._batch_records)
+                    self._room.set()
                     self._in_hand = len(items)
             if items:
                 entries = [_Entry(f, n, None) for f, n in self._encode(items)]
