@@ -135,7 +135,7 @@ pub fn answer(
         Api::Login => Err(error(400, "login is answered before the guard")),
         Api::Logout => {
             if let Access::Session(session) = &access {
-                console.auth.sessions.remove(session);
+                console.auth.logout(session);
             }
             cx.log
                 .info(format_args!("console: admin logged out from {peer}"));
@@ -200,7 +200,7 @@ fn server(console: &Console, cx: &Context<'_>) -> Value {
         "refused_auth": stats.refused_auth(),
         "apps": listed.apps,
         "instances": listed.instances,
-        "sessions": console.auth.sessions.len(),
+        "sessions": console.auth.session_count(),
         "buckets": buckets,
         "buckets_not_listed": more,
     })

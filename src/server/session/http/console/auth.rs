@@ -353,14 +353,24 @@ pub fn cross_site(request: &Request<'_>) -> Option<String> {
 
 /// The console's access control: the sessions, the limiter, where the password is.
 pub struct Auth {
-    pub sessions: Sessions,
-    pub limiter: Limiter,
+    sessions: Sessions,
+    limiter: Limiter,
     /// The admin password file (`--admin-password-file` or `<dir>/.logmill/admin_password`),
     /// read at each login.
-    pub password_path: std::path::PathBuf,
+    password_path: std::path::PathBuf,
 }
 
 impl Auth {
+    /// Ends `session` on the server (logout).
+    pub fn logout(&self, session: &SessionInfo) {
+        self.sessions.remove(session);
+    }
+
+    /// How many sessions are live (for `/api/server`).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn new(password_path: std::path::PathBuf, ttl: Duration) -> Auth {
         Auth {
             sessions: Sessions::new(ttl),
