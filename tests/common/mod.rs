@@ -352,6 +352,27 @@ pub fn issue_token(dir: &Path, app: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Runs `command` to its end with `stdin` as its whole input; stdout and stderr captured.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `logmill admin set-password --dir DIR` with `stdin` typed at its prompt.
+pub fn set_admin_password(dir: &Path, stdin: &str) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command.args(["admin", "set-password", "--dir"]).arg(dir);
+    output_with_stdin(&mut command, stdin)
+}
+
 /// A loopback port nobody listens on (bound, then released): for a server a test stops and
 /// starts again on the same port.
 pub fn free_port() -> u16 {
