@@ -16,6 +16,7 @@ use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
 
 pub mod http_client;
+pub mod page_server;
 mod temp_dir;
 #[allow(unused_imports)] // not every test file makes a directory
 pub use temp_dir::TempDir;
