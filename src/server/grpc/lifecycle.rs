@@ -75,7 +75,8 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::calls::{Calls, GrpcContext, Rpc};
+use super::calls::{Calls, Rpc};
+use super::push::GrpcContext;
 use super::wake::{ReadyQueue, WakeState};
 use crate::config::GrpcLimits;
 use crate::net::h2_io::H2Io;
