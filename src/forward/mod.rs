@@ -1,0 +1,650 @@
+//! Forwarding: the stored records, sent on to ClickHouse (and OpenTelemetry) at least once,
+//! from the files.
+//!
+//! - [`checkpoint`]: per sink and bucket, the last sequence number the sink acknowledged, in
+//!   `<dir>/.logmill/forward-<id>.json` (tmp + fsync + rename).
+//! - [`reader`]: the buckets' files read in sequence order from the checkpoint into a batch.
+//! - [`http`]: a small blocking HTTP/1.1 client (a forwarder has nothing else to do while its
+//!   batch is in flight).
+//! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT JSONEachRow`, gzip) and its table.
+//!
+//! # Threads
+//!
+//! One thread per sink, `logmill-forward-<n>`: never an event loop, never the writer. The files
+//! are the write-ahead log: a forwarder reads what the writer wrote, sends a batch, and moves
+//! its checkpoint only once the sink said yes, so a restart of logmill or of the sink resends
+//! at most the batch in flight (the ClickHouse table collapses such duplicates) and never
+//! leaves a gap. Errors that can succeed later are retried with exponential backoff and jitter;
+//! errors that cannot (authentication, a wrong table) stop the forwarder with the sink's own
+//! message, in `_server.log`, `health`, `/metrics` and `logmill status`. Ingestion never waits
+//! for a sink.
+//!
+//! The arrows point down: this module uses `storage` (files, lines) and `record`, never the
+//! server; the server starts the forwarders ([`Forwarders::start`]) and reads their [`Status`].
+
+pub mod checkpoint;
+pub mod clickhouse;
+pub mod http;
+pub mod reader;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::storage::parse::ParsedLine;
+use crate::storage::server_log::ServerLog;
+use checkpoint::Checkpoint;
+use reader::Reader;
+
+/// The most records in one batch: ClickHouse is at its best with large inserts (each insert
+/// makes a part on disk), and this many JSON rows are a few MiB.
+pub const MAX_BATCH_ROWS: usize = 50_000;
+/// The most encoded bytes in one batch (before gzip): bounds the forwarder's memory whatever
+/// the records' sizes.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// How long a batch that is not full waits for more records before it is sent: the bound on
+/// how late a record reaches the sink on a quiet server.
+pub const BATCH_WAIT: Duration = Duration::from_millis(500);
+/// How often an idle forwarder looks for new records.
+const POLL: Duration = Duration::from_millis(100);
+/// Retry backoff: the first wait, doubled per failure up to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where a sink is: `--forward URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `clickhouse+http://HOST:PORT/DB.TABLE`
+    ClickHouse {
+        host: String,
+        port: u16,
+        database: String,
+        table: String,
+    },
+}
+
+impl Target {
+    /// Parses a `--forward` value.
+    ///
+    /// # Errors
+    /// What is wrong with it, for the usage error.
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let Some(rest) = url.strip_prefix("clickhouse+http://") else {
+            return Err(format!(
+                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE"
+            ));
+        };
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{url}: the URL names no table (/DB.TABLE)"))?;
+        let (host, port) = host_port(authority, 8123).map_err(|e| format!("{url}: {e}"))?;
+        let (database, table) = path
+            .split_once('.')
+            .ok_or_else(|| format!("{url}: the table is DB.TABLE"))?;
+        if !clickhouse::valid_name(database) || !clickhouse::valid_name(table) {
+            return Err(format!(
+                "{url}: database and table names are letters, digits and _"
+            ));
+        }
+        Ok(Target::ClickHouse {
+            host,
+            port,
+            database: database.to_string(),
+            table: table.to_string(),
+        })
+    }
+
+    /// A name for file names and metric labels: `clickhouse-HOST-PORT-DB.TABLE`.
+    pub fn id(&self) -> String {
+        match self {
+            Target::ClickHouse {
+                host,
+                port,
+                database,
+                table,
+            } => format!("clickhouse-{host}-{port}-{database}.{table}"),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::ClickHouse {
+                host,
+                port,
+                database,
+                table,
+            } => write!(f, "clickhouse+http://{host}:{port}/{database}.{table}"),
+        }
+    }
+}
+
+/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address).
+fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("bad port {port:?}"))?,
+        ),
+        None => (authority, default_port),
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !ok {
+        return Err(format!("bad host {host:?}"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The forwarding settings (`--forward`, `--node-id`, `--forward-max-lag`,
+/// `--forward-password-file`).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    sinks: Vec<Target>,
+    node_id: String,
+    max_lag: u64,
+    password_file: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn new(
+        sinks: Vec<Target>,
+        node_id: String,
+        max_lag: u64,
+        password_file: Option<PathBuf>,
+    ) -> Settings {
+        Settings {
+            sinks,
+            node_id,
+            max_lag,
+            password_file,
+        }
+    }
+
+    pub fn sinks(&self) -> &[Target] {
+        &self.sinks
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// `--forward-max-lag`: bytes of files the writer keeps past `--max-files` for a sink that
+    /// has not read them.
+    pub fn max_lag(&self) -> u64 {
+        self.max_lag
+    }
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), the default `--node-id`.
+pub fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Why a batch was not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// It may be taken later (the sink is down, restarting, busy): retried with backoff.
+    Retry(String),
+    /// It never will be (authentication, the table): the forwarder stops.
+    Fatal(String),
+}
+
+/// A sink builds a batch one record at a time, then sends it whole.
+pub trait Sink: Send {
+    /// Encodes one record into the batch.
+    fn push(&mut self, bucket: &str, line: &ParsedLine<'_>);
+    /// Records in the batch.
+    fn rows(&self) -> usize;
+    /// Encoded bytes in the batch.
+    fn bytes(&self) -> usize;
+    /// Sends the batch; empties it only when the sink took it, so a retry sends the same one.
+    ///
+    /// # Errors
+    /// [`SendError`], sorted by whether a retry can help.
+    fn send(&mut self) -> Result<(), SendError>;
+    fn clear(&mut self);
+}
+
+/// What a sink is doing, for `health` and `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Sending, or caught up.
+    Ok,
+    /// The last batch failed with an error that can succeed later; retrying.
+    Retrying,
+    /// Stopped on an error no retry can fix; see [`SinkStatus::error`].
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Retrying => "retrying",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// One sink's figures, written by its forwarder and read by `health`, `/metrics`, `status`.
+pub struct SinkStatus {
+    url: String,
+    id: String,
+    state: AtomicU8,
+    /// The last error, for `status` (empty when none).
+    error: Mutex<String>,
+    forwarded: AtomicU64,
+    batches: AtomicU64,
+    retries: AtomicU64,
+    lag_bytes: AtomicU64,
+    lag_records: AtomicU64,
+    oldest_ns: AtomicU64,
+}
+
+impl SinkStatus {
+    fn new(target: &Target) -> SinkStatus {
+        SinkStatus {
+            url: target.to_string(),
+            id: target.id(),
+            state: AtomicU8::new(0),
+            error: Mutex::new(String::new()),
+            forwarded: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(0),
+            lag_records: AtomicU64::new(0),
+            oldest_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            0 => State::Ok,
+            1 => State::Retrying,
+            _ => State::Stopped,
+        }
+    }
+
+    fn set_state(&self, state: State, error: Option<&str>) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        if let Some(error) = error
+            && let Ok(mut e) = self.error.lock()
+        {
+            error.clone_into(&mut e);
+        }
+    }
+
+    pub fn error(&self) -> String {
+        self.error.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Records the sink acknowledged since the start.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Stored bytes not yet acknowledged.
+    pub fn lag_bytes(&self) -> u64 {
+        self.lag_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records not yet acknowledged (see [`reader::Lag::records`]: partly an estimate).
+    pub fn lag_records(&self) -> u64 {
+        self.lag_records.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the oldest unacknowledged record's time (0 when caught up).
+    pub fn oldest_age_s(&self, now_ns: u64) -> u64 {
+        match self.oldest_ns.load(Ordering::Relaxed) {
+            0 => 0,
+            t => now_ns.saturating_sub(t) / 1_000_000_000,
+        }
+    }
+}
+
+/// Every sink's figures.
+#[derive(Default)]
+pub struct Status {
+    sinks: Vec<Arc<SinkStatus>>,
+}
+
+impl Status {
+    pub fn sinks(&self) -> &[Arc<SinkStatus>] {
+        &self.sinks
+    }
+}
+
+/// The running forwarders: one thread per sink.
+pub struct Forwarders {
+    threads: Vec<JoinHandle<()>>,
+    stop: Vec<Sender<()>>,
+    status: Arc<Status>,
+}
+
+impl Forwarders {
+    /// The figures, before any thread runs (the server hands them to `health` and the rest).
+    pub fn status_of(settings: &Settings) -> Arc<Status> {
+        Arc::new(Status {
+            sinks: settings
+                .sinks
+                .iter()
+                .map(|t| Arc::new(SinkStatus::new(t)))
+                .collect(),
+        })
+    }
+
+    /// Starts one forwarder per sink, reporting into `status` (from [`Forwarders::status_of`]
+    /// on the same settings).
+    ///
+    /// # Errors
+    /// A checkpoint that cannot be read, a password file that cannot be read, or a thread
+    /// that cannot be started: a start-up error, before anything is sent.
+    pub fn start(
+        dir: &Path,
+        settings: &Settings,
+        status: Arc<Status>,
+        log: Arc<ServerLog>,
+    ) -> Result<Forwarders, String> {
+        let credentials = credentials(settings)?;
+        let mut forwarders = Forwarders {
+            threads: Vec::new(),
+            stop: Vec::new(),
+            status: status.clone(),
+        };
+        for (n, (target, sink_status)) in settings.sinks.iter().zip(&status.sinks).enumerate() {
+            let state_path = dir
+                .join(".logmill")
+                .join(format!("forward-{}.json", target.id()));
+            let checkpoint = Checkpoint::load(&state_path).map_err(|e| e.to_string())?;
+            let sink: Box<dyn Sink> = match target {
+                Target::ClickHouse {
+                    host,
+                    port,
+                    database,
+                    table,
+                } => Box::new(clickhouse::ClickHouse::new(
+                    host,
+                    *port,
+                    &format!("{database}.{table}"),
+                    &settings.node_id,
+                    credentials.clone(),
+                )),
+            };
+            let (stop_tx, stop_rx) = mpsc::channel();
+            let forwarder = Forwarder {
+                url: target.to_string(),
+                reader: Reader::new(dir, &checkpoint),
+                checkpoint,
+                state_path,
+                sink,
+                status: sink_status.clone(),
+                log: log.clone(),
+                stop: stop_rx,
+            };
+            log.info(format_args!(
+                "forwarding to {target} as node {:?} (checkpoint {})",
+                settings.node_id,
+                forwarder.state_path.display()
+            ));
+            let thread = thread::Builder::new()
+                .name(format!("logmill-forward-{n}"))
+                .spawn(move || forwarder.run())
+                .map_err(|e| format!("cannot start a forwarder thread: {e}"))?;
+            forwarders.threads.push(thread);
+            forwarders.stop.push(stop_tx);
+        }
+        Ok(forwarders)
+    }
+
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// Stops every forwarder (a batch in flight finishes or fails first) and joins them.
+    pub fn stop(self) {
+        drop(self.stop);
+        for thread in self.threads {
+            if thread.join().is_err() {
+                eprintln!("logmill: a forwarder thread panicked");
+            }
+        }
+    }
+}
+
+/// The ClickHouse login: user from `LOGMILL_CLICKHOUSE_USER`; password from
+/// `--forward-password-file` or `LOGMILL_CLICKHOUSE_PASSWORD` (never from the command line,
+/// where `ps` would show it).
+fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
+    let user = std::env::var("LOGMILL_CLICKHOUSE_USER")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let password = match &settings.password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --forward-password-file {}: {e}", path.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => std::env::var("LOGMILL_CLICKHOUSE_PASSWORD").ok(),
+    };
+    Ok(clickhouse::Credentials::new(user, password))
+}
+
+/// One sink's thread.
+struct Forwarder {
+    url: String,
+    reader: Reader,
+    checkpoint: Checkpoint,
+    state_path: PathBuf,
+    sink: Box<dyn Sink>,
+    status: Arc<SinkStatus>,
+    log: Arc<ServerLog>,
+    stop: Receiver<()>,
+}
+
+impl Forwarder {
+    fn run(mut self) {
+        let mut backoff = BACKOFF_FIRST;
+        let mut batch_started: Option<Instant> = None;
+        loop {
+            if self.sink.rows() < MAX_BATCH_ROWS && self.sink.bytes() < MAX_BATCH_BYTES {
+                let filled = match self
+                    .reader
+                    .fill(&mut *self.sink, MAX_BATCH_ROWS, MAX_BATCH_BYTES)
+                {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        self.log.warn(format_args!(
+                            "forward to {}: cannot read the stored files: {e}; retrying",
+                            self.url
+                        ));
+                        if self.wait(BACKOFF_MAX) {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                if filled.unreadable > 0 {
+                    self.log.warn(format_args!(
+                        "forward to {}: skipped {} that are not stored lines",
+                        self.url,
+                        crate::storage::server_log::count(filled.unreadable, "line")
+                    ));
+                }
+                self.publish_lag();
+                if self.sink.rows() == 0 {
+                    if self.wait(POLL) {
+                        return;
+                    }
+                    continue;
+                }
+                let started = *batch_started.get_or_insert_with(Instant::now);
+                let full =
+                    self.sink.rows() >= MAX_BATCH_ROWS || self.sink.bytes() >= MAX_BATCH_BYTES;
+                let waited = started.elapsed();
+                if !full && filled.at_end && waited < BATCH_WAIT {
+                    if self.wait(POLL.min(BATCH_WAIT - waited)) {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let rows = self.sink.rows() as u64;
+            match self.sink.send() {
+                Ok(()) => {
+                    batch_started = None;
+                    backoff = BACKOFF_FIRST;
+                    self.acknowledged(rows);
+                }
+                Err(SendError::Retry(why)) => {
+                    if self.status.state() != State::Retrying {
+                        self.log.warn(format_args!(
+                            "forward to {}: {why}; retrying with backoff (records stay in the \
+                             files until it takes them)",
+                            self.url
+                        ));
+                    }
+                    self.status.set_state(State::Retrying, Some(&why));
+                    self.status.retries.fetch_add(1, Ordering::Relaxed);
+                    self.publish_lag();
+                    if self.wait(jitter(backoff)) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(SendError::Fatal(why)) => {
+                    self.log.error(format_args!(
+                        "forward to {} STOPPED: {why}. Records keep being stored; fix the sink \
+                         and restart logmill to resume from the checkpoint",
+                        self.url
+                    ));
+                    self.status.set_state(State::Stopped, Some(&why));
+                    self.publish_lag();
+                    // Nothing more to do until the server stops.
+                    while !self.wait(Duration::from_secs(1)) {
+                        self.publish_lag();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The sink took the batch: move the checkpoint, durably.
+    fn acknowledged(&mut self, rows: u64) {
+        if self.status.state() == State::Retrying {
+            self.log.info(format_args!(
+                "forward to {}: the sink takes batches again",
+                self.url
+            ));
+        }
+        self.status.set_state(State::Ok, Some(""));
+        self.status.forwarded.fetch_add(rows, Ordering::Relaxed);
+        self.status.batches.fetch_add(1, Ordering::Relaxed);
+        for (bucket, seq) in self.reader.acknowledge() {
+            self.checkpoint.advance(&bucket, seq);
+        }
+        if let Err(e) = self.checkpoint.save(&self.state_path, &self.url) {
+            // At least once still holds: a restart resends from the older checkpoint.
+            self.log.warn(format_args!(
+                "forward to {}: cannot save the checkpoint {}: {e}; a restart will resend \
+                 what was sent since the last save",
+                self.url,
+                self.state_path.display()
+            ));
+        }
+        self.publish_lag();
+    }
+
+    fn publish_lag(&self) {
+        if let Ok(lag) = self.reader.lag() {
+            self.status.lag_bytes.store(lag.bytes, Ordering::Relaxed);
+            self.status.lag_records.store(lag.records, Ordering::Relaxed);
+            self.status.oldest_ns.store(lag.oldest_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits `d`; true when the server is stopping.
+    fn wait(&self, d: Duration) -> bool {
+        !matches!(self.stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+    }
+}
+
+/// `d` times a random factor in [0.5, 1): forwarders of many nodes that failed together do
+/// not retry together.
+fn jitter(d: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => {
+            let r = u32::from(u16::from_le_bytes(bytes));
+            d / 2 + d * r / (2 * 65_536)
+        }
+        Err(_) => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_urls() {
+        let t = Target::parse("clickhouse+http://127.0.0.1:18123/logs.records").unwrap();
+        assert_eq!(t.to_string(), "clickhouse+http://127.0.0.1:18123/logs.records");
+        assert_eq!(t.id(), "clickhouse-127.0.0.1-18123-logs.records");
+        let t = Target::parse("clickhouse+http://ch.local/db.t").unwrap();
+        assert_eq!(t.to_string(), "clickhouse+http://ch.local:8123/db.t");
+        for bad in [
+            "http://h/db.t",
+            "clickhouse+http://h",
+            "clickhouse+http://h/t",
+            "clickhouse+http://h:0/db.t",
+            "clickhouse+http://h:x/db.t",
+            "clickhouse+http://a b/db.t",
+            "clickhouse+http://h/db.t;drop",
+            "clickhouse+http://u:p@h/db.t",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(2));
+            assert!(j >= Duration::from_secs(1) && j <= Duration::from_secs(2), "{j:?}");
+        }
+    }
+}
