@@ -344,6 +344,50 @@ impl Status {
     pub fn sinks(&self) -> &[Arc<SinkStatus>] {
         &self.sinks
     }
+
+    /// `[{"sink","state","error","forwarded","batches","retries","lag_records","lag_bytes",
+    /// "oldest_unforwarded_age_s","dropped_files","dropped_bytes"}]`, one per sink, for
+    /// `status` and the console.
+    pub fn to_json(&self, now_ns: u64) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.sinks
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "sink": s.url(),
+                        "state": s.state().as_str(),
+                        "error": s.error(),
+                        "forwarded": s.forwarded(),
+                        "batches": s.batches(),
+                        "retries": s.retries(),
+                        "lag_records": s.lag_records(),
+                        "lag_bytes": s.lag_bytes(),
+                        "oldest_unforwarded_age_s": s.oldest_age_s(now_ns),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The health line's forwarding fields (sums over the sinks; empty without a sink):
+    /// ` forward_lag_records=N forward_lag_bytes=N forward_oldest_s=N forward_stopped=N`.
+    pub fn health_fields(&self, now_ns: u64) -> String {
+        if self.sinks.is_empty() {
+            return String::new();
+        }
+        let sum = |f: &dyn Fn(&SinkStatus) -> u64| self.sinks.iter().map(|s| f(s)).sum::<u64>();
+        format!(
+            " forward_lag_records={} forward_lag_bytes={} forward_oldest_s={} forward_stopped={}",
+            sum(&|s| s.lag_records()),
+            sum(&|s| s.lag_bytes()),
+            self.sinks
+                .iter()
+                .map(|s| s.oldest_age_s(now_ns))
+                .max()
+                .unwrap_or(0),
+            sum(&|s| u64::from(s.state() == State::Stopped)),
+        )
+    }
 }
 
 /// The running forwarders: one thread per sink.
