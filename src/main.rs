@@ -242,6 +242,9 @@ struct ServeArgs {
     /// A file holding the sink's password (ClickHouse), instead of LOGMILL_CLICKHOUSE_PASSWORD.
     #[arg(long = "forward-password-file", value_name = "FILE")]
     forward_password_file: Option<PathBuf>,
+    /// Records per forwarded batch at most. Hidden: for tests and measurements.
+    #[arg(long = "forward-batch-rows", hide = true, default_value_t = logmill::forward::MAX_BATCH_ROWS)]
+    forward_batch_rows: usize,
 }
 
 /// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
@@ -300,7 +303,8 @@ impl ServeArgs {
                     .unwrap_or_else(logmill::forward::default_node_id),
                 self.forward_max_lag.0,
                 self.forward_password_file,
-            ),
+            )
+            .with_batch_rows(self.forward_batch_rows),
             // Each value was checked by parse_cors_origin.
             cors: logmill::protocol::grpc_web::Cors::parse(
                 self.cors_origin.iter().map(String::as_str),
