@@ -305,3 +305,84 @@ fn wrong_password_and_wrong_schema_stop_with_a_clear_error_and_ingestion_goes_on
     assert_eq!(number(&ch, "SELECT count() FROM default.t"), Some(0));
     assert_eq!(number(&ch, "SELECT count() FROM default.partial"), Some(0));
 }
+
+/// The drop rule (`--forward-max-lag`): while the sink is down, rotation keeps the files it has
+/// not read past `--max-files`, up to the bound; past it the oldest go anyway, counted and
+/// logged. Once the sink is back, every record still on disk reaches it.
+#[test]
+fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_counted_and_logged()
+{
+    let Some(program) = clickhouse(
+        "a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_counted_and_logged",
+    ) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (ch_dir, dir) = (TempDir::new("ch"), TempDir::new("node"));
+    let mut ch = ClickHouse::start(&program, &ch_dir.0);
+    create_table(&ch, "t");
+    ch.kill();
+    let args = [
+        "--max-file-size",
+        "4KiB",
+        "--max-files",
+        "2",
+        "--forward-max-lag",
+        "32KiB",
+    ];
+    let node = start_node(&dir.0, &ch, "t", "n1", PASSWORD, &args);
+    let rotated = || {
+        std::fs::read_dir(&dir.0)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_prefix("_main.log.")?.parse::<usize>().ok()
+            })
+            .count()
+    };
+    // ~20 KiB of lines: five files or so rotate out, and none is deleted.
+    pipe(&node, 400, "first");
+    assert!(rotated() > 2, "no file was held: {} rotated", rotated());
+    let health = node.health();
+    assert!(health.contains("forward_dropped_files=0"), "{health}");
+    assert_eq!(read_lines(&dir.0).len(), 400);
+    // ~45 KiB more: past the bound, the oldest files go, counted and logged.
+    pipe(&node, 800, "second");
+    let health = node.health();
+    assert!(!health.contains("forward_dropped_files=0"), "{health}");
+    let log = std::fs::read_to_string(dir.0.join("_server.log")).unwrap();
+    assert!(
+        log.contains("BEFORE EVERY --forward SINK READ IT") && log.contains("--forward-max-lag"),
+        "{log}"
+    );
+    let held: u64 = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let i: usize = name.strip_prefix("_main.log.")?.parse().ok()?;
+            (i >= 2).then(|| e.metadata().unwrap().len())
+        })
+        .sum();
+    assert!(held <= 32 * 1024, "{held} bytes held past --max-files");
+    let on_disk: Vec<u64> = read_lines(&dir.0).iter().map(|l| seq_of(l)).collect();
+    let (first, last) = (on_disk[0], *on_disk.last().unwrap());
+    assert!(on_disk.len() < 1200 && first > 1, "nothing was deleted");
+    assert_eq!(last - first + 1, on_disk.len() as u64, "a gap on disk");
+    // The sink comes back: every record still on disk reaches it, once. (Records the forwarder
+    // had read into its batch before their file went are sent too: more may arrive, never
+    // fewer.)
+    ch.restart(&program);
+    let sql = format!(
+        "SELECT count() FROM default.t FINAL WHERE seq >= {first} AND seq <= {last}"
+    );
+    wait_for("the records on disk in ClickHouse", FORWARD_DEADLINE, || {
+        (number(&ch, &sql)? == on_disk.len() as u64).then_some(())
+    });
+    wait_for("caught up", FORWARD_DEADLINE, || {
+        (sink_status(&node)?["lag_records"] == 0).then_some(())
+    });
+    let all = ch.query("SELECT count(), uniqExact(seq), max(seq) FROM default.t FINAL FORMAT TSV");
+    let all: Vec<u64> = all.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!((all[0], all[2]), (all[1], 1200), "count, distinct, max: {all:?}");
+}

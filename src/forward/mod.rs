@@ -36,6 +36,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::storage::parse::ParsedLine;
+use crate::storage::retention::Retention;
 use crate::storage::server_log::ServerLog;
 use checkpoint::Checkpoint;
 use reader::Reader;
@@ -343,15 +344,21 @@ impl SinkStatus {
     }
 }
 
-/// Every sink's figures.
+/// Every sink's figures, and what they have not read (which the writer keeps).
 #[derive(Default)]
 pub struct Status {
     sinks: Vec<Arc<SinkStatus>>,
+    retention: Arc<Retention>,
 }
 
 impl Status {
     pub fn sinks(&self) -> &[Arc<SinkStatus>] {
         &self.sinks
+    }
+
+    /// What the sinks have not read, for the writer ([`Retention`]).
+    pub fn retention(&self) -> Arc<Retention> {
+        self.retention.clone()
     }
 
     /// `[{"sink","state","error","forwarded","batches","retries","lag_records","lag_bytes",
@@ -386,7 +393,8 @@ impl Status {
         }
         let sum = |f: &dyn Fn(&SinkStatus) -> u64| self.sinks.iter().map(|s| f(s)).sum::<u64>();
         format!(
-            " forward_lag_records={} forward_lag_bytes={} forward_oldest_s={} forward_stopped={}",
+            " forward_lag_records={} forward_lag_bytes={} forward_oldest_s={} forward_stopped={} \
+             forward_dropped_files={}",
             sum(&|s| s.lag_records()),
             sum(&|s| s.lag_bytes()),
             self.sinks
@@ -395,6 +403,7 @@ impl Status {
                 .max()
                 .unwrap_or(0),
             sum(&|s| u64::from(s.state() == State::Stopped)),
+            self.retention.dropped_files(),
         )
     }
 }
@@ -407,14 +416,26 @@ pub struct Forwarders {
 }
 
 impl Forwarders {
-    /// The figures, before any thread runs (the server hands them to `health` and the rest).
-    pub fn status_of(settings: &Settings) -> Arc<Status> {
+    /// The figures, before any thread runs (the server hands them to `health` and the rest),
+    /// and the retention the writer asks, told at once what each sink's checkpoint in `dir`
+    /// says (so a restart never deletes what a sink had not read).
+    pub fn status_of(settings: &Settings, dir: &Path) -> Arc<Status> {
+        let retention = Arc::new(Retention::new(settings.sinks.len(), settings.max_lag));
+        for (n, target) in settings.sinks.iter().enumerate() {
+            // An unreadable checkpoint stops the start in `start`; here it holds nothing.
+            if let Ok(checkpoint) = Checkpoint::load(&state_path(dir, target)) {
+                for (bucket, seq) in checkpoint.buckets() {
+                    retention.set_acked(n, bucket, seq);
+                }
+            }
+        }
         Arc::new(Status {
             sinks: settings
                 .sinks
                 .iter()
                 .map(|t| Arc::new(SinkStatus::new(t)))
                 .collect(),
+            retention,
         })
     }
 
@@ -437,9 +458,7 @@ impl Forwarders {
             status: status.clone(),
         };
         for (n, (target, sink_status)) in settings.sinks.iter().zip(&status.sinks).enumerate() {
-            let state_path = dir
-                .join(".logmill")
-                .join(format!("forward-{}.json", target.id()));
+            let state_path = state_path(dir, target);
             let checkpoint = Checkpoint::load(&state_path).map_err(|e| e.to_string())?;
             let sink: Box<dyn Sink> = match target {
                 Target::ClickHouse {
@@ -457,6 +476,8 @@ impl Forwarders {
             };
             let (stop_tx, stop_rx) = mpsc::channel();
             let forwarder = Forwarder {
+                index: n,
+                retention: status.retention(),
                 batch_rows: settings.batch_rows,
                 url: target.to_string(),
                 reader: Reader::new(dir, &checkpoint),
@@ -497,6 +518,12 @@ impl Forwarders {
     }
 }
 
+/// `<dir>/.logmill/forward-<id>.json`.
+fn state_path(dir: &Path, target: &Target) -> PathBuf {
+    dir.join(".logmill")
+        .join(format!("forward-{}.json", target.id()))
+}
+
 /// The ClickHouse login: user from `LOGMILL_CLICKHOUSE_USER`; password from
 /// `--forward-password-file` or `LOGMILL_CLICKHOUSE_PASSWORD` (never from the command line,
 /// where `ps` would show it).
@@ -518,6 +545,9 @@ fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
 
 /// One sink's thread.
 struct Forwarder {
+    /// This sink's number, for the retention.
+    index: usize,
+    retention: Arc<Retention>,
     batch_rows: usize,
     url: String,
     reader: Reader,
@@ -630,6 +660,7 @@ impl Forwarder {
         self.status.batches.fetch_add(1, Ordering::Relaxed);
         for (bucket, seq) in self.reader.acknowledge() {
             self.checkpoint.advance(&bucket, seq);
+            self.retention.set_acked(self.index, &bucket, seq);
         }
         if let Err(e) = self.checkpoint.save(&self.state_path, &self.url) {
             // At least once still holds: a restart resends from the older checkpoint.

@@ -314,7 +314,8 @@ impl Server {
         }
         let handoff = Arc::new(Handoff::new(config.max_pending, mailboxes));
         let stats = Arc::new(Stats::default());
-        let forward = crate::forward::Forwarders::status_of(&config.forward);
+        let forward = crate::forward::Forwarders::status_of(&config.forward, &config.dir);
+        let retention = forward.retention();
         let shared = Arc::new(
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
                 .with_forward(forward)
@@ -324,7 +325,7 @@ impl Server {
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =
-            Writer::open(&config, handoff, stats, log.clone(), writer_rx).map_err(|source| {
+            Writer::open(&config, handoff, stats, log.clone(), writer_rx, retention).map_err(|source| {
                 Error::Storage {
                     dir: config.dir.display().to_string(),
                     source,

@@ -239,6 +239,23 @@ fn forward(out: &mut String, status: &crate::forward::Status) {
             sample(out, name, &[("sink", sink.url())], value(sink, now) as f64);
         }
     }
+    let retention = status.retention();
+    for (name, help, value) in [
+        (
+            "logmill_forward_dropped_files_total",
+            "Files deleted before every sink read them: the files held for the sinks passed \
+             --forward-max-lag.",
+            retention.dropped_files(),
+        ),
+        (
+            "logmill_forward_dropped_bytes_total",
+            "Their bytes.",
+            retention.dropped_bytes(),
+        ),
+    ] {
+        family(out, name, "counter", help);
+        sample(out, name, &[], value as f64);
+    }
 }
 
 fn process(out: &mut String) {
