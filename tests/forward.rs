@@ -386,3 +386,35 @@ fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_count
     let all: Vec<u64> = all.split_whitespace().map(|n| n.parse().unwrap()).collect();
     assert_eq!((all[0], all[2]), (all[1], 1200), "count, distinct, max: {all:?}");
 }
+
+/// An aggregator tier: one logmill forwards over OTLP/HTTP into another logmill's OTLP receiver;
+/// the records arrive with their message, level, fields and where they were first stored.
+#[test]
+fn otlp_sink_into_a_second_logmill_delivers_records_with_their_fields() {
+    let (edge_dir, hub_dir) = (TempDir::new("edge"), TempDir::new("hub"));
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    hub.args(["serve", "--port", "0", "--grpc-port", "0", "--format", "json", "--dir"])
+        .arg(&hub_dir.0);
+    let hub = Server::spawn(hub, &hub_dir.0);
+    let otlp = hub.listening["grpc"].as_str().unwrap().to_string();
+    let edge = Server::start(
+        &edge_dir.0,
+        &["--node-id", "edge-1", "--forward", &format!("otlp+http://{otlp}")],
+    );
+    pipe(&edge, 1_000, "edge");
+    let lines = hub.wait_json(1_000);
+    assert_eq!(lines.len(), 1_000);
+    let stored: Vec<u64> = read_lines(&edge_dir.0).iter().map(|l| seq_of(l)).collect();
+    for (line, seq) in lines.iter().zip(&stored) {
+        let fields = &line["fields"];
+        assert_eq!(fields["k"], "v", "{line}");
+        assert_eq!(fields["logmill.node"], "edge-1", "{line}");
+        assert_eq!(fields["logmill.bucket"], "_main", "{line}");
+        assert_eq!(fields["logmill.seq"], *seq, "{line}");
+        assert_eq!(line["level"], "info", "{line}");
+    }
+    assert_eq!(lines[7]["message"], "edge record 7");
+    wait_for("caught up", common::DEADLINE, || {
+        (sink_status(&edge)?["lag_records"] == 0).then_some(())
+    });
+}

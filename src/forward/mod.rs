@@ -7,6 +7,8 @@
 //! - [`http`]: a small blocking HTTP/1.1 client (a forwarder has nothing else to do while its
 //!   batch is in flight).
 //! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT JSONEachRow`, gzip) and its table.
+//! - [`otlp`]: the OTLP/HTTP sink (protobuf `POST /v1/logs`, gzip), to a Collector or another
+//!   logmill.
 //!
 //! # Threads
 //!
@@ -25,6 +27,7 @@
 pub mod checkpoint;
 pub mod clickhouse;
 pub mod http;
+pub mod otlp;
 pub mod reader;
 
 use std::fmt;
@@ -66,6 +69,8 @@ pub enum Target {
         database: String,
         table: String,
     },
+    /// `otlp+http://HOST:PORT` (POST /v1/logs, protobuf)
+    OtlpHttp { host: String, port: u16 },
 }
 
 impl Target {
@@ -74,9 +79,19 @@ impl Target {
     /// # Errors
     /// What is wrong with it, for the usage error.
     pub fn parse(url: &str) -> Result<Target, String> {
+        if let Some(rest) = url.strip_prefix("otlp+http://") {
+            let authority = rest.strip_suffix('/').unwrap_or(rest);
+            let (host, port) = host_port(authority, 4318).map_err(|e| format!("{url}: {e}"))?;
+            return Ok(Target::OtlpHttp { host, port });
+        }
+        if url.starts_with("otlp+grpc://") {
+            return Err(format!(
+                "{url}: otlp+grpc is not supported yet; use otlp+http://HOST:4318"
+            ));
+        }
         let Some(rest) = url.strip_prefix("clickhouse+http://") else {
             return Err(format!(
-                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE"
+                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE or otlp+http://HOST:PORT"
             ));
         };
         let (authority, path) = rest
@@ -108,6 +123,7 @@ impl Target {
                 database,
                 table,
             } => format!("clickhouse-{host}-{port}-{database}.{table}"),
+            Target::OtlpHttp { host, port } => format!("otlp-http-{host}-{port}"),
         }
     }
 }
@@ -121,6 +137,7 @@ impl fmt::Display for Target {
                 database,
                 table,
             } => write!(f, "clickhouse+http://{host}:{port}/{database}.{table}"),
+            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{host}:{port}"),
         }
     }
 }
@@ -473,6 +490,9 @@ impl Forwarders {
                     &settings.node_id,
                     credentials.clone(),
                 )),
+                Target::OtlpHttp { host, port } => {
+                    Box::new(otlp::Otlp::new(host, *port, &settings.node_id))
+                }
             };
             let (stop_tx, stop_rx) = mpsc::channel();
             let forwarder = Forwarder {
@@ -712,6 +732,10 @@ mod tests {
         assert_eq!(t.id(), "clickhouse-127.0.0.1-18123-logs.records");
         let t = Target::parse("clickhouse+http://ch.local/db.t").unwrap();
         assert_eq!(t.to_string(), "clickhouse+http://ch.local:8123/db.t");
+        let t = Target::parse("otlp+http://collector").unwrap();
+        assert_eq!(t.to_string(), "otlp+http://collector:4318");
+        assert_eq!(t.id(), "otlp-http-collector-4318");
+        assert!(Target::parse("otlp+grpc://collector:4317").is_err());
         for bad in [
             "http://h/db.t",
             "clickhouse+http://h",
