@@ -57,7 +57,10 @@ fn start_node(
         .args(["serve", "--tcp-only", "--port", "0", "--dir"])
         .arg(dir)
         .args(["--node-id", node, "--forward"])
-        .arg(format!("clickhouse+http://{}/default.{table}", ch.http_addr()))
+        .arg(format!(
+            "clickhouse+http://{}/default.{table}",
+            ch.http_addr()
+        ))
         .args(extra)
         .env("LOGMILL_CLICKHOUSE_USER", "writer")
         .env("LOGMILL_CLICKHOUSE_PASSWORD", password);
@@ -127,7 +130,11 @@ fn assert_complete(ch: &ClickHouse, table: &str, node: &str, dir: &Path) {
     let n = stored.len() as u64;
     let (min, max) = (stored[0], *stored.last().unwrap());
     assert_eq!(max - min + 1, n, "the stored numbers have a gap");
-    assert_eq!(got, [n, n, min, max], "node {node}: count, distinct, min, max");
+    assert_eq!(
+        got,
+        [n, n, min, max],
+        "node {node}: count, distinct, min, max"
+    );
 }
 
 #[test]
@@ -200,8 +207,7 @@ fn clickhouse_killed_mid_stream_and_restarted_loses_nothing() {
 
 #[test]
 fn logmill_killed_mid_forward_resumes_from_the_checkpoint() {
-    let Some(program) = clickhouse("logmill_killed_mid_forward_resumes_from_the_checkpoint")
-    else {
+    let Some(program) = clickhouse("logmill_killed_mid_forward_resumes_from_the_checkpoint") else {
         return;
     };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,10 +222,10 @@ fn logmill_killed_mid_forward_resumes_from_the_checkpoint() {
     assert!(plain.stop().success());
     let args = ["--forward-batch-rows", "100"];
     let mut node = start_node(&dir.0, &ch, "t", "n1", PASSWORD, &args);
-    let state = dir
-        .0
-        .join(".logmill")
-        .join(format!("forward-clickhouse-{}-default.t.json", ch.http_addr().replace(':', "-")));
+    let state = dir.0.join(".logmill").join(format!(
+        "forward-clickhouse-{}-default.t.json",
+        ch.http_addr().replace(':', "-")
+    ));
     let checkpoint = || -> Option<u64> {
         let json: Json = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
         json["buckets"]["_main"].as_u64()
@@ -235,12 +241,16 @@ fn logmill_killed_mid_forward_resumes_from_the_checkpoint() {
     wait_rows(&ch, "t", total);
     assert_complete(&ch, "t", "n1", &dir.0);
     // The restarted forwarder sent only what the checkpoint did not cover.
-    let forwarded = wait_for("the restarted forwarder caught up", FORWARD_DEADLINE, || {
-        let sink = sink_status(&node)?;
-        (sink["lag_records"] == 0 && sink["forwarded"].as_u64()? > 0)
-            .then(|| sink["forwarded"].as_u64())
-            .flatten()
-    });
+    let forwarded = wait_for(
+        "the restarted forwarder caught up",
+        FORWARD_DEADLINE,
+        || {
+            let sink = sink_status(&node)?;
+            (sink["lag_records"] == 0 && sink["forwarded"].as_u64()? > 0)
+                .then(|| sink["forwarded"].as_u64())
+                .flatten()
+        },
+    );
     assert!(
         forwarded <= total - at_kill,
         "resent {forwarded} records; the checkpoint covered {at_kill} of {total}"
@@ -250,9 +260,9 @@ fn logmill_killed_mid_forward_resumes_from_the_checkpoint() {
 
 #[test]
 fn wrong_password_and_wrong_schema_stop_with_a_clear_error_and_ingestion_goes_on() {
-    let Some(program) = clickhouse(
-        "wrong_password_and_wrong_schema_stop_with_a_clear_error_and_ingestion_goes_on",
-    ) else {
+    let Some(program) =
+        clickhouse("wrong_password_and_wrong_schema_stop_with_a_clear_error_and_ingestion_goes_on")
+    else {
         return;
     };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -310,8 +320,7 @@ fn wrong_password_and_wrong_schema_stop_with_a_clear_error_and_ingestion_goes_on
 /// not read past `--max-files`, up to the bound; past it the oldest go anyway, counted and
 /// logged. Once the sink is back, every record still on disk reaches it.
 #[test]
-fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_counted_and_logged()
-{
+fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_counted_and_logged() {
     let Some(program) = clickhouse(
         "a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_counted_and_logged",
     ) else {
@@ -373,18 +382,22 @@ fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_count
     // had read into its batch before their file went are sent too: more may arrive, never
     // fewer.)
     ch.restart(&program);
-    let sql = format!(
-        "SELECT count() FROM default.t FINAL WHERE seq >= {first} AND seq <= {last}"
+    let sql = format!("SELECT count() FROM default.t FINAL WHERE seq >= {first} AND seq <= {last}");
+    wait_for(
+        "the records on disk in ClickHouse",
+        FORWARD_DEADLINE,
+        || (number(&ch, &sql)? == on_disk.len() as u64).then_some(()),
     );
-    wait_for("the records on disk in ClickHouse", FORWARD_DEADLINE, || {
-        (number(&ch, &sql)? == on_disk.len() as u64).then_some(())
-    });
     wait_for("caught up", FORWARD_DEADLINE, || {
         (sink_status(&node)?["lag_records"] == 0).then_some(())
     });
     let all = ch.query("SELECT count(), uniqExact(seq), max(seq) FROM default.t FINAL FORMAT TSV");
     let all: Vec<u64> = all.split_whitespace().map(|n| n.parse().unwrap()).collect();
-    assert_eq!((all[0], all[2]), (all[1], 1200), "count, distinct, max: {all:?}");
+    assert_eq!(
+        (all[0], all[2]),
+        (all[1], 1200),
+        "count, distinct, max: {all:?}"
+    );
 }
 
 /// An aggregator tier: one logmill forwards over OTLP/HTTP into another logmill's OTLP receiver;
@@ -393,13 +406,27 @@ fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_count
 fn otlp_sink_into_a_second_logmill_delivers_records_with_their_fields() {
     let (edge_dir, hub_dir) = (TempDir::new("edge"), TempDir::new("hub"));
     let mut hub = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    hub.args(["serve", "--port", "0", "--grpc-port", "0", "--format", "json", "--dir"])
-        .arg(&hub_dir.0);
+    hub.args([
+        "serve",
+        "--port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--format",
+        "json",
+        "--dir",
+    ])
+    .arg(&hub_dir.0);
     let hub = Server::spawn(hub, &hub_dir.0);
     let otlp = hub.listening["grpc"].as_str().unwrap().to_string();
     let edge = Server::start(
         &edge_dir.0,
-        &["--node-id", "edge-1", "--forward", &format!("otlp+http://{otlp}")],
+        &[
+            "--node-id",
+            "edge-1",
+            "--forward",
+            &format!("otlp+http://{otlp}"),
+        ],
     );
     pipe(&edge, 1_000, "edge");
     let lines = hub.wait_json(1_000);

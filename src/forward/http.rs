@@ -187,7 +187,11 @@ fn read_response(stream: &mut TcpStream) -> io::Result<(Response, bool)> {
     };
     let rest = buf.split_off(head_len);
     // Buffered: a chunked body's size lines are read a byte at a time.
-    let mut reader = io::BufReader::new(Prefixed { rest, at: 0, stream });
+    let mut reader = io::BufReader::new(Prefixed {
+        rest,
+        at: 0,
+        stream,
+    });
     let (body, complete) = if chunked {
         read_chunked(&mut reader)?
     } else if let Some(length) = length {

@@ -554,7 +554,12 @@ fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
     let password = match &settings.password_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --forward-password-file {}: {e}", path.display()))?
+                .map_err(|e| {
+                    format!(
+                        "cannot read --forward-password-file {}: {e}",
+                        path.display()
+                    )
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
         ),
@@ -585,22 +590,23 @@ impl Forwarder {
         let mut batch_started: Option<Instant> = None;
         loop {
             if self.sink.rows() < self.batch_rows && self.sink.bytes() < MAX_BATCH_BYTES {
-                let filled = match self
-                    .reader
-                    .fill(&mut *self.sink, self.batch_rows, MAX_BATCH_BYTES)
-                {
-                    Ok(filled) => filled,
-                    Err(e) => {
-                        self.log.warn(format_args!(
-                            "forward to {}: cannot read the stored files: {e}; retrying",
-                            self.url
-                        ));
-                        if self.wait(BACKOFF_MAX) {
-                            return;
+                let filled =
+                    match self
+                        .reader
+                        .fill(&mut *self.sink, self.batch_rows, MAX_BATCH_BYTES)
+                    {
+                        Ok(filled) => filled,
+                        Err(e) => {
+                            self.log.warn(format_args!(
+                                "forward to {}: cannot read the stored files: {e}; retrying",
+                                self.url
+                            ));
+                            if self.wait(BACKOFF_MAX) {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                };
+                    };
                 if filled.unreadable > 0 {
                     self.log.warn(format_args!(
                         "forward to {}: skipped {} that are not stored lines",
@@ -697,8 +703,12 @@ impl Forwarder {
     fn publish_lag(&self) {
         if let Ok(lag) = self.reader.lag() {
             self.status.lag_bytes.store(lag.bytes, Ordering::Relaxed);
-            self.status.lag_records.store(lag.records, Ordering::Relaxed);
-            self.status.oldest_ns.store(lag.oldest_ns, Ordering::Relaxed);
+            self.status
+                .lag_records
+                .store(lag.records, Ordering::Relaxed);
+            self.status
+                .oldest_ns
+                .store(lag.oldest_ns, Ordering::Relaxed);
         }
     }
 
@@ -728,7 +738,10 @@ mod tests {
     #[test]
     fn forward_urls() {
         let t = Target::parse("clickhouse+http://127.0.0.1:18123/logs.records").unwrap();
-        assert_eq!(t.to_string(), "clickhouse+http://127.0.0.1:18123/logs.records");
+        assert_eq!(
+            t.to_string(),
+            "clickhouse+http://127.0.0.1:18123/logs.records"
+        );
         assert_eq!(t.id(), "clickhouse-127.0.0.1-18123-logs.records");
         let t = Target::parse("clickhouse+http://ch.local/db.t").unwrap();
         assert_eq!(t.to_string(), "clickhouse+http://ch.local:8123/db.t");
@@ -754,7 +767,10 @@ mod tests {
     fn jitter_stays_between_half_and_all() {
         for _ in 0..100 {
             let j = jitter(Duration::from_secs(2));
-            assert!(j >= Duration::from_secs(1) && j <= Duration::from_secs(2), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(1) && j <= Duration::from_secs(2),
+                "{j:?}"
+            );
         }
     }
 }

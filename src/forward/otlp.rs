@@ -87,7 +87,9 @@ impl Sink for Otlp {
         }
         if self.gzipped.is_empty() {
             let mut gz = GzEncoder::new(std::mem::take(&mut self.gzipped), Compression::fast());
-            let done = gz.write_all(&self.encoder.encode()).and_then(|()| gz.finish());
+            let done = gz
+                .write_all(&self.encoder.encode())
+                .and_then(|()| gz.finish());
             self.gzipped =
                 done.map_err(|e| SendError::Retry(format!("cannot compress the batch: {e}")))?;
         }

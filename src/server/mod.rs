@@ -324,12 +324,10 @@ impl Server {
                 .with_cors(config.cors.clone()),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
-        let writer =
-            Writer::open(&config, handoff, stats, log.clone(), writer_rx, retention).map_err(|source| {
-                Error::Storage {
-                    dir: config.dir.display().to_string(),
-                    source,
-                }
+        let writer = Writer::open(&config, handoff, stats, log.clone(), writer_rx, retention)
+            .map_err(|source| Error::Storage {
+                dir: config.dir.display().to_string(),
+                source,
             })?;
         // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
         // Admin tokens are checked with the same secret as application tokens (`--secret-file`,

@@ -49,7 +49,10 @@ impl ClickHouse {
     fn spawn(&mut self, program: &Path) {
         let log = std::fs::File::create(self.dir.join("server.out")).expect("server.out");
         let child = Command::new(program)
-            .arg(format!("--config-file={}", self.dir.join("config.xml").display()))
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))

@@ -395,7 +395,10 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             root(),
         ),
         ("the client_go tests", go().map(drop)),
-        ("the forward tests (clickhouse-server)", clickhouse_server().map(drop)),
+        (
+            "the forward tests (clickhouse-server)",
+            clickhouse_server().map(drop),
+        ),
     ]
 }
 

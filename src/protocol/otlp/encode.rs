@@ -81,7 +81,10 @@ fn json_value(v: &Json) -> AnyValue {
             values: items.iter().map(json_value).collect(),
         })),
         Json::Object(map) => Some(any_value::Value::KvlistValue(KeyValueList {
-            values: map.iter().map(|(k, v)| key_value(k, json_value(v))).collect(),
+            values: map
+                .iter()
+                .map(|(k, v)| key_value(k, json_value(v)))
+                .collect(),
         })),
     };
     AnyValue { value }
@@ -148,7 +151,10 @@ impl Encoder {
         for (key, value) in [
             ("code.lineno", i64::from(record.line)),
             ("process.pid", i64::from(record.process_id)),
-            ("thread.id", i64::try_from(record.thread_id).unwrap_or(i64::MAX)),
+            (
+                "thread.id",
+                i64::try_from(record.thread_id).unwrap_or(i64::MAX),
+            ),
         ] {
             if value != 0 {
                 let int = AnyValue {
@@ -286,7 +292,10 @@ mod tests {
                     Cow::Borrowed("trace_id"),
                     Value::Str(Cow::Borrowed("0102030405060708090a0b0c0d0e0f10")),
                 ),
-                (Cow::Borrowed("span_id"), Value::Str(Cow::Borrowed("0102030405060708"))),
+                (
+                    Cow::Borrowed("span_id"),
+                    Value::Str(Cow::Borrowed("0102030405060708")),
+                ),
             ],
             ..Record::default()
         };
@@ -296,14 +305,21 @@ mod tests {
         assert_eq!(encoder.records(), 2);
         let bytes = encoder.encode();
         let request = decode_protobuf(&bytes, &Limits::new(1 << 20)).unwrap();
-        assert_eq!(request.resource_logs.len(), 1, "one resource for one service");
+        assert_eq!(
+            request.resource_logs.len(),
+            1,
+            "one resource for one service"
+        );
         let export = to_records(&request);
         assert_eq!(export.records.len(), 2);
         let back = &export.records[1];
         assert_eq!(back.timestamp_ns, record.timestamp_ns);
         assert_eq!(back.level, Level::Warning);
         assert_eq!(back.body, record.body);
-        assert_eq!((&*back.service, &*back.host, &*back.logger), ("billing", "web-1", "app.disk"));
+        assert_eq!(
+            (&*back.service, &*back.host, &*back.logger),
+            ("billing", "web-1", "app.disk")
+        );
         assert_eq!(back.field("pct"), Some(&Value::Int(93)));
         assert_eq!(back.field("mount").and_then(Value::as_str), Some("/var"));
         assert_eq!(
@@ -311,7 +327,9 @@ mod tests {
             Some("0102030405060708090a0b0c0d0e0f10")
         );
         assert_eq!(
-            export.records[0].field("logmill.seq").and_then(Value::as_str),
+            export.records[0]
+                .field("logmill.seq")
+                .and_then(Value::as_str),
             Some("7")
         );
         encoder.clear();
