@@ -405,20 +405,7 @@ fn a_sink_down_longer_than_the_lag_bound_keeps_files_then_drops_the_oldest_count
 #[test]
 fn otlp_sink_into_a_second_logmill_delivers_records_with_their_fields() {
     let (edge_dir, hub_dir) = (TempDir::new("edge"), TempDir::new("hub"));
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    hub.args([
-        "serve",
-        "--port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--format",
-        "json",
-        "--dir",
-    ])
-    .arg(&hub_dir.0);
-    let hub = Server::spawn(hub, &hub_dir.0);
-    let otlp = hub.listening["grpc"].as_str().unwrap().to_string();
+    let (hub, otlp) = common::http_client::start(&hub_dir.0, &["--format", "json"]);
     let edge = Server::start(
         &edge_dir.0,
         &[

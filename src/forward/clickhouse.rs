@@ -15,9 +15,6 @@
 
 use std::io::Write;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-
 use super::http::Client;
 use super::{SendError, Sink};
 use crate::record::{Body, Value};
@@ -244,12 +241,7 @@ impl Sink for ClickHouse {
             return Ok(());
         }
         if self.gzipped.is_empty() {
-            // Level 1: the rows are repetitive JSON, and the fastest level already shrinks them
-            // several times over for a fraction of the time a higher one takes.
-            let mut gz = GzEncoder::new(std::mem::take(&mut self.gzipped), Compression::fast());
-            let done = gz.write_all(&self.rows).and_then(|()| gz.finish());
-            self.gzipped =
-                done.map_err(|e| SendError::Retry(format!("cannot compress the batch: {e}")))?;
+            super::gzip(&self.rows, &mut self.gzipped)?;
         }
         let mut headers = vec![
             ("Content-Type", "application/x-ndjson"),

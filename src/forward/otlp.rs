@@ -10,11 +10,6 @@
 //! retried (so is any other 5xx, and a connection error); another 4xx (400 a body it refuses,
 //! 401/403 a token it wants) stops the forwarder with the receiver's message.
 
-use std::io::Write;
-
-use flate2::Compression;
-use flate2::write::GzEncoder;
-
 use super::http::Client;
 use super::{SendError, Sink};
 use crate::protocol::otlp::encode::Encoder;
@@ -86,12 +81,7 @@ impl Sink for Otlp {
             return Ok(());
         }
         if self.gzipped.is_empty() {
-            let mut gz = GzEncoder::new(std::mem::take(&mut self.gzipped), Compression::fast());
-            let done = gz
-                .write_all(&self.encoder.encode())
-                .and_then(|()| gz.finish());
-            self.gzipped =
-                done.map_err(|e| SendError::Retry(format!("cannot compress the batch: {e}")))?;
+            super::gzip(&self.encoder.encode(), &mut self.gzipped)?;
         }
         let headers = [
             ("Content-Type", "application/x-protobuf"),
