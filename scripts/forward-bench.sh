@@ -50,14 +50,16 @@ cat > "$WORK/ch/config.xml" <<EOF
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
 </yandex>
 EOF
 cat > "$WORK/ch/users.xml" <<'EOF'
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
   <users><default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 EOF
 clickhouse-server --config-file="$WORK/ch/config.xml" > "$WORK/ch/out.log" 2>&1 &
@@ -66,6 +68,7 @@ for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$HTTP/ping" >/dev/null && break
   sleep 0.5
 done
+curl -sf "http://127.0.0.1:$HTTP/ping" >/dev/null || { cat "$WORK/ch/out.log" >&2; exit 1; }
 q() { curl -sf "http://127.0.0.1:$HTTP/" --data-binary "$1"; }
 for t in first viaforward viaclient; do
   q "DROP TABLE IF EXISTS default.$t"

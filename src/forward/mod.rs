@@ -30,6 +30,7 @@ pub mod http;
 pub mod otlp;
 pub mod reader;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -42,7 +43,7 @@ use crate::storage::parse::ParsedLine;
 use crate::storage::retention::Retention;
 use crate::storage::server_log::ServerLog;
 use checkpoint::Checkpoint;
-use reader::Reader;
+use reader::{Mark, Reader};
 
 /// The most records in one batch: ClickHouse is at its best with large inserts (each insert
 /// makes a part on disk), and this many JSON rows are a few MiB.
@@ -477,23 +478,26 @@ impl Forwarders {
         for (n, (target, sink_status)) in settings.sinks.iter().zip(&status.sinks).enumerate() {
             let state_path = state_path(dir, target);
             let checkpoint = Checkpoint::load(&state_path).map_err(|e| e.to_string())?;
-            let sink: Box<dyn Sink> = match target {
-                Target::ClickHouse {
-                    host,
-                    port,
-                    database,
-                    table,
-                } => Box::new(clickhouse::ClickHouse::new(
-                    host,
-                    *port,
-                    &format!("{database}.{table}"),
-                    &settings.node_id,
-                    credentials.clone(),
-                )),
-                Target::OtlpHttp { host, port } => {
-                    Box::new(otlp::Otlp::new(host, *port, &settings.node_id))
+            let make = || -> Box<dyn Sink> {
+                match target {
+                    Target::ClickHouse {
+                        host,
+                        port,
+                        database,
+                        table,
+                    } => Box::new(clickhouse::ClickHouse::new(
+                        host,
+                        *port,
+                        &format!("{database}.{table}"),
+                        &settings.node_id,
+                        credentials.clone(),
+                    )),
+                    Target::OtlpHttp { host, port } => {
+                        Box::new(otlp::Otlp::new(host, *port, &settings.node_id))
+                    }
                 }
             };
+            let sinks = VecDeque::from([make(), make()]);
             let (stop_tx, stop_rx) = mpsc::channel();
             let forwarder = Forwarder {
                 index: n,
@@ -503,7 +507,7 @@ impl Forwarders {
                 reader: Reader::new(dir, &checkpoint),
                 checkpoint,
                 state_path,
-                sink,
+                sinks,
                 status: sink_status.clone(),
                 log: log.clone(),
                 stop: stop_rx,
@@ -578,35 +582,61 @@ struct Forwarder {
     reader: Reader,
     checkpoint: Checkpoint,
     state_path: PathBuf,
-    sink: Box<dyn Sink>,
+    /// Two sinks (two connections): the front one is being filled while the other's batch
+    /// is in flight.
+    sinks: VecDeque<Box<dyn Sink>>,
     status: Arc<SinkStatus>,
     log: Arc<ServerLog>,
     stop: Receiver<()>,
 }
 
+/// A batch on its way: the thread sending it, which hands the sink back with the answer.
+struct InFlight {
+    thread: JoinHandle<(Box<dyn Sink>, Result<(), SendError>)>,
+    mark: Mark,
+    rows: u64,
+}
+
+/// What became of a batch in flight.
+enum Outcome {
+    Taken,
+    /// Stopped on an error no retry fixes, or the server is stopping.
+    Stop,
+}
+
 impl Forwarder {
+    /// Fills a batch from the files while the previous one is in flight on a short-lived
+    /// thread (pipelining: reading and encoding overlap the sink's work), then, once the
+    /// previous is taken, sends this one. One batch in flight at a time keeps the
+    /// acknowledgements in order, so the checkpoint never passes a record not taken.
     fn run(mut self) {
-        let mut backoff = BACKOFF_FIRST;
         let mut batch_started: Option<Instant> = None;
+        let mut in_flight: Option<InFlight> = None;
         loop {
-            if self.sink.rows() < self.batch_rows && self.sink.bytes() < MAX_BATCH_BYTES {
-                let filled =
-                    match self
-                        .reader
-                        .fill(&mut *self.sink, self.batch_rows, MAX_BATCH_BYTES)
-                    {
-                        Ok(filled) => filled,
-                        Err(e) => {
-                            self.log.warn(format_args!(
-                                "forward to {}: cannot read the stored files: {e}; retrying",
-                                self.url
-                            ));
-                            if self.wait(BACKOFF_MAX) {
-                                return;
-                            }
-                            continue;
+            if in_flight.as_ref().is_some_and(|f| f.thread.is_finished())
+                && let Some(f) = in_flight.take()
+                && matches!(self.finish(f), Outcome::Stop)
+            {
+                return self.stopped();
+            }
+            let sink = &mut self.sinks[0];
+            if sink.rows() < self.batch_rows && sink.bytes() < MAX_BATCH_BYTES {
+                let filled = match self
+                    .reader
+                    .fill(&mut **sink, self.batch_rows, MAX_BATCH_BYTES)
+                {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        self.log.warn(format_args!(
+                            "forward to {}: cannot read the stored files: {e}; retrying",
+                            self.url
+                        ));
+                        if self.wait(BACKOFF_MAX) {
+                            return self.stopped();
                         }
-                    };
+                        continue;
+                    }
+                };
                 if filled.unreadable > 0 {
                     self.log.warn(format_args!(
                         "forward to {}: skipped {} that are not stored lines",
@@ -615,29 +645,75 @@ impl Forwarder {
                     ));
                 }
                 self.publish_lag();
-                if self.sink.rows() == 0 {
+                let sink = &self.sinks[0];
+                if sink.rows() == 0 {
                     if self.wait(POLL) {
-                        return;
+                        return self.stopped();
                     }
                     continue;
                 }
                 let started = *batch_started.get_or_insert_with(Instant::now);
-                let full =
-                    self.sink.rows() >= self.batch_rows || self.sink.bytes() >= MAX_BATCH_BYTES;
+                let full = sink.rows() >= self.batch_rows || sink.bytes() >= MAX_BATCH_BYTES;
                 let waited = started.elapsed();
                 if !full && filled.at_end && waited < BATCH_WAIT {
                     if self.wait(POLL.min(BATCH_WAIT - waited)) {
-                        return;
+                        return self.stopped();
                     }
                     continue;
                 }
             }
-            let rows = self.sink.rows() as u64;
-            match self.sink.send() {
+            // This batch is ready: the previous must be taken first.
+            if let Some(f) = in_flight.take()
+                && matches!(self.finish(f), Outcome::Stop)
+            {
+                return self.stopped();
+            }
+            batch_started = None;
+            let Some(mut sink) = self.sinks.pop_front() else {
+                return self.stopped();
+            };
+            let rows = sink.rows() as u64;
+            let mark = self.reader.cut();
+            let thread = thread::Builder::new()
+                .name("logmill-forward-send".into())
+                .spawn(move || {
+                    let result = sink.send();
+                    (sink, result)
+                });
+            match thread {
+                Ok(thread) => in_flight = Some(InFlight { thread, mark, rows }),
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "forward to {} STOPPED: cannot start a thread: {e}",
+                        self.url
+                    ));
+                    self.status.set_state(State::Stopped, Some(&e.to_string()));
+                    return self.stopped();
+                }
+            }
+        }
+    }
+
+    /// Waits for the batch in flight; retries it here (backoff with jitter) while the error
+    /// can succeed later; acknowledges it once taken. The sink goes back to the spares.
+    fn finish(&mut self, f: InFlight) -> Outcome {
+        let InFlight { thread, mark, rows } = f;
+        let Ok((mut sink, mut result)) = thread.join() else {
+            self.log.error(format_args!(
+                "forward to {} STOPPED: the sending thread panicked",
+                self.url
+            ));
+            self.status
+                .set_state(State::Stopped, Some("the sending thread panicked"));
+            return Outcome::Stop;
+        };
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match result {
                 Ok(()) => {
-                    batch_started = None;
-                    backoff = BACKOFF_FIRST;
-                    self.acknowledged(rows);
+                    self.sinks.push_back(sink);
+                    self.acknowledged(mark, rows);
+                    return Outcome::Taken;
                 }
                 Err(SendError::Retry(why)) => {
                     if self.status.state() != State::Retrying {
@@ -651,9 +727,10 @@ impl Forwarder {
                     self.status.retries.fetch_add(1, Ordering::Relaxed);
                     self.publish_lag();
                     if self.wait(jitter(backoff)) {
-                        return;
+                        return Outcome::Stop;
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
+                    result = sink.send();
                 }
                 Err(SendError::Fatal(why)) => {
                     self.log.error(format_args!(
@@ -662,19 +739,26 @@ impl Forwarder {
                         self.url
                     ));
                     self.status.set_state(State::Stopped, Some(&why));
-                    self.publish_lag();
-                    // Nothing more to do until the server stops.
-                    while !self.wait(Duration::from_secs(1)) {
-                        self.publish_lag();
-                    }
-                    return;
+                    return Outcome::Stop;
                 }
             }
         }
     }
 
-    /// The sink took the batch: move the checkpoint, durably.
-    fn acknowledged(&mut self, rows: u64) {
+    /// Stopped (an error no retry fixes) or stopping: keeps the lag current until the server
+    /// stops.
+    fn stopped(&self) {
+        self.publish_lag();
+        if self.status.state() != State::Stopped {
+            return;
+        }
+        while !self.wait(Duration::from_secs(1)) {
+            self.publish_lag();
+        }
+    }
+
+    /// The sink took the batch cut at `mark`: move the checkpoint, durably.
+    fn acknowledged(&mut self, mark: Mark, rows: u64) {
         if self.status.state() == State::Retrying {
             self.log.info(format_args!(
                 "forward to {}: the sink takes batches again",
@@ -684,7 +768,7 @@ impl Forwarder {
         self.status.set_state(State::Ok, Some(""));
         self.status.forwarded.fetch_add(rows, Ordering::Relaxed);
         self.status.batches.fetch_add(1, Ordering::Relaxed);
-        for (bucket, seq) in self.reader.acknowledge() {
+        for (bucket, seq) in self.reader.acknowledge(mark) {
             self.checkpoint.advance(&bucket, seq);
             self.retention.set_acked(self.index, &bucket, seq);
         }

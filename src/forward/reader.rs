@@ -9,8 +9,11 @@
 //! the answer is the same, only slower: files whose successor starts at or below `read + 1` are
 //! skipped whole, and lines numbered `<= read` are passed over.
 //!
-//! What is read but not yet acknowledged is counted (`unacked_*`); [`Reader::acknowledge`]
-//! moves every bucket's `acked` up to `read` once the sink said yes.
+//! A batch is cut with [`Reader::cut`], which notes where every bucket was read to (a
+//! [`Mark`]); once the sink took that batch, [`Reader::acknowledge`] moves the buckets' `acked`
+//! up to the mark. Batches are acknowledged in the order they were cut (the forwarder sends the
+//! next only after the previous was taken), so the checkpoint never passes a record the sink
+//! has not taken. What is read but not acknowledged is counted, for the lag.
 
 use std::fs::File;
 use std::io;
@@ -45,15 +48,28 @@ pub struct Filled {
     pub unreadable: u64,
 }
 
+/// Where a cut batch ends in each bucket, and what it holds (for the lag).
+#[derive(Debug, Default)]
+pub struct Mark {
+    read: Vec<(String, u64)>,
+    bytes: u64,
+    records: u64,
+    oldest_ns: u64,
+}
+
 pub struct Reader {
     dir: PathBuf,
     cursors: Vec<Cursor>,
     lines: Forward,
-    /// Stored bytes and records in the batch, not yet acknowledged.
+    /// Stored bytes and records in the batch being filled.
     unacked_bytes: u64,
     unacked_records: u64,
-    /// The time of the oldest record in the batch (Unix ns; 0 with an empty batch).
+    /// The time of the oldest record in the batch being filled (Unix ns; 0 when empty).
     oldest_unacked_ns: u64,
+    /// Batches cut and not yet acknowledged: their records and bytes, and the oldest time.
+    cut_bytes: u64,
+    cut_records: u64,
+    cut_oldest_ns: u64,
     /// Stored bytes and lines read in all, for the mean line length the lag estimate uses.
     seen_bytes: u64,
     seen_lines: u64,
@@ -89,6 +105,9 @@ impl Reader {
             unacked_bytes: 0,
             unacked_records: 0,
             oldest_unacked_ns: 0,
+            cut_bytes: 0,
+            cut_records: 0,
+            cut_oldest_ns: 0,
             seen_bytes: 0,
             seen_lines: 0,
         }
@@ -225,17 +244,42 @@ impl Reader {
         Ok(found)
     }
 
-    /// The sink acknowledged the batch: every bucket's `acked` becomes its `read`. Returns the
-    /// buckets whose number moved, with the new number, for the checkpoint.
-    pub fn acknowledge(&mut self) -> Vec<(String, u64)> {
-        self.unacked_bytes = 0;
-        self.unacked_records = 0;
-        self.oldest_unacked_ns = 0;
+    /// Ends the batch being filled: where each bucket was read to, to acknowledge once the
+    /// sink took it. The next records read go into the next batch.
+    pub fn cut(&mut self) -> Mark {
+        let mark = Mark {
+            read: self
+                .cursors
+                .iter()
+                .map(|c| (c.bucket.clone(), c.read))
+                .collect(),
+            bytes: std::mem::take(&mut self.unacked_bytes),
+            records: std::mem::take(&mut self.unacked_records),
+            oldest_ns: std::mem::take(&mut self.oldest_unacked_ns),
+        };
+        self.cut_bytes += mark.bytes;
+        self.cut_records += mark.records;
+        if self.cut_oldest_ns == 0 {
+            self.cut_oldest_ns = mark.oldest_ns;
+        }
+        mark
+    }
+
+    /// The sink took the batch cut at `mark` (batches are acknowledged in the order they were
+    /// cut): every bucket's `acked` moves up to the mark. Returns the buckets whose number
+    /// moved, with the new number, for the checkpoint.
+    pub fn acknowledge(&mut self, mark: Mark) -> Vec<(String, u64)> {
+        self.cut_bytes = self.cut_bytes.saturating_sub(mark.bytes);
+        self.cut_records = self.cut_records.saturating_sub(mark.records);
+        // The next cut batch's oldest is not known here; the one being filled is a bound.
+        self.cut_oldest_ns = 0;
         let mut moved = Vec::new();
-        for c in &mut self.cursors {
-            if c.read != c.acked {
-                c.acked = c.read;
-                moved.push((c.bucket.clone(), c.acked));
+        for (bucket, seq) in mark.read {
+            if let Some(c) = self.cursors.iter_mut().find(|c| c.bucket == bucket)
+                && seq > c.acked
+            {
+                c.acked = seq;
+                moved.push((bucket, seq));
             }
         }
         moved
@@ -268,10 +312,14 @@ impl Reader {
             0 => 200,
             n => (self.seen_bytes / n).max(1),
         };
+        let oldest_ns = match (self.cut_oldest_ns, self.oldest_unacked_ns) {
+            (0, t) | (t, 0) => t,
+            (a, b) => a.min(b),
+        };
         Ok(Lag {
-            bytes: unread + self.unacked_bytes,
-            records: self.unacked_records + unread / mean,
-            oldest_ns: self.oldest_unacked_ns,
+            bytes: unread + self.unacked_bytes + self.cut_bytes,
+            records: self.unacked_records + self.cut_records + unread / mean,
+            oldest_ns,
         })
     }
 }
