@@ -97,6 +97,10 @@ pub mod defaults {
     /// is good for no longer), and after 1 h without a request
     /// (`server::session::http::console::auth::IDLE_TIMEOUT`).
     pub const CONSOLE_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+    /// `--forward-max-lag`: 1 GiB of files the writer keeps past `--max-files` for a sink that
+    /// has not read them (an hour's outage of a sink at some 300 KiB/s), before it deletes the
+    /// oldest anyway so the disk never fills because a sink is down.
+    pub const FORWARD_MAX_LAG: u64 = 1 << 30;
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -165,6 +169,9 @@ pub struct Config {
     pub admin_password_file: Option<PathBuf>,
     /// How long a console session lasts after login (`defaults::CONSOLE_SESSION_TTL`).
     pub console_session_ttl: Duration,
+    /// Where the stored records are forwarded (`--forward`, `--node-id`, ...); no sink by
+    /// default.
+    pub forward: crate::forward::Settings,
 }
 
 impl Default for Config {
@@ -198,6 +205,12 @@ impl Default for Config {
             admin_open: false,
             cors: crate::protocol::grpc_web::Cors::default(),
             admin_password_file: None,
+            forward: crate::forward::Settings::new(
+                Vec::new(),
+                crate::forward::default_node_id(),
+                defaults::FORWARD_MAX_LAG,
+                None,
+            ),
             console_session_ttl: defaults::CONSOLE_SESSION_TTL,
         }
     }

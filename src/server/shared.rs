@@ -39,6 +39,8 @@ pub struct Shared {
     /// The pages allowed to call gRPC-Web from a browser (`--cors-origin`), for gRPC-Web calls
     /// over h2 (the HTTP/1.1 side has its own copy in `session::http::web::Web`).
     cors: Cors,
+    /// The forwarders' figures (`--forward`), for `health`, `/metrics` and `status`.
+    forward: Arc<crate::forward::Status>,
 }
 
 impl Shared {
@@ -60,7 +62,22 @@ impl Shared {
             gate: Gate::off(),
             traffic: TrafficBoard::new(loops),
             cors: Cors::default(),
+            forward: Arc::default(),
         }
+    }
+
+    /// Sets the forwarders' figures (`--forward`); none until then.
+    pub fn with_forward(mut self, forward: Arc<crate::forward::Status>) -> Self {
+        self.forward = forward;
+        self
+    }
+
+    pub fn forward(&self) -> &crate::forward::Status {
+        &self.forward
+    }
+
+    pub fn forward_status(&self) -> Arc<crate::forward::Status> {
+        self.forward.clone()
     }
 
     /// Sets the origins allowed to call gRPC-Web over h2 (`--cors-origin`); none until then.
