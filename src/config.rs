@@ -1,6 +1,8 @@
 //! Settings and limits, with the reason for each default. `main.rs` fills a [`Config`] from the
 //! command line; tests and embedders build one with [`Config::default`] and change what they need.
 
+pub mod forward;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -171,7 +173,7 @@ pub struct Config {
     pub console_session_ttl: Duration,
     /// Where the stored records are forwarded (`--forward`, `--node-id`, ...); no sink by
     /// default.
-    pub forward: crate::forward::Settings,
+    pub forward: forward::Settings,
 }
 
 impl Default for Config {
@@ -205,9 +207,9 @@ impl Default for Config {
             admin_open: false,
             cors: crate::protocol::grpc_web::Cors::default(),
             admin_password_file: None,
-            forward: crate::forward::Settings::new(
+            forward: forward::Settings::new(
                 Vec::new(),
-                crate::forward::default_node_id(),
+                forward::default_node_id(),
                 defaults::FORWARD_MAX_LAG,
                 None,
             ),

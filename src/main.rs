@@ -92,8 +92,7 @@ fn forward(args: &ForwardArgs) -> ExitCode {
     match &args.command {
         ForwardCommand::Schema { table, .. } => {
             let valid = table.split_once('.').is_some_and(|(db, t)| {
-                logmill::forward::clickhouse::valid_name(db)
-                    && logmill::forward::clickhouse::valid_name(t)
+                logmill::config::forward::valid_name(db) && logmill::config::forward::valid_name(t)
             });
             if !valid {
                 eprintln!("logmill forward schema: --table is DB.TABLE (letters, digits, _)");

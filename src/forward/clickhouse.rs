@@ -58,15 +58,6 @@ ORDER BY (node, bucket, seq)
     )
 }
 
-/// Whether `name` may be a database or table name in the URL: letters, digits, `_` (so it
-/// goes into the query as it is, never needing quotes).
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit()
-}
-
 /// Who the sink logs in as: `X-ClickHouse-User` and `X-ClickHouse-Key`.
 #[derive(Clone, Default)]
 pub struct Credentials {
@@ -385,15 +376,5 @@ mod tests {
             panic!("not fatal");
         };
         assert!(why.contains("Wrong password") && why.contains("LOGMILL_CLICKHOUSE_PASSWORD"));
-    }
-
-    #[test]
-    fn names_that_go_into_the_query_unquoted() {
-        for ok in ["logs", "records_2", "_x"] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in ["", "a.b", "a b", "1x", "a`b", "a;DROP"] {
-            assert!(!valid_name(bad), "{bad}");
-        }
     }
 }

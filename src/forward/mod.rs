@@ -31,7 +31,6 @@ pub mod otlp;
 pub mod reader;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -39,15 +38,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use crate::config::forward::{MAX_BATCH_ROWS, Settings, Target, default_node_id};
 use crate::storage::parse::ParsedLine;
 use crate::storage::retention::Retention;
 use crate::storage::server_log::ServerLog;
 use checkpoint::Checkpoint;
 use reader::{Mark, Reader};
 
-/// The most records in one batch: ClickHouse is at its best with large inserts (each insert
-/// makes a part on disk), and this many JSON rows are a few MiB.
-pub const MAX_BATCH_ROWS: usize = 50_000;
 /// The most encoded bytes in one batch (before gzip): bounds the forwarder's memory whatever
 /// the records' sizes.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -59,170 +56,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// Retry backoff: the first wait, doubled per failure up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Where a sink is: `--forward URL`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// `clickhouse+http://HOST:PORT/DB.TABLE`
-    ClickHouse {
-        host: String,
-        port: u16,
-        database: String,
-        table: String,
-    },
-    /// `otlp+http://HOST:PORT` (POST /v1/logs, protobuf)
-    OtlpHttp { host: String, port: u16 },
-}
-
-impl Target {
-    /// Parses a `--forward` value.
-    ///
-    /// # Errors
-    /// What is wrong with it, for the usage error.
-    pub fn parse(url: &str) -> Result<Target, String> {
-        if let Some(rest) = url.strip_prefix("otlp+http://") {
-            let authority = rest.strip_suffix('/').unwrap_or(rest);
-            let (host, port) = host_port(authority, 4318).map_err(|e| format!("{url}: {e}"))?;
-            return Ok(Target::OtlpHttp { host, port });
-        }
-        if url.starts_with("otlp+grpc://") {
-            return Err(format!(
-                "{url}: otlp+grpc is not supported yet; use otlp+http://HOST:4318"
-            ));
-        }
-        let Some(rest) = url.strip_prefix("clickhouse+http://") else {
-            return Err(format!(
-                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE or otlp+http://HOST:PORT"
-            ));
-        };
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("{url}: the URL names no table (/DB.TABLE)"))?;
-        let (host, port) = host_port(authority, 8123).map_err(|e| format!("{url}: {e}"))?;
-        let (database, table) = path
-            .split_once('.')
-            .ok_or_else(|| format!("{url}: the table is DB.TABLE"))?;
-        if !clickhouse::valid_name(database) || !clickhouse::valid_name(table) {
-            return Err(format!(
-                "{url}: database and table names are letters, digits and _"
-            ));
-        }
-        Ok(Target::ClickHouse {
-            host,
-            port,
-            database: database.to_string(),
-            table: table.to_string(),
-        })
-    }
-
-    /// A name for file names and metric labels: `clickhouse-HOST-PORT-DB.TABLE`.
-    pub fn id(&self) -> String {
-        match self {
-            Target::ClickHouse {
-                host,
-                port,
-                database,
-                table,
-            } => format!("clickhouse-{host}-{port}-{database}.{table}"),
-            Target::OtlpHttp { host, port } => format!("otlp-http-{host}-{port}"),
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::ClickHouse {
-                host,
-                port,
-                database,
-                table,
-            } => write!(f, "clickhouse+http://{host}:{port}/{database}.{table}"),
-            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{host}:{port}"),
-        }
-    }
-}
-
-/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address).
-fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("bad port {port:?}"))?,
-        ),
-        None => (authority, default_port),
-    };
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if !ok {
-        return Err(format!("bad host {host:?}"));
-    }
-    Ok((host.to_string(), port))
-}
-
-/// The forwarding settings (`--forward`, `--node-id`, `--forward-max-lag`,
-/// `--forward-password-file`).
-#[derive(Clone, Debug, Default)]
-pub struct Settings {
-    sinks: Vec<Target>,
-    node_id: String,
-    max_lag: u64,
-    password_file: Option<PathBuf>,
-    batch_rows: usize,
-}
-
-impl Settings {
-    pub fn new(
-        sinks: Vec<Target>,
-        node_id: String,
-        max_lag: u64,
-        password_file: Option<PathBuf>,
-    ) -> Settings {
-        Settings {
-            sinks,
-            node_id,
-            max_lag,
-            password_file,
-            batch_rows: MAX_BATCH_ROWS,
-        }
-    }
-
-    /// Fewer records per batch than [`MAX_BATCH_ROWS`] (`--forward-batch-rows`, hidden: for
-    /// tests that need a forward to be caught half-way, and for measuring).
-    pub fn with_batch_rows(mut self, rows: usize) -> Settings {
-        self.batch_rows = rows.clamp(1, MAX_BATCH_ROWS);
-        self
-    }
-
-    pub fn sinks(&self) -> &[Target] {
-        &self.sinks
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
-    /// `--forward-max-lag`: bytes of files the writer keeps past `--max-files` for a sink that
-    /// has not read them.
-    pub fn max_lag(&self) -> u64 {
-        self.max_lag
-    }
-}
-
-/// This machine's host name (`/proc/sys/kernel/hostname`), the default `--node-id`.
-pub fn default_node_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
 
 /// Why a batch was not taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -438,8 +271,8 @@ impl Forwarders {
     /// and the retention the writer asks, told at once what each sink's checkpoint in `dir`
     /// says (so a restart never deletes what a sink had not read).
     pub fn status_of(settings: &Settings, dir: &Path) -> Arc<Status> {
-        let retention = Arc::new(Retention::new(settings.sinks.len(), settings.max_lag));
-        for (n, target) in settings.sinks.iter().enumerate() {
+        let retention = Arc::new(Retention::new(settings.sinks().len(), settings.max_lag()));
+        for (n, target) in settings.sinks().iter().enumerate() {
             // An unreadable checkpoint stops the start in `start`; here it holds nothing.
             if let Ok(checkpoint) = Checkpoint::load(&state_path(dir, target)) {
                 for (bucket, seq) in checkpoint.buckets() {
@@ -449,7 +282,7 @@ impl Forwarders {
         }
         Arc::new(Status {
             sinks: settings
-                .sinks
+                .sinks()
                 .iter()
                 .map(|t| Arc::new(SinkStatus::new(t)))
                 .collect(),
@@ -475,7 +308,7 @@ impl Forwarders {
             stop: Vec::new(),
             status: status.clone(),
         };
-        for (n, (target, sink_status)) in settings.sinks.iter().zip(&status.sinks).enumerate() {
+        for (n, (target, sink_status)) in settings.sinks().iter().zip(&status.sinks).enumerate() {
             let state_path = state_path(dir, target);
             let checkpoint = Checkpoint::load(&state_path).map_err(|e| e.to_string())?;
             let make = || -> Box<dyn Sink> {
@@ -489,11 +322,11 @@ impl Forwarders {
                         host,
                         *port,
                         &format!("{database}.{table}"),
-                        &settings.node_id,
+                        settings.node_id(),
                         credentials.clone(),
                     )),
                     Target::OtlpHttp { host, port } => {
-                        Box::new(otlp::Otlp::new(host, *port, &settings.node_id))
+                        Box::new(otlp::Otlp::new(host, *port, settings.node_id()))
                     }
                 }
             };
@@ -502,7 +335,7 @@ impl Forwarders {
             let forwarder = Forwarder {
                 index: n,
                 retention: status.retention(),
-                batch_rows: settings.batch_rows,
+                batch_rows: settings.batch_rows(),
                 url: target.to_string(),
                 reader: Reader::new(dir, &checkpoint),
                 checkpoint,
@@ -514,7 +347,7 @@ impl Forwarders {
             };
             log.info(format_args!(
                 "forwarding to {target} as node {:?} (checkpoint {})",
-                settings.node_id,
+                settings.node_id(),
                 forwarder.state_path.display()
             ));
             let thread = thread::Builder::new()
@@ -555,7 +388,7 @@ fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
     let user = std::env::var("LOGMILL_CLICKHOUSE_USER")
         .ok()
         .filter(|u| !u.is_empty());
-    let password = match &settings.password_file {
+    let password = match settings.password_file() {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| {
