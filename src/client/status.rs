@@ -185,6 +185,16 @@ pub fn table(status: &Value) -> String {
             plural(connections, "connection")
         ));
     }
+    if let Some(ship) = all.get("_ship")
+        && (ship["connections"].as_u64().unwrap_or(0) > 0 || ship["bytes"].as_u64().unwrap_or(0) > 0)
+    {
+        out.push_str(&format!(
+            "shipping (logship): {} open, {} created, {} stored\n",
+            plural(ship["connections"].as_u64().unwrap_or(0), "connection"),
+            plural(ship["files_created"].as_u64().unwrap_or(0), "file"),
+            plural(ship["bytes"].as_u64().unwrap_or(0), "byte")
+        ));
+    }
     if let Some(cut) = all.get("_truncated") {
         out.push_str(&format!(
             "(the answer was capped at {} KiB: {} more instances with {} connections not shown)\n",

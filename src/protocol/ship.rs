@@ -65,7 +65,7 @@ pub enum NameError {
     Control,
     /// Not UTF-8: names are shown in `_server.log` and `status`, and stored as they came.
     NotUtf8,
-    /// A name logmill's own files use (`_main.log*`, `_server.*`): an app bucket named like the
+    /// A name logmill's own files use (`_main.*`, `_server.*`): an app bucket named like the
     /// ship directory would share it with the ship files.
     Reserved,
 }
@@ -144,10 +144,10 @@ pub fn validate_name(name: &[u8]) -> Result<&str, NameError> {
     Ok(text)
 }
 
-/// Names logmill's own files take: a bucket's `_main.log` and its rotated `_main.log.N`, and
-/// `_server.log`, `_server.lock` in the log directory.
+/// Names logmill's own files take: a bucket's `_main.log`, its rotated `_main.log.N` and
+/// `_main.seq`, and `_server.log`, `_server.lock` in the log directory.
 fn reserved(name: &str) -> bool {
-    name.starts_with("_main.log") || name.starts_with("_server.")
+    name.starts_with("_main.") || name.starts_with("_server.")
 }
 
 /// The name a file is stored under in the ship directory: `name` itself, or with
@@ -336,6 +336,7 @@ mod tests {
             (b"_main.log", NameError::Reserved),
             (b"_main.log.3", NameError::Reserved),
             (b"_server.log", NameError::Reserved),
+            (b"_main.seq", NameError::Reserved),
         ];
         for (name, why) in cases {
             assert_eq!(validate_name(name), Err(*why), "{name:?}");
