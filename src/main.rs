@@ -92,7 +92,11 @@ struct ShipRxArgs {
     #[arg(long, default_value_t = defaults::SHIP_PORT)]
     port: u16,
     /// Where the shipped files are stored (created if missing).
-    #[arg(long = "storage-path", alias = "storage_path", default_value = "/var/tmp/logship")]
+    #[arg(
+        long = "storage-path",
+        alias = "storage_path",
+        default_value = "/var/tmp/logship"
+    )]
     storage_path: PathBuf,
     /// Prefix each stored name with the transmitter's address (`127.0.0.1_app.log`), so two
     /// hosts shipping app.log do not mix. A bare flag means yes; logship's `--host-in-filename

@@ -186,7 +186,8 @@ pub fn table(status: &Value) -> String {
         ));
     }
     if let Some(ship) = all.get("_ship")
-        && (ship["connections"].as_u64().unwrap_or(0) > 0 || ship["bytes"].as_u64().unwrap_or(0) > 0)
+        && (ship["connections"].as_u64().unwrap_or(0) > 0
+            || ship["bytes"].as_u64().unwrap_or(0) > 0)
     {
         out.push_str(&format!(
             "shipping (logship): {} open, {} created, {} stored\n",

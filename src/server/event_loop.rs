@@ -448,9 +448,10 @@ impl EventLoop {
 
     /// Publishes this loop's connection count for [`EventLoop::over_share`] in other loops.
     fn publish_count(&self) {
-        self.shared
-            .balance()
-            .publish(self.id, self.conns.len() + self.grpc.len() + self.ship.len());
+        self.shared.balance().publish(
+            self.id,
+            self.conns.len() + self.grpc.len() + self.ship.len(),
+        );
     }
 
     fn refuse(&mut self, peer: std::net::SocketAddr) {

@@ -360,12 +360,10 @@ impl Server {
                 .with_cors(config.cors.clone()),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
-        let writer =
-            Writer::open(&config, handoff, stats.clone(), log.clone(), writer_rx).map_err(|source| {
-                Error::Storage {
-                    dir: config.dir.display().to_string(),
-                    source,
-                }
+        let writer = Writer::open(&config, handoff, stats.clone(), log.clone(), writer_rx)
+            .map_err(|source| Error::Storage {
+                dir: config.dir.display().to_string(),
+                source,
             })?;
         // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
         // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
@@ -411,7 +409,10 @@ impl Server {
         };
         let mut loops = Vec::with_capacity(workers);
         for (id, poll) in polls.into_iter().enumerate() {
-            let ship = match (&ship_listener, ship_links.get_mut(id).and_then(Option::take)) {
+            let ship = match (
+                &ship_listener,
+                ship_links.get_mut(id).and_then(Option::take),
+            ) {
                 (Some(l), Some(link)) => Some((
                     mio::net::TcpListener::from_std(l.try_clone().map_err(Error::Setup)?),
                     link,

@@ -259,8 +259,9 @@ impl ShipPort {
         }
         self.shared.stats().ship_connection_opened();
         if let Err(e) = tune_socket(&stream) {
-            self.log
-                .warn(format_args!("ship connection from {peer}: socket options: {e}"));
+            self.log.warn(format_args!(
+                "ship connection from {peer}: socket options: {e}"
+            ));
         }
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -287,8 +288,9 @@ impl ShipPort {
         ) {
             self.shared.stats().connection_closed();
             self.shared.stats().ship_connection_closed();
-            self.log
-                .error(format_args!("ship connection from {peer}: cannot register: {e}"));
+            self.log.error(format_args!(
+                "ship connection from {peer}: cannot register: {e}"
+            ));
             return true;
         }
         entry.insert(conn);
@@ -745,10 +747,7 @@ impl ShipPort {
             }
         }
         for token in late_names {
-            let why = format!(
-                "no file name line within {}s",
-                name_timeout.as_secs_f64()
-            );
+            let why = format!("no file name line within {}s", name_timeout.as_secs_f64());
             self.refuse(token, registry, &why, &why);
         }
         for token in silent {

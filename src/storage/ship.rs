@@ -281,8 +281,7 @@ impl ShipWriter {
     /// Refuses the waiting opens whose grace has passed.
     fn expire_waits(&mut self) {
         let now = Instant::now();
-        let (expired, kept): (Vec<_>, Vec<_>) =
-            self.waiting.drain(..).partition(|w| w.2 <= now);
+        let (expired, kept): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|w| w.2 <= now);
         self.waiting = kept;
         for (key, _, _) in expired {
             self.reply(
@@ -496,7 +495,13 @@ mod tests {
             .status()
             .unwrap();
         assert!(fifo.success());
-        for name in ["link.log", "dangling.log", "hard.log", "dir.log", "fifo.log"] {
+        for name in [
+            "link.log",
+            "dangling.log",
+            "hard.log",
+            "dir.log",
+            "fifo.log",
+        ] {
             assert!(
                 matches!(open_plain(&dir.join(name)), Err(Opened::NotAFile)),
                 "{name}"
