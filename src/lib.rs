@@ -15,6 +15,9 @@
 //!                      |                   |    the console's /api (session::http::console)
 //!                      |                   |    and its embedded pages (console::assets)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
+//!  logship --TCP-->    |                   |  server::ship: name line, offset, raw bytes
+//!  (--ship-port 7447)  |                   |    --chunks (bounded)--> logmill-ship thread
+//!                      |                   |    (storage::ship) appends to <dir>/ship/NAME
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
 //!                                v
@@ -67,6 +70,8 @@
 //!   hello, gRPC call); `logmill token`; the console's admin password (argon2id) and
 //!   `logmill admin set-password`; the registry of live connections the loops keep and
 //!   publish (`apps::connections`), which `status` and `health` read.
+//! - logship (issue 15): [`protocol::ship`] is the wire protocol, [`server::ship`] the receiver's
+//!   connections on each loop, [`storage::ship`] the thread that writes the shipped files.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]
