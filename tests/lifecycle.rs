@@ -46,35 +46,6 @@ fn sigterm_with_data_in_flight_loses_nothing() {
     drop((idle, streams));
 }
 
-/// Mounts a small tmpfs (needs root: `tools::root`) and unmounts it when dropped.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = TempDir::new("tmpfs");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("could not unmount {}", self.dir.0.display());
-        }
-    }
-}
-
 /// Fills the file system holding `path` until it refuses a write.
 fn fill(path: &std::path::Path) {
     let mut f = std::fs::File::create(path).unwrap();
@@ -115,11 +86,11 @@ fn full_disk_degrades_pushes_back_and_recovers() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(&fs.dir.0)
+        .arg(&fs.path())
         .args(args);
-    let server = Server::spawn(command, &fs.dir.0);
+    let server = Server::spawn(command, &fs.path());
     let http: std::net::SocketAddr = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    let filler = fs.dir.0.join("filler");
+    let filler = fs.path().join("filler");
     fill(&filler);
 
     // One stream of frames of 100 records each; sent nonblocking until the server stops reading.

@@ -652,3 +652,94 @@ fn health_and_status_count_shipped_bytes() {
     );
     held.finish(b"");
 }
+
+#[test]
+fn sigterm_stores_what_was_received_and_exits_cleanly() {
+    let dir = TempDir::new("ship-sigterm");
+    let server = start(&dir.0, &[]);
+    let mut open = Open::new(ship_addr(&server), b"open.log\n");
+    assert_eq!(open.offset(), 0);
+    let data = binary(1 << 20);
+    open.stream.write_all(&data).unwrap();
+    wait_size(&dir.0.join("ship/open.log"), data.len() as u64);
+    assert!(server.stop().success());
+    // The receiver closed the connection on its way out; the copy is whole.
+    let mut rest = Vec::new();
+    open.stream.read_to_end(&mut rest).unwrap();
+    wait_copy(&dir.0.join("ship/open.log"), &data);
+}
+
+#[test]
+fn the_ship_directory_cannot_be_the_record_directory() {
+    let dir = TempDir::new("ship-same-dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args([
+            "serve",
+            "--tcp-only",
+            "--port",
+            "0",
+            "--ship-port",
+            "0",
+            "--dir",
+        ])
+        .arg(&dir.0)
+        .arg("--ship-dir")
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the ship directory (--ship-dir) cannot be the record directory (--dir)"),
+        "{stderr}"
+    );
+}
+
+/// A full disk under the ship directory: the connection is told why and closed, the copy keeps
+/// what was written, the next connection resumes from there, and records are not affected.
+#[test]
+fn a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes() {
+    if tools::require(
+        "a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes",
+        tools::root(),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let fs =
+        common::Tmpfs::mount("1m").expect("mount -t tmpfs failed, though a probe mount worked");
+    let dir = TempDir::new("ship-full");
+    let ship_dir = fs.path().to_str().unwrap().to_owned();
+    let server = start(&dir.0, &["--ship-dir", &ship_dir]);
+    let addr = ship_addr(&server);
+    let data = binary(3 << 20);
+    let mut open = Open::new(addr, b"big.bin\n");
+    assert_eq!(open.offset(), 0);
+    // The receiver reads (and, once the disk refused, discards) all of it.
+    open.stream.write_all(&data).unwrap();
+    let line = read_line(&mut open.stream);
+    assert!(
+        line.starts_with("error: cannot store big.bin: No space left on device"),
+        "{line}"
+    );
+    let kept = std::fs::metadata(fs.path().join("big.bin")).unwrap().len();
+    assert!(kept > 0 && kept < data.len() as u64, "{kept}");
+    assert_eq!(
+        std::fs::read(fs.path().join("big.bin")).unwrap(),
+        &data[..kept as usize],
+        "what was kept is the file's start"
+    );
+    assert!(server.health().starts_with("OK "), "records unaffected");
+    assert!(server_log(&server).contains("ship: cannot write"));
+    drop(open);
+    // Room again: the copy resumes where it stopped and completes.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(fs.path())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    assert_eq!(ship(addr, "big.bin", &data), kept);
+    wait_copy(&fs.path().join("big.bin"), &data);
+}

@@ -369,3 +369,37 @@ pub fn json_lines_of(dir: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// Mounts a small tmpfs (needs root: `tools::root`) and unmounts it when dropped.
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new("tmpfs");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("could not unmount {}", self.dir.0.display());
+        }
+    }
+}
