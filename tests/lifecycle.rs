@@ -86,9 +86,9 @@ fn full_disk_degrades_pushes_back_and_recovers() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(&fs.path())
+        .arg(fs.path())
         .args(args);
-    let server = Server::spawn(command, &fs.path());
+    let server = Server::spawn(command, fs.path());
     let http: std::net::SocketAddr = server.listening["grpc"].as_str().unwrap().parse().unwrap();
     let filler = fs.path().join("filler");
     fill(&filler);
