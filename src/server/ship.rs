@@ -784,3 +784,111 @@ impl ShipPort {
         self.link = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Fsync;
+    use crate::stats::Stats;
+    use crate::storage::mailbox::{Handoff, Mailbox};
+    use crate::storage::ship::ShipWriter;
+    use mio::{Events, Poll};
+
+    /// A port on a real loopback listener with a ship writer that runs only when the test says:
+    /// while it is held still, the connection's bytes waiting for it stay within the cap and
+    /// the port stops reading; once it writes, reading resumes, and the copy is whole.
+    #[test]
+    fn a_held_writer_stops_reading_within_the_cap_and_reading_resumes() {
+        let dir = std::env::temp_dir().join(format!("logmill-ship-port-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), Token(usize::MAX)).unwrap();
+        let stats = Arc::new(Stats::default());
+        let handoff = Arc::new(Handoff::new(usize::MAX, vec![Mailbox::new(waker)]));
+        let shared = Arc::new(Shared::new("test".into(), handoff, stats.clone()));
+        let log = Arc::new(ServerLog::stderr_only());
+        let (mut writer, mut links) = ShipWriter::new(
+            dir.clone(),
+            Fsync::Never,
+            vec![Box::new(|| {})],
+            stats,
+            log.clone(),
+        );
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let mut port = ShipPort::new(
+            0,
+            Some((TcpListener::from_std(std_listener), links.remove(0))),
+            poll.registry(),
+            Token(usize::MAX - 1),
+            ShipSettings::new(false, Duration::from_secs(60), 100),
+            shared,
+            log,
+        )
+        .unwrap();
+        let data: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let client = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.write_all(b"held.bin\n").unwrap();
+            let mut answer = [0u8; 2];
+            stream.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"0\n");
+            stream.write_all(&sent).unwrap();
+        });
+        let mut events = Events::with_capacity(64);
+        let mut turn = |port: &mut ShipPort, poll: &mut Poll| {
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for event in events.iter() {
+                if ShipPort::owns(event.token().0) {
+                    port.event(event.token());
+                }
+            }
+            while port.accept(poll.registry()) {}
+            port.take_replies(poll.registry());
+            port.serve(poll.registry());
+        };
+        // The name, the open, the offset.
+        while port.is_empty()
+            || !port
+                .conns
+                .iter()
+                .any(|(_, c)| matches!(c.state, State::Opening { .. }))
+        {
+            turn(&mut port, &mut poll);
+        }
+        writer.handle_queued();
+        // Held still: the connection reads up to its cap, then stops.
+        let mut idle_turns = 0;
+        while idle_turns < 50 {
+            let before = port.in_flight;
+            turn(&mut port, &mut poll);
+            assert!(port.in_flight <= CONN_QUEUE + CHUNK, "{}", port.in_flight);
+            idle_turns = if port.in_flight == before {
+                idle_turns + 1
+            } else {
+                0
+            };
+        }
+        assert!(
+            port.in_flight >= CONN_QUEUE,
+            "paused at the cap: {}",
+            port.in_flight
+        );
+        assert!(!port.has_ready(), "a paused connection is not served");
+        // The writer runs again: everything arrives.
+        while !client.is_finished() || !port.is_empty() {
+            writer.handle_queued();
+            turn(&mut port, &mut poll);
+        }
+        writer.handle_queued();
+        client.join().unwrap();
+        assert_eq!(std::fs::read(dir.join("held.bin")).unwrap(), data);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -230,13 +230,8 @@ impl ShipWriter {
             };
             if let Some(request) = request {
                 self.handle(request);
-                // Everything already queued, then one wake per loop for all its replies.
-                while let Ok(request) = self.requests.try_recv() {
-                    self.handle(request);
-                }
             }
-            self.expire_waits();
-            self.wake_loops();
+            self.handle_queued();
             if let Some(every) = self.sync_every()
                 && self.synced_at.elapsed() >= every
             {
@@ -248,6 +243,17 @@ impl ShipWriter {
         for key in keys {
             self.close(key);
         }
+    }
+
+    /// Handles every request already queued, refuses the waits that expired, then wakes each
+    /// loop that got replies, once. [`ShipWriter::run`] calls it after each request it waited
+    /// for; a test drives the writer with it alone, to hold it still.
+    pub fn handle_queued(&mut self) {
+        while let Ok(request) = self.requests.try_recv() {
+            self.handle(request);
+        }
+        self.expire_waits();
+        self.wake_loops();
     }
 
     fn sync_every(&self) -> Option<Duration> {
