@@ -322,8 +322,11 @@ impl PythonRx {
             &mut line,
         )
         .unwrap();
-        let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let addr = listening["ship"].as_str().unwrap().parse().unwrap();
+        let port: u16 = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("bad listening line {line:?}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         PythonRx { child, addr }
     }
 }

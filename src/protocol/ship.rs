@@ -170,6 +170,19 @@ pub fn stored_name(name: &str, peer: IpAddr, host_in_filename: bool) -> Result<S
     Ok(stored)
 }
 
+/// The transmitter's first bytes: `name` and a newline, once [`validate_name`] accepts it (a
+/// transmitter never sends a name this receiver would refuse).
+///
+/// # Errors
+/// The rule `name` breaks.
+pub fn name_line(name: &str) -> Result<Vec<u8>, NameError> {
+    validate_name(name.as_bytes())?;
+    let mut line = Vec::with_capacity(name.len() + 1);
+    line.extend_from_slice(name.as_bytes());
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// The receiver's answer: the offset in decimal and a newline (`"1234\n"`).
 pub fn offset_line(offset: u64) -> String {
     format!("{offset}\n")
@@ -223,8 +236,9 @@ impl fmt::Display for OffsetError {
 impl std::error::Error for OffsetError {}
 
 /// Reads the receiver's answer at the front of `buf`: `1234\n`, or an `error: ...\n` line.
-/// An offset line is 1 to [`MAX_OFFSET_DIGITS`] ASCII digits (no sign, no spaces, no `\r`)
-/// and fits a `u64`.
+/// An offset line is 1 to [`MAX_OFFSET_DIGITS`] ASCII digits (no sign, no spaces) and fits a
+/// `u64`. One `\r` before the newline is dropped (a receiver written on another system may
+/// end its lines so; logmill's never does).
 ///
 /// # Errors
 /// [`OffsetError`]: too long before the newline, not digits, or too large.
@@ -244,6 +258,7 @@ pub fn parse_offset_line(buf: &[u8]) -> Result<Read<Answer>, OffsetError> {
         None => return Ok(Read::Incomplete),
     };
     let line = &window[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let consumed = end + 1;
     if let Some(why) = line.strip_prefix(ERROR_PREFIX.as_bytes()) {
         return Ok(Read::Done {
@@ -373,6 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn name_lines_are_checked_names_and_a_newline() {
+        assert_eq!(name_line("app.log").unwrap(), b"app.log\n");
+        assert_eq!(name_line("../x"), Err(NameError::Slash));
+        let line = name_line("app.log").unwrap();
+        assert_eq!(
+            read_name_line(&line),
+            Ok(Read::Done {
+                value: "app.log",
+                consumed: line.len()
+            })
+        );
+    }
+
+    #[test]
     fn offset_lines_round_trip() {
         for offset in [0, 1, 1234, u64::MAX] {
             let line = offset_line(offset);
@@ -390,6 +419,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_carriage_return_before_the_newline_is_dropped() {
+        assert_eq!(
+            parse_offset_line(b"12\r\n"),
+            Ok(Read::Done {
+                value: Answer::Offset(12),
+                consumed: 4
+            })
+        );
     }
 
     #[test]
@@ -416,7 +456,7 @@ mod tests {
             b"+1\n",
             b" 1\n",
             b"1 \n",
-            b"12\r\n",
+            b"12\r\r\n",
             b"0x10\n",
         ] {
             assert_eq!(

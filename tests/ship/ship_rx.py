@@ -3,29 +3,47 @@
 standard library only: the other side for interop tests of a transmitter.
 
     ship_rx.py [--bindhost H] [--port P] [--storage-path D] [--host-in-filename]
+               [--timeout S] [--rate B] [--peak-file F]
 
 It reads the name line (at most 255 bytes and a newline), refuses what is not a plain file
 name with `error: <why>\\n`, answers the size of its copy (`1234\\n`), and appends every byte
 that follows until the connection closes. One connection per stored name at a time (a second is
 refused). With --host-in-filename the stored name is `<address>_<name>`, as logmill's.
 
-Prints one JSON line once listening: {"event": "listening", "ship": "HOST:PORT"}. Stops on
-SIGTERM or SIGINT.
+Prints `listening <port>` on stdout once bound (--port 0 picks a free port). Stops on SIGTERM
+or SIGINT. For tests: --timeout S closes a connection silent that long (its bytes are kept);
+--rate B receives at most B bytes a second per connection, so a test can act mid-file;
+--peak-file F holds the most connections ever open at once, rewritten when it grows.
 """
 
 import argparse
 import ipaddress
-import json
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 
 MAX_NAME = 255
 
 busy = set()
 busy_lock = threading.Lock()
+open_now = 0
+peak = 0
+
+
+def count(delta, peak_file):
+    """Connections open now; the peak, written to `peak_file` when it grows."""
+    global open_now, peak
+    with busy_lock:
+        open_now += delta
+        if open_now > peak:
+            peak = open_now
+            if peak_file:
+                with open(peak_file + ".tmp", "w") as f:
+                    f.write("%d\n" % peak)
+                os.replace(peak_file + ".tmp", peak_file)
 
 
 def check_name(raw):
@@ -62,7 +80,8 @@ def read_name_line(conn):
     return line[:-1]
 
 
-def serve(conn, addr, storage, host_in_filename, timeout):
+def serve(conn, addr, storage, host_in_filename, timeout, rate, peak_file):
+    count(1, peak_file)
     conn.settimeout(timeout)
     stored = None
     try:
@@ -88,21 +107,32 @@ def serve(conn, addr, storage, host_in_filename, timeout):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         with os.fdopen(fd, "ab", buffering=0) as f:
             conn.sendall(b"%d\n" % os.fstat(fd).st_size)
+            started = time.monotonic()
+            received = 0
             while True:
                 try:
-                    data = conn.recv(65536)
+                    data = conn.recv(min(rate, 65536) if rate else 65536)
                 except socket.timeout:
                     return
                 if not data:
                     return
                 f.write(data)
+                received += len(data)
+                if rate:
+                    # The throttle is the behaviour asked for: at most `rate` bytes a second.
+                    ahead = received / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
     except ConnectionError:
         return
     finally:
+        # Released before the socket closes, so a transmitter that saw the close can reconnect
+        # for the same name at once.
         if stored is not None:
             with busy_lock:
                 busy.discard(stored)
         conn.close()
+        count(-1, peak_file)
 
 
 def main():
@@ -112,23 +142,31 @@ def main():
     parser.add_argument("--storage-path", default="/var/tmp/logship")
     parser.add_argument("--host-in-filename", action="store_true")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--rate", type=int, default=0)
+    parser.add_argument("--peak-file")
     args = parser.parse_args()
     os.makedirs(args.storage_path, exist_ok=True)
     family = socket.AF_INET6 if ":" in args.bindhost else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.bindhost, args.port))
-    listener.listen(128)
-    host, port = listener.getsockname()[:2]
-    shown = "[%s]:%d" % (host, port) if family == socket.AF_INET6 else "%s:%d" % (host, port)
-    print(json.dumps({"event": "listening", "ship": shown}), flush=True)
+    listener.listen(1024)
+    print("listening %d" % listener.getsockname()[1], flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             conn, addr = listener.accept()
             threading.Thread(
                 target=serve,
-                args=(conn, addr, args.storage_path, args.host_in_filename, args.timeout),
+                args=(
+                    conn,
+                    addr,
+                    args.storage_path,
+                    args.host_in_filename,
+                    args.timeout,
+                    args.rate,
+                    args.peak_file,
+                ),
                 daemon=True,
             ).start()
     except KeyboardInterrupt:
