@@ -52,6 +52,9 @@ const CHUNK: usize = 256 * 1024;
 pub const CONN_QUEUE: usize = 4 << 20;
 /// Bytes all of a loop's connections may have waiting for the writer before they stop reading.
 pub const LOOP_QUEUE: usize = 32 << 20;
+/// Chunk buffers a loop keeps for reuse: a loop's queue's worth would be 128; a few cover a
+/// connection's round trip to the writer without holding memory nobody uses.
+const SPARE_BUFFERS: usize = 16;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 1 << 20;
 /// How long a refused connection is read and discarded after its error line, at most.
@@ -169,6 +172,8 @@ pub struct ShipPort {
     /// Bytes this loop's connections handed to the writer and it has not yet drained.
     in_flight: usize,
     scratch: Vec<u8>,
+    /// Chunk buffers the writer gave back, to read into again (at most [`SPARE_BUFFERS`]).
+    spare: Vec<Vec<u8>>,
 }
 
 impl ShipPort {
@@ -205,6 +210,7 @@ impl ShipPort {
             next_serial: 0,
             in_flight: 0,
             scratch: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -450,9 +456,13 @@ impl ShipPort {
                 self.push_ready(token);
                 return;
             }
-            // A full chunk takes this buffer to the writer thread; then a fresh one is made.
+            // A full chunk takes this buffer to the writer thread; the next is one the writer
+            // gave back (already full length: nothing to clear), or a new one.
             if self.scratch.capacity() < CHUNK {
-                self.scratch = Vec::with_capacity(CHUNK);
+                self.scratch = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             }
             self.scratch.resize(CHUNK, 0);
             match conn.stream.read(&mut self.scratch) {
@@ -618,7 +628,10 @@ impl ShipPort {
         while let Some(reply) = self.link.as_ref().and_then(Link::try_reply) {
             match reply {
                 Reply::Opened { key, result } => self.opened(key, result, registry),
-                Reply::Drained { key, bytes } => {
+                Reply::Drained { key, bytes, buffer } => {
+                    if buffer.capacity() >= CHUNK && self.spare.len() < SPARE_BUFFERS {
+                        self.spare.push(buffer);
+                    }
                     let was_full = self.in_flight >= LOOP_QUEUE;
                     self.in_flight = self.in_flight.saturating_sub(bytes);
                     resume |= was_full && self.in_flight < LOOP_QUEUE;

@@ -105,8 +105,13 @@ pub enum Reply {
         key: ShipKey,
         result: Result<u64, OpenError>,
     },
-    /// `bytes` of `key`'s chunks left the queue (written, or dropped after a failure).
-    Drained { key: ShipKey, bytes: usize },
+    /// `bytes` of `key`'s chunks left the queue (written, or dropped after a failure); the
+    /// chunk's buffer comes back for the loop to read into again.
+    Drained {
+        key: ShipKey,
+        bytes: usize,
+        buffer: Vec<u8>,
+    },
     /// Writing failed: nothing more of this connection is written (a gap would corrupt the
     /// copy); the transmitter resumes from the file's size when it comes back.
     Failed { key: ShipKey, error: io::Error },
@@ -278,7 +283,14 @@ impl ShipWriter {
                 if let Some(error) = self.append(key, &data) {
                     self.reply(key, Reply::Failed { key, error });
                 }
-                self.reply(key, Reply::Drained { key, bytes });
+                self.reply(
+                    key,
+                    Reply::Drained {
+                        key,
+                        bytes,
+                        buffer: data,
+                    },
+                );
             }
             Request::Close { key } => self.close(key),
         }
