@@ -746,3 +746,22 @@ fn a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes() {
     assert_eq!(ship(addr, "big.bin", &data), kept);
     wait_copy(&fs.path().join("big.bin"), &data);
 }
+
+/// A transmitter must read the offset before it sends: bytes with the name line, or after it
+/// before the answer, are refused, never appended where the transmitter did not choose.
+#[test]
+fn bytes_before_the_offset_line_are_refused() {
+    let dir = TempDir::new("ship-early");
+    let server = start(&dir.0, &[]);
+    let addr = ship_addr(&server);
+    assert_eq!(ship(addr, "early.log", b"kept\n"), 0);
+    wait_size(&dir.0.join("ship/early.log"), 5);
+    let open = Open::new(addr, b"early.log\nmore bytes\n");
+    assert_eq!(
+        open.answer,
+        "error: data before the offset line: send the name, read the offset, then the file"
+    );
+    // Nothing was added, and the name is free again.
+    assert_eq!(ship(addr, "early.log", b"kept\nthen\n"), 5);
+    wait_copy(&dir.0.join("ship/early.log"), b"kept\nthen\n");
+}

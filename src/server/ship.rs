@@ -57,6 +57,9 @@ pub const LOOP_QUEUE: usize = 32 << 20;
 const SPARE_BUFFERS: usize = 16;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 1 << 20;
+/// The refusal of bytes sent before the offset was answered.
+const EARLY_DATA: &str =
+    "data before the offset line: send the name, read the offset, then the file";
 /// How long a refused connection is read and discarded after its error line, at most.
 const LINGER: Duration = Duration::from_secs(2);
 /// The longest a peer may take to send its name line (or less, with a shorter `--timeout`).
@@ -349,9 +352,43 @@ impl ShipPort {
             State::Name { .. } => self.read_name(token, registry),
             State::Streaming { .. } => self.read_stream(token, registry),
             State::Lingering { .. } => self.discard(token, registry),
-            // The offset is not known yet: the transmitter waits for it, and bytes it sends
-            // anyway stay in the kernel until then.
-            State::Opening { .. } => {}
+            State::Opening { .. } => self.read_early(token, registry),
+        }
+    }
+
+    /// Bytes while the offset is not yet answered: a transmitter must wait for it (it cannot
+    /// know where to start), so bytes now are refused rather than appended at a place the
+    /// transmitter did not choose; the end of the connection is a close.
+    fn read_early(&mut self, token: usize, registry: &Registry) {
+        let conn = &mut self.conns[token];
+        let mut byte = [0u8; 1];
+        loop {
+            match conn.stream.read(&mut byte) {
+                Ok(0) => {
+                    self.log.info(format_args!(
+                        "ship connection from {}: closed before the offset was answered",
+                        conn.peer
+                    ));
+                    self.close(token, registry);
+                    return;
+                }
+                Ok(_) => {
+                    let why = EARLY_DATA;
+                    self.refuse(token, registry, why, why);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.log
+                        .info(format_args!("ship connection from {}: {e}", conn.peer));
+                    self.close(token, registry);
+                    return;
+                }
+            }
         }
     }
 
@@ -412,8 +449,7 @@ impl ShipPort {
             }
         };
         if consumed < line.len() {
-            let why = "data before the offset line: send the name, read the offset, then the file";
-            self.refuse(token, registry, why, why);
+            self.refuse(token, registry, EARLY_DATA, EARLY_DATA);
             return;
         }
         let stored = match ship::stored_name(&name, conn.peer.ip(), self.settings.host_in_filename)
