@@ -7,9 +7,10 @@
 //!
 //! ```text
 //! Name ──name line read and checked──> Opening ──writer: offset──> Streaming ──EOF──> closed
-//!   │  (at most 256 bytes held)            │                           │ each read: Append
-//!   │                                       └─busy / not a file─┐      │ idle --timeout, a
-//!   └─bad name, no newline in 256 bytes, name timeout───────────┴──────┴─failed write──> Lingering
+//!  │ (at most 256 bytes held)            │                            │ each read: Append
+//!  │ bad name, no newline in 256 bytes,  │ busy, not a plain file,    │ idle --ship-timeout,
+//!  │ name timeout                        │ bytes before the offset    │ a failed write
+//!  └─────────────────────────────────────┴────────────────────────────┴──> Lingering ──> closed
 //! ```
 //!
 //! Refusals are one line, `error: <why>\n` (`protocol::ship::error_line`), and a line in
@@ -122,7 +123,8 @@ impl ShipSettings {
 enum State {
     /// Reading the name line: what arrived so far (at most [`MAX_NAME_LINE`] bytes).
     Name { line: Vec<u8>, since: Instant },
-    /// The writer is opening the stored name; nothing is read meanwhile.
+    /// The writer is opening the stored name; a byte that arrives meanwhile is refused (the
+    /// transmitter must wait for the offset).
     Opening { name: String },
     /// The offset was sent; every byte read is appended.
     Streaming { name: String },
