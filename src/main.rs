@@ -77,8 +77,9 @@ struct ShipArgs {
 
 #[derive(Subcommand)]
 enum ShipCommand {
-    /// Receive shipped files: a server with only the logship receiver on (no record ports; its
-    /// own log in <storage-path>/.logmill/_server.log).
+    /// Receive shipped files: a server with only the logship receiver on (no gRPC, no UDP; the
+    /// record port on loopback at any free port, for health and status; its own log in
+    /// <storage-path>/.logmill/_server.log).
     Rx(ShipRxArgs),
 }
 
