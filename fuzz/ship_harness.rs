@@ -118,7 +118,8 @@ fn answer_line(stream: &[u8], step: usize) -> Result<Option<Answer>, OffsetError
                         consumed: line.len()
                     })
                 );
-                assert!(consumed - 1 <= ship::MAX_OFFSET_DIGITS);
+                // Digits, perhaps one `\r`, and the newline.
+                assert!(consumed <= ship::MAX_OFFSET_DIGITS + 2);
             }
             Ok(Some(value))
         }
