@@ -554,23 +554,28 @@ impl Server {
     }
 }
 
-/// Creates the logship receiver's directory, and refuses one that is the record directory
-/// (shipped names would sit beside `_main.log`).
+/// The logship receiver's directory, refused when it is the record directory (shipped names
+/// would sit beside `_main.log`). It is created by the ship writer with its first file, so a
+/// server nobody ships to adds nothing to `--dir`.
 fn ship_dir(config: &Config) -> Result<std::path::PathBuf, Error> {
     let dir = config.ship_path();
     let storage_error = |source| Error::Storage {
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(storage_error)?;
-    let resolved = dir.canonicalize().map_err(storage_error)?;
-    if config.dir.canonicalize().is_ok_and(|d| d == resolved) {
-        return Err(storage_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the ship directory (--ship-dir) cannot be the record directory (--dir)",
-        )));
+    // Not there yet: it cannot be `--dir`, which exists by now (the lock is in it).
+    if let Ok(resolved) = dir.canonicalize() {
+        if config.dir.canonicalize().is_ok_and(|d| d == resolved) {
+            return Err(storage_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ship directory (--ship-dir) cannot be the record directory (--dir)",
+            )));
+        }
+        if !resolved.is_dir() {
+            return Err(storage_error(io::ErrorKind::NotADirectory.into()));
+        }
     }
-    Ok(resolved)
+    Ok(dir)
 }
 
 /// A nonblocking listening socket with a deep backlog (thousands of clients may connect at once).

@@ -172,8 +172,8 @@ pub struct ShipWriter {
 }
 
 impl ShipWriter {
-    /// A writer for `dir` (which must exist) and one [`Link`] per loop; `wakes[i]` wakes loop
-    /// `i`.
+    /// A writer for `dir` (created with the first file if missing) and one [`Link`] per loop;
+    /// `wakes[i]` wakes loop `i`.
     pub fn new(
         dir: PathBuf,
         fsync: Fsync,
@@ -317,7 +317,15 @@ impl ShipWriter {
             return Err(OpenError::Busy);
         }
         let path = self.dir.join(&name);
-        let (file, created) = open_plain(&path).map_err(|e| match e {
+        let opened = match open_plain(&path) {
+            // The first file: the directory is made with it.
+            Err(Opened::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir).map_err(OpenError::Io)?;
+                open_plain(&path)
+            }
+            other => other,
+        };
+        let (file, created) = opened.map_err(|e| match e {
             Opened::NotAFile => OpenError::NotAFile,
             Opened::Io(e) => OpenError::Io(e),
         })?;
