@@ -103,6 +103,17 @@ pub mod defaults {
     /// has not read them (an hour's outage of a sink at some 300 KiB/s), before it deletes the
     /// oldest anyway so the disk never fills because a sink is down.
     pub const FORWARD_MAX_LAG: u64 = 1 << 30;
+    /// The logship receiver's port: logship's own (its document's `localhost:7447`), so a
+    /// transmitter written from that document finds logmill where it found logship.
+    pub const SHIP_PORT: u16 = 7447;
+    /// A shipping connection silent for five minutes is closed (the bytes it sent are kept; the
+    /// transmitter resumes after them). Long enough for a quiet log file between two appends
+    /// without a reconnection each time, short enough that a transmitter cut off without a FIN
+    /// (whose connection still holds its stored name) gets its name back soon; TCP keepalive
+    /// notices most dead peers sooner, in about two minutes.
+    pub const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
+    /// The listen backlog (`ship rx --socket-queue-length`), as the other ports'.
+    pub const SHIP_BACKLOG: u32 = 4096;
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -174,6 +185,18 @@ pub struct Config {
     /// Where the stored records are forwarded (`--forward`, `--node-id`, ...); no sink by
     /// default.
     pub forward: forward::Settings,
+    /// The logship receiver's port (`--ship-port`; `None`: `--no-ship`).
+    pub ship_port: Option<u16>,
+    /// Where it listens (`ship rx --bindhost`); `None`: `host`.
+    pub ship_host: Option<String>,
+    /// Where it stores (`--ship-dir`); `None`: `<dir>/ship` ([`Config::ship_path`]).
+    pub ship_dir: Option<PathBuf>,
+    /// Prefix stored names with the transmitter's address (`--host-in-filename`).
+    pub ship_host_in_filename: bool,
+    /// Close a shipping connection silent this long (`--ship-timeout`, `ship rx --timeout`).
+    pub ship_timeout: Duration,
+    /// The ship listener's backlog (`ship rx --socket-queue-length`).
+    pub ship_backlog: u32,
 }
 
 impl Default for Config {
@@ -214,6 +237,12 @@ impl Default for Config {
                 None,
             ),
             console_session_ttl: defaults::CONSOLE_SESSION_TTL,
+            ship_port: Some(defaults::SHIP_PORT),
+            ship_host: None,
+            ship_dir: None,
+            ship_host_in_filename: false,
+            ship_timeout: defaults::SHIP_TIMEOUT,
+            ship_backlog: defaults::SHIP_BACKLOG,
         }
     }
 }
@@ -284,6 +313,13 @@ pub fn default_secret_path(dir: &std::path::Path) -> PathBuf {
 }
 
 impl Config {
+    /// Where the logship receiver stores: `--ship-dir`, or `<dir>/ship`.
+    pub fn ship_path(&self) -> PathBuf {
+        self.ship_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("ship"))
+    }
+
     /// Where the signing secret is: `--secret-file`, or `<dir>/.logmill/secret`. The token
     /// registry is the file `tokens` beside it.
     pub fn secret_path(&self) -> PathBuf {
@@ -334,6 +370,14 @@ impl Config {
                 format!("{:?}", self.console_session_ttl),
                 "1s",
                 "a console session must outlive its login",
+            );
+        }
+        if self.ship_port.is_some() && self.ship_timeout < Duration::from_millis(100) {
+            return too_small(
+                "--ship-timeout",
+                format!("{:?}", self.ship_timeout),
+                "100ms",
+                "a transmitter needs time to send its name and its first bytes",
             );
         }
         if self.max_frame > MAX_FRAME_LIMIT {

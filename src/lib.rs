@@ -15,6 +15,9 @@
 //!                      |                   |    the console's /api (session::http::console)
 //!                      |                   |    and its embedded pages (console::assets)
 //!  UDP (loop 0) -->    |                   |  protocol::datagram: syslog or DatagramHandler
+//!  logship --TCP-->    |                   |  server::ship: name line, offset, raw bytes
+//!  (--ship-port 7447)  |                   |    --chunks (bounded)--> logmill-ship thread
+//!                      |                   |    (storage::ship) appends to <dir>/ship/NAME
 //!                      +---------+---------+
 //!                                | Batch (mpsc), pending bytes counted (storage::backpressure)
 //!                                v
@@ -70,6 +73,8 @@
 //! - [`forward`]: forwarders, one thread per `--forward` sink (ClickHouse), reading the stored
 //!   files from a durable checkpoint and sending batches, at least once; the server starts them
 //!   and shows their lag.
+//! - logship (issue 15): [`protocol::ship`] is the wire protocol, [`server::ship`] the receiver's
+//!   connections on each loop, [`storage::ship`] the thread that writes the shipped files.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.
 
 #![forbid(unsafe_code)]

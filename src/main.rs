@@ -66,6 +66,8 @@ enum Command {
     Tail(logmill::client::query::TailArgs),
     /// Forwarding: `logmill forward schema clickhouse` prints the table a sink expects.
     Forward(ForwardArgs),
+    /// logship: ship growing files to a receiver (`ship tx`), or receive them (`ship rx`).
+    Ship(ShipArgs),
 }
 
 #[derive(Args)]
@@ -100,6 +102,91 @@ fn forward(args: &ForwardArgs) -> ExitCode {
             }
             print!("{}", logmill::forward::clickhouse::schema(table));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `logmill ship ...`: logship's two sides, with the seed's own spellings.
+#[derive(Args)]
+struct ShipArgs {
+    #[command(subcommand)]
+    command: ShipCommand,
+}
+
+#[derive(Subcommand)]
+enum ShipCommand {
+    /// Receive shipped files: a server with only the logship receiver on (no gRPC, no UDP; the
+    /// record port on loopback at any free port, for health and status; its own log in
+    /// <storage-path>/.logmill/_server.log).
+    Rx(ShipRxArgs),
+}
+
+/// `logmill ship rx`: logship's receiver flags, spelled as logship spells them.
+#[derive(Args, Clone)]
+struct ShipRxArgs {
+    /// Address to listen on (0.0.0.0 or :: to receive from the network).
+    #[arg(long, default_value = defaults::HOST)]
+    bindhost: String,
+    /// Port to listen on (0: any free port, printed at start-up).
+    #[arg(long, default_value_t = defaults::SHIP_PORT)]
+    port: u16,
+    /// Where the shipped files are stored (created if missing).
+    #[arg(
+        long = "storage-path",
+        alias = "storage_path",
+        default_value = "/var/tmp/logship"
+    )]
+    storage_path: PathBuf,
+    /// Prefix each stored name with the transmitter's address (`127.0.0.1_app.log`), so two
+    /// hosts shipping app.log do not mix. A bare flag means yes; logship's `--host-in-filename
+    /// VALUE` spelling takes true/false, yes/no, 1/0.
+    #[arg(long = "host-in-filename", alias = "host_in_filename", num_args = 0..=1,
+          default_missing_value = "true", default_value = "false", value_parser = parse_yes_no)]
+    host_in_filename: bool,
+    /// The listen backlog.
+    #[arg(long = "socket-queue-length", alias = "socket_queue_length", default_value_t = defaults::SHIP_BACKLOG)]
+    socket_queue_length: u32,
+    /// Close a connection silent this long (seconds, or 5m, 1h); its bytes are kept.
+    #[arg(long, default_value_t = Span(defaults::SHIP_TIMEOUT))]
+    timeout: Span,
+    /// When to fsync the shipped files: never, always (the offset answered is on disk), or an
+    /// interval like 1000ms.
+    #[arg(long, default_value_t = defaults::FSYNC)]
+    fsync: Fsync,
+    /// Event loop threads (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// logship's boolean flag values.
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not yes or no: use true or false")),
+    }
+}
+
+impl ShipRxArgs {
+    /// A server with only the receiver: the record port is on loopback on any free port (it
+    /// answers `health` and `status`), no gRPC, no UDP, tokens off; logmill's own files in
+    /// `<storage-path>/.logmill`, a name no shipped file can take (names never start with `.`).
+    fn into_config(self) -> Config {
+        Config {
+            host: defaults::HOST.into(),
+            port: 0,
+            tcp_only: true,
+            dir: self.storage_path.join(".logmill"),
+            fsync: self.fsync,
+            workers: self.workers.unwrap_or_else(config::default_workers),
+            auth: config::Auth::Off,
+            ship_port: Some(self.port),
+            ship_host: Some(self.bindhost),
+            ship_dir: Some(self.storage_path),
+            ship_host_in_filename: self.host_in_filename,
+            ship_timeout: self.timeout.0,
+            ship_backlog: self.socket_queue_length,
+            ..Config::default()
         }
     }
 }
@@ -245,6 +332,33 @@ struct ServeArgs {
     /// Records per forwarded batch at most. Hidden: for tests and measurements.
     #[arg(long = "forward-batch-rows", hide = true, default_value_t = logmill::forward::MAX_BATCH_ROWS)]
     forward_batch_rows: usize,
+    /// The logship receiver's port (files shipped by `logmill ship tx` or any logship
+    /// transmitter; 0: any free port). Default: 7447, or $LOGMILL_SHIP_PORT when set (the test
+    /// suite sets 0, so servers in parallel do not contend for 7447). --tcp-only keeps it on.
+    #[arg(long = "ship-port", alias = "ship_port")]
+    ship_port: Option<u16>,
+    /// Receive no shipped files: no ship port.
+    #[arg(long = "no-ship", alias = "no_ship", conflicts_with = "ship_port")]
+    no_ship: bool,
+    /// Where shipped files are stored (created if missing). Default: <dir>/ship.
+    #[arg(long = "ship-dir", alias = "ship_dir", value_name = "DIR")]
+    ship_dir: Option<PathBuf>,
+    /// Prefix each shipped file's stored name with the transmitter's address
+    /// (127.0.0.1_app.log, ::1_app.log).
+    #[arg(long = "host-in-filename", alias = "host_in_filename")]
+    host_in_filename: bool,
+    /// Close a shipping connection silent this long; what it sent is kept and the transmitter
+    /// resumes after it.
+    #[arg(long = "ship-timeout", alias = "ship_timeout", default_value_t = Span(defaults::SHIP_TIMEOUT))]
+    ship_timeout: Span,
+}
+
+/// The ship port when no flag names one: `$LOGMILL_SHIP_PORT`, else 7447.
+fn default_ship_port() -> u16 {
+    std::env::var("LOGMILL_SHIP_PORT")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(defaults::SHIP_PORT)
 }
 
 /// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
@@ -310,6 +424,12 @@ impl ServeArgs {
                 self.cors_origin.iter().map(String::as_str),
             )
             .unwrap_or_default(),
+            ship_port: (!self.no_ship).then(|| self.ship_port.unwrap_or_else(default_ship_port)),
+            ship_host: None,
+            ship_dir: self.ship_dir,
+            ship_host_in_filename: self.host_in_filename,
+            ship_timeout: self.ship_timeout.0,
+            ship_backlog: defaults::SHIP_BACKLOG,
         }
     }
 }
@@ -329,6 +449,9 @@ fn main() -> ExitCode {
         Some(Command::Query(args)) => return logmill::client::query::query(&args),
         Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
         Some(Command::Forward(args)) => return forward(&args),
+        Some(Command::Ship(ShipArgs {
+            command: ShipCommand::Rx(args),
+        })) => args.into_config(),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -538,6 +661,17 @@ fn serve(config: Config) -> ExitCode {
         count(config.workers as u64, "event loop"),
         config.dir.display()
     ));
+    if let Some(ship) = server.ship_addr() {
+        log.info(format_args!(
+            "logship receiver on {ship}, storing in {}{}",
+            config.ship_path().display(),
+            if config.ship_host_in_filename {
+                " (names prefixed with the transmitter's address)"
+            } else {
+                ""
+            }
+        ));
+    }
     let handle = server.handle();
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
@@ -584,6 +718,7 @@ fn serve(config: Config) -> ExitCode {
         "tcp": addr.to_string(),
         "grpc": server.grpc_addr().map(|a| a.to_string()),
         "udp": server.udp_addr().map(|a| a.to_string()),
+        "ship": server.ship_addr().map(|a| a.to_string()),
     });
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{listening}")
@@ -625,7 +760,11 @@ mod tests {
     #[test]
     fn command_line_defaults_are_the_config_defaults() {
         let cli = Cli::try_parse_from(["logmill"]).unwrap();
-        let from_flags = cli.serve.into_config();
+        let mut from_flags = cli.serve.into_config();
+        // The tests' servers run with $LOGMILL_SHIP_PORT=0 (tests/common's `logmill()`); that
+        // one default is the environment's.
+        assert_eq!(from_flags.ship_port, Some(default_ship_port()));
+        from_flags.ship_port = Config::default().ship_port;
         assert_eq!(
             format!("{from_flags:?}"),
             format!("{:?}", Config::default())

@@ -46,6 +46,12 @@ pub struct Stats {
     decode_errors_by: [AtomicU64; Decoder::ALL.len()],
     /// HTTP connections closed for not finishing a request head in time (slowloris).
     header_timeouts: AtomicU64,
+    /// The logship receiver (`server::ship`): connections open now, files it created, bytes
+    /// it stored (bumped by the ship writer once per chunk), and connections it refused.
+    ship_connections: AtomicUsize,
+    ship_files_created: AtomicU64,
+    ship_bytes: AtomicU64,
+    ship_refused: AtomicU64,
     /// The writer's own figures (only the writer thread bumps them).
     pub writer: WriterStats,
 }
@@ -211,6 +217,48 @@ impl Stats {
     /// Counts one HTTP connection closed at the header timeout; returns how many so far.
     pub fn header_timeout(&self) -> u64 {
         self.header_timeouts.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A shipping connection was accepted (it counts in [`Stats::connections`] too).
+    pub fn ship_connection_opened(&self) {
+        self.ship_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ship_connection_closed(&self) {
+        self.ship_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Shipping connections open now.
+    pub fn ship_connections(&self) -> usize {
+        self.ship_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn ship_file_created(&self) {
+        self.ship_files_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Files the ship receiver created since start-up.
+    pub fn ship_files_created(&self) -> u64 {
+        self.ship_files_created.load(Ordering::Relaxed)
+    }
+
+    pub fn ship_bytes_stored(&self, bytes: u64) {
+        self.ship_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes the ship receiver wrote since start-up.
+    pub fn ship_bytes(&self) -> u64 {
+        self.ship_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a shipping connection refused (a bad name, a busy name, a timeout, a failed
+    /// write); returns how many so far.
+    pub fn ship_refused(&self) -> u64 {
+        self.ship_refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn ship_refusals(&self) -> u64 {
+        self.ship_refused.load(Ordering::Relaxed)
     }
 
     pub fn header_timeouts(&self) -> u64 {

@@ -14,7 +14,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -42,7 +42,7 @@ fn now() -> u64 {
 
 /// `logmill token ARGS --dir DIR`'s stdout, trimmed; panics unless it succeeded.
 fn token_cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .arg("token")
         .args(args)
         .arg("--dir")
@@ -210,7 +210,7 @@ fn cli_tokens_put_records_in_their_apps_bucket() {
     // `logmill status` lists each connection under the bucket its token chose: billing's
     // and search's, and the labelled one without a token under `_anonymous`.
     let listed = wait_for("status to list the three connections", DEADLINE, || {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["status", "--json", "--addr", &server.addr.to_string()])
             .output()
             .unwrap();
@@ -229,7 +229,7 @@ fn cli_tokens_put_records_in_their_apps_bucket() {
     });
     assert_eq!(listed.as_object().unwrap().len(), 3, "{listed}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args([
             "send",
             "--addr",
@@ -636,7 +636,7 @@ fn a_secret_others_can_read_stops_the_start() {
         vec![],
         vec!["--secret-file".to_owned(), elsewhere.display().to_string()],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let mut child = common::logmill()
             .args(["serve", "--tcp-only", "--port", "0", "--dir"])
             .arg(&dir.0)
             .args(&extra)

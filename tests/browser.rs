@@ -61,7 +61,7 @@ fn a_page_logs_over_grpc_web_and_websocket() {
     let origin = format!("http://127.0.0.1:{page_port}");
 
     let dir = TempDir::new("browser");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
         .arg(&dir.0)

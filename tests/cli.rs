@@ -5,14 +5,14 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 /// `logmill ARGS...` with stdout and stderr captured.
 fn logmill(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_logmill"))
+    common::logmill()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -286,7 +286,7 @@ fn rust_logger_refused_token_is_a_clear_error() {
 
 /// Runs `logmill ARGS` with `stdin` as its input; returns the exit status and stderr.
 fn logmill(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command.args(args);
     let out = common::output_with_stdin(&mut command, stdin);
     (

@@ -452,7 +452,7 @@ fn hostile_pickles_are_refused_and_the_connection_goes_on() {
 /// client checks its answers and, with `--dir`, the stored files; then SIGTERM is a clean exit.
 fn grpc_client_against_the_binary(client: &tools::ClientTool, script: &str) {
     let dir = TempDir::new("grpc-client");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args([
             "serve",

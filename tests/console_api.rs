@@ -10,7 +10,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 
 use common::http_client::{Answer, open, read_answer, start};
 use common::{
@@ -338,7 +337,7 @@ fn sessions_expire() {
     assert_error(&expired, 401, "expired or unknown");
     server.stop();
     // A lifetime under a second is a usage error.
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args([
             "serve",
             "--port",
@@ -455,7 +454,7 @@ fn tokens_made_and_revoked_through_the_api() {
     assert!(json(&answer)["tokens"][0]["revoked"].is_u64());
 
     // The admin token: the API without a session, and without CSRF for a POST.
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["token", "issue", "--admin", "--app", "ops", "--dir"])
         .arg(&dir.0)
         .output()

@@ -47,7 +47,7 @@ fn start(dir: &Path) -> Server {
         "set-password: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
         .arg(dir);

@@ -14,7 +14,7 @@ mod tools;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn clickhouse(test: &str) -> Option<PathBuf> {
 
 /// Creates `default.<table>` with the statement `logmill forward schema clickhouse` prints.
 fn create_table(ch: &ClickHouse, table: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["forward", "schema", "clickhouse", "--table"])
         .arg(format!("default.{table}"))
         .output()
@@ -52,7 +52,7 @@ fn start_node(
     password: &str,
     extra: &[&str],
 ) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--tcp-only", "--port", "0", "--dir"])
         .arg(dir)
@@ -70,7 +70,7 @@ fn start_node(
 /// Stores `n` records through `logmill pipe` (with acks: every one is on disk when it returns),
 /// each with the field `k=v`.
 fn pipe(server: &Server, n: usize, prefix: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let mut child = common::logmill()
         .args(["pipe", "--field", "k=v", "--addr"])
         .arg(server.addr.to_string())
         .stdin(Stdio::piped())

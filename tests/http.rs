@@ -12,7 +12,6 @@ mod tools;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
 
 use common::http_client::{self, Answer, Conn};
 use common::{DEADLINE, Server, TempDir, message, wait_for};
@@ -187,7 +186,7 @@ fn status_needs_an_admin_token_unless_admin_open() {
     // --auth off: the app a hello names is the connection's app (no app token needed here).
     let (server, addr) = start(&dir, &["--auth", "off"]);
     let issue = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["token", "issue", "--dir"])
             .arg(&dir.0)
             .args(extra)
@@ -242,7 +241,7 @@ fn status_needs_an_admin_token_unless_admin_open() {
         let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
         claims["jti"].as_str().unwrap().to_owned()
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["token", "revoke", &jti, "--dir"])
         .arg(&dir.0)
         .output()
@@ -331,7 +330,7 @@ print(json.dumps(out))
 fn bench_holds_idle_http_connections() {
     let dir = TempDir::new("http-bench");
     let (_server, addr) = start(&dir, &[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args([
             "bench",
             "--idle",
@@ -347,7 +346,7 @@ fn bench_holds_idle_http_connections() {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("\"connections\":50"), "{stdout}");
-    let refused = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let refused = common::logmill()
         .args(["bench", "--proto", "http", "--addr", &addr.to_string()])
         .output()
         .unwrap();
@@ -361,7 +360,7 @@ fn bench_holds_idle_http_connections() {
 #[test]
 fn bench_holds_slowloris_connections_beside_the_load() {
     let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["bench", "--slowloris", "50", "-n", "20000", "--no-progress"])
             .args(extra)
             .output()
@@ -380,7 +379,7 @@ fn bench_holds_slowloris_connections_beside_the_load() {
     let (server, http) = start(&dir, &[]);
     let tcp = server.listening["tcp"].as_str().unwrap().to_string();
     run(&["--addr", &tcp, "--http-addr", &http.to_string()]);
-    let missing = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let missing = common::logmill()
         .args(["bench", "--slowloris", "5", "--addr", &tcp])
         .output()
         .unwrap();

@@ -46,35 +46,6 @@ fn sigterm_with_data_in_flight_loses_nothing() {
     drop((idle, streams));
 }
 
-/// Mounts a small tmpfs (needs root: `tools::root`) and unmounts it when dropped.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = TempDir::new("tmpfs");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("could not unmount {}", self.dir.0.display());
-        }
-    }
-}
-
 /// Fills the file system holding `path` until it refuses a write.
 fn fill(path: &std::path::Path) {
     let mut f = std::fs::File::create(path).unwrap();
@@ -112,14 +83,14 @@ fn full_disk_degrades_pushes_back_and_recovers() {
         "never",
     ];
     // The gRPC port too: its HTTP /healthz and /metrics must answer while the loops are paused.
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
-        .arg(&fs.dir.0)
+        .arg(fs.path())
         .args(args);
-    let server = Server::spawn(command, &fs.dir.0);
+    let server = Server::spawn(command, fs.path());
     let http: std::net::SocketAddr = server.listening["grpc"].as_str().unwrap().parse().unwrap();
-    let filler = fs.dir.0.join("filler");
+    let filler = fs.path().join("filler");
     fill(&filler);
 
     // One stream of frames of 100 records each; sent nonblocking until the server stops reading.
@@ -235,7 +206,7 @@ fn http_post_otlp(addr: std::net::SocketAddr, message: &str) -> String {
 }
 
 fn logmill(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_logmill"))
+    common::logmill()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -291,7 +262,7 @@ fn seed_flag_spellings_and_port_in_use() {
         &["--only_tcp"],
     ] {
         // No `serve` subcommand: the seed command lines, exactly.
-        let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+        let mut command = common::logmill();
         command
             .args(["--port", "0", "--dir"])
             .arg(&dir.0)
@@ -346,7 +317,7 @@ fn stats_line_in_the_server_log() {
 fn open_files_limit_is_raised() {
     let dir = TempDir::new("nofile");
     let mut command = Command::new("sh");
-    command.arg("-c").arg(format!(
+    command.env("LOGMILL_SHIP_PORT", "0").arg("-c").arg(format!(
         "ulimit -Sn 256 && exec {} --port 0 --tcp-only --dir {}",
         env!("CARGO_BIN_EXE_logmill"),
         dir.0.display()

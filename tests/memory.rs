@@ -9,7 +9,6 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -205,7 +204,7 @@ fn good_client(server: &Server) -> std::thread::JoinHandle<u64> {
 #[test]
 fn hostile_partial_input_is_shed_within_the_documented_bound() {
     let dir = TempDir::new("memory");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
         .arg(&dir.0)
@@ -292,7 +291,7 @@ fn hostile_partial_input_is_shed_within_the_documented_bound() {
 #[test]
 fn a_budget_that_cannot_hold_one_frame_is_refused() {
     let dir = TempDir::new("memory-min");
-    let output = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let output = common::logmill()
         .args(["serve", "--port", "0", "--tcp-only", "--dir"])
         .arg(&dir.0)
         .args(["--max-frame", "1MiB", "--max-input", "1MiB"])

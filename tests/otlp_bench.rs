@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{Server, TempDir, read_lines};
 
@@ -21,7 +21,7 @@ const CONNECTIONS: u64 = 4;
 /// Starts the server with its gRPC (and HTTP) port on an ephemeral port, tokens required and
 /// JSON lines on disk.
 fn start(dir: &Path) -> (Server, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
         .arg(dir)
@@ -32,7 +32,7 @@ fn start(dir: &Path) -> (Server, String) {
 }
 
 fn bench(proto: &str, addr: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_logmill"))
+    common::logmill()
         .args(["bench", "--proto", proto, "--addr", addr, "--no-progress"])
         .args(["-n", &RECORDS.to_string(), "-c", &CONNECTIONS.to_string()])
         .args(["--batch", "512", "--timeout", "60s"])
@@ -144,7 +144,7 @@ fn otlp_bench_records_are_all_acked_and_stored_with_their_fields() {
 #[test]
 fn otlp_bench_reports_server_cpu_per_record() {
     for proto in ["otlp-grpc", "otlp-http"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["bench", "--proto", proto, "-n", "2000", "-c", "2"])
             .args(["--no-progress", "--timeout", "60s"])
             .output()

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::*;
 use logmill::protocol::native::{self, Hello};
@@ -482,7 +482,7 @@ fn query_command() {
     let (server, token) = start(&dir, "text");
     send_range(&server, &token, 0..RECORDS);
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .arg("query")
             .arg("--dir")
             .arg(&dir.0)
@@ -518,7 +518,7 @@ fn query_command() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["fields"]["user"], "u2");
     assert_eq!(v["message"].as_str().unwrap()[..8], *"rec 0198");
-    let bad = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let bad = common::logmill()
         .args(["query", "--level", "loud", "--dir"])
         .arg(&dir.0)
         .output()
@@ -535,7 +535,7 @@ fn tail_follow_command() {
     let dir = TempDir::new("search-tail-cli");
     let (server, token) = start(&dir, "text");
     send_range(&server, &token, 0..20);
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let mut tail = common::logmill()
         .args(["tail", "-f", "-n", "2", "--app", "_main", "--dir"])
         .arg(&dir.0)
         .stdin(Stdio::null())

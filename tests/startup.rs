@@ -6,14 +6,14 @@ mod common;
 
 use std::io::Read as _;
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 
 use common::*;
 
 /// Runs `logmill` with `args` until it exits (bounded: a server that wrongly starts is killed
 /// and the test fails), and returns its status and stderr.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let mut child = common::logmill()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

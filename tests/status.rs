@@ -8,7 +8,6 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
 
 use common::*;
 use logmill::protocol::native::{self, Hello, ServerFrame};
@@ -17,7 +16,7 @@ use serde_json::Value;
 
 /// `logmill status --json --addr ADDR`, run as a process; its JSON.
 fn status(addr: SocketAddr) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["status", "--json", "--addr", &addr.to_string()])
         .output()
         .expect("cannot run logmill status");
@@ -184,7 +183,7 @@ fn status_lists_apps_instances_and_anonymous_clients() {
     assert_eq!(i["peer"], text.local_addr().unwrap().to_string().as_str());
 
     // The same for a person: one row per instance, and the totals.
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["status", "--addr", &server.addr.to_string()])
         .output()
         .unwrap();
@@ -245,7 +244,7 @@ fn status_lists_apps_instances_and_anonymous_clients() {
 #[test]
 fn grpc_connections_are_listed_under_their_latest_push_call() {
     let dir = TempDir::new("status-grpc");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = common::logmill();
     command
         .args([
             "serve",

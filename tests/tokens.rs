@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::TempDir;
@@ -19,7 +19,7 @@ use logmill::apps::token::{self, Refused};
 use logmill::apps::{authenticate, secret};
 
 fn token(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_logmill"))
+    common::logmill()
         .arg("token")
         .args(args)
         .output()

@@ -10,7 +10,6 @@ mod tools;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 
 use common::http_client::{Answer, open, read_answer, start};
 use common::{DEADLINE, TempDir, issue_token, message, read_lines, seq_of, wait_for};
@@ -153,7 +152,7 @@ fn grpc_web_binary_and_text_push_and_log_message() {
 
     // `status` lists the connection as grpc-web, and /metrics counts it.
     let status = wait_for("grpc-web in status", DEADLINE, || {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["status", "--json", "--addr"])
             .arg(server.addr.to_string())
             .output()
@@ -369,7 +368,7 @@ fn websocket_raw_ping_close_and_protocol_errors() {
     assert_eq!(ack["ack"], 1);
     // Listed in `status` as a websocket connection, and counted so by /metrics.
     wait_for("websocket in status", DEADLINE, || {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["status", "--json", "--addr"])
             .arg(server.addr.to_string())
             .output()
@@ -502,7 +501,7 @@ fn websocket_from_python_websockets() {
 fn cors_origin_is_checked_at_start_up_and_explained_in_help() {
     let dir = TempDir::new("web-cors-flag");
     for bad in ["ftp://page.test", "http://page.test/path", "page.test"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        let out = common::logmill()
             .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
             .arg(&dir.0)
             .args(["--cors-origin", bad])
@@ -512,7 +511,7 @@ fn cors_origin_is_checked_at_start_up_and_explained_in_help() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--cors-origin"), "{bad}: {stderr}");
     }
-    let help = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let help = common::logmill()
         .args(["serve", "--help"])
         .output()
         .unwrap();

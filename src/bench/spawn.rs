@@ -71,7 +71,8 @@ impl SpawnedServer {
         let mut child = Command::new(&exe)
             .args(["serve", "--port", "0"])
             .args(ports)
-            .args(["--fsync", "never", "--dir"])
+            // No logship receiver: the bench needs none, and 7447 may be a running server's.
+            .args(["--no-ship", "--fsync", "never", "--dir"])
             .arg(base.join("data"))
             .args(extra.split_whitespace())
             .stdin(Stdio::null())

@@ -188,6 +188,17 @@ pub fn table(status: &Value) -> String {
     if let Some(Value::Array(sinks)) = all.get("_forward") {
         out.push_str(&forward_table(sinks));
     }
+    if let Some(ship) = all.get("_ship")
+        && (ship["connections"].as_u64().unwrap_or(0) > 0
+            || ship["bytes"].as_u64().unwrap_or(0) > 0)
+    {
+        out.push_str(&format!(
+            "shipping (logship): {} open, {} created, {} stored\n",
+            plural(ship["connections"].as_u64().unwrap_or(0), "connection"),
+            plural(ship["files_created"].as_u64().unwrap_or(0), "file"),
+            plural(ship["bytes"].as_u64().unwrap_or(0), "byte")
+        ));
+    }
     if let Some(cut) = all.get("_truncated") {
         out.push_str(&format!(
             "(the answer was capped at {} KiB: {} more instances with {} connections not shown)\n",

@@ -41,6 +41,7 @@ use super::session::events::STREAM_EVERY;
 use super::session::http::web::Web;
 use super::session::{Context, Session};
 use super::shared::Shared;
+use super::ship::{ShipPort, ShipSettings};
 use super::traffic::{Counts, Traffic};
 use crate::apps::connections::PUBLISH_EVERY;
 use crate::config::{self, Config, GrpcLimits};
@@ -50,6 +51,7 @@ use crate::storage::line::LineFormatter;
 use crate::storage::server_log::ServerLog;
 use crate::storage::{BatchBuilder, Command, ConnKey};
 
+pub const SHIP_LISTENER: Token = Token(usize::MAX - 4);
 pub const GRPC_LISTENER: Token = Token(usize::MAX - 3);
 pub const UDP: Token = Token(usize::MAX - 2);
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -62,6 +64,9 @@ pub struct Sockets {
     pub grpc: Option<TcpListener>,
     pub udp: Option<mio::net::UdpSocket>,
     pub web: Arc<Web>,
+    /// The logship receiver's listener and this loop's link to the ship writer (`--no-ship`:
+    /// none).
+    pub ship: Option<(TcpListener, crate::storage::ship::Link)>,
 }
 
 /// Bytes read from one connection per turn before the next connection gets its turn.
@@ -116,6 +121,8 @@ pub struct EventLoop {
     accepted: u64,
     /// The gRPC side: its own listener and connections, since h2 owns their sockets.
     grpc: GrpcPort,
+    /// The logship receiver: its own listener and connections (`server::ship`).
+    ship: ShipPort,
     /// Unfinished input this loop's connections hold: its part of the input budget.
     input_held: usize,
     /// The most one TCP connection holds: one frame (or line) and its header.
@@ -159,6 +166,7 @@ impl EventLoop {
             grpc: grpc_listener,
             mut udp,
             web,
+            ship,
         } = sockets;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -173,9 +181,23 @@ impl EventLoop {
             GrpcLimits::from_config(config),
             move || notify.mailbox(id).wake(),
         )?;
+        let ship = ShipPort::new(
+            id,
+            ship,
+            poll.registry(),
+            SHIP_LISTENER,
+            ShipSettings::new(
+                config.ship_host_in_filename,
+                config.ship_timeout,
+                config.max_connections,
+            ),
+            shared.clone(),
+            log.clone(),
+        )?;
         Ok(EventLoop {
             id,
             poll,
+            ship,
             listener: Some(listener),
             accept_more: true,
             udp_ready: udp.is_some(),
@@ -257,8 +279,10 @@ impl EventLoop {
                     LISTENER => self.accept_more = true,
                     UDP => self.udp_ready = true,
                     GRPC_LISTENER => self.accept_grpc(),
+                    SHIP_LISTENER => self.accept_ship(),
                     WAKER => {}
                     Token(token) if GrpcPort::owns(token) => self.drive_grpc(Token(token)),
+                    Token(token) if ShipPort::owns(token) => self.ship.event(Token(token)),
                     Token(token) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(token);
@@ -277,6 +301,7 @@ impl EventLoop {
                 // Another loop left new connections to this one, on either listener.
                 self.accept_more = true;
                 self.accept_grpc();
+                self.accept_ship();
             }
             let input = self.shared.input();
             if input.take_hint(self.id) && input.over_share(self.input_held) {
@@ -290,6 +315,9 @@ impl EventLoop {
             }
             self.serve_ready(false);
             self.serve_grpc();
+            // Shipping connections: the writer's answers, then reading within the queue caps.
+            self.ship.take_replies(self.poll.registry());
+            self.ship.serve(self.poll.registry());
             self.send_batch();
             if self.board_dirty && self.published_at.elapsed() >= PUBLISH_EVERY {
                 self.publish_connections();
@@ -334,6 +362,7 @@ impl EventLoop {
     fn has_work(&self) -> bool {
         ((!self.ready.is_empty() || self.udp_ready || self.grpc.has_ready())
             && !self.shared.pending_full())
+            || self.ship.has_ready()
             || (self.accept_more && self.conns.len() < self.max_connections)
     }
 
@@ -413,15 +442,16 @@ impl EventLoop {
     /// The loop to leave a new connection to, when it holds at least two connections fewer than
     /// this one.
     fn over_share(&self) -> Option<usize> {
-        let mine = self.conns.len() + self.grpc.len();
+        let mine = self.conns.len() + self.grpc.len() + self.ship.len();
         self.shared.balance().lighter_loop(self.id, mine)
     }
 
     /// Publishes this loop's connection count for [`EventLoop::over_share`] in other loops.
     fn publish_count(&self) {
-        self.shared
-            .balance()
-            .publish(self.id, self.conns.len() + self.grpc.len());
+        self.shared.balance().publish(
+            self.id,
+            self.conns.len() + self.grpc.len() + self.ship.len(),
+        );
     }
 
     fn refuse(&mut self, peer: std::net::SocketAddr) {
@@ -791,6 +821,7 @@ impl EventLoop {
             self.close(token);
         }
         self.close_overdue(now);
+        self.ship.tick(now, self.poll.registry());
         let Some(idle) = self.idle_timeout else {
             return;
         };
@@ -854,6 +885,8 @@ impl EventLoop {
             self.log.warn(format_args!("deregister listener: {e}"));
         }
         self.grpc.close_listener(self.poll.registry(), &self.log);
+        self.ship.take_replies(self.poll.registry());
+        self.ship.close_all(self.poll.registry());
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
             self.read(token, usize::MAX);
@@ -928,6 +961,23 @@ impl EventLoop {
                 Accepted::Skipped => {}
                 Accepted::Done => return,
             }
+        }
+    }
+
+    /// Accepts shipping connections until `WouldBlock`, balanced across the loops as the other
+    /// ports' are.
+    fn accept_ship(&mut self) {
+        loop {
+            if let Some(fewest) = self.over_share() {
+                self.shared.balance().hint(fewest);
+                self.shared.mailbox(fewest).wake();
+                return;
+            }
+            if !self.ship.accept(self.poll.registry()) {
+                return;
+            }
+            self.accepted += 1;
+            self.publish_count();
         }
     }
 

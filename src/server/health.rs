@@ -13,7 +13,8 @@ pub fn health_line(shared: &Shared) -> String {
     let listed = shared.connections().counts();
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
-         partial_bytes={} shed={} refused_auth={} apps={} instances={}{}\n",
+         partial_bytes={} shed={} refused_auth={} apps={} instances={} ship_connections={} \
+         ship_files={} ship_bytes={}{}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -27,6 +28,9 @@ pub fn health_line(shared: &Shared) -> String {
         stats.refused_auth(),
         listed.apps,
         listed.instances,
+        stats.ship_connections(),
+        stats.ship_files_created(),
+        stats.ship_bytes(),
         shared
             .forward()
             .health_fields(crate::storage::search::filter::now_ns()),

@@ -17,6 +17,8 @@
 //!   from detection's result in one place.
 //! - [`grpc`]: gRPC (HTTP/2 through `h2`): a loop's side of it as one unit ([`grpc::GrpcPort`]),
 //!   a connection's lifecycle, its calls, its replies.
+//! - [`ship`]: the logship receiver (`--ship-port`): a loop's listener and shipping connections,
+//!   which hand their bytes to the ship writer (`storage::ship`).
 //! - [`shared`]: what the loops share (counters, hand-off to the writer, budget, balance).
 //! - [`balance`]: which loop takes a new connection.
 //! - [`health`]: the `health` line and gRPC's serving status.
@@ -33,6 +35,7 @@ pub mod grpc;
 pub mod health;
 pub mod session;
 pub mod shared;
+pub mod ship;
 pub mod traffic;
 pub mod transport;
 
@@ -51,6 +54,7 @@ use crate::stats::Stats;
 use crate::storage::Command;
 use crate::storage::mailbox::{Handoff, Mailbox};
 use crate::storage::server_log::ServerLog;
+use crate::storage::ship::ShipWriter;
 use crate::storage::writer::{Exit, Writer};
 use event_loop::EventLoop;
 use shared::Shared;
@@ -61,6 +65,7 @@ pub enum Port {
     Tcp,
     Grpc,
     Udp,
+    Ship,
 }
 
 impl Port {
@@ -69,6 +74,7 @@ impl Port {
             Port::Tcp => "tcp",
             Port::Grpc => "gRPC",
             Port::Udp => "udp",
+            Port::Ship => "ship",
         }
     }
 
@@ -78,6 +84,7 @@ impl Port {
             Port::Tcp => "--port",
             Port::Grpc => "--grpc-port",
             Port::Udp => "--udp-port",
+            Port::Ship => "--ship-port",
         }
     }
 
@@ -92,6 +99,10 @@ impl Port {
             Port::Udp => {
                 "choose another with --udp-port (--udp-port 0 for any free port), or leave \
                  --udp-port out"
+            }
+            Port::Ship => {
+                "choose another with --ship-port (--ship-port 0 for any free port), or receive \
+                 no shipped files with --no-ship"
             }
         }
     }
@@ -164,9 +175,11 @@ pub struct Listeners {
     tcp: std::net::TcpListener,
     grpc: Option<std::net::TcpListener>,
     udp: Option<mio::net::UdpSocket>,
+    ship: Option<std::net::TcpListener>,
     tcp_addr: SocketAddr,
     grpc_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
+    ship_addr: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -212,15 +225,35 @@ impl Listeners {
             }
             None => None,
         };
+        let ship = match config.ship_port {
+            Some(port) => {
+                let host = config.ship_host.as_deref().unwrap_or(&config.host);
+                let ship_text = format!("{host}:{port}");
+                let ship_error = bind_error(Port::Ship, ship_text.clone());
+                let ship_addr = ship_text
+                    .to_socket_addrs()
+                    .map_err(&ship_error)?
+                    .next()
+                    .ok_or_else(|| ship_error(io::ErrorKind::AddrNotAvailable.into()))?;
+                let backlog = i32::try_from(config.ship_backlog).unwrap_or(i32::MAX);
+                let listener = listen_with(ship_addr, backlog).map_err(&ship_error)?;
+                let bound = listener.local_addr().map_err(&ship_error)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let (ship, ship_addr) = ship.map_or((None, None), |(l, a)| (Some(l), Some(a)));
         let (grpc, grpc_addr) = grpc.map_or((None, None), |(l, a)| (Some(l), Some(a)));
         let (udp, udp_addr) = udp.map_or((None, None), |(s, a)| (Some(s), Some(a)));
         Ok(Listeners {
             tcp,
             grpc,
             udp,
+            ship,
             tcp_addr,
             grpc_addr,
             udp_addr,
+            ship_addr,
         })
     }
 
@@ -237,6 +270,11 @@ impl Listeners {
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
     }
+
+    /// The bound logship receiver address, unless `--no-ship`.
+    pub fn ship_addr(&self) -> Option<SocketAddr> {
+        self.ship_addr
+    }
 }
 
 /// A bound, ready-to-run server. [`Server::new`] does everything that can fail at start-up after
@@ -247,8 +285,10 @@ pub struct Server {
     tcp_addr: SocketAddr,
     grpc_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
+    ship_addr: Option<SocketAddr>,
     loops: Vec<EventLoop>,
     writer: Writer,
+    ship_writer: Option<ShipWriter>,
     writer_tx: Sender<Command>,
     shared: Arc<Shared>,
     log: Arc<ServerLog>,
@@ -297,9 +337,11 @@ impl Server {
             tcp: listener,
             grpc: grpc_listener,
             mut udp,
+            ship: ship_listener,
             tcp_addr,
             grpc_addr,
             udp_addr,
+            ship_addr,
         } = listeners;
         // First, before any record file is opened: a secret others can read stops the start.
         let gate = Gate::open(&config).map_err(Error::Secret)?;
@@ -324,11 +366,18 @@ impl Server {
                 .with_cors(config.cors.clone()),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
-        let writer = Writer::open(&config, handoff, stats, log.clone(), writer_rx, retention)
-            .map_err(|source| Error::Storage {
-                dir: config.dir.display().to_string(),
-                source,
-            })?;
+        let writer = Writer::open(
+            &config,
+            handoff,
+            stats.clone(),
+            log.clone(),
+            writer_rx,
+            retention,
+        )
+        .map_err(|source| Error::Storage {
+            dir: config.dir.display().to_string(),
+            source,
+        })?;
         // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
         // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
         // or `<dir>/.logmill/secret`); nothing is created under --dir when the port is off.
@@ -354,8 +403,35 @@ impl Server {
                  fix it, or serve it without tokens with --admin-open"
             ));
         }
+        // The logship receiver: its directory, and the writer thread its connections hand their
+        // bytes to, with one link per loop.
+        let (ship_writer, mut ship_links) = match &ship_listener {
+            Some(_) => {
+                let dir = ship_dir(&config)?;
+                let wakes = (0..workers)
+                    .map(|id| {
+                        let notify = shared.clone();
+                        Box::new(move || notify.mailbox(id).wake()) as Box<dyn Fn() + Send>
+                    })
+                    .collect();
+                let (writer, links) =
+                    ShipWriter::new(dir, config.fsync, wakes, stats.clone(), log.clone());
+                (Some(writer), links.into_iter().map(Some).collect())
+            }
+            None => (None, Vec::new()),
+        };
         let mut loops = Vec::with_capacity(workers);
         for (id, poll) in polls.into_iter().enumerate() {
+            let ship = match (
+                &ship_listener,
+                ship_links.get_mut(id).and_then(Option::take),
+            ) {
+                (Some(l), Some(link)) => Some((
+                    mio::net::TcpListener::from_std(l.try_clone().map_err(Error::Setup)?),
+                    link,
+                )),
+                _ => None,
+            };
             let handle =
                 mio::net::TcpListener::from_std(listener.try_clone().map_err(Error::Setup)?);
             loops.push(
@@ -374,6 +450,7 @@ impl Server {
                         // and one loop reads them in arrival order.
                         udp: if id == 0 { udp.take() } else { None },
                         web: web.clone(),
+                        ship,
                     },
                     &config,
                     writer_tx.clone(),
@@ -388,8 +465,10 @@ impl Server {
             tcp_addr,
             grpc_addr,
             udp_addr,
+            ship_addr,
             loops,
             writer,
+            ship_writer,
             writer_tx,
             shared,
             log,
@@ -408,6 +487,11 @@ impl Server {
     /// The bound UDP address, with `--udp-port`.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// The bound logship receiver address, unless `--no-ship`.
+    pub fn ship_addr(&self) -> Option<SocketAddr> {
+        self.ship_addr
     }
 
     pub fn handle(&self) -> Handle {
@@ -429,10 +513,20 @@ impl Server {
             loops,
             writer,
             writer_tx,
+            ship_writer,
             log,
             shared,
             ..
         } = self;
+        let ship_thread = match ship_writer {
+            Some(ship_writer) => Some(
+                thread::Builder::new()
+                    .name("logmill-ship".into())
+                    .spawn(move || ship_writer.run())
+                    .map_err(Error::Setup)?,
+            ),
+            None => None,
+        };
         // The loops hold the only other senders; the writer stops on LoopDone from each.
         drop(writer_tx);
         let shutdown_timeout = config.shutdown_timeout;
@@ -469,6 +563,13 @@ impl Server {
             log.error(format_args!("event loop failed: {result}"));
             failure = Some(Error::LoopFailed(result));
         }
+        // The loops dropped their links: the ship writer writes what they handed it and stops.
+        if let Some(thread) = ship_thread
+            && thread.join().is_err()
+        {
+            log.error(format_args!("the ship writer thread panicked"));
+            failure = Some(Error::LoopFailed("the ship writer thread panicked".into()));
+        }
         let writer_exit = writer_thread.join();
         forwarders.stop();
         match writer_exit {
@@ -480,8 +581,36 @@ impl Server {
     }
 }
 
+/// The logship receiver's directory, refused when it is the record directory (shipped names
+/// would sit beside `_main.log`). It is created by the ship writer with its first file, so a
+/// server nobody ships to adds nothing to `--dir`.
+fn ship_dir(config: &Config) -> Result<std::path::PathBuf, Error> {
+    let dir = config.ship_path();
+    let storage_error = |source| Error::Storage {
+        dir: dir.display().to_string(),
+        source,
+    };
+    // Not there yet: it cannot be `--dir`, which exists by now (the lock is in it).
+    if let Ok(resolved) = dir.canonicalize() {
+        if config.dir.canonicalize().is_ok_and(|d| d == resolved) {
+            return Err(storage_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ship directory (--ship-dir) cannot be the record directory (--dir)",
+            )));
+        }
+        if !resolved.is_dir() {
+            return Err(storage_error(io::ErrorKind::NotADirectory.into()));
+        }
+    }
+    Ok(dir)
+}
+
 /// A nonblocking listening socket with a deep backlog (thousands of clients may connect at once).
 fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    listen_with(addr, 4096)
+}
+
+fn listen_with(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -491,7 +620,7 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     // servers listen on one port.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

@@ -14,6 +14,7 @@
 //! - [`backpressure`]: the pending-bytes gauge (`--max-pending`) that stops the loops reading.
 //! - [`mailbox`]: what goes back from the writer to each loop (completions, spare batches, a
 //!   wake-up), and the sequence counter the loops number their batches from.
+//! - [`ship`]: the logship receiver's writer thread: its files under the ship directory.
 //! - [`server_log`]: the server's own log, `_server.log`, rotated in the data directory.
 //!
 //! The loops hand the writer [`Batch`]es over a channel; the writer hands back [`Completion`]s
@@ -31,6 +32,7 @@ pub mod parse;
 pub mod retention;
 pub mod search;
 pub mod server_log;
+pub mod ship;
 pub mod writer;
 
 use std::sync::Arc;

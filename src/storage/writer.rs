@@ -925,8 +925,19 @@ impl Writer {
         }
         let secs = elapsed.as_secs_f64();
         let apps = self.stats_by_app();
+        // The logship receiver, once it has had a connection: totals since start-up.
+        let ship = if self.stats.ship_bytes() > 0 || self.stats.ship_connections() > 0 {
+            format!(
+                "; ship: {}, {} created, {} stored",
+                count(self.stats.ship_connections() as u64, "connection"),
+                count(self.stats.ship_files_created(), "file"),
+                count(self.stats.ship_bytes(), "byte")
+            )
+        } else {
+            String::new()
+        };
         self.log.info(format_args!(
-            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}, {}{apps}",
+            "stats: {:.0} records/s, {:.0} bytes/s, {}, {}, {}, {}, {}, {}{ship}{apps}",
             self.stats_records as f64 / secs,
             self.stats_bytes as f64 / secs,
             count(self.stats.connections() as u64, "connection"),

@@ -4,14 +4,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 
 use super::{DEADLINE, Server};
 
 /// Starts the server with its gRPC (and HTTP) port on an ephemeral port; `args` after
 /// `serve --port 0 --grpc-port 0 --dir DIR`.
 pub fn start(dir: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = super::logmill();
     command
         .args(["serve", "--port", "0", "--grpc-port", "0", "--dir"])
         .arg(dir)

@@ -63,7 +63,7 @@ impl Server {
 
     /// Like [`Server::start`] on a given TCP port (a restart on the port a client knows).
     pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+        let mut command = logmill();
         command
             .args(["serve", "--tcp-only", "--port", &port.to_string(), "--dir"])
             .arg(dir)
@@ -340,7 +340,7 @@ impl Client {
 /// A token for `app` from `logmill token issue --app APP --dir DIR` (a server must use the same
 /// `--dir` to accept it).
 pub fn issue_token(dir: &Path, app: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = logmill()
         .args(["token", "issue", "--app", app, "--dir"])
         .arg(dir)
         .stdin(Stdio::null())
@@ -352,6 +352,15 @@ pub fn issue_token(dir: &Path, app: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The `logmill` binary as a command, for every test that runs it: with `LOGMILL_SHIP_PORT=0`,
+/// so a server started without `--ship-port` takes any free port for logship rather than 7447,
+/// which the many servers the tests start in parallel would all contend for.
+pub fn logmill() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command.env("LOGMILL_SHIP_PORT", "0");
+    command
 }
 
 /// Runs `command` to its end with `stdin` as its whole input; stdout and stderr captured.
@@ -370,7 +379,7 @@ pub fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Ou
 
 /// `logmill admin set-password --dir DIR` with `stdin` typed at its prompt.
 pub fn set_admin_password(dir: &Path, stdin: &str) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    let mut command = logmill();
     command.args(["admin", "set-password", "--dir"]).arg(dir);
     output_with_stdin(&mut command, stdin)
 }
@@ -391,4 +400,38 @@ pub fn json_lines_of(dir: &Path) -> Vec<serde_json::Value> {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// Mounts a small tmpfs (needs root: `tools::root`) and unmounts it when dropped.
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new("tmpfs");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("could not unmount {}", self.dir.0.display());
+        }
+    }
 }

@@ -10,8 +10,8 @@
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `clickhouse-server`, `clickhouse-client` (Debian's 18.16) | `forward` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
-//! | `python3` (standard library only) | `client_python` | the system's Python |
-//! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
+//! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx` | the system's Python |
+//! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers`, `ship_rx::a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
 //! `target/tmp/tools/` (or `$LOGMILL_TOOLS_DIR`), under a file lock so that parallel tests and
@@ -389,9 +389,12 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             "browser::a_page_logs_over_grpc_web_and_websocket and console_browser",
             browser().map(drop),
         ),
-        ("client_python (python3)", python3().map(drop)),
         (
-            "lifecycle::full_disk_degrades_pushes_back_and_recovers",
+            "client_python and ship_rx::python_* (python3)",
+            python3().map(drop),
+        ),
+        (
+            "lifecycle::full_disk_degrades_pushes_back_and_recovers and ship_rx::a_full_ship_disk_*",
             root(),
         ),
         ("the client_go tests", go().map(drop)),

@@ -25,8 +25,13 @@ pub fn with_forward(json: String, shared: &Shared) -> String {
 /// Queues the JSON and a newline, [`MAX_STATUS_BYTES`] at most, as the loops last published it.
 pub fn answer(sink: &mut Sink<'_>, cx: &mut Context<'_>) {
     let rows = cx.shared.connections().rows();
+    let json = status_json(
+        &rows,
+        MAX_STATUS_BYTES - 1 - 4096 - crate::server::ship::STATUS_ROOM,
+    );
+    let mut json = with_forward(json, cx.shared);
+    crate::server::ship::add_status(&mut json, cx.shared);
     let out = sink.reply();
-    let json = status_json(&rows, MAX_STATUS_BYTES - 4096);
-    out.extend_from_slice(with_forward(json, cx.shared).as_bytes());
+    out.extend_from_slice(json.as_bytes());
     out.push(b'\n');
 }

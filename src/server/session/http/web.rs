@@ -235,8 +235,12 @@ impl Web {
             Route::Status => {
                 let rows = cx.shared.connections().rows();
                 // Room for the status line and headers within the connection's output limit.
-                let json = status_json(&rows, MAX_STATUS_BYTES - 1024 - 4096);
-                let json = crate::server::session::status::with_forward(json, cx.shared);
+                let json = status_json(
+                    &rows,
+                    MAX_STATUS_BYTES - 1024 - 4096 - crate::server::ship::STATUS_ROOM,
+                );
+                let mut json = crate::server::session::status::with_forward(json, cx.shared);
+                crate::server::ship::add_status(&mut json, cx.shared);
                 Answer {
                     status: 200,
                     reason: "OK",
