@@ -64,6 +64,26 @@ enum Command {
     Query(logmill::client::query::QueryArgs),
     /// The last matching records of the stored files; -f to keep following new ones.
     Tail(logmill::client::query::TailArgs),
+    /// logship: stream growing files to a receiver byte for byte (port 7447); `logmill ship
+    /// --host H --glob 'DIR/*.log'` is `logmill ship tx`.
+    Ship(ShipArgs),
+}
+
+/// `logmill ship`: a subcommand, or the transmitter's flags straight away.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ShipArgs {
+    #[command(subcommand)]
+    command: Option<ShipCommand>,
+    #[command(flatten)]
+    tx: Option<logmill::client::ship::TxArgs>,
+}
+
+#[derive(Subcommand)]
+enum ShipCommand {
+    /// The transmitter: ship every file matching --glob to the receiver at --host, following
+    /// appends, rotation and truncation, resuming from the receiver's offset.
+    Tx(logmill::client::ship::TxArgs),
 }
 
 /// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
@@ -260,6 +280,7 @@ fn main() -> ExitCode {
         Some(Command::Admin(args)) => return admin(&args),
         Some(Command::Query(args)) => return logmill::client::query::query(&args),
         Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
+        Some(Command::Ship(args)) => return ship(args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -272,6 +293,26 @@ fn main() -> ExitCode {
 
 /// Runs `logmill health`: the server's line on stdout; exit 0 only for `OK`, so scripts can
 /// write `logmill health --wait 10s && ...`.
+fn ship(args: ShipArgs) -> ExitCode {
+    let tx = match (args.command, args.tx) {
+        (Some(ShipCommand::Tx(tx)), _) | (None, Some(tx)) => tx,
+        (None, None) => {
+            eprintln!("logmill ship: give --host and --glob (or a subcommand: tx)");
+            return ExitCode::from(2);
+        }
+    };
+    match logmill::client::ship::run(&tx) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logmill ship: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn health(args: &logmill::client::oneshot::HealthArgs) -> ExitCode {
     match logmill::client::oneshot::health(args) {
         Ok(health) => {

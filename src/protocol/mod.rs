@@ -16,6 +16,7 @@
 //! - [`syslog`]: RFC 6587 framing (octet counting or lines) and RFC 5424 / RFC 3164 messages.
 //! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
 //! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
+//! - [`ship`]: logship's two lines, the transmitter's `name\n` and the receiver's `offset\n`.
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
 //! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
 
@@ -32,5 +33,6 @@ pub mod native_encode;
 pub mod native_fast;
 pub mod otlp;
 pub mod pickle;
+pub mod ship;
 pub mod syslog;
 pub mod websocket;
