@@ -9,7 +9,7 @@
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
-//! | `python3` (standard library only) | `client_python` | the system's Python |
+//! | `python3` (standard library only) | `client_python`, `ship_tx` (`tests/ship/ship_rx.py`) | the system's Python |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into

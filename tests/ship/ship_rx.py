@@ -9,7 +9,9 @@ Standard library only. One thread per connection:
   append every byte that follows until the transmitter closes. A second connection for a name
   that is being received is refused with a line ("error: ... busy"), never interleaved.
 
-Prints "listening <port>" on stdout once bound (--port 0 picks a free port).
+Prints "listening <port>" on stdout once bound (--port 0 picks a free port). For tests:
+--rate B (receive at most B bytes a second per connection, so a test can act mid-file) and
+--peak-file F (the most connections ever open at once, rewritten when it grows).
 """
 
 import argparse
@@ -17,11 +19,14 @@ import os
 import socket
 import sys
 import threading
+import time
 
 MAX_NAME = 255
 
 busy = set()
 busy_lock = threading.Lock()
+open_now = 0
+peak = 0
 
 
 def valid(name: bytes) -> bool:
@@ -47,7 +52,20 @@ def read_name(conn):
     return name, rest
 
 
-def serve(conn, storage, host_in_filename, peer):
+def count(delta, peak_file):
+    global open_now, peak
+    with busy_lock:
+        open_now += delta
+        if open_now > peak:
+            peak = open_now
+            if peak_file:
+                with open(peak_file + ".tmp", "w") as f:
+                    f.write("%d\n" % peak)
+                os.replace(peak_file + ".tmp", peak_file)
+
+
+def serve(conn, storage, host_in_filename, peer, rate, peak_file):
+    count(1, peak_file)
     try:
         got = read_name(conn)
         if got is None:
@@ -70,12 +88,20 @@ def serve(conn, storage, host_in_filename, peer):
             try:
                 conn.sendall(b"%d\n" % os.fstat(fd).st_size)
                 data = rest
+                started = time.monotonic()
+                received = 0
                 while True:
                     if data:
                         view = memoryview(data)
                         while view:
                             view = view[os.write(fd, view):]
-                    data = conn.recv(1 << 20)
+                    received += len(data)
+                    if rate:
+                        # The throttle is the behaviour asked for: at most `rate` bytes a second.
+                        ahead = received / rate - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                    data = conn.recv(min(rate, 1 << 16) if rate else 1 << 20)
                     if not data:
                         break
             finally:
@@ -89,6 +115,7 @@ def serve(conn, storage, host_in_filename, peer):
         pass
     finally:
         conn.close()
+        count(-1, peak_file)
 
 
 def main():
@@ -97,6 +124,8 @@ def main():
     parser.add_argument("--port", type=int, default=7447)
     parser.add_argument("--storage-path", default="/var/tmp/logship")
     parser.add_argument("--host-in-filename", action="store_true")
+    parser.add_argument("--rate", type=int, default=0)
+    parser.add_argument("--peak-file")
     args = parser.parse_args()
     os.makedirs(args.storage_path, exist_ok=True)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -108,7 +137,7 @@ def main():
         conn, addr = listener.accept()
         threading.Thread(
             target=serve,
-            args=(conn, args.storage_path, args.host_in_filename, addr[0]),
+            args=(conn, args.storage_path, args.host_in_filename, addr[0], args.rate, args.peak_file),
             daemon=True,
         ).start()
 

@@ -96,13 +96,21 @@ pub fn run(job: &Job, settings: &Settings, say: Say<'_>) -> Outcome {
             return Outcome::Stopped;
         }
         let mut connected = false;
-        match session(job, settings, &mut connected) {
+        match session(job, settings, &mut connected, &mut |offset| {
+            if failing {
+                say(format!("{}: connected again, resuming at {offset}", job.stored));
+            }
+        }) {
             Ok(Some(outcome)) => return outcome,
             // `--once`: all sent and the write side closed; the next session checks the offset.
-            Ok(None) => backoff.reset(),
+            Ok(None) => {
+                backoff.reset();
+                failing = false;
+            }
             Err(e) => {
                 if connected {
                     backoff.reset();
+                    failing = false;
                 }
                 if !failing {
                     say(format!("{}: {e}; retrying with backoff", job.stored));
@@ -111,26 +119,28 @@ pub fn run(job: &Job, settings: &Settings, say: Say<'_>) -> Outcome {
                 if !sleep_unless_stopped(backoff.next(), &settings.stop) {
                     return Outcome::Stopped;
                 }
-                continue;
             }
-        }
-        if failing {
-            say(format!("{}: connected again", job.stored));
-            failing = false;
         }
     }
 }
 
 /// One connection: handshake, then send. `Ok(None)` when `--once` sent everything and closed
-/// its side (the caller reconnects to read the offset back). `connected` is set once the
-/// receiver answered an offset, so a later failure starts its backoff afresh.
-fn session(job: &Job, settings: &Settings, connected: &mut bool) -> io::Result<Option<Outcome>> {
+/// its side (the caller reconnects to read the offset back). `connected` is set, and
+/// `on_offset` called, once the receiver answered an offset, so a later failure starts its
+/// backoff afresh.
+fn session(
+    job: &Job,
+    settings: &Settings,
+    connected: &mut bool,
+    on_offset: &mut dyn FnMut(u64),
+) -> io::Result<Option<Outcome>> {
     let mut stream = connect(settings)?;
     let line =
         ship::name_line(&job.stored).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     stream.write_all(&line)?;
     let offset = read_offset(&mut stream, settings.timeout)?;
     *connected = true;
+    on_offset(offset);
     let size = job.file.metadata()?.len();
     if offset > size {
         return Ok(Some(Outcome::Truncated { size, offset }));
