@@ -98,7 +98,10 @@ pub fn run(job: &Job, settings: &Settings, say: Say<'_>) -> Outcome {
         let mut connected = false;
         match session(job, settings, &mut connected, &mut |offset| {
             if failing {
-                say(format!("{}: connected again, resuming at {offset}", job.stored));
+                say(format!(
+                    "{}: connected again, resuming at {offset}",
+                    job.stored
+                ));
             }
         }) {
             Ok(Some(outcome)) => return outcome,

@@ -1,0 +1,73 @@
+//! A minimal logship receiver, for `scripts/ship-bench.sh` only, until `logmill serve`'s own
+//! receiver (`--ship-port`) is merged: one thread per connection, the name line through
+//! `protocol::ship::check_name`, the answer, then 1 MiB reads appended to the file. No limits
+//! beyond the name's, no refusal of a second connection for the same name: not for production.
+//!
+//! ```text
+//! cargo run --release --example ship_rx -- 127.0.0.1:0 /tmp/ship-out
+//! ```
+//!
+//! Prints `listening <port>` once bound.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use logmill::protocol::ship::{MAX_NAME, check_name};
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let bind = args.next().unwrap_or_else(|| "127.0.0.1:7447".into());
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "ship-out".into()));
+    std::fs::create_dir_all(&dir)?;
+    let listener = TcpListener::bind(&bind)?;
+    println!("listening {}", listener.local_addr()?.port());
+    io::stdout().flush()?;
+    for conn in listener.incoming() {
+        let conn = conn?;
+        let dir = dir.clone();
+        thread::spawn(move || {
+            if let Err(e) = serve(conn, &dir) {
+                eprintln!("ship_rx: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+fn serve(mut conn: TcpStream, dir: &Path) -> io::Result<()> {
+    // The name line, a byte at a time: nothing after the newline may be taken from the stream.
+    let mut name = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if conn.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        if name.len() > MAX_NAME {
+            return conn.write_all(b"error: name too long\n");
+        }
+        name.push(byte[0]);
+    }
+    if let Err(e) = check_name(&name) {
+        return conn.write_all(format!("error: {e}\n").as_bytes());
+    }
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))?;
+    conn.write_all(format!("{}\n", file.metadata()?.len()).as_bytes())?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        file.write_all(&buf[..n])?;
+    }
+}
