@@ -1,6 +1,6 @@
 //! A minimal logship receiver, for `scripts/ship-bench.sh` only, until `logmill serve`'s own
 //! receiver (`--ship-port`) is merged: one thread per connection, the name line through
-//! `protocol::ship::check_name`, the answer, then 1 MiB reads appended to the file. No limits
+//! `protocol::ship::validate_name`, the answer, then 1 MiB reads appended to the file. No limits
 //! beyond the name's, no refusal of a second connection for the same name: not for production.
 //!
 //! ```text
@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread;
 
-use logmill::protocol::ship::{MAX_NAME, check_name};
+use logmill::protocol::ship::{MAX_NAME, error_line, offset_line, validate_name};
 
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -49,19 +49,19 @@ fn serve(mut conn: TcpStream, dir: &Path) -> io::Result<()> {
             break;
         }
         if name.len() > MAX_NAME {
-            return conn.write_all(b"error: name too long\n");
+            return conn.write_all(error_line("name too long").as_bytes());
         }
         name.push(byte[0]);
     }
-    if let Err(e) = check_name(&name) {
-        return conn.write_all(format!("error: {e}\n").as_bytes());
-    }
-    let name = String::from_utf8_lossy(&name).into_owned();
+    let name = match validate_name(&name) {
+        Ok(name) => name,
+        Err(e) => return conn.write_all(error_line(&e.to_string()).as_bytes()),
+    };
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join(name))?;
-    conn.write_all(format!("{}\n", file.metadata()?.len()).as_bytes())?;
+    conn.write_all(offset_line(file.metadata()?.len()).as_bytes())?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = conn.read(&mut buf)?;

@@ -16,7 +16,7 @@
 //! - [`syslog`]: RFC 6587 framing (octet counting or lines) and RFC 5424 / RFC 3164 messages.
 //! - [`jsonl`]: one JSON object per line, known keys mapped onto the record.
 //! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
-//! - [`ship`]: logship's two lines, the transmitter's `name\n` and the receiver's `offset\n`.
+//! - [`ship`]: logship (issue 15): the name line, the offset line, name checks, stored names.
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
 //! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
 

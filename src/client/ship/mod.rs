@@ -321,14 +321,9 @@ impl Scanner {
             t.present = false;
         }
         for (path, name) in matched {
-            let origin = match std::str::from_utf8(&name)
-                .map_err(|_| "not UTF-8".to_owned())
-                .and_then(|n| {
-                    wire::check_name(n.as_bytes())
-                        .map(|()| n.to_owned())
-                        .map_err(|e| e.to_string())
-                }) {
-                Ok(origin) => origin,
+            // The receiver's own rule: a name it would refuse is never sent.
+            let origin = match wire::validate_name(&name) {
+                Ok(origin) => origin.to_owned(),
                 Err(why) => {
                     if self.warned.insert(name) {
                         self.say(&format!("skipping {}: {why}", path.display()));
@@ -418,6 +413,14 @@ impl Scanner {
             (None, Some(origin)) => self.state.assign(id, origin).clone(),
             (None, None) => return,
         };
+        if let Err(why) = wire::validate_name(entry.stored.as_bytes()) {
+            self.say(&format!(
+                "skipping {}: stored name {}: {why}",
+                path.display(),
+                entry.stored
+            ));
+            return;
+        }
         self.tracked.insert(
             id,
             Tracked {

@@ -4,7 +4,7 @@
 //! under a new one; offsets are not kept here, the receiver's answer is the truth.
 //!
 //! The format is text, one record a line, fields separated by tabs (a stored name never holds a
-//! tab: `protocol::ship::check_name` refuses control bytes):
+//! tab: `protocol::ship::validate_name` refuses control bytes):
 //!
 //! ```text
 //! logmill-ship-state 1

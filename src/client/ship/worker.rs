@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::protocol::ship::{self, Answer};
+use crate::protocol::ship::{self, Answer, Read};
 
 /// The most bytes one `sendfile` call is asked for: large enough that the per-call cost
 /// vanishes at memory speed, small enough that a stop request is seen within a moment.
@@ -211,7 +211,7 @@ fn connect(settings: &Settings) -> io::Result<TcpStream> {
 
 /// Reads the receiver's answer, byte by byte up to its newline (it is at most a few bytes, and
 /// nothing after it may be consumed: a receiver sends nothing more anyway). Bounded by
-/// `protocol::ship`'s limits and by `timeout`.
+/// `protocol::ship`'s limits (`MAX_ANSWER_LINE`) and by `timeout`.
 fn read_offset(stream: &mut TcpStream, timeout: Duration) -> io::Result<u64> {
     stream.set_read_timeout(Some(timeout))?;
     let mut buf = Vec::with_capacity(32);
@@ -231,12 +231,18 @@ fn read_offset(stream: &mut TcpStream, timeout: Duration) -> io::Result<u64> {
             ));
         }
         buf.push(byte[0]);
-        match ship::parse_offset(&buf) {
-            Ok(Answer::Offset { offset, .. }) => return Ok(offset),
-            Ok(Answer::Refused { text, .. }) => {
-                return Err(io::Error::other(format!("the receiver refused: {text}")));
+        match ship::parse_offset_line(&buf) {
+            Ok(Read::Done {
+                value: Answer::Offset(offset),
+                ..
+            }) => return Ok(offset),
+            Ok(Read::Done {
+                value: Answer::Refused(why),
+                ..
+            }) => {
+                return Err(io::Error::other(format!("the receiver refused: {why}")));
             }
-            Ok(Answer::Incomplete) => {}
+            Ok(Read::Incomplete) => {}
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         }
     }
