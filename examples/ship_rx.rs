@@ -5,14 +5,21 @@
 //!
 //! ```text
 //! cargo run --release --example ship_rx -- 127.0.0.1:0 /tmp/ship-out
+//! cargo run --release --example ship_rx -- 127.0.0.1:0 -    # discard: the transmitter's ceiling
 //! ```
+//!
+//! With `-` for the directory nothing is stored: the offsets it answers are the bytes received
+//! so far for each name (in memory), so `ship tx --once` still ends when everything arrived, and
+//! the figure is the transmitter and loopback alone, without a receiver's disk writes.
 //!
 //! Prints `listening <port>` once bound.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use logmill::protocol::ship::{MAX_NAME, error_line, offset_line, validate_name};
@@ -20,16 +27,22 @@ use logmill::protocol::ship::{MAX_NAME, error_line, offset_line, validate_name};
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let bind = args.next().unwrap_or_else(|| "127.0.0.1:7447".into());
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "ship-out".into()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = args.next().unwrap_or_else(|| "ship-out".into());
+    let sink = match dir.as_str() {
+        "-" => Sink::Discard(Arc::new(Mutex::new(HashMap::new()))),
+        dir => {
+            std::fs::create_dir_all(dir)?;
+            Sink::Dir(PathBuf::from(dir))
+        }
+    };
     let listener = TcpListener::bind(&bind)?;
     println!("listening {}", listener.local_addr()?.port());
     io::stdout().flush()?;
     for conn in listener.incoming() {
         let conn = conn?;
-        let dir = dir.clone();
+        let sink = sink.clone();
         thread::spawn(move || {
-            if let Err(e) = serve(conn, &dir) {
+            if let Err(e) = serve(conn, &sink) {
                 eprintln!("ship_rx: {e}");
             }
         });
@@ -37,7 +50,14 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-fn serve(mut conn: TcpStream, dir: &Path) -> io::Result<()> {
+/// Where the bytes go: files in a directory, or nowhere (counted by name).
+#[derive(Clone)]
+enum Sink {
+    Dir(PathBuf),
+    Discard(Arc<Mutex<HashMap<String, u64>>>),
+}
+
+fn serve(mut conn: TcpStream, sink: &Sink) -> io::Result<()> {
     // The name line, a byte at a time: nothing after the newline may be taken from the stream.
     let mut name = Vec::new();
     let mut byte = [0u8; 1];
@@ -57,17 +77,37 @@ fn serve(mut conn: TcpStream, dir: &Path) -> io::Result<()> {
         Ok(name) => name,
         Err(e) => return conn.write_all(error_line(&e.to_string()).as_bytes()),
     };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))?;
-    conn.write_all(offset_line(file.metadata()?.len()).as_bytes())?;
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
+    match sink {
+        Sink::Dir(dir) => {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))?;
+            conn.write_all(offset_line(file.metadata()?.len()).as_bytes())?;
+            loop {
+                let n = conn.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                file.write_all(&buf[..n])?;
+            }
         }
-        file.write_all(&buf[..n])?;
+        Sink::Discard(counts) => {
+            let count = |add: u64| {
+                let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                let n = counts.entry(name.to_owned()).or_insert(0);
+                *n += add;
+                *n
+            };
+            conn.write_all(offset_line(count(0)).as_bytes())?;
+            loop {
+                let n = conn.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                count(n as u64);
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@ the wall time until every copy is complete, checked by size and then by SHA-256)
 seconds per GiB of the sending and of the receiving side (user + system, children included,
 from /proc/<pid>/stat and getrusage):
 
+  logmill ship tx --once  ->  logmill serve --ship-port (when this logmill has the receiver)
   logmill ship tx --once  ->  examples/ship_rx (a minimal Rust receiver)
+  logmill ship tx --once  ->  examples/ship_rx - (the same, discarding: the sender's ceiling)
   logmill ship tx --once  ->  tests/ship/ship_rx.py (the Python stand-in of the tests)
   rsync -a --whole-file   ->  rsync --daemon on 127.0.0.1 (a reference file copier)
 
@@ -16,6 +18,7 @@ usage: ship_bench.py LOGMILL SHIP_RX_EXAMPLE [--big-mib N] [--small N] [--small-
 
 import argparse
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -93,14 +96,26 @@ def wait_sizes(src, dst, timeout=600):
 
 
 def start_receiver(cmd):
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     line = p.stdout.readline().decode()
+    if line.startswith("{"):
+        # `logmill serve`'s listening line: JSON, the ship port's address under "ship".
+        return p, int(json.loads(line)["ship"].rsplit(":", 1)[1])
     assert line.startswith("listening "), line
     return p, int(line.split()[1])
 
 
+def serves_ship(logmill):
+    """Whether this logmill has the receiver (`serve --ship-port`, issue 15's other half)."""
+    out = subprocess.run([logmill, "serve", "--help"], capture_output=True, text=True).stdout
+    return "--ship-port" in out
+
+
 def run_ship(logmill, rx_cmd, src, dst, state, extra):
-    rx, port = start_receiver(rx_cmd(dst))
+    cmd = rx_cmd(dst)
+    discard = cmd[-1] == "-"
+    rx, port = start_receiver(cmd)
     try:
         rx_cpu0 = cpu_of(rx.pid)
         tx_cpu0 = children_cpu()
@@ -110,7 +125,8 @@ def run_ship(logmill, rx_cmd, src, dst, state, extra):
              "--glob", os.path.join(src, "*.log"), "--state", state, "--once",
              "--no-progress"] + extra,
             check=True, stdout=subprocess.DEVNULL)
-        wait_sizes(src, dst)
+        if not discard:
+            wait_sizes(src, dst)
         wall = time.monotonic() - t0
         tx_cpu = children_cpu() - tx_cpu0
         rx_cpu = cpu_of(rx.pid) - rx_cpu0
@@ -184,9 +200,14 @@ def main():
         big, small = make_inputs(tmp, args.big_mib, args.small, args.small_kib)
         receivers = [
             ("ship tx -> Rust ship_rx", lambda d: [args.ship_rx, "127.0.0.1:0", d]),
+            ("ship tx -> ship_rx discarding", lambda d: [args.ship_rx, "127.0.0.1:0", "-"]),
             ("ship tx -> Python ship_rx.py", lambda d: [sys.executable, python_rx, "--port", "0",
                                                         "--storage-path", d]),
         ]
+        if serves_ship(args.logmill):
+            receivers.insert(0, ("ship tx -> logmill serve", lambda d: [
+                args.logmill, "serve", "--tcp-only", "--port", "0", "--ship-port", "0",
+                "--dir", d + ".logs", "--ship-dir", d]))
         print("%-34s %-22s %9s %9s %14s %14s" % ("sender -> receiver", "files", "MB", "MB/s",
                                                  "tx CPU s/GiB", "rx CPU s/GiB"))
         for label, src in (("1 x %d MiB" % args.big_mib, big),
@@ -201,12 +222,14 @@ def main():
                 os.makedirs(dst)
                 state = os.path.join(tmp, "ship.state")
                 wall, tx_cpu, rx_cpu = run(dst, state)
-                assert digest_dir(dst) == want, "%s: copy differs" % name
+                # The discarding receiver keeps nothing: --once ending is its only check.
+                assert "discarding" in name or digest_dir(dst) == want, "%s: copy differs" % name
                 gib = size / GIB
                 print("%-34s %-22s %9.0f %9.0f %14.2f %14.2f" % (
                     name + " #%d" % (n + 1), label, size / 1e6, size / 1e6 / wall, tx_cpu / gib, rx_cpu / gib),
                     flush=True)
                 shutil.rmtree(dst)
+                shutil.rmtree(dst + ".logs", ignore_errors=True)
                 if os.path.exists(state):
                     os.remove(state)
     finally:
