@@ -530,3 +530,21 @@ fn a_hostile_receiver_gets_a_clear_error_and_a_retry() {
         tx.kill();
     }
 }
+
+#[test]
+fn what_stops_it_from_starting_is_one_clear_line() {
+    let s = Setup::new("ship-start");
+    fs::write(&s.state, "something else\n").unwrap();
+    for (glob, error) in [
+        ("*/x.log", "wildcards are allowed in the file name only"),
+        ("*.log", "is not understood"),
+    ] {
+        let out = s.command(free_port(), glob, &["--once"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("logmill ship: ") && stderr.contains(error),
+            "{stderr}"
+        );
+    }
+}

@@ -100,6 +100,32 @@ pub struct TxArgs {
     no_progress: bool,
 }
 
+/// Why `logmill ship tx` could not start. Once it runs, nothing is fatal: a receiver that is
+/// down, a refused name or a file that cannot be opened is said and retried.
+#[derive(Debug)]
+pub enum Error {
+    /// The `--glob` pattern (its message says what is wrong with it).
+    Glob(String),
+    /// `--host` has no address.
+    Resolve { host: String, why: String },
+    /// The state file cannot be read or is not one.
+    State(String),
+    /// SIGINT/SIGTERM could not be handled.
+    Signal(std::io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Glob(why) | Error::State(why) => f.write_str(why),
+            Error::Resolve { host, why } => write!(f, "cannot resolve {host}: {why}"),
+            Error::Signal(e) => write!(f, "cannot handle SIGINT/SIGTERM: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
 /// What a run did, for the summary line.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -173,15 +199,14 @@ enum Event {
 /// # Errors
 ///
 /// A bad glob, an unresolvable host, an unreadable state file: before anything is shipped.
-pub fn run(args: &TxArgs) -> Result<Summary, String> {
-    let glob = Glob::parse(&args.glob)?;
+pub fn run(args: &TxArgs) -> Result<Summary, Error> {
+    let glob = Glob::parse(&args.glob).map_err(Error::Glob)?;
     let addr = resolve(&args.host, args.port)?;
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
-    let state = State::load(&state_path)?;
+    let state = State::load(&state_path).map_err(Error::State)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(Error::Signal)?;
     }
     // One descriptor per tracked file, kept open so a deleted file can be finished.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -210,7 +235,7 @@ pub fn run(args: &TxArgs) -> Result<Summary, String> {
         truncations: 0,
         peak: 0,
     };
-    scanner.run(args.rescan_interval.0)
+    Ok(scanner.run(args.rescan_interval.0))
 }
 
 struct Scanner {
@@ -228,7 +253,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn run(&mut self, rescan: Duration) -> Result<Summary, String> {
+    fn run(&mut self, rescan: Duration) -> Summary {
         let started = Instant::now();
         let (events, inbox) = mpsc::channel();
         let mut next_scan = Instant::now();
@@ -279,13 +304,13 @@ impl Scanner {
             }
         }
         self.save_state();
-        Ok(Summary {
+        Summary {
             bytes: self.settings.sent.load(Ordering::Relaxed),
             files: self.files_done.len(),
             truncations: self.truncations,
             peak: self.peak,
             elapsed: started.elapsed(),
-        })
+        }
     }
 
     fn say(&self, line: &str) {
@@ -587,12 +612,16 @@ fn identity(meta: &fs::Metadata) -> Identity {
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
+    let error = |why: String| Error::Resolve {
+        host: host.to_owned(),
+        why,
+    };
     (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| error(e.to_string()))?
         .next()
-        .ok_or_else(|| format!("{host} has no address"))
+        .ok_or_else(|| error("no address".to_owned()))
 }
 
 /// `$XDG_STATE_HOME/logmill/ship.state`, or `./logmill-ship.state`.
