@@ -244,36 +244,40 @@ impl std::error::Error for OffsetError {}
 /// [`OffsetError`]: too long before the newline, not digits, or too large.
 pub fn parse_offset_line(buf: &[u8]) -> Result<Read<Answer>, OffsetError> {
     let window = &buf[..buf.len().min(MAX_ANSWER_LINE)];
-    let end = match memchr::memchr(b'\n', window) {
-        Some(end) => end,
-        // Digits only: an offset line longer than 20 digits is known bad before its newline.
-        None if window.len() > MAX_OFFSET_DIGITS && !window.starts_with(b"error:") => {
-            return Err(if window.iter().all(u8::is_ascii_digit) {
-                OffsetError::TooLong
-            } else {
-                OffsetError::NotANumber
-            });
-        }
-        None if window.len() >= MAX_ANSWER_LINE => return Err(OffsetError::TooLong),
-        None => return Ok(Read::Incomplete),
-    };
-    let line = &window[..end];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let consumed = end + 1;
-    if let Some(why) = line.strip_prefix(ERROR_PREFIX.as_bytes()) {
-        return Ok(Read::Done {
-            value: Answer::Refused(String::from_utf8_lossy(why).into_owned()),
-            consumed,
-        });
+    let prefix = ERROR_PREFIX.as_bytes();
+    if window.starts_with(prefix) {
+        return match memchr::memchr(b'\n', window) {
+            Some(end) => {
+                let why = &window[prefix.len()..end];
+                let why = why.strip_suffix(b"\r").unwrap_or(why);
+                Ok(Read::Done {
+                    value: Answer::Refused(String::from_utf8_lossy(why).into_owned()),
+                    consumed: end + 1,
+                })
+            }
+            None if window.len() >= MAX_ANSWER_LINE => Err(OffsetError::TooLong),
+            None => Ok(Read::Incomplete),
+        };
     }
-    if line.is_empty() || !line.iter().all(u8::is_ascii_digit) {
-        return Err(OffsetError::NotANumber);
-    }
-    if line.len() > MAX_OFFSET_DIGITS {
+    // An offset line, decided as soon as the bytes so far cannot be one (so a prefix decides
+    // as the whole line would): digits, perhaps one `\r`, the newline.
+    let digits = window.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > MAX_OFFSET_DIGITS {
         return Err(OffsetError::TooLong);
     }
+    let consumed = match &window[digits..] {
+        [] | [b'\r'] => return Ok(Read::Incomplete),
+        [b'\n', ..] => digits + 1,
+        [b'\r', b'\n', ..] => digits + 2,
+        // The start of a refusal line.
+        _ if prefix.starts_with(window) => return Ok(Read::Incomplete),
+        _ => return Err(OffsetError::NotANumber),
+    };
+    if digits == 0 {
+        return Err(OffsetError::NotANumber);
+    }
     let mut offset: u64 = 0;
-    for &digit in line {
+    for &digit in &window[..digits] {
         offset = offset
             .checked_mul(10)
             .and_then(|o| o.checked_add(u64::from(digit - b'0')))
