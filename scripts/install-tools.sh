@@ -8,6 +8,7 @@
 #   clickhouse-server, clickhouse-client (18.16)  the forwarding tests (tests/forward.rs) start a
 #             server in the foreground from a config in a temporary directory; the benchmark
 #             (scripts/forward-bench.sh) compares with clickhouse-client.
+#   rsync     (rsync)      the reference copier of scripts/ship-bench.sh (not needed by the tests).
 # The gRPC clients (Python grpcio, Node grpc-js) need no root: the tests install them themselves
 # under target/tmp/tools/ (tests/common/tools.rs). `.ci/run` calls this script, and so does
 # `cargo test` when it runs as root and finds a tool missing (unless LOGMILL_NO_INSTALL=1).
@@ -20,6 +21,7 @@ command -v logger >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
+command -v rsync >/dev/null || need+=(rsync)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -64,7 +64,8 @@
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   the `Logger` (a background thread that batches, reconnects, resends unacked records in
 //!   order and spools to disk; a `log::Log` and a `tracing` layer); `logmill health`,
-//!   `logmill status`, `logmill send` and `logmill pipe`.
+//!   `logmill status`, `logmill send` and `logmill pipe`; `logmill ship tx`, the logship
+//!   transmitter (files streamed to a receiver, resumed from its offset; `client::ship`).
 //! - [`apps`]: applications: HS256 tokens (issue, verify), the signing secret, the registry of
 //!   issued and revoked tokens, the `--auth` gate a connection's token goes through once (native
 //!   hello, gRPC call); `logmill token`; the console's admin password (argon2id) and

@@ -106,11 +106,14 @@ fn forward(args: &ForwardArgs) -> ExitCode {
     }
 }
 
-/// `logmill ship ...`: logship's two sides, with the seed's own spellings.
+/// `logmill ship`: a subcommand, or the transmitter's flags straight away.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct ShipArgs {
     #[command(subcommand)]
-    command: ShipCommand,
+    command: Option<ShipCommand>,
+    #[command(flatten)]
+    tx: Option<logmill::client::ship::TxArgs>,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +122,9 @@ enum ShipCommand {
     /// record port on loopback at any free port, for health and status; its own log in
     /// <storage-path>/.logmill/_server.log).
     Rx(ShipRxArgs),
+    /// The transmitter: ship every file matching --glob to the receiver at --host, following
+    /// appends, rotation and truncation, resuming from the receiver's offset.
+    Tx(logmill::client::ship::TxArgs),
 }
 
 /// `logmill ship rx`: logship's receiver flags, spelled as logship spells them.
@@ -450,8 +456,26 @@ fn main() -> ExitCode {
         Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
         Some(Command::Forward(args)) => return forward(&args),
         Some(Command::Ship(ShipArgs {
-            command: ShipCommand::Rx(args),
+            command: Some(ShipCommand::Rx(args)),
+            ..
         })) => args.into_config(),
+        Some(Command::Ship(
+            ShipArgs {
+                command: Some(ShipCommand::Tx(tx)),
+                ..
+            }
+            | ShipArgs {
+                command: None,
+                tx: Some(tx),
+            },
+        )) => return ship(&tx),
+        Some(Command::Ship(ShipArgs {
+            command: None,
+            tx: None,
+        })) => {
+            eprintln!("logmill ship: give --host and --glob (or a subcommand: tx, rx)");
+            return ExitCode::from(2);
+        }
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {
@@ -460,6 +484,20 @@ fn main() -> ExitCode {
             .exit();
     }
     serve(config)
+}
+
+/// Runs `logmill ship tx` (or the short `logmill ship --host ... --glob ...`).
+fn ship(tx: &logmill::client::ship::TxArgs) -> ExitCode {
+    match logmill::client::ship::run(tx) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logmill ship: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs `logmill health`: the server's line on stdout; exit 0 only for `OK`, so scripts can

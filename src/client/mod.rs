@@ -41,6 +41,8 @@
 //! - [`pipe`]: `logmill pipe`, standard input to records through a [`Logger`], with acks.
 //! - [`query`]: `logmill query` and `logmill tail [-f]`, the search engine
 //!   ([`crate::storage::search`]) over the stored files; no server needed.
+//! - [`ship`]: `logmill ship tx`, the logship transmitter: files matching a glob streamed to a
+//!   receiver byte for byte, resumed from the receiver's offset, across rotation and truncation.
 //! - [`status`]: `logmill status`, who is connected (the `status` request), as a table or JSON.
 
 pub mod blocking;
@@ -52,6 +54,7 @@ pub mod logger;
 pub mod oneshot;
 pub mod pipe;
 pub mod query;
+pub mod ship;
 pub mod spool;
 pub mod status;
 #[cfg(feature = "tracing")]

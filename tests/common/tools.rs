@@ -10,7 +10,7 @@
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `clickhouse-server`, `clickhouse-client` (Debian's 18.16) | `forward` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
-//! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx` | the system's Python |
+//! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx`, `ship_tx` (`tests/ship/ship_rx.py`) | the system's Python |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers`, `ship_rx::a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
