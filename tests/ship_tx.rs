@@ -6,8 +6,9 @@
 //! files with bounded parallelism; a hostile receiver's answers.
 //!
 //! The receiver is `tests/ship/ship_rx.py`, a stand-in written from the protocol as the logship
-//! document describes it (standard-library Python), until logmill's own receiver is merged. Its
-//! `--rate` makes "mid-file" a state a test can wait for instead of a race.
+//! document describes it (standard-library Python): the interop partner the issue asks for. Its
+//! `--rate` makes "mid-file" a state a test can wait for instead of a race. The last test ships
+//! to logmill's own receiver (`logmill serve`), both halves ours.
 
 mod common;
 #[path = "common/tools.rs"]
@@ -100,7 +101,7 @@ impl Setup {
     }
 
     fn command(&self, port: u16, glob: &str, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+        let mut command = common::logmill();
         command
             .args([
                 "ship",
@@ -547,4 +548,48 @@ fn what_stops_it_from_starting_is_one_clear_line() {
             "{stderr}"
         );
     }
+}
+
+/// Both halves logmill's: `ship tx` into `logmill serve`'s receiver (`--ship-dir` the test's
+/// output folder). Text and binary byte-exact; an append resumed from the receiver's offset; a
+/// copytruncate shipped under the new name, the old copy untouched.
+#[test]
+fn logmill_transmitter_to_logmill_receiver() {
+    let s = Setup::new("ship-both");
+    let dir = TempDir::new("ship-both-server");
+    let ship_dir = s.output.to_str().unwrap().to_owned();
+    let server = common::Server::start(&dir.0, &["--ship-port", "0", "--ship-dir", &ship_dir]);
+    let port: std::net::SocketAddr = server.listening["ship"]
+        .as_str()
+        .expect("a ship address in the listening line")
+        .parse()
+        .unwrap();
+    let port = port.port();
+    let log = text(0..20_000);
+    let bin = binary(2 << 20, 11);
+    s.write("app.log", &log);
+    s.write("data.log", &bin);
+    let summary = s.once(port, "*.log", &[]);
+    assert!(summary.contains("2 files up to date"), "{summary}");
+    s.wait_copy("app.log", &log, DEADLINE);
+    s.wait_copy("data.log", &bin, DEADLINE);
+    let more = text(20_000..20_100);
+    s.append("app.log", &more);
+    let again = s.once(port, "*.log", &[]);
+    assert!(
+        again.contains(&format!(" {} bytes sent", more.len())),
+        "only the appended bytes go: {again}"
+    );
+    s.wait_copy("app.log", &[log.clone(), more.clone()].concat(), DEADLINE);
+    OpenOptions::new()
+        .write(true)
+        .open(s.input.join("app.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let after = text(30_000..30_010);
+    s.append("app.log", &after);
+    s.once(port, "*.log", &[]);
+    s.wait_copy("app.log~1", &after, DEADLINE);
+    s.wait_copy("app.log", &[log, more].concat(), DEADLINE);
 }
