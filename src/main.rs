@@ -185,6 +185,23 @@ struct ServeArgs {
     /// request). Hidden: for tests of expiry.
     #[arg(long = "console-session-ttl", hide = true, default_value_t = Span(defaults::CONSOLE_SESSION_TTL))]
     console_session_ttl: Span,
+    /// Serve TLS (1.2 and 1.3) on every TCP port with this certificate chain (PEM, leaf
+    /// first): the native port, and the gRPC port with ALPN h2 and http/1.1 (gRPC, gRPC-Web,
+    /// OTLP/HTTP, WebSocket, the console). One port, one mode: a plain client is closed.
+    /// Reloaded at SIGHUP for new connections.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CAs (PEM): mutual TLS. The
+    /// certificate's subject CN names the connection's app when it sends no token (README,
+    /// "TLS").
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Close a TLS handshake not finished this long after accept. Hidden: for tests.
+    #[arg(long = "tls-handshake-timeout", hide = true, default_value_t = Span(defaults::TLS_HANDSHAKE_TIMEOUT))]
+    tls_handshake_timeout: Span,
 }
 
 /// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
@@ -237,6 +254,13 @@ impl ServeArgs {
             admin_open: self.admin_open,
             admin_password_file: self.admin_password_file,
             console_session_ttl: self.console_session_ttl.0,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(config::TlsFiles::new(cert, key, self.tls_client_ca))
+                }
+                _ => None,
+            },
+            tls_handshake_timeout: self.tls_handshake_timeout.0,
             // Each value was checked by parse_cors_origin.
             cors: logmill::protocol::grpc_web::Cors::parse(
                 self.cors_origin.iter().map(String::as_str),

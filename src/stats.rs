@@ -46,6 +46,9 @@ pub struct Stats {
     decode_errors_by: [AtomicU64; Decoder::ALL.len()],
     /// HTTP connections closed for not finishing a request head in time (slowloris).
     header_timeouts: AtomicU64,
+    /// TLS handshakes that failed (a bad certificate, a plain client on a TLS port, a
+    /// handshake not finished in time).
+    tls_failures: AtomicU64,
     /// The writer's own figures (only the writer thread bumps them).
     pub writer: WriterStats,
 }
@@ -215,6 +218,15 @@ impl Stats {
 
     pub fn header_timeouts(&self) -> u64 {
         self.header_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed TLS handshake; returns how many so far.
+    pub fn tls_failure(&self) -> u64 {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     pub fn decode_errors(&self) -> u64 {

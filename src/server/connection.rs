@@ -18,12 +18,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::session::{Context, Farewell, Progress, Session, Sink};
 use super::transport::Transport;
 use crate::apps::connections::{Entry, MAX_STATUS_BYTES, Row};
+use crate::net::stream::{Stream, TlsFailure};
 use crate::protocol::detect::{self, Detect};
 use crate::storage::ConnKey;
 use crate::storage::line::Origin;
@@ -60,6 +60,8 @@ pub struct Connection {
     queued: bool,
     /// The peer closed its sending side.
     eof: bool,
+    /// Ended at once ([`Connection::abort`]): what TLS still holds is not waited for either.
+    aborted: bool,
     /// Bytes of unfinished input last counted against the input budget (`recount`).
     counted: usize,
     /// Set once the server has said its last word and half-closed the socket: until then, what
@@ -112,9 +114,10 @@ macro_rules! sink {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, key: ConnKey, peer: SocketAddr) -> Self {
+    /// A connection over `stream`, plain or TLS as its port says (`server::tls`).
+    pub fn new(stream: Stream, key: ConnKey, peer: SocketAddr) -> Self {
         Connection {
-            transport: Transport::plain(stream, peer),
+            transport: Transport::new(stream, peer),
             key,
             session: None,
             closing: false,
@@ -132,6 +135,7 @@ impl Connection {
             writable: false,
             queued: false,
             eof: false,
+            aborted: false,
             counted: 0,
             linger_until: None,
         }
@@ -141,7 +145,7 @@ impl Connection {
     /// the gRPC port's detection handed over (`server::session::http`), with the `first` bytes detection
     /// read. They are consumed at once; what is left waits in `input` for the next read.
     pub fn adopt(
-        stream: TcpStream,
+        stream: Stream,
         key: ConnKey,
         peer: SocketAddr,
         session: Session,
@@ -176,6 +180,14 @@ impl Connection {
     /// (`--max-frame`) per HTTP connection gets past the pause.
     pub fn answers_while_paused(&self) -> bool {
         matches!(&self.session, Some(session @ Session::Http(_)) if session.kind() == "http")
+    }
+
+    /// Its TLS handshake has not finished `timeout` after accept: time to close it
+    /// ([`Connection::abort`]; a client that never finished a handshake has nothing to be told).
+    pub fn handshake_overdue(&self, now: Instant, timeout: Duration) -> bool {
+        !self.closing
+            && self.transport.handshaking()
+            && now.duration_since(self.transport.accepted()) >= timeout
     }
 
     /// The session's own deadline has passed while it still waits for input (HTTP's header
@@ -370,10 +382,24 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    cx.log.warn(format_args!(
-                        "connection from {}: read failed: {e}",
-                        self.peer()
-                    ));
+                    match TlsFailure::of(&e) {
+                        Some(why) if self.session.is_none() => {
+                            if matches!(why, TlsFailure::NotTls(_)) {
+                                // A plain client: a clean close, not a reset.
+                                self.transport.discard_waiting(LINGER_MAX_BYTES);
+                            }
+                            cx.shared.tls().handshake_failed(
+                                self.peer(),
+                                why,
+                                cx.shared.stats(),
+                                cx.log,
+                            );
+                        }
+                        _ => cx.log.warn(format_args!(
+                            "connection from {}: read failed: {e}",
+                            self.peer()
+                        )),
+                    }
                     self.abort();
                     return true;
                 }
@@ -576,10 +602,13 @@ impl Connection {
         self.output_sent = 0;
         self.eof = true;
         self.closing = true;
+        self.aborted = true;
     }
 
+    /// Output not yet sent: the connection's own, or TLS records (and handshake messages) the
+    /// socket has not taken yet.
     fn has_output(&self) -> bool {
-        self.output_sent < self.output.len()
+        self.output_sent < self.output.len() || (!self.aborted && self.transport.wants_write())
     }
 
     /// Writes pending output until done or `WouldBlock`, and keeps WRITABLE interest (under
@@ -589,11 +618,15 @@ impl Connection {
     /// Why the connection was aborted, for the loop to log.
     pub fn flush_output(&mut self, registry: &Registry, token: Token) -> Result<(), FlushError> {
         let mut failed = false;
-        while self.has_output() {
+        let mut blocked = false;
+        while self.output_sent < self.output.len() {
             match self.transport.write(&self.output[self.output_sent..]) {
                 Ok(0) => failed = true,
                 Ok(n) => self.output_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => failed = true,
             }
@@ -601,11 +634,19 @@ impl Connection {
                 break;
             }
         }
+        if !failed && !blocked && !self.aborted {
+            // What TLS still holds: the end of the output, or handshake messages.
+            match self.transport.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => failed = true,
+            }
+        }
         let mut error = None;
         if failed {
             // The peer is gone; nothing more can be told to it.
             self.abort();
-        } else if !self.has_output() {
+        } else if self.output_sent >= self.output.len() {
             self.output = Vec::new();
             self.output_sent = 0;
         } else if self.output.len() - self.output_sent > MAX_OUTPUT {

@@ -13,7 +13,7 @@ pub fn health_line(shared: &Shared) -> String {
     let listed = shared.connections().counts();
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
-         partial_bytes={} shed={} refused_auth={} apps={} instances={}\n",
+         partial_bytes={} shed={} refused_auth={} apps={} instances={} tls_failed={}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -27,6 +27,7 @@ pub fn health_line(shared: &Shared) -> String {
         stats.refused_auth(),
         listed.apps,
         listed.instances,
+        stats.tls_failures(),
     )
 }
 

@@ -22,6 +22,9 @@
 //! - [`health`]: the `health` line and gRPC's serving status.
 //! - [`http`]: HTTP/1.1 on the gRPC port: the hand-over from the port's detection, the routes,
 //!   `/healthz`, `/metrics` and the admin API.
+//! - [`tls`]: what a new connection's TLS is made of (certificate, key, client CAs), its
+//!   reload at `SIGHUP`, and failed handshakes' count and log; the bytes go through
+//!   `net::stream` in each connection.
 //! - [`traffic`]: records, bytes and connections per protocol and app, counted per loop and
 //!   published for `/metrics`.
 
@@ -33,6 +36,7 @@ pub mod grpc;
 pub mod health;
 pub mod session;
 pub mod shared;
+pub mod tls;
 pub mod traffic;
 pub mod transport;
 
@@ -112,6 +116,8 @@ pub enum Error {
     Setup(io::Error),
     /// The signing secret cannot be used (`--secret-file`, `--auth`).
     Secret(crate::apps::secret::SecretError),
+    /// The TLS files cannot be used (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+    Tls(tls::TlsError),
     LoopFailed(String),
     RecordsLost(u64),
 }
@@ -143,6 +149,7 @@ impl fmt::Display for Error {
                 f,
                 "{e} (the secret signs application tokens; --auth off runs without one)"
             ),
+            Error::Tls(e) => write!(f, "cannot serve TLS: {e}"),
             Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
             Error::RecordsLost(n) => write!(
                 f,
@@ -265,9 +272,11 @@ impl Handle {
         self.shared.begin_shutdown();
     }
 
-    /// Reopen the record files and `_server.log` (after an external logrotate).
+    /// Reopen the record files and `_server.log` (after an external logrotate), and reload the
+    /// TLS certificate and key for new connections.
     pub fn reopen(&self) {
         self.log.reopen();
+        self.shared.tls().reload(&self.log);
         if self.writer_tx.send(Command::Reopen).is_err() {
             self.log
                 .warn(format_args!("SIGHUP: the writer is already stopped"));
@@ -300,6 +309,8 @@ impl Server {
         } = listeners;
         // First, before any record file is opened: a secret others can read stops the start.
         let gate = Gate::open(&config).map_err(Error::Secret)?;
+        let tls = tls::Tls::load(config.tls.as_ref(), config.tls_handshake_timeout)
+            .map_err(Error::Tls)?;
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
         let mut mailboxes = Vec::with_capacity(workers);
@@ -315,7 +326,8 @@ impl Server {
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
                 .with_max_input(config.max_input)
                 .with_gate(gate)
-                .with_cors(config.cors.clone()),
+                .with_cors(config.cors.clone())
+                .with_tls(tls),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer =
