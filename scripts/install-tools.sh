@@ -4,7 +4,8 @@
 #   capnp     (capnproto)  the schema drift test regenerates src/logmill_capnp.rs and compares;
 #   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
 #   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain);
-#   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough).
+#   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough);
+#   openssl   (openssl)    the TLS test's `openssl s_client` handshake (tests/tls.rs).
 # The gRPC clients (Python grpcio, Node grpc-js) need no root: the tests install them themselves
 # under target/tmp/tools/ (tests/common/tools.rs). `.ci/run` calls this script, and so does
 # `cargo test` when it runs as root and finds a tool missing (unless LOGMILL_NO_INSTALL=1).
@@ -15,6 +16,7 @@ command -v capnp >/dev/null || need+=(capnproto)
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v logger >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -233,6 +233,14 @@ fn build(files: &TlsFiles) -> Result<Configs, TlsError> {
             flag: "--tls-key",
             why: format!("{e} (does the key belong to the certificate?)"),
         })?;
+    let mut plain = plain;
+    // No TLS 1.3 session tickets. A server sends them right after the handshake, unasked; a
+    // client that only writes and then closes (Python's `SocketHandler`, `logmill send`) never
+    // reads them, and closing a socket with unread input makes its kernel send a reset, which
+    // can destroy the client's last records before the server reads them (measured: all of
+    // them, with a three-record SocketHandler). Resumption would save one round trip per
+    // reconnect, which long-lived log connections rarely make.
+    plain.send_tls13_tickets = 0;
     let mut http = plain.clone();
     http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Configs {

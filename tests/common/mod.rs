@@ -15,6 +15,7 @@ use logmill::protocol::frame::{self, Frame};
 use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
 
+pub mod certs;
 pub mod http_client;
 mod temp_dir;
 #[allow(unused_imports)] // not every test file makes a directory

@@ -9,7 +9,8 @@
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
-//! | `python3` (standard library only) | `client_python` | the system's Python |
+//! | `python3` (standard library only) | `client_python`, `tls::python_ssl_*` | the system's Python |
+//! | `openssl` | `tls::openssl_s_client_*` | `scripts/install-tools.sh` (apt) |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -118,6 +119,15 @@ pub fn go() -> Result<PathBuf, Missing> {
         "go",
         "go",
         "apt-get install golang-go, or run scripts/install-tools.sh as root",
+    )
+}
+
+/// The `openssl` command line (Debian package `openssl`), for `openssl s_client`.
+pub fn openssl() -> Result<PathBuf, Missing> {
+    apt_tool(
+        "openssl",
+        "openssl",
+        "apt-get install openssl, or run scripts/install-tools.sh as root",
     )
 }
 
@@ -384,6 +394,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             root(),
         ),
         ("the client_go tests", go().map(drop)),
+        ("tls::openssl_s_client_*", openssl().map(drop)),
     ]
 }
 
