@@ -11,8 +11,8 @@ use mio::{Events, Poll};
 
 use super::apps::Apps;
 use super::error::{BenchError, setup};
-use super::link::{READ_CHUNK, open};
-use super::report::{IdleMemory, IdleReport};
+use super::link::{READ_CHUNK, Tls, open};
+use super::report::{Handshakes, IdleMemory, IdleReport};
 use super::socket::poll_once;
 use super::spawn::SpawnedServer;
 use super::usage;
@@ -21,6 +21,7 @@ use super::usage;
 pub fn idle(
     n: usize,
     apps: &Apps,
+    tls: Option<&Tls>,
     hold: Duration,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
@@ -30,7 +31,12 @@ pub fn idle(
     let before = server.and_then(usage::memory);
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} idle connections to {addr}");
-    let (mut links, _) = open(&mut poll, addr, n, apps, deadline, timeout)?;
+    let set_up = Instant::now();
+    let (mut links, _) = open(&mut poll, addr, n, apps, tls, deadline, timeout)?;
+    let handshakes = tls.map(|_| Handshakes {
+        count: n,
+        elapsed: set_up.elapsed(),
+    });
     eprintln!(
         "logmill bench: the server welcomed {n} connections; holding them for {} s",
         hold.as_secs_f64()
@@ -67,6 +73,7 @@ pub fn idle(
     Ok(IdleReport {
         connections: links.len(),
         held: hold,
+        handshakes,
         server,
     })
 }
@@ -137,6 +144,7 @@ pub fn idle_http(
     Ok(IdleReport {
         connections: streams.len(),
         held: hold,
+        handshakes: None,
         server,
     })
 }

@@ -54,6 +54,7 @@ pub mod pipe;
 pub mod query;
 pub mod spool;
 pub mod status;
+pub mod tls;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 
