@@ -147,7 +147,9 @@ impl Stream {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            if !receive(tls, &mut self.tcp)? {
+            // Reading and answering both go through the socket (`&TcpStream` does both).
+            let (mut from, mut to) = (&self.tcp, &self.tcp);
+            if !receive(tls, &mut from, &mut to)? {
                 return Ok(0);
             }
         }
@@ -173,7 +175,8 @@ impl Stream {
             return Ok(n);
         }
         // Nothing decrypted yet: take one read's worth from the socket, then look again.
-        receive(tls, &mut self.tcp)?;
+        let (mut from, mut to) = (&self.tcp, &self.tcp);
+        receive(tls, &mut from, &mut to)?;
         let mut reader = tls.reader();
         match io::BufRead::fill_buf(&mut reader) {
             Ok(waiting) => {
@@ -281,20 +284,30 @@ impl Stream {
     }
 }
 
-/// Moves one read's worth of ciphertext from the socket into rustls and decrypts it, answering
-/// handshake messages at once if the socket takes the answer. False at the end of the stream.
-fn receive(tls: &mut rustls::Connection, tcp: &mut TcpStream) -> io::Result<bool> {
-    if tls.read_tls(tcp)? == 0 {
+/// Moves one read's worth of ciphertext from `from` (the socket) into rustls and decrypts it,
+/// answering handshake messages at once through `to` (the socket again) if it takes the
+/// answer. False at the end of the stream. The one step of the receiving side, sans-IO: the
+/// `tls` fuzz target drives it over bytes in memory.
+///
+/// # Errors
+/// `from`'s errors (`WouldBlock` included), `to`'s other than `WouldBlock`, and a
+/// [`TlsFailure::Tls`] when rustls refuses what arrived.
+pub fn receive(
+    tls: &mut rustls::Connection,
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+) -> io::Result<bool> {
+    if tls.read_tls(from)? == 0 {
         return Ok(false);
     }
     if let Err(e) = tls.process_new_packets() {
         // rustls queued an alert saying why: send it if the socket takes it now. Whether it
         // does changes nothing: the stream has failed either way.
-        let _alert_sent = tls.write_tls(tcp).is_ok();
+        let _alert_sent = tls.write_tls(to).is_ok();
         return Err(TlsFailure::Tls(e).into_io());
     }
     if tls.wants_write() {
-        match write_all_tls(tls, tcp) {
+        match write_all_tls(tls, to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -305,7 +318,7 @@ fn receive(tls: &mut rustls::Connection, tcp: &mut TcpStream) -> io::Result<bool
 
 /// Moves what rustls holds to the socket until it holds nothing (`Ok`) or the socket is full
 /// (`WouldBlock`); `Interrupted` is retried.
-fn write_all_tls(tls: &mut rustls::Connection, tcp: &mut TcpStream) -> io::Result<()> {
+fn write_all_tls(tls: &mut rustls::Connection, tcp: &mut dyn Write) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(tcp) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

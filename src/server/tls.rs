@@ -142,18 +142,30 @@ impl Tls {
     /// # Errors
     /// rustls could not start a connection (it does not, with a configuration that loaded).
     pub fn stream(&self, alpn: Alpn, tcp: TcpStream) -> io::Result<Stream> {
+        match self.connection(alpn)? {
+            Some(conn) => Ok(Stream::tls(tcp, conn)),
+            None => Ok(Stream::plain(tcp)),
+        }
+    }
+
+    /// A new server connection with the current configuration; `None` when TLS is off.
+    ///
+    /// # Errors
+    /// As [`stream`](Self::stream).
+    pub fn connection(&self, alpn: Alpn) -> io::Result<Option<rustls::ServerConnection>> {
         let config = {
             let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
             match &*current {
-                None => return Ok(Stream::plain(tcp)),
+                None => return Ok(None),
                 Some(configs) => match alpn {
                     Alpn::None => configs.plain.clone(),
                     Alpn::Http => configs.http.clone(),
                 },
             }
         };
-        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        Ok(Stream::tls(tcp, conn))
+        rustls::ServerConnection::new(config)
+            .map(Some)
+            .map_err(io::Error::other)
     }
 
     /// Reads the files again (`SIGHUP`): new connections take the new certificate, open ones
