@@ -374,3 +374,26 @@ fn a_key_that_does_not_match_the_certificate_stops_the_start() {
     let said = format!("{log}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("--tls-key"), "{said}");
 }
+
+/// Mutual TLS names the app: a client certificate whose CN is `billing` writes to billing's
+/// bucket, even in a protocol that cannot carry a token, even under `--auth required`.
+#[test]
+fn a_client_certificate_names_the_app_under_auth_required() {
+    let dir = TempDir::new("tls-cn-ca");
+    let clients = Ca::new(&dir.0, "clients");
+    let ca_path = clients.pem_path.to_str().unwrap().to_string();
+    let s = start(
+        "tls-cn",
+        &["--tls-client-ca", &ca_path, "--auth", "required"],
+    );
+    let billing = clients.client(&dir.0, "billing", "billing", false);
+    let mut conn = certs::connect(s.ca.client_config(Some(&billing)), s.server.addr, None).unwrap();
+    conn.write_all(b"{\"message\": \"certified\"}\n").unwrap();
+    conn.flush().unwrap();
+    let bucket = s.server.dir.join("billing/_main.log");
+    wait_for("a line in billing's bucket", DEADLINE, || {
+        std::fs::read_to_string(&bucket)
+            .ok()
+            .filter(|text| text.contains("certified"))
+    });
+}

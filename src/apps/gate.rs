@@ -222,6 +222,42 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// As [`admit`](Self::admit), for a connection that also presented a client certificate
+    /// (mutual TLS, `--tls-client-ca`) whose subject CN is the valid app name `certified`. The
+    /// certificate is a credential as a token is:
+    ///
+    /// | token | the connection |
+    /// |-------|----------------|
+    /// | given | decided by the token alone, as [`admit`](Self::admit) |
+    /// | none, names no app or `certified` | `certified`'s bucket, under every `--auth` |
+    /// | none, names another app | refused ([`Refusal::OtherApp`]), except under `--auth off` |
+    ///
+    /// # Errors
+    /// The [`Refusal`], as for [`admit`](Self::admit).
+    pub fn admit_certified(
+        &self,
+        token: &str,
+        asked: &str,
+        certified: &str,
+        now: u64,
+    ) -> Result<Admit, Refusal> {
+        if !token.is_empty() {
+            return self.admit(token, asked, now);
+        }
+        if asked.is_empty() || asked == certified {
+            return Ok(Admit::App(certified.to_owned()));
+        }
+        if self.policy == Auth::Off {
+            return Ok(named(asked));
+        }
+        Err(Refusal::OtherApp {
+            token_app: certified.to_owned(),
+            asked: asked.to_owned(),
+        })
+    }
+}
+
 /// `--auth off`: the app named is the bucket; no app, anonymous.
 fn named(asked: &str) -> Admit {
     if asked.is_empty() {

@@ -18,6 +18,7 @@
 //! - [`pickle`]: Python `logging.handlers.SocketHandler` records (a length prefix, then a pickle).
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
 //! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
+//! - [`x509`]: a certificate's subject common name (a mutual-TLS client's app).
 
 pub mod datagram;
 pub mod detect;
@@ -34,3 +35,4 @@ pub mod otlp;
 pub mod pickle;
 pub mod syslog;
 pub mod websocket;
+pub mod x509;

@@ -62,6 +62,10 @@ pub struct Connection {
     eof: bool,
     /// Ended at once ([`Connection::abort`]): what TLS still holds is not waited for either.
     aborted: bool,
+    /// Mutual TLS: the app the client's verified certificate names (its subject CN, when that
+    /// is a valid app name), known once the handshake is done (`certificate_checked`).
+    certified: Option<String>,
+    certificate_checked: bool,
     /// Bytes of unfinished input last counted against the input budget (`recount`).
     counted: usize,
     /// Set once the server has said its last word and half-closed the socket: until then, what
@@ -105,6 +109,7 @@ macro_rules! sink {
         Sink::new(
             $conn.key,
             $conn.transport.peer(),
+            $conn.certified.as_deref(),
             &mut $conn.origin,
             &mut $conn.in_flight,
             &mut $conn.entry,
@@ -136,6 +141,8 @@ impl Connection {
             queued: false,
             eof: false,
             aborted: false,
+            certified: None,
+            certificate_checked: false,
             counted: 0,
             linger_until: None,
         }
@@ -352,6 +359,7 @@ impl Connection {
                 // only an unfinished tail.
                 match self.transport.read(&mut scratch[..READ_CHUNK]) {
                     Ok(n) if n > 0 => {
+                        self.check_certificate(cx);
                         let (used, end, result) = self.read_rest_of_frame(scratch, n, cx);
                         self.input.extend_from_slice(&scratch[used..end]);
                         result.map(|()| end)
@@ -407,6 +415,40 @@ impl Connection {
         }
     }
 
+    /// Once, when the first plaintext arrives (the TLS handshake is done): the app a verified
+    /// client certificate names, from its subject CN (`protocol::x509`). Its records go to that
+    /// app's bucket from the first byte, whatever protocol they come in; the native hello and
+    /// `--auth required` take it as a credential (`Gate::admit_certified`). A CN that is not a
+    /// valid app name names no app (logged once).
+    fn check_certificate(&mut self, cx: &mut Context<'_>) {
+        if std::mem::replace(&mut self.certificate_checked, true) {
+            return;
+        }
+        let Some(der) = self
+            .transport
+            .tls()
+            .and_then(|tls| tls.peer_certificates())
+            .and_then(|certs| certs.first())
+        else {
+            return;
+        };
+        match crate::protocol::x509::subject_common_name(der) {
+            Some(cn) if crate::storage::bucket::valid_app_name(&cn) => {
+                let instance =
+                    crate::storage::bucket::default_instance(&cn, String::new(), self.peer());
+                let origin = Origin::new(cn.clone(), instance);
+                self.entry.set_origin(&origin);
+                self.origin = origin;
+                self.certified = Some(cn);
+            }
+            cn => cx.log.warn(format_args!(
+                "TLS connection from {}: the client certificate's subject CN {cn:?} is not an \
+                 app name ([A-Za-z0-9][A-Za-z0-9._-]{{0,63}}); it names no app",
+                self.peer()
+            )),
+        }
+    }
+
     /// A frame is half-way in: reads into the connection's own buffer, growing it only towards
     /// what the frame announced.
     fn read_into_input(&mut self, input_cap: usize, cx: &mut Context<'_>) -> io::Result<usize> {
@@ -429,6 +471,7 @@ impl Connection {
         let n = *result.as_ref().unwrap_or(&0);
         input.truncate(have + n);
         if n > 0 {
+            self.check_certificate(cx);
             let used = self.consume(&input, cx);
             input.drain(..used);
         }
