@@ -397,3 +397,38 @@ fn a_client_certificate_names_the_app_under_auth_required() {
             .filter(|text| text.contains("certified"))
     });
 }
+
+/// `logmill send` and `logmill pipe` (the `Logger`: a writer thread and an ack-reading thread
+/// sharing one TLS connection) with `--tls --ca`: acked, stored.
+#[test]
+fn send_and_pipe_over_tls_store_what_they_are_given() {
+    let s = start("tls-send", &["--format", "json"]);
+    let addr = format!("localhost:{}", s.server.addr.port());
+    let ca = s.ca.pem_path.to_str().unwrap().to_string();
+    let sent = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args([
+            "send", "--tls", "--ca", &ca, "--addr", &addr, "sent", "over", "tls",
+        ])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    let (ok, out) = run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["pipe", "--tls", "--ca", &ca, "--addr", &addr]),
+        b"piped one\npiped two\n",
+    );
+    assert!(ok, "{out}");
+    let lines = s.server.wait_json(3);
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(
+        messages,
+        ["sent over tls", "piped one", "piped two"],
+        "{lines:?}"
+    );
+    // Without --tls the same command is a plain client on a TLS port: refused, not stored.
+    let plain = Command::new(env!("CARGO_BIN_EXE_logmill"))
+        .args(["send", "--addr", &addr, "in the clear"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+}
