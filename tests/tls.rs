@@ -432,3 +432,50 @@ fn send_and_pipe_over_tls_store_what_they_are_given() {
         .unwrap();
     assert!(!plain.status.success());
 }
+
+/// The OpenTelemetry Python SDK's two OTLP exporters over TLS (gRPC with
+/// `ssl_channel_credentials`, HTTP with `certificate_file`): each export succeeds and is
+/// stored.
+#[test]
+fn python_otel_sdk_exports_over_tls() {
+    let test = "python_otel_sdk_exports_over_tls";
+    let Some(python) = tools::require(test, tools::python_grpc()) else {
+        return;
+    };
+    let s = start("tls-otlp", &["--format", "json"]);
+    let addr = format!("localhost:{}", s.grpc.port());
+    let mut stored = 0;
+    for exporter in ["grpc", "http"] {
+        let out = python
+            .command("otlp_logging.py")
+            .args([exporter, &addr, "--ca"])
+            .arg(&s.ca.pem_path)
+            // requests lets these override the exporter's `certificate_file` (its session's
+            // `verify` loses to the environment's bundle), which would trust the system CAs
+            // instead of the test CA.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{exporter}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{exporter}: no report in {stdout}"));
+        let exports = report["exports"].as_array().unwrap();
+        assert!(
+            exports.len() == 1 && exports[0]["result"] == "SUCCESS",
+            "{exporter}: {report}"
+        );
+        let records = exports[0]["records"].as_u64().unwrap() as usize;
+        stored += records;
+        s.server.wait_json(stored);
+    }
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 use super::apps::Apps;
+use super::args::BenchArgs;
 use super::error::{BenchError, setup};
 use super::link::{READ_CHUNK, Tls, open};
 use super::report::{Handshakes, IdleMemory, IdleReport};
@@ -17,17 +18,19 @@ use super::socket::poll_once;
 use super::spawn::SpawnedServer;
 use super::usage;
 
-/// Opens `n` connections, holds them `hold`, and measures the server's memory with them.
+/// Opens `--idle N` connections (over TLS with `tls`), holds them `--idle-secs`, and measures
+/// the server's memory with them.
 pub fn idle(
-    n: usize,
+    args: &BenchArgs,
     apps: &Apps,
     tls: Option<&Tls>,
-    hold: Duration,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
     deadline: Instant,
-    timeout: Duration,
 ) -> Result<IdleReport, BenchError> {
+    let n = args.idle.unwrap_or(0) as usize;
+    let hold = Duration::from_secs(args.idle_secs);
+    let timeout = args.timeout;
     let before = server.and_then(usage::memory);
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} idle connections to {addr}");

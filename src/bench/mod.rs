@@ -179,17 +179,8 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         Some(n) if args.proto == Proto::Http => {
             idle::idle_http(n as usize, hold, addr, server.as_ref(), deadline).map(Report::Idle)
         }
-        Some(n) => idle::idle(
-            n as usize,
-            &apps,
-            tls.as_ref(),
-            hold,
-            addr,
-            server.as_ref(),
-            deadline,
-            args.timeout,
-        )
-        .map(Report::Idle),
+        Some(_) => idle::idle(&args, &apps, tls.as_ref(), addr, server.as_ref(), deadline)
+            .map(Report::Idle),
         None => match args.proto {
             Proto::Native => native::load(
                 &args,

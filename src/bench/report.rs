@@ -482,6 +482,7 @@ mod tests {
     #[test]
     fn json_keeps_key_order() {
         let report = Report::Idle(IdleReport {
+            handshakes: None,
             connections: 4,
             held: Duration::from_secs(5),
             server: Some(IdleMemory {

@@ -61,7 +61,9 @@ impl Ca {
         self.sign(dir, name, params)
     }
 
-    fn sign(&self, dir: &Path, name: &str, params: CertificateParams) -> Leaf {
+    fn sign(&self, dir: &Path, name: &str, mut params: CertificateParams) -> Leaf {
+        // OpenSSL 3's strict verification (Python 3.13's default context) wants it.
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let leaf = Leaf {
