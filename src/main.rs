@@ -186,7 +186,7 @@ struct ServeArgs {
     #[arg(long = "console-session-ttl", hide = true, default_value_t = Span(defaults::CONSOLE_SESSION_TTL))]
     console_session_ttl: Span,
     /// Serve TLS (1.2 and 1.3) on every TCP port with this certificate chain (PEM, leaf
-    /// first): the native port, and the gRPC port with ALPN h2 and http/1.1 (gRPC, gRPC-Web,
+    /// first): the native port, and the gRPC port with ALPN http/1.1 and h2 (gRPC, gRPC-Web,
     /// OTLP/HTTP, WebSocket, the console). One port, one mode: a plain client is closed.
     /// Reloaded at SIGHUP for new connections.
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]

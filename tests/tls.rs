@@ -136,8 +136,13 @@ fn openssl_s_client_handshakes_and_health_answers() {
         b"",
     );
     assert!(!ok, "TLS 1.1 must be refused: {out}");
-    // The gRPC port says h2 in ALPN, and http/1.1 to a client that offers only that.
-    for (offer, chosen) in [("h2,http/1.1", "h2"), ("http/1.1", "http/1.1")] {
+    // The gRPC port says h2 to a client that offers only h2 (gRPC), and http/1.1 to one that
+    // offers both (a browser: the console is served on the port's HTTP/1.1 side).
+    for (offer, chosen) in [
+        ("h2", "h2"),
+        ("h2,http/1.1", "http/1.1"),
+        ("http/1.1", "http/1.1"),
+    ] {
         let (ok, out) = run_with_input(
             Command::new(&openssl).args([
                 "s_client",
@@ -478,4 +483,71 @@ fn python_otel_sdk_exports_over_tls() {
         stored += records;
         s.server.wait_json(stored);
     }
+}
+
+/// The console over https in a real browser (tests/browser/https.mjs, one browser session as
+/// console.mjs runs): Chromium trusts the test key by its SPKI hash alone, loads the login
+/// page, logs in, and fetches /healthz from the page, all over TLS with ALPN.
+#[test]
+fn the_console_over_https_in_a_browser() {
+    let test = "the_console_over_https_in_a_browser";
+    let Some(browser) = tools::require(test, tools::browser()) else {
+        return;
+    };
+    const PASSWORD: &str = "correct horse battery staple";
+    let dir = TempDir::new("tls-browser");
+    let certs_dir = dir.0.join("certs");
+    std::fs::create_dir_all(&certs_dir).unwrap();
+    let ca = Ca::new(&certs_dir, "main");
+    let leaf = ca.server(&certs_dir, "server");
+    let data = dir.0.join("data");
+    let (ok, out) = run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_logmill"))
+            .args(["admin", "set-password", "--dir"])
+            .arg(&data),
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(ok, "set-password: {out}");
+    let (_server, grpc) = http_client::start(
+        &data,
+        &[
+            "--tls-cert",
+            leaf.cert.to_str().unwrap(),
+            "--tls-key",
+            leaf.key.to_str().unwrap(),
+        ],
+    );
+    let out = Command::new(&browser.node)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/https.mjs"))
+        .env("BROWSER_TOOLS", &browser.folder)
+        .env("CHROMIUM", &browser.chromium)
+        .env("CONSOLE_URL", format!("https://localhost:{}", grpc.port()))
+        .env("CONSOLE_PASSWORD", PASSWORD)
+        .env("SPKI", &leaf.spki_sha256)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "https.mjs: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    let seen = &report["seen"];
+    assert_eq!(seen["step"], "done", "{report}");
+    assert_eq!(seen["login_status"], 200, "{report}");
+    assert_eq!(seen["protocol"], "https:", "{report}");
+    assert!(
+        seen["security"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("TLS 1.")),
+        "{report}"
+    );
+    assert_eq!(seen["healthz"], "OK\n", "{report}");
+    assert!(seen["page"].is_string(), "{report}");
 }

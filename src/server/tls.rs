@@ -4,8 +4,8 @@
 //! connection; this file only decides what a new connection's TLS is made of.
 //!
 //! - **One port, one mode.** With `--tls-cert` every TCP port speaks TLS only: the native port,
-//!   the gRPC port (ALPN `h2` and `http/1.1`, so gRPC, gRPC-Web, OTLP/HTTP, WebSocket and the
-//!   console) and any port accepted through [`Tls::stream`]. A client whose first byte is not a
+//!   the gRPC port (ALPN `http/1.1` first, then `h2`: gRPC clients offer only `h2`, browsers
+//!   both; so gRPC, gRPC-Web, OTLP/HTTP, WebSocket and the console) and any port accepted through [`Tls::stream`]. A client whose first byte is not a
 //!   TLS handshake record (0x16) is closed at once, logged and counted
 //!   (`net::stream::TlsFailure::NotTls`); the server does not sniff and serve plain bytes on a
 //!   TLS port, so a misconfigured client fails loudly instead of sending secrets in the clear.
@@ -42,7 +42,7 @@ use crate::storage::server_log::ServerLog;
 pub enum Alpn {
     /// Nothing: a port with one protocol of its own (native, ship).
     None,
-    /// `h2` and `http/1.1`: the gRPC port, whose detection then looks at the decrypted bytes.
+    /// `http/1.1`, then `h2`: the gRPC port, whose detection then looks at the decrypted bytes.
     Http,
 }
 
@@ -254,7 +254,11 @@ fn build(files: &TlsFiles) -> Result<Configs, TlsError> {
     // reconnect, which long-lived log connections rarely make.
     plain.send_tls13_tickets = 0;
     let mut http = plain.clone();
-    http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // rustls picks the first of ours the client offers: a client offering both (a browser,
+    // curl) gets HTTP/1.1, which serves everything the port serves (the console, gRPC-Web,
+    // WebSocket, OTLP/HTTP); a gRPC client offers only h2 and gets it. Preferring h2 would put
+    // browsers on the port's HTTP/2 side, which serves gRPC only.
+    http.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
     Ok(Configs {
         plain: Arc::new(plain),
         http: Arc::new(http),

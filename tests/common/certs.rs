@@ -26,6 +26,9 @@ pub struct Leaf {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub der: CertificateDer<'static>,
+    /// Base64 of the SHA-256 of the key's SubjectPublicKeyInfo: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes.
+    pub spki_sha256: String,
 }
 
 impl Ca {
@@ -70,6 +73,13 @@ impl Ca {
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}-key.pem")),
             der: cert.der().clone(),
+            spki_sha256: {
+                use base64::Engine as _;
+                use rcgen::PublicKeyData as _;
+                use sha2::Digest as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(sha2::Sha256::digest(key.subject_public_key_info()))
+            },
         };
         std::fs::write(&leaf.cert, cert.pem()).unwrap();
         std::fs::write(&leaf.key, key.serialize_pem()).unwrap();

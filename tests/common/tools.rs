@@ -7,7 +7,7 @@
 //! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
-//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser`, `tls::the_console_over_https_in_a_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
 //! | `python3` (standard library only) | `client_python`, `tls::python_ssl_*` | the system's Python |
 //! | `openssl` | `tls::openssl_s_client_*` | `scripts/install-tools.sh` (apt) |
