@@ -204,7 +204,7 @@ impl GrpcPort {
                 "gRPC connection from {peer}: cannot set keepalive: {e}"
             ));
         }
-        // TLS (ALPN h2, http/1.1) when the server has a certificate: detection below sees the
+        // TLS (ALPN http/1.1, h2) when the server has a certificate: detection below sees the
         // decrypted bytes.
         let stream = match shared.tls().stream(Alpn::Http, stream) {
             Ok(stream) => stream,
