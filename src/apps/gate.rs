@@ -317,6 +317,41 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_names_the_app_a_token_still_decides() {
+        let (_off_place, off, _) = gate("certified-off", Auth::Off);
+        let (_place, gate, secret) = gate("certified", Auth::Required);
+        // No token: the certificate's app, named or not.
+        for asked in ["", "billing"] {
+            assert_eq!(
+                gate.admit_certified("", asked, "billing", NOW),
+                Ok(Admit::App("billing".into()))
+            );
+        }
+        // Another app named: refused, as a token of another app would be.
+        assert_eq!(
+            gate.admit_certified("", "shop", "billing", NOW),
+            Err(Refusal::OtherApp {
+                token_app: "billing".into(),
+                asked: "shop".into()
+            })
+        );
+        // A token decides alone: its app, or its refusal.
+        let shop = issue(&secret, "shop", None, "c1");
+        assert_eq!(
+            gate.admit_certified(&shop, "", "billing", NOW),
+            Ok(Admit::App("shop".into()))
+        );
+        assert!(matches!(
+            gate.admit_certified("garbage", "", "billing", NOW),
+            Err(Refusal::Token { .. })
+        ));
+        assert_eq!(
+            off.admit_certified("", "shop", "billing", NOW),
+            Ok(Admit::App("shop".into()))
+        );
+    }
+
+    #[test]
     fn off_lets_the_named_app_choose_and_reads_no_secret() {
         let (place, gate, secret) = gate("off", Auth::Off);
         assert!(secret.is_empty() && !place.0.exists(), "off made a secret");

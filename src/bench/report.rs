@@ -482,7 +482,10 @@ mod tests {
     #[test]
     fn json_keeps_key_order() {
         let report = Report::Idle(IdleReport {
-            handshakes: None,
+            handshakes: Some(Handshakes {
+                count: 4,
+                elapsed: Duration::from_secs(2),
+            }),
             connections: 4,
             held: Duration::from_secs(5),
             server: Some(IdleMemory {
@@ -494,7 +497,7 @@ mod tests {
             report.to_json(),
             "{\"bench\":\"idle\",\"connections\":4,\"held_secs\":5.0,\
              \"server_rss_before_kib\":100,\"server_rss_kib\":104,\
-             \"server_rss_per_connection_bytes\":1024}"
+             \"server_rss_per_connection_bytes\":1024,\"tls_handshakes_per_sec\":2.0}"
         );
     }
 }
