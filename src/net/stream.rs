@@ -137,6 +137,16 @@ impl Stream {
                 _ => self.first_checked = true,
             }
         }
+        if tls.wants_write() {
+            // Handshake messages the socket did not take before: a peer waiting for them sends
+            // nothing until it has them, so they go first (a drive on a WRITABLE edge comes here
+            // too, through h2's reads).
+            match write_all_tls(tls, &mut self.tcp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
         loop {
             match tls.reader().read(buf) {
                 // `Ok(0)` with a non-empty `buf`: the peer sent `close_notify`.
