@@ -5,7 +5,10 @@
 #   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
 #   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain);
 #   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough);
-#   openssl   (openssl)    the TLS test's `openssl s_client` handshake (tests/tls.rs).
+#   openssl   (openssl)    the TLS test's `openssl s_client` handshake (tests/tls.rs);
+#   clickhouse-server, clickhouse-client (18.16)  the forwarding tests (tests/forward.rs) start a
+#             server in the foreground from a config in a temporary directory; the benchmark
+#             (scripts/forward-bench.sh) compares with clickhouse-client.
 # The gRPC clients (Python grpcio, Node grpc-js) need no root: the tests install them themselves
 # under target/tmp/tools/ (tests/common/tools.rs). `.ci/run` calls this script, and so does
 # `cargo test` when it runs as root and finds a tool missing (unless LOGMILL_NO_INSTALL=1).
@@ -17,6 +20,8 @@ command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v logger >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
 command -v openssl >/dev/null || need+=(openssl)
+command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

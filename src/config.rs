@@ -1,6 +1,8 @@
 //! Settings and limits, with the reason for each default. `main.rs` fills a [`Config`] from the
 //! command line; tests and embedders build one with [`Config::default`] and change what they need.
 
+pub mod forward;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,6 +103,10 @@ pub mod defaults {
     /// link many times over, while a client that opens sockets and never finishes (a
     /// slowloris on the handshake) holds each for no longer.
     pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `--forward-max-lag`: 1 GiB of files the writer keeps past `--max-files` for a sink that
+    /// has not read them (an hour's outage of a sink at some 300 KiB/s), before it deletes the
+    /// oldest anyway so the disk never fills because a sink is down.
+    pub const FORWARD_MAX_LAG: u64 = 1 << 30;
 }
 
 /// What the server is told to do. Each field's default and its reason is in [`defaults`].
@@ -175,6 +181,9 @@ pub struct Config {
     /// A TLS handshake not finished this long after accept is closed
     /// (`defaults::TLS_HANDSHAKE_TIMEOUT`).
     pub tls_handshake_timeout: Duration,
+    /// Where the stored records are forwarded (`--forward`, `--node-id`, ...); no sink by
+    /// default.
+    pub forward: forward::Settings,
 }
 
 /// The PEM files TLS is made of, read at start-up and again at each `SIGHUP`.
@@ -240,6 +249,12 @@ impl Default for Config {
             admin_open: false,
             cors: crate::protocol::grpc_web::Cors::default(),
             admin_password_file: None,
+            forward: forward::Settings::new(
+                Vec::new(),
+                forward::default_node_id(),
+                defaults::FORWARD_MAX_LAG,
+                None,
+            ),
             console_session_ttl: defaults::CONSOLE_SESSION_TTL,
             tls: None,
             tls_handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,

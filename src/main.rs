@@ -43,8 +43,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the log server (the default).
-    Serve(ServeArgs),
+    /// Run the log server (the default). Boxed: its flags (TLS, forwarding, limits) make it
+    /// far larger than the other commands'.
+    Serve(Box<ServeArgs>),
     /// Measure a server: C connections send M records and wait for their acks.
     Bench(logmill::bench::BenchArgs),
     /// Ask a running server how it is; prints its health line (exit 1 unless OK).
@@ -64,6 +65,44 @@ enum Command {
     Query(logmill::client::query::QueryArgs),
     /// The last matching records of the stored files; -f to keep following new ones.
     Tail(logmill::client::query::TailArgs),
+    /// Forwarding: `logmill forward schema clickhouse` prints the table a sink expects.
+    Forward(ForwardArgs),
+}
+
+#[derive(Args)]
+struct ForwardArgs {
+    #[command(subcommand)]
+    command: ForwardCommand,
+}
+
+#[derive(Subcommand)]
+enum ForwardCommand {
+    /// Prints the CREATE TABLE statement of a sink (works on ClickHouse 18.16 and current).
+    Schema {
+        /// The sink: clickhouse.
+        #[arg(value_parser = ["clickhouse"])]
+        sink: String,
+        /// The table, DB.TABLE.
+        #[arg(long, default_value = logmill::forward::clickhouse::DEFAULT_TABLE)]
+        table: String,
+    },
+}
+
+/// Runs `logmill forward ...`.
+fn forward(args: &ForwardArgs) -> ExitCode {
+    match &args.command {
+        ForwardCommand::Schema { table, .. } => {
+            let valid = table.split_once('.').is_some_and(|(db, t)| {
+                logmill::config::forward::valid_name(db) && logmill::config::forward::valid_name(t)
+            });
+            if !valid {
+                eprintln!("logmill forward schema: --table is DB.TABLE (letters, digits, _)");
+                return ExitCode::from(2);
+            }
+            print!("{}", logmill::forward::clickhouse::schema(table));
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// `logmill serve`'s flags. Every default comes from `config::defaults`, where its reason is
@@ -202,6 +241,28 @@ struct ServeArgs {
     /// Close a TLS handshake not finished this long after accept. Hidden: for tests.
     #[arg(long = "tls-handshake-timeout", hide = true, default_value_t = Span(defaults::TLS_HANDSHAKE_TIMEOUT))]
     tls_handshake_timeout: Span,
+    /// Forward the stored records to a sink, at least once, from the files:
+    /// clickhouse+http://HOST:8123/DB.TABLE (the table `logmill forward schema clickhouse`
+    /// prints), or otlp+http://HOST:4318 (OTLP logs, protobuf, to a Collector or another
+    /// logmill). Repeatable. The login comes from LOGMILL_CLICKHOUSE_USER and
+    /// LOGMILL_CLICKHOUSE_PASSWORD (or --forward-password-file), never from the command line.
+    #[arg(long = "forward", value_name = "URL", value_parser = logmill::forward::Target::parse)]
+    forward: Vec<logmill::forward::Target>,
+    /// This node's name on every forwarded record, so several nodes can share one table.
+    /// Default: the host name.
+    #[arg(long = "node-id", value_name = "NAME")]
+    node_id: Option<String>,
+    /// Bytes of files kept past --max-files for a sink that has not read them yet; past it the
+    /// oldest file is deleted anyway (counted, and logged loudly), so a sink that is down never
+    /// fills the disk.
+    #[arg(long = "forward-max-lag", default_value_t = Size(defaults::FORWARD_MAX_LAG))]
+    forward_max_lag: Size,
+    /// A file holding the sink's password (ClickHouse), instead of LOGMILL_CLICKHOUSE_PASSWORD.
+    #[arg(long = "forward-password-file", value_name = "FILE")]
+    forward_password_file: Option<PathBuf>,
+    /// Records per forwarded batch at most. Hidden: for tests and measurements.
+    #[arg(long = "forward-batch-rows", hide = true, default_value_t = logmill::forward::MAX_BATCH_ROWS)]
+    forward_batch_rows: usize,
 }
 
 /// One `--cors-origin` value, checked at start-up (a bad one is a usage error).
@@ -261,6 +322,14 @@ impl ServeArgs {
                 _ => None,
             },
             tls_handshake_timeout: self.tls_handshake_timeout.0,
+            forward: logmill::forward::Settings::new(
+                self.forward,
+                self.node_id
+                    .unwrap_or_else(logmill::forward::default_node_id),
+                self.forward_max_lag.0,
+                self.forward_password_file,
+            )
+            .with_batch_rows(self.forward_batch_rows),
             // Each value was checked by parse_cors_origin.
             cors: logmill::protocol::grpc_web::Cors::parse(
                 self.cors_origin.iter().map(String::as_str),
@@ -274,7 +343,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.command {
         None => cli.serve.into_config(),
-        Some(Command::Serve(args)) => args.into_config(),
+        Some(Command::Serve(args)) => (*args).into_config(),
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Health(args)) => return health(&args),
         Some(Command::Status(args)) => return status(&args),
@@ -284,6 +353,7 @@ fn main() -> ExitCode {
         Some(Command::Admin(args)) => return admin(&args),
         Some(Command::Query(args)) => return logmill::client::query::query(&args),
         Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
+        Some(Command::Forward(args)) => return forward(&args),
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {

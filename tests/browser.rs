@@ -13,10 +13,9 @@ mod common;
 #[path = "common/tools.rs"]
 mod tools;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Server, TempDir, issue_token, read_lines, seq_of, wait_for};
@@ -24,62 +23,15 @@ use common::{Server, TempDir, issue_token, read_lines, seq_of, wait_for};
 /// Time for the whole browser run: Chromium's start, the page's four steps, the screenshot.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Serves the page and the client library on 127.0.0.1 (its own port, so its own origin), one
-/// request per connection, each connection on a thread of its own (a browser may open one and
-/// leave it idle); returns the port. The accepting thread lives as long as the test process: it
-/// only ever answers these two files.
+/// Serves the page and the client library on their own origin (`common::page_server`):
+/// `/page.html` and `/grpc-web.js` only.
 fn serve_page(grpc_web_js: PathBuf) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
-    let port = listener.local_addr().unwrap().port();
     let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page.html");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let (page, grpc_web_js) = (page.clone(), grpc_web_js.clone());
-            std::thread::spawn(move || {
-                if let Err(e) = answer(stream, &page, &grpc_web_js) {
-                    eprintln!("page server: {e}");
-                }
-            });
-        }
-    });
-    port
-}
-
-/// Reads one request head (bounded) and answers the file it names, or 404.
-fn answer(stream: TcpStream, page: &Path, grpc_web_js: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // At most 64 KiB of head is read; a longer one ends early and is answered 404.
-    let mut reader = BufReader::new(stream.try_clone()?.take(64 * 1024));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let path = request_line.split(' ').nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or("");
-    let file = match path {
-        "/page.html" => Some((page, "text/html; charset=utf-8")),
-        "/grpc-web.js" => Some((grpc_web_js, "text/javascript")),
+    common::page_server::serve(Arc::new(move |path: &str| match path {
+        "/page.html" => Some((page.clone(), "text/html; charset=utf-8")),
+        "/grpc-web.js" => Some((grpc_web_js.clone(), "text/javascript")),
         _ => None,
-    };
-    let mut stream = stream;
-    match file {
-        Some((file, content_type)) => {
-            let body = std::fs::read(file)?;
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-                 Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)
-        }
-        None => stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    }
+    }))
 }
 
 /// The token with one character of its signature changed: well formed, signed wrong.

@@ -12,7 +12,6 @@ mod common;
 mod tools;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -565,64 +564,25 @@ fn js_client_pino_stream_maps_levels_logger_and_fields() {
     assert_eq!(lines[3]["message"], "chatty");
 }
 
-/// Serves `clients/js` (the page and the package's browser modules) on its own port, so its own
-/// origin: one request per connection, each on a thread. Only `/test/page.html`, `/browser.js`
-/// and `/src/NAME.js` are answered; anything else is a 404.
+/// Serves `clients/js` (the page and the package's browser modules) on its own origin
+/// (`common::page_server`). Only `/test/page.html`, `/browser.js` and `/src/NAME.js` are
+/// answered; anything else is a 404.
 fn serve_package() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                if let Err(e) = answer_file(stream) {
-                    eprintln!("page server: {e}");
-                }
-            });
-        }
-    });
-    port
-}
-
-fn answer_file(stream: std::net::TcpStream) -> std::io::Result<()> {
-    use std::io::Read as _;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(64 * 1024));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let path = request_line.split(' ').nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or("");
     let module = |name: &str| {
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase()) && name.len() < 32
     };
-    let file = match path {
-        "/test/page.html" => Some(("test/page.html".to_owned(), "text/html; charset=utf-8")),
-        "/browser.js" => Some(("browser.js".to_owned(), "text/javascript")),
-        _ => path
-            .strip_prefix("/src/")
-            .and_then(|n| n.strip_suffix(".js"))
-            .filter(|n| module(n))
-            .map(|n| (format!("src/{n}.js"), "text/javascript")),
-    };
-    let mut stream = stream;
-    match file.and_then(|(f, t)| std::fs::read(package().join(f)).ok().map(|b| (b, t))) {
-        Some((body, content_type)) => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-                 Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)
-        }
-        None => stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    }
+    common::page_server::serve(std::sync::Arc::new(move |path: &str| {
+        let file = match path {
+            "/test/page.html" => Some(("test/page.html".to_owned(), "text/html; charset=utf-8")),
+            "/browser.js" => Some(("browser.js".to_owned(), "text/javascript")),
+            _ => path
+                .strip_prefix("/src/")
+                .and_then(|n| n.strip_suffix(".js"))
+                .filter(|n| module(n))
+                .map(|n| (format!("src/{n}.js"), "text/javascript")),
+        };
+        file.map(|(f, kind)| (package().join(f), kind))
+    }))
 }
 
 /// The package's browser build in headless Chromium (driven by `tests/browser/run.mjs`, as in

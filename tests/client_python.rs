@@ -187,6 +187,14 @@ fn python_frames_match_the_rust_encoder() {
             level: [Level::Debug, Level::Info, Level::Notice, Level::Error][i % 4],
             body: Body::Message("x".repeat(i).into()),
             logger: if i % 3 == 0 { "l".into() } else { "".into() },
+            // Texts set and unset in changing patterns: each pattern is a "site" the Python
+            // encoder lays out once per batch, with null pointers for the unset ones.
+            module: if i % 5 == 0 { "".into() } else { "mod".into() },
+            thread_name: if i % 2 == 0 {
+                "t".repeat(i % 11).into()
+            } else {
+                "".into()
+            },
             fields: (0..i % 3)
                 .map(|j| {
                     (
@@ -529,4 +537,53 @@ fn python_client_refused_token_is_an_error_for_the_caller() {
     );
     assert_eq!(result["send"], "raised");
     assert!(read_lines(&dir.0).is_empty());
+}
+
+/// The two benchmark scripts run and print their figures: `bench.py` (every row, its records
+/// acked or written, or it exits with an error) and `bench_ir.py`'s kinds. A few records only:
+/// this checks they work, not how fast (the figures are in the README).
+#[test]
+fn python_benchmarks_run_and_print_their_figures() {
+    let Some(python) = python("python_benchmarks_run_and_print_their_figures") else {
+        return;
+    };
+    let dir = TempDir::new("py-bench");
+    let server = start(&dir.0);
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let addr = server.addr.to_string();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(&python)
+            .args(args)
+            .env("PYTHONPATH", &package)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bench = package.join("bench.py");
+    let out = run(&[bench.to_str().unwrap(), "--addr", &addr, "--records", "300"]);
+    for row in [
+        "logging alone",
+        "logging.handlers.SocketHandler",
+        "logmill.LogmillHandler",
+        "logmill.Client.send",
+        "LogmillHandler / SocketHandler:",
+    ] {
+        assert!(out.contains(row), "{row:?} missing from:\n{out}");
+    }
+    // bench.py itself exits with an error unless SocketHandler's records were written
+    // (`records_written` in `health`) and the others acked: its success says they arrived.
+    let ir = package.join("bench_ir.py");
+    for kind in ["nothing", "socket", "logmill"] {
+        run(&[ir.to_str().unwrap(), kind, "50", &addr]);
+    }
+    for kind in ["records", "encode"] {
+        run(&[ir.to_str().unwrap(), kind, "50"]);
+    }
 }

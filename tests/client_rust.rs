@@ -286,22 +286,9 @@ fn rust_logger_refused_token_is_a_clear_error() {
 
 /// Runs `logmill ARGS` with `stdin` as its input; returns the exit status and stderr.
 fn logmill(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command.args(args);
+    let out = common::output_with_stdin(&mut command, stdin);
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),

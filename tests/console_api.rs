@@ -10,31 +10,33 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::http_client::{Answer, open, read_answer, start};
-use common::{Client, DEADLINE, Server, TempDir, message, read_lines, wait_for};
+use common::{
+    Client, DEADLINE, Server, TempDir, message, read_lines, set_admin_password, wait_for,
+};
 use logmill::protocol::native::{self, ErrorKind, Hello, ServerFrame};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// `logmill admin set-password --dir DIR` with `stdin` as its input.
-fn set_password(dir: &Path, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["admin", "set-password", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run logmill admin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+/// A server in a new directory `name` whose admin password was set first (typed `twice` at the
+/// prompt or once, as a script would pipe it), started with `args`.
+fn console(name: &str, twice: bool, args: &[&str]) -> (TempDir, Server, SocketAddr) {
+    let dir = TempDir::new(name);
+    let input = if twice {
+        format!("{PASSWORD}\n{PASSWORD}\n")
+    } else {
+        format!("{PASSWORD}\n")
+    };
+    let out = set_admin_password(&dir.0, &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, addr) = start(&dir.0, args);
+    (dir, server, addr)
 }
 
 /// One request on a new connection: `headers` (each `Name: value`) after `Host`, a JSON body
@@ -149,10 +151,10 @@ fn login_cookie_session_and_logout() {
     assert_error(&answer, 503, "logmill admin set-password");
 
     // Two different entries: nothing is stored.
-    let out = set_password(&dir.0, &format!("{PASSWORD}\nsomething else\n"));
+    let out = set_admin_password(&dir.0, &format!("{PASSWORD}\nsomething else\n"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("differ"));
-    let out = set_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"));
+    let out = set_admin_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"));
     assert!(
         out.status.success(),
         "{}",
@@ -271,13 +273,7 @@ fn login_cookie_session_and_logout() {
 /// with a valid cookie, and so is a cross-site login; nothing is created.
 #[test]
 fn csrf_and_cross_site_requests_are_refused() {
-    let dir = TempDir::new("console-csrf");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &[]);
+    let (dir, server, addr) = console("console-csrf", false, &[]);
     let s = login(addr, PASSWORD).unwrap_or_else(|a| panic!("{}", a.text()));
     let body = r#"{"app":"billing"}"#;
     let cookie = s.cookie();
@@ -323,13 +319,7 @@ fn csrf_and_cross_site_requests_are_refused() {
 /// whatever the cookie's holder does.
 #[test]
 fn sessions_expire() {
-    let dir = TempDir::new("console-expiry");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &["--console-session-ttl", "1s"]);
+    let (dir, server, addr) = console("console-expiry", false, &["--console-session-ttl", "1s"]);
     let answer = call(
         addr,
         "POST",
@@ -370,13 +360,7 @@ fn sessions_expire() {
 /// right password.
 #[test]
 fn login_attempts_are_rate_limited() {
-    let dir = TempDir::new("console-rate");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &[]);
+    let (_dir, server, addr) = console("console-rate", false, &[]);
     let mut failures = 0;
     let limited = loop {
         let answer = login(addr, "guess").err().expect("a guess got in");
@@ -407,13 +391,7 @@ fn login_attempts_are_rate_limited() {
 /// (`logmill token issue --admin`) opens the API too, without a session or CSRF token.
 #[test]
 fn tokens_made_and_revoked_through_the_api() {
-    let dir = TempDir::new("console-tokens");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &[]);
+    let (dir, server, addr) = console("console-tokens", false, &[]);
     let s = login(addr, PASSWORD).unwrap_or_else(|a| panic!("{}", a.text()));
     let create = |body: &str| call(addr, "POST", "/api/tokens", &[&s.cookie(), &s.csrf()], body);
     assert_error(&create(r#"{"app":"no spaces"}"#), 400, "no spaces");
@@ -509,13 +487,7 @@ fn tokens_made_and_revoked_through_the_api() {
 fn explore_search_counts_context_and_live_tail() {
     use std::io::BufRead as _;
 
-    let dir = TempDir::new("console-explore");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &["--format", "json"]);
+    let (dir, server, addr) = console("console-explore", true, &["--format", "json"]);
     for path in [
         "/api/search",
         "/api/counts",
@@ -672,13 +644,7 @@ fn explore_search_counts_context_and_live_tail() {
 fn a_tail_nobody_reads_is_dropped_with_a_notice() {
     use std::io::Read as _;
 
-    let dir = TempDir::new("console-slow-tail");
-    assert!(
-        set_password(&dir.0, &format!("{PASSWORD}\n{PASSWORD}\n"))
-            .status
-            .success()
-    );
-    let (server, addr) = start(&dir.0, &["--format", "json"]);
+    let (dir, server, addr) = console("console-slow-tail", true, &["--format", "json"]);
     let session = login(addr, PASSWORD).unwrap();
     // A small receive buffer, so the server's output backs up soon after the kernel's buffers.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -41,18 +41,7 @@ const INSTANCE: &str = "console-test";
 /// The server, with the admin password set for the console (`logmill admin set-password`,
 /// the password on stdin), on ephemeral ports.
 fn start(dir: &Path) -> Server {
-    let mut set = Command::new(env!("CARGO_BIN_EXE_logmill"))
-        .args(["admin", "set-password", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run logmill admin set-password");
-    let mut stdin = set.stdin.take().unwrap();
-    writeln!(stdin, "{PASSWORD}").unwrap();
-    drop(stdin);
-    let out = set.wait_with_output().unwrap();
+    let out = common::set_admin_password(dir, &format!("{PASSWORD}\n"));
     assert!(
         out.status.success(),
         "set-password: {}",

@@ -12,7 +12,7 @@ mod tools;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::http_client::{self, Answer, Conn};
 use common::{DEADLINE, Server, TempDir, message, wait_for};
@@ -320,19 +320,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         out[s.name + ("{" + labels + "}" if labels else "")] = s.value
 print(json.dumps(out))
 "#;
-    let mut child = python
-        .command_with_code(SCRIPT)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_with_stdin(&mut python.command_with_code(SCRIPT), text);
     assert!(out.status.success(), "the parser refused:\n{text}");
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -10,7 +10,7 @@ mod tools;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::http_client::{Answer, open, read_answer, start};
 use common::{DEADLINE, TempDir, issue_token, message, read_lines, seq_of, wait_for};
@@ -447,21 +447,7 @@ fn websocket_from_python_websockets() {
         {"binary_hex": hex},
     ]);
     let run = |args: &[&str], stdin: &str| -> serde_json::Value {
-        let mut child = python
-            .command("ws_client.py")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = common::output_with_stdin(python.command("ws_client.py").args(args), stdin);
         assert!(
             out.status.success(),
             "ws_client.py {args:?}: {}",

@@ -9,9 +9,12 @@ SocketHandler, when the server's ``health`` line says ``records_written`` went u
 acks); for LogmillHandler and Client, when ``flush`` returns (every record acked, so written).
 Caller overhead is the time the logging calls themselves took, per record; the "logging alone"
 row is the same calls into a handler that does nothing, the cost of Python's logging itself.
+CPU is this process's (every thread, user and system) from the first call to the end, per
+record: what the logging costs the program, whatever else the machine is doing.
 """
 
 import argparse
+import os
 import logging
 import logging.handlers
 import re
@@ -63,6 +66,11 @@ class Nothing(logging.Handler):
         record.getMessage()
 
 
+def cpu():
+    t = os.times()
+    return t.user + t.system
+
+
 def check(client, n):
     stats = client.stats()
     if stats.get("acked") != n or stats.get("dropped"):
@@ -81,30 +89,37 @@ def main():
     payload = "x" * args.size
     rows = []
 
+    used = cpu()
     _, caller = log_loop(Nothing(), n, payload)
-    rows.append(("logging alone (a handler that does nothing)", None, caller / n))
+    rows.append(("logging alone (a handler that does nothing)", None, caller / n,
+                 (cpu() - used) / n))
 
     base = records_written(addr)
     handler = logging.handlers.SocketHandler(host, int(port))
+    used = cpu()
     start, caller = log_loop(handler, n, payload)
+    handler.close()  # its socket is flushed: only the wait for the server is left
+    used = cpu() - used
     wait_written(addr, base + n)
     total = time.perf_counter() - start
-    handler.close()
-    rows.append(("logging.handlers.SocketHandler", n / total, caller / n))
+    rows.append(("logging.handlers.SocketHandler", n / total, caller / n, used / n))
     socket_rate = n / total
 
     # Blocking when the queue is full, so that every record is counted, none dropped.
     handler = logmill.LogmillHandler(args.addr, app="bench", when_full="block")
+    used = cpu()
     start, caller = log_loop(handler, n, payload)
     if not handler.client.flush(600):
         sys.exit("LogmillHandler: not all acked")
     total = time.perf_counter() - start
+    used = cpu() - used
     handler.close()
     check(handler.client, n)
-    rows.append(("logmill.LogmillHandler", n / total, caller / n))
+    rows.append(("logmill.LogmillHandler", n / total, caller / n, used / n))
     handler_rate = n / total
 
     client = logmill.Client(args.addr, app="bench", when_full="block")
+    used = cpu()
     start = time.perf_counter()
     for i in range(n):
         client.send(payload, logger="bench")
@@ -112,15 +127,16 @@ def main():
     if not client.flush(600):
         sys.exit("Client: not all acked")
     total = time.perf_counter() - start
+    used = cpu() - used
     client.close()
     check(client, n)
-    rows.append(("logmill.Client.send", n / total, caller / n))
+    rows.append(("logmill.Client.send", n / total, caller / n, used / n))
 
     print(f"{n} records of about {args.size + 14} bytes, Python {sys.version.split()[0]}")
-    print(f"{'':46} {'records/s':>10} {'caller us/record':>17}")
-    for name, rate, per in rows:
+    print(f"{'':46} {'records/s':>10} {'caller us/record':>17} {'CPU us/record':>14}")
+    for name, rate, per, used in rows:
         rate_text = f"{rate:10.0f}" if rate else f"{'-':>10}"
-        print(f"{name:46} {rate_text} {per * 1e6:17.2f}")
+        print(f"{name:46} {rate_text} {per * 1e6:17.2f} {used * 1e6:14.2f}")
     print(f"LogmillHandler / SocketHandler: {handler_rate / socket_rate:.1f}x")
 
 

@@ -185,12 +185,37 @@ pub fn table(status: &Value) -> String {
             plural(connections, "connection")
         ));
     }
+    if let Some(Value::Array(sinks)) = all.get("_forward") {
+        out.push_str(&forward_table(sinks));
+    }
     if let Some(cut) = all.get("_truncated") {
         out.push_str(&format!(
             "(the answer was capped at {} KiB: {} more instances with {} connections not shown)\n",
             MAX_STATUS_BYTES / 1024,
             cut["instances"],
             cut["connections"]
+        ));
+    }
+    out
+}
+
+/// The forwarders' lines: one per sink, with its state, lag and last error.
+fn forward_table(sinks: &[Value]) -> String {
+    let mut out = String::from("forwarding:\n");
+    for sink in sinks {
+        let n = |key: &str| sink[key].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "  {} {}: {} forwarded, lag {} records {} bytes, oldest unforwarded {}s ago{}\n",
+            printable(sink["sink"].as_str().unwrap_or("?")),
+            printable(sink["state"].as_str().unwrap_or("?")),
+            n("forwarded"),
+            n("lag_records"),
+            n("lag_bytes"),
+            n("oldest_unforwarded_age_s"),
+            match sink["error"].as_str() {
+                Some(e) if !e.is_empty() => format!(" ({})", printable(e)),
+                _ => String::new(),
+            }
         ));
     }
     out

@@ -83,6 +83,7 @@ pub mod proto {
     }
 }
 
+pub mod encode;
 mod fast;
 
 mod json;

@@ -13,7 +13,7 @@ pub fn health_line(shared: &Shared) -> String {
     let listed = shared.connections().counts();
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
-         partial_bytes={} shed={} refused_auth={} apps={} instances={} tls_failed={}\n",
+         partial_bytes={} shed={} refused_auth={} apps={} instances={} tls_failed={}{}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -28,6 +28,9 @@ pub fn health_line(shared: &Shared) -> String {
         listed.apps,
         listed.instances,
         stats.tls_failures(),
+        shared
+            .forward()
+            .health_fields(crate::storage::search::filter::now_ns()),
     )
 }
 

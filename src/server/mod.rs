@@ -120,6 +120,8 @@ pub enum Error {
     Tls(tls::TlsError),
     LoopFailed(String),
     RecordsLost(u64),
+    /// A forwarder cannot start (`--forward`): its checkpoint or password file.
+    Forward(String),
 }
 
 impl fmt::Display for Error {
@@ -156,6 +158,7 @@ impl fmt::Display for Error {
                 "stopped with {} received and unwritten: the disk kept failing (see _server.log)",
                 crate::storage::server_log::count(*n, "record")
             ),
+            Error::Forward(why) => write!(f, "cannot start forwarding: {why}"),
         }
     }
 }
@@ -322,20 +325,21 @@ impl Server {
         }
         let handoff = Arc::new(Handoff::new(config.max_pending, mailboxes));
         let stats = Arc::new(Stats::default());
+        let forward = crate::forward::Forwarders::status_of(&config.forward, &config.dir);
+        let retention = forward.retention();
         let shared = Arc::new(
             Shared::new(config.name.clone(), handoff.clone(), stats.clone())
+                .with_forward(forward)
                 .with_max_input(config.max_input)
                 .with_gate(gate)
                 .with_cors(config.cors.clone())
                 .with_tls(tls),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
-        let writer =
-            Writer::open(&config, handoff, stats, log.clone(), writer_rx).map_err(|source| {
-                Error::Storage {
-                    dir: config.dir.display().to_string(),
-                    source,
-                }
+        let writer = Writer::open(&config, handoff, stats, log.clone(), writer_rx, retention)
+            .map_err(|source| Error::Storage {
+                dir: config.dir.display().to_string(),
+                source,
             })?;
         // The HTTP side of the gRPC port: its settings and the admin guard, one for all loops.
         // Admin tokens are checked with the same secret as application tokens (`--secret-file`,
@@ -438,15 +442,27 @@ impl Server {
             writer,
             writer_tx,
             log,
+            shared,
             ..
         } = self;
         // The loops hold the only other senders; the writer stops on LoopDone from each.
         drop(writer_tx);
         let shutdown_timeout = config.shutdown_timeout;
+        // The forwarders read what the writer writes; they start first (a checkpoint or a
+        // password file they cannot read stops the start before any thread runs) and stop
+        // after it.
+        let forwarders = crate::forward::Forwarders::start(
+            &config.dir,
+            &config.forward,
+            shared.forward_status(),
+            log.clone(),
+        )
+        .map_err(Error::Forward)?;
         let writer_thread = thread::Builder::new()
             .name("logmill-writer".into())
             .spawn(move || writer.run(shutdown_timeout))
             .map_err(Error::Setup)?;
+
         let mut loop_threads = Vec::with_capacity(loops.len());
         for (id, event_loop) in loops.into_iter().enumerate() {
             let thread = thread::Builder::new()
@@ -465,7 +481,9 @@ impl Server {
             log.error(format_args!("event loop failed: {result}"));
             failure = Some(Error::LoopFailed(result));
         }
-        match writer_thread.join() {
+        let writer_exit = writer_thread.join();
+        forwarders.stop();
+        match writer_exit {
             Ok(Exit::Clean) => {}
             Ok(Exit::Lost(n)) => return Err(Error::RecordsLost(n)),
             Err(_) => return Err(Error::LoopFailed("the writer thread panicked".into())),

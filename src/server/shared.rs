@@ -42,6 +42,8 @@ pub struct Shared {
     cors: Cors,
     /// What a new connection's TLS is made of (`--tls-cert`), reloaded at `SIGHUP`.
     tls: Tls,
+    /// The forwarders' figures (`--forward`), for `health`, `/metrics` and `status`.
+    forward: Arc<crate::forward::Status>,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             traffic: TrafficBoard::new(loops),
             cors: Cors::default(),
             tls: Tls::off(),
+            forward: Arc::default(),
         }
     }
 
@@ -75,6 +78,20 @@ impl Shared {
 
     pub fn tls(&self) -> &Tls {
         &self.tls
+    }
+
+    /// Sets the forwarders' figures (`--forward`); none until then.
+    pub fn with_forward(mut self, forward: Arc<crate::forward::Status>) -> Self {
+        self.forward = forward;
+        self
+    }
+
+    pub fn forward(&self) -> &crate::forward::Status {
+        &self.forward
+    }
+
+    pub fn forward_status(&self) -> Arc<crate::forward::Status> {
+        self.forward.clone()
     }
 
     /// Sets the origins allowed to call gRPC-Web over h2 (`--cors-origin`); none until then.

@@ -11,6 +11,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::retention::{Decision, Hold};
+
 pub struct FileSet {
     dir: PathBuf,
     name: String,
@@ -19,6 +21,11 @@ pub struct FileSet {
     /// `None` after a rotation renamed the active file but could not create the next one.
     file: Option<File>,
     size: u64,
+    /// Asked before the oldest file is deleted, when some `--forward` sink may not have read it
+    /// ([`super::retention`]); files it keeps are numbered past `max_files`.
+    hold: Option<Hold>,
+    /// Sentences about files deleted unread (over `--forward-max-lag`), for the server's log.
+    dropped: Vec<String>,
 }
 
 /// What [`FileSet::open`] found and fixed.
@@ -41,6 +48,21 @@ impl FileSet {
         max_file_size: u64,
         max_files: usize,
     ) -> io::Result<Opened> {
+        FileSet::open_held(dir, name, max_file_size, max_files, None)
+    }
+
+    /// [`FileSet::open`], with `hold` asked before a rotation deletes the oldest file (and the
+    /// start-up repair deleting nothing past `max_files`: the next rotation decides).
+    ///
+    /// # Errors
+    /// I/O errors creating the directory or opening the active file.
+    pub fn open_held(
+        dir: &Path,
+        name: &str,
+        max_file_size: u64,
+        max_files: usize,
+        hold: Option<Hold>,
+    ) -> io::Result<Opened> {
         fs::create_dir_all(dir)?;
         let mut files = FileSet {
             dir: dir.to_path_buf(),
@@ -49,6 +71,8 @@ impl FileSet {
             max_files: max_files.max(1),
             file: None,
             size: 0,
+            hold,
+            dropped: Vec::new(),
         };
         let mut repairs = files.compact_rotated()?;
         let mut file = OpenOptions::new()
@@ -130,15 +154,19 @@ impl FileSet {
     /// The first failing rename, remove or create.
     pub fn rotate(&mut self) -> io::Result<()> {
         if self.file.is_some() {
-            let free = (0..self.max_files).find(|&i| !self.rotated_path(i).exists());
-            let free = match free {
-                Some(i) => i,
-                None => {
-                    let oldest = self.max_files - 1;
-                    fs::remove_file(self.rotated_path(oldest))?;
-                    oldest
+            // The lowest free index (past `max_files` when files are held for a sink).
+            let mut free = (0..usize::MAX)
+                .find(|&i| !self.rotated_path(i).exists())
+                .unwrap_or(usize::MAX);
+            // Room is made by deleting the oldest, unless a sink still needs it.
+            while free >= self.max_files {
+                let oldest = self.rotated_path(free - 1);
+                if self.keeps_oldest(free - 1)? {
+                    break;
                 }
-            };
+                fs::remove_file(oldest)?;
+                free -= 1;
+            }
             for i in (0..free).rev() {
                 fs::rename(self.rotated_path(i), self.rotated_path(i + 1))?;
             }
@@ -149,6 +177,40 @@ impl FileSet {
         self.file = Some(create_active(&self.active_path())?);
         self.size = 0;
         Ok(())
+    }
+
+    /// Whether `.oldest` (past or at `max_files - 1`) is kept for a sink that has not read it.
+    fn keeps_oldest(&mut self, oldest: usize) -> io::Result<bool> {
+        let Some(hold) = &self.hold else {
+            return Ok(false);
+        };
+        let newer = match oldest {
+            0 => self.active_path(),
+            i => self.rotated_path(i - 1),
+        };
+        let next_first = match File::open(&newer) {
+            Ok(mut f) => crate::storage::search::files::first_seq(&mut f)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut held = 0u64;
+        for i in self.max_files - 1..=oldest {
+            held = held.saturating_add(fs::metadata(self.rotated_path(i)).map_or(0, |m| m.len()));
+        }
+        match hold.keeps(&self.rotated_path(oldest), next_first, held)? {
+            Decision::Delete => Ok(false),
+            Decision::Keep => Ok(true),
+            Decision::Drop(why) => {
+                self.dropped.push(why);
+                Ok(false)
+            }
+        }
+    }
+
+    /// What rotations deleted before every sink read it (over `--forward-max-lag`), one
+    /// sentence per file, once.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Closes and reopens the active file, for an external `logrotate` that moved it (SIGHUP).
@@ -182,7 +244,7 @@ impl FileSet {
         present.sort_unstable();
         let mut repairs = Vec::new();
         for (want, &have) in present.iter().enumerate() {
-            if want >= self.max_files {
+            if want >= self.max_files && self.hold.is_none() {
                 fs::remove_file(self.rotated_path(have))?;
                 repairs.push(format!(
                     "deleted {} (over --max-files {})",

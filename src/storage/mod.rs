@@ -5,6 +5,8 @@
 //! - [`search`]: search, counts, context and follow over the stored files (console and CLI).
 //! - [`bucket`]: which app names may become a bucket directory; the buckets found at start-up.
 //! - [`fileset`]: one rotating set of files, its crash repair at start-up.
+//! - [`retention`]: what the `--forward` sinks have not read yet, which a rotation keeps (up
+//!   to `--forward-max-lag`) instead of deleting.
 //! - [`high_water`]: the highest sequence number given, kept in `_main.seq` so numbers never
 //!   repeat when the files were moved away.
 //! - [`lock`]: one server per directory (`_server.lock`, an `flock` the kernel releases).
@@ -26,6 +28,7 @@ pub mod line;
 pub mod lock;
 pub mod mailbox;
 pub mod parse;
+pub mod retention;
 pub mod search;
 pub mod server_log;
 pub mod writer;

@@ -34,6 +34,7 @@ use super::fileset::FileSet;
 use super::high_water::{HighWater, Recovered};
 use super::line::parse_seq;
 use super::mailbox::Handoff;
+use super::retention::{Hold, Retention};
 use super::server_log::{ServerLog, count};
 use super::{Batch, Command, Completion, SPARE_BATCHES, SPARE_CAPACITY, decimal_width};
 use crate::config::{BUCKET_IDLE_CLOSE, Fsync, MAX_OPEN_BUCKETS};
@@ -182,6 +183,8 @@ pub struct Writer {
     stats_interval: Duration,
     stats_records: u64,
     stats_bytes: u64,
+    /// What the `--forward` sinks have not read, asked before a rotation deletes a file.
+    retention: Arc<Retention>,
 }
 
 /// How the writer ended.
@@ -204,9 +207,15 @@ impl Writer {
         stats: Arc<Stats>,
         log: Arc<ServerLog>,
         rx: Receiver<Command>,
+        retention: Arc<Retention>,
     ) -> io::Result<Writer> {
-        let (files, mut files_seq) =
-            open_bucket(&config.dir, config.max_file_size, config.max_files, &log)?;
+        let (files, mut files_seq) = open_bucket(
+            &config.dir,
+            config.max_file_size,
+            config.max_files,
+            &log,
+            hold(&retention, None),
+        )?;
         let mut buckets = vec![Bucket {
             planned_size: files.size(),
             files: Some(files),
@@ -217,7 +226,13 @@ impl Writer {
         // highest number in any of them; its file is closed again until a record comes.
         for app in super::bucket::existing(&config.dir)? {
             let dir = config.dir.join(&app);
-            let (files, last) = open_bucket(&dir, config.max_file_size, config.max_files, &log)?;
+            let (files, last) = open_bucket(
+                &dir,
+                config.max_file_size,
+                config.max_files,
+                &log,
+                hold(&retention, Some(&app)),
+            )?;
             files_seq = files_seq.max(last);
             let app: Arc<str> = Arc::from(app);
             by_app.insert(app.clone(), buckets.len());
@@ -292,6 +307,7 @@ impl Writer {
             stats_interval: config.stats_interval,
             stats_records: 0,
             stats_bytes: 0,
+            retention,
         })
     }
 
@@ -576,7 +592,13 @@ impl Writer {
             self.close_least_recent(index);
         }
         let bucket = &self.buckets[index];
-        let (files, _) = open_bucket(&bucket.dir, self.max_file_size, self.max_files, &self.log)?;
+        let (files, _) = open_bucket(
+            &bucket.dir,
+            self.max_file_size,
+            self.max_files,
+            &self.log,
+            hold(&self.retention, bucket.app.as_deref()),
+        )?;
         let unwritten: usize = bucket.pending.iter().map(Pending::unwritten).sum();
         let bucket = &mut self.buckets[index];
         bucket.planned_size = files.size() + unwritten as u64;
@@ -762,6 +784,9 @@ impl Writer {
                             files.sync()?;
                         }
                         files.rotate()?;
+                        for dropped in files.take_dropped() {
+                            self.log.error(format_args!("{dropped}"));
+                        }
                         self.stats
                             .writer
                             .rotations
@@ -927,6 +952,16 @@ fn echo(log: &ServerLog, lines: &[u8]) {
     }
 }
 
+/// The hold of `app`'s bucket (`None`: anonymous), when some `--forward` sink may need it.
+fn hold(retention: &Arc<Retention>, app: Option<&str>) -> Option<Hold> {
+    retention.active().then(|| {
+        Hold::new(
+            retention.clone(),
+            app.unwrap_or(crate::storage::search::ANONYMOUS),
+        )
+    })
+}
+
 /// Opens (and repairs) the file set in `dir`, logging the repairs; the highest sequence number
 /// in it (0 when empty).
 fn open_bucket(
@@ -934,8 +969,9 @@ fn open_bucket(
     max_file_size: u64,
     max_files: usize,
     log: &ServerLog,
+    hold: Option<Hold>,
 ) -> io::Result<(FileSet, u64)> {
-    let opened = FileSet::open(dir, "_main", max_file_size, max_files)?;
+    let opened = FileSet::open_held(dir, "_main", max_file_size, max_files, hold)?;
     for repair in &opened.repairs {
         log.warn(format_args!("repaired at start-up: {repair}"));
     }
@@ -1021,6 +1057,7 @@ mod tests {
             Arc::default(),
             Arc::new(ServerLog::stderr_only()),
             rx,
+            Arc::default(),
         )
         .unwrap();
         TestWriter {

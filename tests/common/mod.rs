@@ -16,7 +16,9 @@ use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
 
 pub mod certs;
+pub mod clickhouse;
 pub mod http_client;
+pub mod page_server;
 mod temp_dir;
 #[allow(unused_imports)] // not every test file makes a directory
 pub use temp_dir::TempDir;
@@ -351,6 +353,27 @@ pub fn issue_token(dir: &Path, app: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `command` to its end with `stdin` as its whole input; stdout and stderr captured.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `logmill admin set-password --dir DIR` with `stdin` typed at its prompt.
+pub fn set_admin_password(dir: &Path, stdin: &str) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command.args(["admin", "set-password", "--dir"]).arg(dir);
+    output_with_stdin(&mut command, stdin)
 }
 
 /// A loopback port nobody listens on (bound, then released): for a server a test stops and

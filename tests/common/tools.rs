@@ -8,6 +8,7 @@
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
 //! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser`, `tls::the_console_over_https_in_a_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | `clickhouse-server`, `clickhouse-client` (Debian's 18.16) | `forward` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
 //! | `python3` (standard library only) | `client_python`, `tls::python_ssl_*` | the system's Python |
 //! | `openssl` | `tls::openssl_s_client_*` | `scripts/install-tools.sh` (apt) |
@@ -110,6 +111,16 @@ pub fn rsyslogd() -> Result<PathBuf, Missing> {
         "rsyslogd",
         "apt-get install rsyslog, or run scripts/install-tools.sh as root; rsyslogd is in \
          /usr/sbin, which must be on PATH",
+    )
+}
+
+/// `clickhouse-server` (Debian package `clickhouse-server`, 18.16), for the forwarding tests;
+/// `clickhouse-client` comes with it for the benchmark.
+pub fn clickhouse_server() -> Result<PathBuf, Missing> {
+    apt_tool(
+        "clickhouse-server",
+        "clickhouse-server",
+        "apt-get install clickhouse-server clickhouse-client, or run scripts/install-tools.sh as root",
     )
 }
 
@@ -395,6 +406,10 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
         ),
         ("the client_go tests", go().map(drop)),
         ("tls::openssl_s_client_*", openssl().map(drop)),
+        (
+            "the forward tests (clickhouse-server)",
+            clickhouse_server().map(drop),
+        ),
     ]
 }
 

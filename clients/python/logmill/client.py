@@ -482,23 +482,32 @@ def _fields(fields):
 
 
 # The attributes every LogRecord has: anything else was passed with extra= and becomes a field.
-_STANDARD = frozenset(
-    vars(__import__("logging").LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
-                                                                          "taskName"}
+_PLAIN = vars(__import__("logging").LogRecord("", 0, "", 0, "", (), None))
+_STANDARD = frozenset(_PLAIN) | {"message", "asctime", "taskName"}
+# A record with no more attributes than a plain LogRecord has no extra= ones: the common case,
+# told by one len() instead of a set difference.
+_PLAIN_COUNT = len(_PLAIN)
+# logging's level numbers to wire levels, for the standard ones; others through python_level.
+_LEVELS = {n: wire.python_level(n) for n in (0, 5, 10, 20, 30, 40, 50)}
 
 
 def _from_logging(entry):
     """A record tuple from the handler's (LogRecord, message, stack trace) entry."""
     record, message, stack = entry
     attributes = record.__dict__
-    extra = attributes.keys() - _STANDARD  # one set operation; usually empty
     fields = None
-    if extra:
-        # In the order they were set (extra= keeps the caller's order).
-        fields = [(k, v if isinstance(v, str) else _json.dumps(v, default=str))
-                  for k, v in attributes.items() if k in extra]
-    return (int(record.created * 1e9), wire.python_level(record.levelno), False, message,
-            record.name, "", "", record.module or "", record.pathname or "",
-            record.lineno or 0, record.funcName or "", record.process or 0,
-            record.processName or "", (record.thread or 0) & 0xFFFFFFFFFFFFFFFF,
-            record.threadName or "", stack, fields)
+    if len(attributes) > _PLAIN_COUNT:
+        extra = attributes.keys() - _STANDARD
+        if extra:
+            # In the order they were set (extra= keeps the caller's order).
+            fields = [(k, v if isinstance(v, str) else _json.dumps(v, default=str))
+                      for k, v in attributes.items() if k in extra]
+    levelno = attributes["levelno"]
+    level = _LEVELS.get(levelno)
+    if level is None:
+        level = wire.python_level(levelno)
+    return (int(attributes["created"] * 1e9), level, False, message,
+            attributes["name"], "", "", attributes["module"] or "", attributes["pathname"] or "",
+            attributes["lineno"] or 0, attributes["funcName"] or "", attributes["process"] or 0,
+            attributes["processName"] or "", (attributes["thread"] or 0) & 0xFFFFFFFFFFFFFFFF,
+            attributes["threadName"] or "", stack, fields)

@@ -102,8 +102,26 @@ def record(body, level=3, *, json=False, timestamp_ns=0, logger="", host="", ser
             function, process_id, process_name, thread_id, thread_name, stack_trace, fields)
 
 
-# (pointer slot, index in the record tuple) of each optional text of a LogRecord, in order.
-_TEXT_SLOTS = ((1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (6, 10), (7, 12), (8, 14), (9, 15))
+def _site(texts):
+    """The layout of one site (the texts of pointer slots 1-8, in order): the padded texts
+    joined, and the two integers ``encode_records`` makes the slots' eight pointer words from,
+    ``site_words + base * each``, where ``base`` is the record's text position relative to its
+    pointers. An empty text is a null pointer, as the Rust encoder leaves it."""
+    block = bytearray()
+    site_words = 0
+    each = 0
+    for j, value in enumerate(texts):
+        if not value:
+            continue
+        b = value.encode("utf-8", "replace")
+        slot = j + 1
+        # This text's pointer offset is base + (its word in the block) - slot - 1.
+        c = (len(block) >> 3) - slot - 1
+        site_words += (4 * c + 1 + (((len(b) + 1) << 3 | 2) << 32)) << (64 * j)
+        each += 4 << (64 * j)
+        block += b
+        block += _ZEROS[: 8 - (len(b) & 7)]
+    return bytes(block), site_words, each
 
 
 def encode_records(records):
@@ -133,9 +151,14 @@ def encode_records(records):
     text_base = first + n * RECORD_WORDS
     pack_data = RECORD_DATA.pack_into
     pack_pointer = _POINTER.pack_into
-    # Logger, module, file, function, process and thread names repeat from record to record:
-    # each distinct one is encoded and padded once per batch.
-    padded = {}
+    # The texts of slots 1-8 (logger, host, service, module, file, function, process and thread
+    # names) repeat from record to record as one "site": each distinct site is laid out once per
+    # batch (its texts padded and joined, in slot order) and copied after each record's body.
+    # Its eight pointers are then one 64-byte integer: each non-empty slot's word is
+    # ``(offset << 2 | 1) | high << 32``, and the offsets of a record differ from the site's
+    # own by the same amount for every slot, so one multiply-add makes all eight (no word
+    # carries into the next: an offset is far below 2**30 words).
+    sites = {}
     for i, r in enumerate(records):
         at = i * RECORD_WORDS * 8
         pack_data(structs, at, r[0], r[1], 1 if r[2] else 0, r[9], r[11], r[13])
@@ -147,18 +170,22 @@ def encode_records(records):
         pack_pointer(structs, at + 32, (offset << 2) | 1, (len(b) + 1) << 3 | 2)
         texts += b
         texts += _ZEROS[: 8 - (len(b) & 7)]
-        for slot, index in _TEXT_SLOTS:
-            value = r[index]
-            # The optional texts only when non-empty, as the Rust encoder does.
-            if not value:
-                continue
-            known = padded.get(value)
-            if known is None:
-                b = value.encode("utf-8", "replace")
-                known = padded[value] = ((len(b) + 1) << 3 | 2, b + _ZEROS[: 8 - (len(b) & 7)])
-            offset = text_base + (len(texts) >> 3) - (pointer_word + slot) - 1
-            pack_pointer(structs, at + (4 + slot) * 8, (offset << 2) | 1, known[0])
-            texts += known[1]
+        key = r[4:9] + r[10:15:2]
+        site = sites.get(key)
+        if site is None:
+            site = sites[key] = _site(key)
+        block, site_words, each = site
+        if block:
+            base = text_base + (len(texts) >> 3) - pointer_word
+            structs[at + 40: at + 104] = (site_words + base * each).to_bytes(64, "little")
+            texts += block
+        stack = r[15]
+        if stack:
+            b = stack.encode("utf-8", "replace")
+            offset = text_base + (len(texts) >> 3) - (pointer_word + 9) - 1
+            pack_pointer(structs, at + 13 * 8, (offset << 2) | 1, (len(b) + 1) << 3 | 2)
+            texts += b
+            texts += _ZEROS[: 8 - (len(b) & 7)]
         fields = r[16]
         if fields:
             count = len(fields)

@@ -74,7 +74,8 @@ use h2::{Ping, PingPong, Reason};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::calls::{Calls, GrpcContext, Rpc};
+use super::calls::{Calls, Rpc};
+use super::push::GrpcContext;
 use super::wake::{ReadyQueue, WakeState};
 use crate::config::GrpcLimits;
 use crate::net::h2_io::H2Io;

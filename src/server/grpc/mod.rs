@@ -8,8 +8,11 @@
 //!               ready queue, drive / serve / completions / shutdown / shed        (GrpcPort)
 //!   lifecycle.rs  one connection: detect, handshake, serve, timers, keepalive, shutdown,
 //!                 shed, budget                                              (GrpcConnection)
-//!     calls.rs      a call's life: start, poll, read; the record path (push_records)  (Calls)
+//!     calls.rs      a call's life: start, poll, read, fail; the FIFO of records in flight,
+//!                   credited by the writer's completions                              (Calls)
 //!                   (and gRPC-Web over h2: text decoding, answers via grpc_web)
+//!       push.rs       a message to records: the token (admit), gzip, PushRequest, LogRecord,
+//!                     OTLP export into the loop's batch                        (GrpcContext)
 //!       replies.rs    response heads, status trailers, framed replies, health answers,
 //!                     a gRPC-Web answer on an h2 stream (send_web)
 //!     wake.rs       a wake from h2: the loop's ReadyQueue, a connection's WakeState
@@ -21,13 +24,14 @@
 mod calls;
 mod lifecycle;
 mod port;
+mod push;
 mod replies;
 mod wake;
 
-pub use calls::GrpcContext;
-pub(crate) use calls::admit;
 pub use lifecycle::{Drive, GrpcConnection};
 pub use port::{Accepted, Driven, GrpcPort, Http1};
+pub use push::GrpcContext;
+pub(crate) use push::admit;
 pub use wake::ReadyQueue;
 
 #[cfg(test)]

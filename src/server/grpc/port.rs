@@ -31,8 +31,8 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use super::calls::GrpcContext;
 use super::lifecycle::{Drive, GrpcConnection};
+use super::push::GrpcContext;
 use super::wake::ReadyQueue;
 use crate::apps::connections::Row;
 use crate::config::GrpcLimits;

@@ -15,6 +15,7 @@
 //! | `logmill_records_written_total`, `logmill_decode_errors_total` {protocol}, `logmill_connections_refused_total` {reason}, `logmill_degraded` | `stats::Stats` (one add per batch, error or refusal) |
 //! | `logmill_pending_bytes`, `logmill_max_pending_bytes` | the backpressure gauge (`storage::backpressure`) |
 //! | `logmill_writer_batch_records`, `logmill_write_duration_seconds`, `logmill_rotations_total`, `logmill_disk_errors_total` | the writer thread alone (`stats::WriterStats`, per flush) |
+//! | `logmill_forward_*` {sink} | each forwarder thread (`forward::SinkStatus`, per batch and per pass over the files) |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes` | `/proc/self` at scrape time |
 
 use std::fmt::Write as _;
@@ -156,6 +157,7 @@ pub fn render(shared: &Shared) -> String {
         &[],
         if stats.degraded() { 1.0 } else { 0.0 },
     );
+    forward(&mut out, shared.forward());
     process(&mut out);
     out
 }
@@ -187,6 +189,77 @@ fn received(out: &mut String, traffic: &Traffic) {
 }
 
 /// Process CPU time and resident memory, from `/proc/self` (Linux; left out elsewhere).
+/// One family per figure, one sample per `--forward` sink (nothing without a sink).
+fn forward(out: &mut String, status: &crate::forward::Status) {
+    if status.sinks().is_empty() {
+        return;
+    }
+    let now = crate::storage::search::filter::now_ns();
+    type Figure = fn(&crate::forward::SinkStatus, u64) -> u64;
+    let figures: [(&str, &str, &str, Figure); 6] = [
+        (
+            "logmill_forward_records_total",
+            "counter",
+            "Records the sink acknowledged since the start.",
+            |s, _| s.forwarded(),
+        ),
+        (
+            "logmill_forward_retries_total",
+            "counter",
+            "Batches that failed with an error that can succeed later (retried).",
+            |s, _| s.retries(),
+        ),
+        (
+            "logmill_forward_lag_records",
+            "gauge",
+            "Records stored and not yet acknowledged by the sink (unread ones estimated from \
+             the mean line length).",
+            |s, _| s.lag_records(),
+        ),
+        (
+            "logmill_forward_lag_bytes",
+            "gauge",
+            "Bytes of stored records not yet acknowledged by the sink.",
+            |s, _| s.lag_bytes(),
+        ),
+        (
+            "logmill_forward_oldest_unforwarded_age_seconds",
+            "gauge",
+            "Age of the oldest record not yet acknowledged (0 when caught up).",
+            |s, now| s.oldest_age_s(now),
+        ),
+        (
+            "logmill_forward_stopped",
+            "gauge",
+            "1 when the forwarder stopped on an error no retry can fix (see _server.log).",
+            |s, _| u64::from(s.state() == crate::forward::State::Stopped),
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        family(out, name, kind, help);
+        for sink in status.sinks() {
+            sample(out, name, &[("sink", sink.url())], value(sink, now) as f64);
+        }
+    }
+    let retention = status.retention();
+    for (name, help, value) in [
+        (
+            "logmill_forward_dropped_files_total",
+            "Files deleted before every sink read them: the files held for the sinks passed \
+             --forward-max-lag.",
+            retention.dropped_files(),
+        ),
+        (
+            "logmill_forward_dropped_bytes_total",
+            "Their bytes.",
+            retention.dropped_bytes(),
+        ),
+    ] {
+        family(out, name, "counter", help);
+        sample(out, name, &[], value as f64);
+    }
+}
+
 fn process(out: &mut String) {
     if let Some(cpu) = cpu_seconds() {
         family(

@@ -235,7 +235,8 @@ impl Web {
             Route::Status => {
                 let rows = cx.shared.connections().rows();
                 // Room for the status line and headers within the connection's output limit.
-                let json = status_json(&rows, MAX_STATUS_BYTES - 1024);
+                let json = status_json(&rows, MAX_STATUS_BYTES - 1024 - 4096);
+                let json = crate::server::session::status::with_forward(json, cx.shared);
                 Answer {
                     status: 200,
                     reason: "OK",

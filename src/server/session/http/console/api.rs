@@ -203,6 +203,7 @@ fn server(console: &Console, cx: &Context<'_>) -> Value {
         "sessions": console.auth.session_count(),
         "buckets": buckets,
         "buckets_not_listed": more,
+        "forward": shared.forward().to_json(crate::storage::search::filter::now_ns()),
     })
 }
 

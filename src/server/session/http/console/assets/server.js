@@ -14,7 +14,7 @@ const CARDS = [
   ['pending_bytes', 'Pending bytes', bytes],
   ['uptime', 'Up for', (s) => (typeof s === 'number' ? duration(s) : String(s ?? '–'))],
 ];
-const KNOWN = new Set(['status', 'degraded', 'name', 'version', 'buckets', 'records_per_second', ...CARDS.map(([k]) => k)]);
+const KNOWN = new Set(['status', 'degraded', 'name', 'version', 'buckets', 'forward', 'records_per_second', ...CARDS.map(([k]) => k)]);
 
 export function show(view) {
   const state = h('div', { class: 'health', 'aria-live': 'polite' }, 'Loading…');
@@ -22,6 +22,7 @@ export function show(view) {
   const cards = h('div', { class: 'cards' });
   const buckets = h('tbody');
   const other = h('tbody');
+  const sinks = h('tbody');
   view.append(
     h('div', { class: 'title' }, h('h1', {}, 'Server'), state, about),
     cards,
@@ -29,6 +30,11 @@ export function show(view) {
     h('table', { class: 'grid', id: 'buckets' },
       h('thead', {}, h('tr', {}, ['App', 'Files', 'Bytes', ''].map((c) => h('th', { scope: 'col' }, c)))),
       buckets),
+    h('h2', {}, 'Forwarding'),
+    h('table', { class: 'grid', id: 'forward' },
+      h('thead', {}, h('tr', {}, ['Sink', 'State', 'Forwarded', 'Lag (records)', 'Lag (bytes)', 'Oldest unforwarded', 'Error']
+        .map((c) => h('th', { scope: 'col' }, c)))),
+      sinks),
     h('h2', {}, 'More figures'),
     h('table', { class: 'grid narrow' }, other),
   );
@@ -60,6 +66,17 @@ export function show(view) {
             h('td', { class: 'num' }, bytes(b.bytes)),
             h('td', { class: 'barcell' }, bar));
         }));
+      const forward = Array.isArray(s.forward) ? s.forward : [];
+      fill(sinks, forward.length === 0
+        ? h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No sink (--forward).'))
+        : forward.map((f) => h('tr', { 'data-sink': f.sink },
+          h('td', { class: 'mono' }, f.sink),
+          h('td', { class: f.state === 'ok' ? 'good' : 'bad' }, f.state),
+          h('td', { class: 'num' }, count(f.forwarded)),
+          h('td', { class: 'num' }, count(f.lag_records)),
+          h('td', { class: 'num' }, bytes(f.lag_bytes)),
+          h('td', { class: 'num' }, duration(f.oldest_unforwarded_age_s ?? 0)),
+          h('td', {}, f.error || ''))));
       fill(other, Object.entries(s)
         .filter(([k, v]) => !KNOWN.has(k) && (v === null || typeof v !== 'object'))
         .map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', { class: 'mono' }, String(v)))));
