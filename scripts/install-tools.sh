@@ -5,6 +5,7 @@
 #   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
 #   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain);
 #   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough);
+#   openssl   (openssl)    the TLS test's `openssl s_client` handshake (tests/tls.rs);
 #   clickhouse-server, clickhouse-client (18.16)  the forwarding tests (tests/forward.rs) start a
 #             server in the foreground from a config in a temporary directory; the benchmark
 #             (scripts/forward-bench.sh) compares with clickhouse-client.
@@ -19,6 +20,7 @@ command -v capnp >/dev/null || need+=(capnproto)
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v logger >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
+command -v openssl >/dev/null || need+=(openssl)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v rsync >/dev/null || need+=(rsync)

@@ -3,7 +3,7 @@
 
 pub mod forward;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How each stored line is written.
@@ -99,6 +99,10 @@ pub mod defaults {
     /// is good for no longer), and after 1 h without a request
     /// (`server::session::http::console::auth::IDLE_TIMEOUT`).
     pub const CONSOLE_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+    /// A TLS handshake takes two round trips and a few milliseconds of CPU; 10 s covers a slow
+    /// link many times over, while a client that opens sockets and never finishes (a
+    /// slowloris on the handshake) holds each for no longer.
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// `--forward-max-lag`: 1 GiB of files the writer keeps past `--max-files` for a sink that
     /// has not read them (an hour's outage of a sink at some 300 KiB/s), before it deletes the
     /// oldest anyway so the disk never fills because a sink is down.
@@ -182,6 +186,12 @@ pub struct Config {
     pub admin_password_file: Option<PathBuf>,
     /// How long a console session lasts after login (`defaults::CONSOLE_SESSION_TTL`).
     pub console_session_ttl: Duration,
+    /// TLS on the native TCP port and the gRPC port (`--tls-cert`, `--tls-key`,
+    /// `--tls-client-ca`); `None`: plain TCP. One port, one mode (`server::tls`).
+    pub tls: Option<TlsFiles>,
+    /// A TLS handshake not finished this long after accept is closed
+    /// (`defaults::TLS_HANDSHAKE_TIMEOUT`).
+    pub tls_handshake_timeout: Duration,
     /// Where the stored records are forwarded (`--forward`, `--node-id`, ...); no sink by
     /// default.
     pub forward: forward::Settings,
@@ -197,6 +207,38 @@ pub struct Config {
     pub ship_timeout: Duration,
     /// The ship listener's backlog (`ship rx --socket-queue-length`).
     pub ship_backlog: u32,
+}
+
+/// The PEM files TLS is made of, read at start-up and again at each `SIGHUP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The server's certificate chain (`cert`, leaf first) and its private key (`key`);
+    /// `client_ca`: the CA certificates a client's certificate must chain to (mutual TLS).
+    pub fn new(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> TlsFiles {
+        TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }
+    }
+
+    pub fn cert(&self) -> &Path {
+        &self.cert
+    }
+
+    pub fn key(&self) -> &Path {
+        &self.key
+    }
+
+    pub fn client_ca(&self) -> Option<&Path> {
+        self.client_ca.as_deref()
+    }
 }
 
 impl Default for Config {
@@ -243,6 +285,8 @@ impl Default for Config {
             ship_host_in_filename: false,
             ship_timeout: defaults::SHIP_TIMEOUT,
             ship_backlog: defaults::SHIP_BACKLOG,
+            tls: None,
+            tls_handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }

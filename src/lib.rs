@@ -29,7 +29,7 @@
 //!                                v
 //!                      loops send acks to clients that asked for them
 //!
-//!  logmill-signals: SIGINT/SIGTERM -> shutdown, SIGHUP -> reopen files
+//!  logmill-signals: SIGINT/SIGTERM -> shutdown, SIGHUP -> reopen files, reload TLS certificate
 //!
 //!  start-up (main): validate flags, lock <dir>/_server.lock, bind the ports, then open
 //!  _server.log and the record files, so a refused second server writes nothing
@@ -59,8 +59,8 @@
 //! - [`stats`]: the counters every thread bumps (atomics, and refusals by app behind a mutex
 //!   taken once per refusal; the lowest room); the writer's histograms for `/metrics`
 //!   (`server::session::http::metrics`, which sums the loops' own counts, `server::traffic`).
-//! - [`net`]: mio-side plumbing shared by the server and the client: `h2` over a nonblocking
-//!   socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
+//! - [`net`]: mio-side plumbing shared by the server and the client: a socket plain or TLS
+//!   (rustls sans-IO, `net::stream`), `h2` over a nonblocking socket, the waker for `h2` futures polled by hand, and the options of an accepted socket.
 //! - [`client`]: the Rust client library: connect, hello, send records and batches, read acks;
 //!   the `Logger` (a background thread that batches, reconnects, resends unacked records in
 //!   order and spools to disk; a `log::Log` and a `tracing` layer); `logmill health`,

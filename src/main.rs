@@ -43,8 +43,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the log server (the default).
-    Serve(ServeArgs),
+    /// Run the log server (the default). Boxed: its flags (TLS, forwarding, limits) make it
+    /// far larger than the other commands'.
+    Serve(Box<ServeArgs>),
     /// Measure a server: C connections send M records and wait for their acks.
     Bench(logmill::bench::BenchArgs),
     /// Ask a running server how it is; prints its health line (exit 1 unless OK).
@@ -316,6 +317,23 @@ struct ServeArgs {
     /// request). Hidden: for tests of expiry.
     #[arg(long = "console-session-ttl", hide = true, default_value_t = Span(defaults::CONSOLE_SESSION_TTL))]
     console_session_ttl: Span,
+    /// Serve TLS (1.2 and 1.3) on every TCP port with this certificate chain (PEM, leaf
+    /// first): the native port, and the gRPC port with ALPN http/1.1 and h2 (gRPC, gRPC-Web,
+    /// OTLP/HTTP, WebSocket, the console). One port, one mode: a plain client is closed.
+    /// Reloaded at SIGHUP for new connections.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CAs (PEM): mutual TLS. The
+    /// certificate's subject CN names the connection's app when it sends no token (README,
+    /// "TLS").
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Close a TLS handshake not finished this long after accept. Hidden: for tests.
+    #[arg(long = "tls-handshake-timeout", hide = true, default_value_t = Span(defaults::TLS_HANDSHAKE_TIMEOUT))]
+    tls_handshake_timeout: Span,
     /// Forward the stored records to a sink, at least once, from the files:
     /// clickhouse+http://HOST:8123/DB.TABLE (the table `logmill forward schema clickhouse`
     /// prints), or otlp+http://HOST:4318 (OTLP logs, protobuf, to a Collector or another
@@ -417,6 +435,13 @@ impl ServeArgs {
             admin_open: self.admin_open,
             admin_password_file: self.admin_password_file,
             console_session_ttl: self.console_session_ttl.0,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(config::TlsFiles::new(cert, key, self.tls_client_ca))
+                }
+                _ => None,
+            },
+            tls_handshake_timeout: self.tls_handshake_timeout.0,
             forward: logmill::forward::Settings::new(
                 self.forward,
                 self.node_id
@@ -444,7 +469,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.command {
         None => cli.serve.into_config(),
-        Some(Command::Serve(args)) => args.into_config(),
+        Some(Command::Serve(args)) => (*args).into_config(),
         Some(Command::Bench(args)) => return bench(args),
         Some(Command::Health(args)) => return health(&args),
         Some(Command::Status(args)) => return status(&args),

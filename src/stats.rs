@@ -52,6 +52,9 @@ pub struct Stats {
     ship_files_created: AtomicU64,
     ship_bytes: AtomicU64,
     ship_refused: AtomicU64,
+    /// TLS handshakes that failed (a bad certificate, a plain client on a TLS port, a
+    /// handshake not finished in time).
+    tls_failures: AtomicU64,
     /// The writer's own figures (only the writer thread bumps them).
     pub writer: WriterStats,
 }
@@ -263,6 +266,15 @@ impl Stats {
 
     pub fn header_timeouts(&self) -> u64 {
         self.header_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed TLS handshake; returns how many so far.
+    pub fn tls_failure(&self) -> u64 {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     pub fn decode_errors(&self) -> u64 {

@@ -222,6 +222,42 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// As [`admit`](Self::admit), for a connection that also presented a client certificate
+    /// (mutual TLS, `--tls-client-ca`) whose subject CN is the valid app name `certified`. The
+    /// certificate is a credential as a token is:
+    ///
+    /// | token | the connection |
+    /// |-------|----------------|
+    /// | given | decided by the token alone, as [`admit`](Self::admit) |
+    /// | none, names no app or `certified` | `certified`'s bucket, under every `--auth` |
+    /// | none, names another app | refused ([`Refusal::OtherApp`]), except under `--auth off` |
+    ///
+    /// # Errors
+    /// The [`Refusal`], as for [`admit`](Self::admit).
+    pub fn admit_certified(
+        &self,
+        token: &str,
+        asked: &str,
+        certified: &str,
+        now: u64,
+    ) -> Result<Admit, Refusal> {
+        if !token.is_empty() {
+            return self.admit(token, asked, now);
+        }
+        if asked.is_empty() || asked == certified {
+            return Ok(Admit::App(certified.to_owned()));
+        }
+        if self.policy == Auth::Off {
+            return Ok(named(asked));
+        }
+        Err(Refusal::OtherApp {
+            token_app: certified.to_owned(),
+            asked: asked.to_owned(),
+        })
+    }
+}
+
 /// `--auth off`: the app named is the bucket; no app, anonymous.
 fn named(asked: &str) -> Admit {
     if asked.is_empty() {
@@ -278,6 +314,41 @@ mod tests {
 
     fn issue(secret: &[u8], app: &str, exp: Option<u64>, jti: &str) -> String {
         token::issue(secret, app, NOW - 10, exp, jti).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_names_the_app_a_token_still_decides() {
+        let (_off_place, off, _) = gate("certified-off", Auth::Off);
+        let (_place, gate, secret) = gate("certified", Auth::Required);
+        // No token: the certificate's app, named or not.
+        for asked in ["", "billing"] {
+            assert_eq!(
+                gate.admit_certified("", asked, "billing", NOW),
+                Ok(Admit::App("billing".into()))
+            );
+        }
+        // Another app named: refused, as a token of another app would be.
+        assert_eq!(
+            gate.admit_certified("", "shop", "billing", NOW),
+            Err(Refusal::OtherApp {
+                token_app: "billing".into(),
+                asked: "shop".into()
+            })
+        );
+        // A token decides alone: its app, or its refusal.
+        let shop = issue(&secret, "shop", None, "c1");
+        assert_eq!(
+            gate.admit_certified(&shop, "", "billing", NOW),
+            Ok(Admit::App("shop".into()))
+        );
+        assert!(matches!(
+            gate.admit_certified("garbage", "", "billing", NOW),
+            Err(Refusal::Token { .. })
+        ));
+        assert_eq!(
+            off.admit_certified("", "shop", "billing", NOW),
+            Ok(Admit::App("shop".into()))
+        );
     }
 
     #[test]

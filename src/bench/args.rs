@@ -119,6 +119,15 @@ pub struct BenchArgs {
     /// Never draw the progress bar (it is drawn only on a terminal, for runs over a second).
     #[arg(long = "no-progress")]
     pub no_progress: bool,
+    /// Native load and --idle over TLS (rustls, as the server): the server must serve TLS
+    /// (with a server bench starts: --server-args "--tls-cert C --tls-key K"). Reports the
+    /// handshakes per second of the set-up.
+    #[arg(long, requires = "ca")]
+    pub tls: bool,
+    /// With --tls: the CA certificate (PEM) the server's certificate must chain to; the
+    /// server is verified as `localhost` (or the host of --addr).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Wire protocols bench can send.

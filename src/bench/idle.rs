@@ -10,27 +10,36 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 use super::apps::Apps;
+use super::args::BenchArgs;
 use super::error::{BenchError, setup};
-use super::link::{READ_CHUNK, open};
-use super::report::{IdleMemory, IdleReport};
+use super::link::{READ_CHUNK, Tls, open};
+use super::report::{Handshakes, IdleMemory, IdleReport};
 use super::socket::poll_once;
 use super::spawn::SpawnedServer;
 use super::usage;
 
-/// Opens `n` connections, holds them `hold`, and measures the server's memory with them.
+/// Opens `--idle N` connections (over TLS with `tls`), holds them `--idle-secs`, and measures
+/// the server's memory with them.
 pub fn idle(
-    n: usize,
+    args: &BenchArgs,
     apps: &Apps,
-    hold: Duration,
+    tls: Option<&Tls>,
     addr: SocketAddr,
     server: Option<&SpawnedServer>,
     deadline: Instant,
-    timeout: Duration,
 ) -> Result<IdleReport, BenchError> {
+    let n = args.idle.unwrap_or(0) as usize;
+    let hold = Duration::from_secs(args.idle_secs);
+    let timeout = args.timeout;
     let before = server.and_then(usage::memory);
     let mut poll = Poll::new().map_err(setup("cannot create a mio Poll"))?;
     eprintln!("logmill bench: opening {n} idle connections to {addr}");
-    let (mut links, _) = open(&mut poll, addr, n, apps, deadline, timeout)?;
+    let set_up = Instant::now();
+    let (mut links, _) = open(&mut poll, addr, n, apps, tls, deadline, timeout)?;
+    let handshakes = tls.map(|_| Handshakes {
+        count: n,
+        elapsed: set_up.elapsed(),
+    });
     eprintln!(
         "logmill bench: the server welcomed {n} connections; holding them for {} s",
         hold.as_secs_f64()
@@ -67,6 +76,7 @@ pub fn idle(
     Ok(IdleReport {
         connections: links.len(),
         held: hold,
+        handshakes,
         server,
     })
 }
@@ -137,6 +147,7 @@ pub fn idle_http(
     Ok(IdleReport {
         connections: streams.len(),
         held: hold,
+        handshakes: None,
         server,
     })
 }

@@ -2,8 +2,9 @@
 //! sets many up at once: connect, hello, wait for the welcome. The frames are the client
 //! library's ([`crate::client::framing`]); this file only moves them through nonblocking sockets.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -11,8 +12,12 @@ use mio::{Events, Poll};
 
 use super::apps::Apps;
 use super::error::BenchError;
-use super::socket::{register, wait, write_some};
+use super::socket::{register, wait};
 use crate::client::framing::{ClientOptions, Inbox, Reply};
+use crate::net::stream::Stream;
+
+/// `--tls`: the client configuration every connection's TLS is made from.
+pub type Tls = Arc<rustls::ClientConfig>;
 
 /// Connections being set up (connect, hello, welcome) at once. The server's accept queue holds
 /// 4096; staying well under it means no SYN is dropped and retransmitted a second later, which
@@ -24,7 +29,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// A connection to the server: the socket, the hello still to send, the bytes read but not yet
 /// taken as replies.
 pub struct Link {
-    stream: TcpStream,
+    stream: Stream,
     connected: bool,
     hello: Vec<u8>,
     hello_sent: usize,
@@ -33,7 +38,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn new(stream: TcpStream, conn: usize, apps: &Apps) -> Link {
+    fn new(stream: Stream, conn: usize, apps: &Apps) -> Link {
         let mut hello = Vec::new();
         let (app, token) = apps.of(conn);
         ClientOptions::new(app)
@@ -53,7 +58,7 @@ impl Link {
     /// A connection that is already established and says no hello (syslog, JSON, pickle).
     pub fn plain(stream: TcpStream) -> Link {
         Link {
-            stream,
+            stream: Stream::plain(stream),
             connected: true,
             hello: Vec::new(),
             hello_sent: 0,
@@ -62,9 +67,30 @@ impl Link {
         }
     }
 
-    /// One nonblocking write of `buf`: see [`write_some`].
+    /// One nonblocking write of `buf`, as `socket::write_some`: `Some(n)` bytes taken (by the
+    /// socket, or by TLS, which sends them as the socket takes them), `None` when it would
+    /// block. With TLS, what it holds from before is sent first.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<Option<usize>> {
-        write_some(&mut self.stream, buf)
+        loop {
+            match self.stream.write(buf) {
+                Ok(0) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends what TLS still holds (nothing on a plain socket); `WouldBlock` is not an error.
+    ///
+    /// # Errors
+    /// The socket's.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Reads what a server sent on a protocol where it never answers: anything at all, or a
@@ -99,14 +125,15 @@ impl Link {
         if self.connected {
             return Ok(true);
         }
-        if let Some(e) = self.stream.take_error()? {
+        let tcp = self.stream.tcp();
+        if let Some(e) = tcp.take_error()? {
             return Err(e);
         }
-        match self.stream.peer_addr() {
+        match tcp.peer_addr() {
             Ok(_) => {
                 // Without this, Nagle would hold the tail of each batch back for up to a delayed
                 // ack (40 ms on Linux), which would show up as server latency.
-                self.stream.set_nodelay(true)?;
+                tcp.set_nodelay(true)?;
                 self.connected = true;
                 Ok(true)
             }
@@ -117,13 +144,23 @@ impl Link {
 
     /// Sends what is left of the hello, until done or the socket would block.
     fn write_hello(&mut self) -> io::Result<()> {
-        while self.hello_sent < self.hello.len() {
-            match write_some(&mut self.stream, &self.hello[self.hello_sent..])? {
-                Some(n) => self.hello_sent += n,
-                None => return Ok(()),
+        let hello = std::mem::take(&mut self.hello);
+        while self.hello_sent < hello.len() {
+            match self.write(&hello[self.hello_sent..]) {
+                Ok(Some(n)) => self.hello_sent += n,
+                Ok(None) => break,
+                Err(e) => {
+                    self.hello = hello;
+                    return Err(e);
+                }
             }
         }
-        Ok(())
+        self.hello = hello;
+        // TLS: the handshake's next message, or records the socket did not take before.
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Reads until the socket would block and takes the complete replies into `replies`.
@@ -175,6 +212,7 @@ pub fn open(
     addr: SocketAddr,
     n: usize,
     apps: &Apps,
+    tls: Option<&Tls>,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(Vec<Link>, u32), BenchError> {
@@ -190,6 +228,19 @@ pub fn open(
             let mut stream =
                 TcpStream::connect(addr).map_err(|source| BenchError::Connect { addr, source })?;
             register(poll, &mut stream, i)?;
+            let stream = match tls {
+                Some(config) => {
+                    let conn =
+                        crate::client::tls::connection(config, "localhost:0").map_err(|e| {
+                            BenchError::Connect {
+                                addr,
+                                source: io::Error::other(e),
+                            }
+                        })?;
+                    Stream::tls(stream, conn)
+                }
+                None => Stream::plain(stream),
+            };
             links.push(Link::new(stream, i, apps));
         }
         wait(poll, &mut events, deadline, timeout, || {

@@ -64,7 +64,8 @@ pub mod web;
 pub use args::{BenchArgs, GrpcMode, Proto};
 pub use error::BenchError;
 pub use report::{
-    CpuTime, IdleMemory, IdleReport, Latency, LoadReport, Report, ServerUsage, SlowlorisCount,
+    CpuTime, Handshakes, IdleMemory, IdleReport, Latency, LoadReport, Report, ServerUsage,
+    SlowlorisCount,
 };
 
 use error::setup;
@@ -100,6 +101,18 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             "--proto http measures idle connections only: add --idle N".into(),
         ));
     }
+    if args.tls && args.proto != Proto::Native {
+        return Err(BenchError::Usage(
+            "--tls measures the native load and --idle only: --proto native".into(),
+        ));
+    }
+    let tls = match &args.ca {
+        Some(ca) if args.tls => Some(
+            crate::client::tls::client_config(ca)
+                .map_err(|e| BenchError::Usage(format!("--ca {}: {e}", ca.display())))?,
+        ),
+        _ => None,
+    };
     if args.slowloris.is_some() && args.proto != Proto::Native {
         return Err(BenchError::Usage(
             "--slowloris runs beside the native load only: --proto native".into(),
@@ -166,18 +179,18 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
         Some(n) if args.proto == Proto::Http => {
             idle::idle_http(n as usize, hold, addr, server.as_ref(), deadline).map(Report::Idle)
         }
-        Some(n) => idle::idle(
-            n as usize,
-            &apps,
-            hold,
-            addr,
-            server.as_ref(),
-            deadline,
-            args.timeout,
-        )
-        .map(Report::Idle),
+        Some(_) => idle::idle(&args, &apps, tls.as_ref(), addr, server.as_ref(), deadline)
+            .map(Report::Idle),
         None => match args.proto {
-            Proto::Native => native::load(&args, &apps, addr, http_addr, server.as_ref(), deadline),
+            Proto::Native => native::load(
+                &args,
+                &apps,
+                tls.as_ref(),
+                addr,
+                http_addr,
+                server.as_ref(),
+                deadline,
+            ),
             Proto::Grpc | Proto::OtlpGrpc => {
                 grpc::load(&args, &apps, addr, server.as_ref(), deadline)
             }

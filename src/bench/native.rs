@@ -14,9 +14,9 @@ use mio::{Events, Poll};
 use super::apps::Apps;
 use super::args::{BenchArgs, Proto, share};
 use super::error::{BenchError, setup};
-use super::link::{Link, READ_CHUNK, open};
+use super::link::{Link, READ_CHUNK, Tls, open};
 use super::progress::Progress;
-use super::report::{LoadReport, SlowlorisCount};
+use super::report::{Handshakes, LoadReport, SlowlorisCount};
 use super::slowloris::Slowloris;
 use super::socket::wait;
 use super::spawn::SpawnedServer;
@@ -29,6 +29,7 @@ use crate::protocol::frame;
 pub fn load(
     args: &BenchArgs,
     apps: &Apps,
+    tls: Option<&Tls>,
     addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     server: Option<&SpawnedServer>,
@@ -49,7 +50,12 @@ pub fn load(
         _ => None,
     };
     eprintln!("logmill bench: opening {n} connections to {addr}");
-    let (links, max_frame) = open(&mut poll, addr, n, apps, deadline, args.timeout)?;
+    let set_up = Instant::now();
+    let (links, max_frame) = open(&mut poll, addr, n, apps, tls, deadline, args.timeout)?;
+    let handshakes = tls.map(|_| Handshakes {
+        count: n,
+        elapsed: set_up.elapsed(),
+    });
 
     // Everything is encoded here, before the clock starts.
     let mut conns: Vec<LoadConn> = links
@@ -142,6 +148,7 @@ pub fn load(
     }
     progress.finish();
     let mut report = usage.report(server, args, end - start, Some(&mut latencies));
+    report.handshakes = handshakes;
     report.slowloris = slow.map(|s| SlowlorisCount {
         connections: args.slowloris.unwrap_or(0) as usize,
         held: s.held(),
@@ -258,7 +265,9 @@ impl LoadConn {
                 }
             }
         }
-        Ok(())
+        // TLS may still hold the last records: they go as the socket takes them (this runs
+        // again on every writable edge).
+        self.link.flush()
     }
 
     /// Takes an ack (the cumulative count of this connection's records written), records the

@@ -39,6 +39,22 @@ pub struct LoadReport {
     pub server: Option<ServerUsage>,
     /// Only with `--slowloris`.
     pub slowloris: Option<SlowlorisCount>,
+    /// Only with `--tls`: the connections' set-up (connect, TLS handshake, hello, welcome).
+    pub handshakes: Option<Handshakes>,
+}
+
+/// How fast `--tls` connections were set up: `count` in `elapsed`, as many at once as the
+/// set-up window allows (512).
+#[derive(Clone, Copy, Debug)]
+pub struct Handshakes {
+    pub count: usize,
+    pub elapsed: Duration,
+}
+
+impl Handshakes {
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 /// What `--slowloris N` saw during the load.
@@ -146,6 +162,8 @@ pub struct ServerUsage {
 pub struct IdleReport {
     pub connections: usize,
     pub held: Duration,
+    /// Only with `--tls`.
+    pub handshakes: Option<Handshakes>,
     /// Only when bench started the server (and `/proc` could be read).
     pub server: Option<IdleMemory>,
 }
@@ -222,6 +240,10 @@ impl Report {
                     ("slowloris_held", json!(r.slowloris.map(|s| s.held))),
                     ("slowloris_closed", json!(r.slowloris.map(|s| s.closed))),
                     ("slowloris_408", json!(r.slowloris.map(|s| s.timeouts))),
+                    (
+                        "tls_handshakes_per_sec",
+                        json!(r.handshakes.map(|h| round(h.per_second(), 1))),
+                    ),
                 ])
             }
             Report::Idle(r) => json_object(&[
@@ -239,6 +261,10 @@ impl Report {
                         r.server
                             .map(|m| m.per_connection_bytes(r.connections).round() as i64)
                     ),
+                ),
+                (
+                    "tls_handshakes_per_sec",
+                    json!(r.handshakes.map(|h| round(h.per_second(), 1))),
                 ),
             ]),
         }
@@ -327,6 +353,15 @@ impl fmt::Display for Report {
                 if let Some(cpu) = r.client_cpu {
                     writeln!(f, "  client CPU   {:.2} s", cpu.as_secs_f64())?;
                 }
+                if let Some(h) = &r.handshakes {
+                    writeln!(
+                        f,
+                        "  TLS          {} handshakes in {:.2} s: {:.0} per second",
+                        h.count,
+                        h.elapsed.as_secs_f64(),
+                        h.per_second()
+                    )?;
+                }
                 if let Some(s) = &r.slowloris {
                     writeln!(
                         f,
@@ -364,6 +399,15 @@ impl fmt::Display for Report {
                     r.connections,
                     r.held.as_secs_f64()
                 )?;
+                if let Some(h) = &r.handshakes {
+                    writeln!(
+                        f,
+                        "  TLS          {} handshakes in {:.2} s: {:.0} per second",
+                        h.count,
+                        h.elapsed.as_secs_f64(),
+                        h.per_second()
+                    )?;
+                }
                 match &r.server {
                     Some(m) => writeln!(
                         f,
@@ -438,6 +482,10 @@ mod tests {
     #[test]
     fn json_keeps_key_order() {
         let report = Report::Idle(IdleReport {
+            handshakes: Some(Handshakes {
+                count: 4,
+                elapsed: Duration::from_secs(2),
+            }),
             connections: 4,
             held: Duration::from_secs(5),
             server: Some(IdleMemory {
@@ -449,7 +497,7 @@ mod tests {
             report.to_json(),
             "{\"bench\":\"idle\",\"connections\":4,\"held_secs\":5.0,\
              \"server_rss_before_kib\":100,\"server_rss_kib\":104,\
-             \"server_rss_per_connection_bytes\":1024}"
+             \"server_rss_per_connection_bytes\":1024,\"tls_handshakes_per_sec\":2.0}"
         );
     }
 }

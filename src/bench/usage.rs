@@ -67,6 +67,7 @@ impl Usage {
             client_cpu,
             server,
             slowloris: None,
+            handshakes: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+
+use super::tls::Socket;
 use std::time::Duration;
 
 use super::error::Error;
@@ -20,7 +22,7 @@ const READ_CHUNK: usize = 4096;
 /// A connection that has said hello and been welcomed.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Socket,
     peer: SocketAddr,
     welcome: Welcome,
     want_acks: bool,
@@ -70,6 +72,10 @@ impl Client {
             .and_then(|()| stream.set_read_timeout(timeout))
             .and_then(|()| stream.set_write_timeout(timeout))
             .map_err(Error::Io)?;
+        let stream = match options.tls_config() {
+            Some((config, server)) => Socket::tls(stream, config, server).map_err(Error::Io)?,
+            None => Socket::plain(stream),
+        };
         let mut client = Client {
             stream,
             peer,
@@ -106,7 +112,7 @@ impl Client {
 
     /// The welcomed socket, for a caller that drives it itself (the [`Logger`](super::Logger)'s
     /// transmitter). Only before any record is sent: then no byte after the welcome is pending.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Socket {
         self.stream
     }
 

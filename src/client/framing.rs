@@ -37,6 +37,9 @@ pub struct ClientOptions {
     token: String,
     want_acks: bool,
     timeout: Duration,
+    /// TLS: the client configuration (the CA to trust) and the name the server's certificate
+    /// must carry.
+    tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
 }
 
 impl ClientOptions {
@@ -49,7 +52,22 @@ impl ClientOptions {
             token: String::new(),
             want_acks: true,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
         }
+    }
+
+    /// Connect over TLS, trusting what `config` trusts (`client::tls::client_config` makes
+    /// one from a CA file), the server's certificate checked against `server`: a host name or
+    /// an IP address, or `HOST:PORT` (the port is ignored).
+    #[must_use]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ClientConfig>, server: &str) -> Self {
+        self.tls = Some((config, server.to_owned()));
+        self
+    }
+
+    /// The TLS configuration and server address given with [`tls`](Self::tls).
+    pub fn tls_config(&self) -> Option<&(std::sync::Arc<rustls::ClientConfig>, String)> {
+        self.tls.as_ref()
     }
 
     /// The instance of the app (a host, a pid, a worker number).

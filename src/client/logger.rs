@@ -46,6 +46,7 @@ use super::blocking::Client;
 use super::error::Error as ClientError;
 use super::framing::{ClientOptions, Inbox, Reply};
 use super::spool::Spool;
+use super::tls::Socket;
 use crate::protocol::native::ErrorKind;
 use crate::protocol::native_encode;
 use crate::record::{Body, Record};
@@ -474,7 +475,7 @@ impl fmt::Debug for Logger {
 
 /// One connection: the socket the transmitter writes, and the reader thread that reads acks.
 struct Link {
-    stream: TcpStream,
+    stream: Socket,
     reader: JoinHandle<()>,
     number: u64,
     acked: u64,
@@ -748,8 +749,11 @@ impl Transmitter {
         let welcomed = Client::connect(self.addr.as_str(), &self.options.hello).and_then(|c| {
             let max_frame = c.welcome().max_frame();
             let stream = c.into_stream();
-            keepalive(&stream).map_err(ClientError::Io)?;
-            stream.set_read_timeout(None).map_err(ClientError::Io)?;
+            keepalive(stream.tcp()).map_err(ClientError::Io)?;
+            stream
+                .tcp()
+                .set_read_timeout(None)
+                .map_err(ClientError::Io)?;
             let reader = stream.try_clone().map_err(ClientError::Io)?;
             Ok((stream, reader, max_frame))
         });
@@ -879,7 +883,7 @@ pub fn now_ns() -> u64 {
 
 /// Shuts the socket down, which ends the reader thread's blocking read, and joins the reader.
 fn close_link(link: Link) {
-    if let Err(e) = link.stream.shutdown(Shutdown::Both)
+    if let Err(e) = link.stream.tcp().shutdown(Shutdown::Both)
         && e.kind() != io::ErrorKind::NotConnected
     {
         eprintln!("logmill client: closing the socket: {e}");
@@ -921,7 +925,7 @@ fn keepalive(stream: &TcpStream) -> io::Result<()> {
 
 /// The reader thread of link `number`: reads acks until the socket fails or closes, and reports
 /// both to the transmitter through the shared state.
-fn read_acks(mut stream: TcpStream, shared: &Shared, number: u64) {
+fn read_acks(mut stream: Socket, shared: &Shared, number: u64) {
     let mut inbox = Inbox::new();
     let mut chunk = [0u8; 4096];
     let error = 'read: loop {

@@ -57,6 +57,7 @@ pub mod query;
 pub mod ship;
 pub mod spool;
 pub mod status;
+pub mod tls;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 

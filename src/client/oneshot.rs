@@ -77,6 +77,8 @@ pub struct SendArgs {
     /// The message; several words are joined with single spaces.
     #[arg(required = true, value_name = "MESSAGE")]
     message: Vec<String>,
+    #[command(flatten)]
+    tls: super::tls::TlsArgs,
 }
 
 /// `KEY=VALUE` for `--field`: the key is what precedes the first `=`, and must not be empty.
@@ -119,6 +121,8 @@ impl Health {
 pub enum Error {
     /// `--addr` names no usable address.
     Address { addr: String, detail: String },
+    /// `--ca` cannot be used (said with its name).
+    Tls(String),
     /// No server answered before the deadline; `last` is the last attempt's error.
     NoAnswer {
         addr: String,
@@ -179,6 +183,7 @@ impl fmt::Display for Error {
                  program on that port, or a logmill older than `status`?"
             ),
             Error::Io { addr, source } => write!(f, "talking to {addr} failed: {source}"),
+            Error::Tls(why) => write!(f, "cannot use TLS: {why}"),
             Error::Refused {
                 kind: Some(kind),
                 message,
@@ -278,6 +283,7 @@ pub fn send(args: &SendArgs) -> Result<u64, Error> {
         .instance(args.instance.as_str())
         .token(args.token.as_str())
         .timeout(ANSWER_TIMEOUT);
+    let options = args.tls.apply(options, &args.addr).map_err(Error::Tls)?;
     let record = Record {
         level: args.level,
         logger: args.logger.as_str().into(),

@@ -59,6 +59,8 @@ pub struct PipeArgs {
     /// by the next `pipe` (or Logger) using the same directory.
     #[arg(long, value_name = "DIR")]
     spool: Option<PathBuf>,
+    #[command(flatten)]
+    tls: super::tls::TlsArgs,
 }
 
 /// How `pipe` ended, when not every record was acked.
@@ -68,6 +70,8 @@ pub enum Error {
     Input(io::Error),
     /// The logger failed: a refused token, records not acked in time.
     Logger(logger::Error),
+    /// `--ca` cannot be used.
+    Tls(String),
 }
 
 impl std::fmt::Display for Error {
@@ -79,6 +83,7 @@ impl std::fmt::Display for Error {
                 "{pending} records not acknowledged in time; is `logmill serve` running there?"
             ),
             Error::Logger(e) => write!(f, "{e}"),
+            Error::Tls(why) => write!(f, "cannot use TLS: {why}"),
         }
     }
 }
@@ -94,6 +99,7 @@ pub fn run<R: BufRead>(args: &PipeArgs, input: &mut R) -> Result<u64, Error> {
     let hello = ClientOptions::new(args.app.as_str())
         .instance(args.instance.as_str())
         .token(args.token.as_str());
+    let hello = args.tls.apply(hello, &args.addr).map_err(Error::Tls)?;
     let mut options = LoggerOptions::new(hello).when_full(WhenFull::Block(args.timeout));
     if let Some(dir) = &args.spool {
         options = options.spool(dir, logger::DEFAULT_SPOOL_BYTES);

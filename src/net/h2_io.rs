@@ -11,11 +11,13 @@
 //! - Bytes already read while detecting the protocol (the HTTP/2 preface) are handed out first
 //!   (`replay`), so `h2` sees the stream from its first byte.
 //!
+//! - The socket may speak TLS ([`Stream`]): the adapter sees plaintext only, and `poll_flush`
+//!   sends what TLS still holds (h2 flushes after every write, and on every drive).
+//!
 //! What it does not do: buffering (h2's codec buffers), timeouts (see `server::grpc`). It lives
 //! in `net` because the client side (the load tool's gRPC load) drives `h2` over mio the same way.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,20 +26,28 @@ use std::task::{Context, Poll};
 use mio::net::TcpStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::stream::Stream;
+
 /// A nonblocking TCP stream for `h2`. It counts the bytes read so the connection can tell when
 /// the peer last said anything (keepalive): `h2` keeps the io to itself, so the count is shared
 /// through an `Arc` ([`H2Io::bytes_read`]) rather than read from the adapter.
 #[derive(Debug)]
 pub struct H2Io {
-    stream: TcpStream,
+    stream: Stream,
     replay: Vec<u8>,
     replayed: usize,
     bytes_read: Arc<AtomicU64>,
 }
 
 impl H2Io {
-    /// Wraps `stream`; `replay` holds bytes already read from it, handed out before any new.
+    /// Wraps a plain `stream`; `replay` holds bytes already read from it, handed out before any
+    /// new.
     pub fn new(stream: TcpStream, replay: Vec<u8>) -> H2Io {
+        H2Io::over(Stream::plain(stream), replay)
+    }
+
+    /// Wraps a plain or TLS `stream`; `replay` as for [`new`](Self::new) (plaintext).
+    pub fn over(stream: Stream, replay: Vec<u8>) -> H2Io {
         H2Io {
             stream,
             replay,
@@ -117,14 +127,17 @@ impl AsyncWrite for H2Io {
         true
     }
 
-    /// A TCP socket has no user-space buffer to flush (and Nagle is off).
+    /// A TCP socket has no user-space buffer to flush (and Nagle is off); TLS may still hold
+    /// records, sent here.
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+        let stream = &mut self.get_mut().stream;
+        nonblocking(|| stream.flush())
     }
 
-    /// Sends FIN. A peer that is already gone (`NotConnected`) counts as shut down.
+    /// Sends FIN (after TLS's `close_notify`). A peer that is already gone (`NotConnected`)
+    /// counts as shut down.
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream.shutdown(Shutdown::Write) {
+        match self.get_mut().stream.shutdown_write() {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
         }
@@ -134,6 +147,7 @@ impl AsyncWrite for H2Io {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::sync::Arc;
     use std::task::{Wake, Waker};
 

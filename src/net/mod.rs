@@ -4,8 +4,10 @@
 //!
 //! - [`socket`]: keepalive and no Nagle on an accepted TCP socket ([`socket::tune_socket`]).
 //! - [`h2_io`]: a nonblocking mio socket seen as `AsyncRead + AsyncWrite`, so `h2` runs over it.
+//! - [`stream`]: a nonblocking socket, plain or TLS (rustls sans-IO): plaintext in and out.
 //! - [`waker`]: the one waker mechanism for `h2` futures polled by hand from an event loop.
 
 pub mod h2_io;
 pub mod socket;
+pub mod stream;
 pub mod waker;

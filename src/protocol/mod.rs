@@ -19,6 +19,7 @@
 //! - [`ship`]: logship (issue 15): the name line, the offset line, name checks, stored names.
 //! - [`datagram`]: one UDP datagram, a `DatagramHandler` pickle or a syslog message.
 //! - [`websocket`]: RFC 6455 frames (decoder, encoder) and the opening handshake's checks.
+//! - [`x509`]: a certificate's subject common name (a mutual-TLS client's app).
 
 pub mod datagram;
 pub mod detect;
@@ -36,3 +37,4 @@ pub mod pickle;
 pub mod ship;
 pub mod syslog;
 pub mod websocket;
+pub mod x509;

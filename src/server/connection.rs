@@ -18,12 +18,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::session::{Context, Farewell, Progress, Session, Sink};
 use super::transport::Transport;
 use crate::apps::connections::{Entry, MAX_STATUS_BYTES, Row};
+use crate::net::stream::{Stream, TlsFailure};
 use crate::protocol::detect::{self, Detect};
 use crate::storage::ConnKey;
 use crate::storage::line::Origin;
@@ -60,6 +60,12 @@ pub struct Connection {
     queued: bool,
     /// The peer closed its sending side.
     eof: bool,
+    /// Ended at once ([`Connection::abort`]): what TLS still holds is not waited for either.
+    aborted: bool,
+    /// Mutual TLS: the app the client's verified certificate names (its subject CN, when that
+    /// is a valid app name), known once the handshake is done (`certificate_checked`).
+    certified: Option<String>,
+    certificate_checked: bool,
     /// Bytes of unfinished input last counted against the input budget (`recount`).
     counted: usize,
     /// Set once the server has said its last word and half-closed the socket: until then, what
@@ -103,6 +109,7 @@ macro_rules! sink {
         Sink::new(
             $conn.key,
             $conn.transport.peer(),
+            $conn.certified.as_deref(),
             &mut $conn.origin,
             &mut $conn.in_flight,
             &mut $conn.entry,
@@ -112,9 +119,10 @@ macro_rules! sink {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, key: ConnKey, peer: SocketAddr) -> Self {
+    /// A connection over `stream`, plain or TLS as its port says (`server::tls`).
+    pub fn new(stream: Stream, key: ConnKey, peer: SocketAddr) -> Self {
         Connection {
-            transport: Transport::plain(stream, peer),
+            transport: Transport::new(stream, peer),
             key,
             session: None,
             closing: false,
@@ -132,6 +140,9 @@ impl Connection {
             writable: false,
             queued: false,
             eof: false,
+            aborted: false,
+            certified: None,
+            certificate_checked: false,
             counted: 0,
             linger_until: None,
         }
@@ -141,7 +152,7 @@ impl Connection {
     /// the gRPC port's detection handed over (`server::session::http`), with the `first` bytes detection
     /// read. They are consumed at once; what is left waits in `input` for the next read.
     pub fn adopt(
-        stream: TcpStream,
+        stream: Stream,
         key: ConnKey,
         peer: SocketAddr,
         session: Session,
@@ -176,6 +187,14 @@ impl Connection {
     /// (`--max-frame`) per HTTP connection gets past the pause.
     pub fn answers_while_paused(&self) -> bool {
         matches!(&self.session, Some(session @ Session::Http(_)) if session.kind() == "http")
+    }
+
+    /// Its TLS handshake has not finished `timeout` after accept: time to close it
+    /// ([`Connection::abort`]; a client that never finished a handshake has nothing to be told).
+    pub fn handshake_overdue(&self, now: Instant, timeout: Duration) -> bool {
+        !self.closing
+            && self.transport.handshaking()
+            && now.duration_since(self.transport.accepted()) >= timeout
     }
 
     /// The session's own deadline has passed while it still waits for input (HTTP's header
@@ -340,6 +359,7 @@ impl Connection {
                 // only an unfinished tail.
                 match self.transport.read(&mut scratch[..READ_CHUNK]) {
                     Ok(n) if n > 0 => {
+                        self.check_certificate(cx);
                         let (used, end, result) = self.read_rest_of_frame(scratch, n, cx);
                         self.input.extend_from_slice(&scratch[used..end]);
                         result.map(|()| end)
@@ -370,14 +390,62 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    cx.log.warn(format_args!(
-                        "connection from {}: read failed: {e}",
-                        self.peer()
-                    ));
+                    match TlsFailure::of(&e) {
+                        Some(why) if self.session.is_none() => {
+                            if matches!(why, TlsFailure::NotTls(_)) {
+                                // A plain client: a clean close, not a reset.
+                                self.transport.discard_waiting(LINGER_MAX_BYTES);
+                            }
+                            cx.shared.tls().handshake_failed(
+                                self.peer(),
+                                why,
+                                cx.shared.stats(),
+                                cx.log,
+                            );
+                        }
+                        _ => cx.log.warn(format_args!(
+                            "connection from {}: read failed: {e}",
+                            self.peer()
+                        )),
+                    }
                     self.abort();
                     return true;
                 }
             }
+        }
+    }
+
+    /// Once, when the first plaintext arrives (the TLS handshake is done): the app a verified
+    /// client certificate names, from its subject CN (`protocol::x509`). Its records go to that
+    /// app's bucket from the first byte, whatever protocol they come in; the native hello and
+    /// `--auth required` take it as a credential (`Gate::admit_certified`). A CN that is not a
+    /// valid app name names no app (logged once).
+    fn check_certificate(&mut self, cx: &mut Context<'_>) {
+        if std::mem::replace(&mut self.certificate_checked, true) {
+            return;
+        }
+        let Some(der) = self
+            .transport
+            .tls()
+            .and_then(|tls| tls.peer_certificates())
+            .and_then(|certs| certs.first())
+        else {
+            return;
+        };
+        match crate::protocol::x509::subject_common_name(der) {
+            Some(cn) if crate::storage::bucket::valid_app_name(&cn) => {
+                let instance =
+                    crate::storage::bucket::default_instance(&cn, String::new(), self.peer());
+                let origin = Origin::new(cn.clone(), instance);
+                self.entry.set_origin(&origin);
+                self.origin = origin;
+                self.certified = Some(cn);
+            }
+            cn => cx.log.warn(format_args!(
+                "TLS connection from {}: the client certificate's subject CN {cn:?} is not an \
+                 app name ([A-Za-z0-9][A-Za-z0-9._-]{{0,63}}); it names no app",
+                self.peer()
+            )),
         }
     }
 
@@ -403,6 +471,7 @@ impl Connection {
         let n = *result.as_ref().unwrap_or(&0);
         input.truncate(have + n);
         if n > 0 {
+            self.check_certificate(cx);
             let used = self.consume(&input, cx);
             input.drain(..used);
         }
@@ -576,10 +645,13 @@ impl Connection {
         self.output_sent = 0;
         self.eof = true;
         self.closing = true;
+        self.aborted = true;
     }
 
+    /// Output not yet sent: the connection's own, or TLS records (and handshake messages) the
+    /// socket has not taken yet.
     fn has_output(&self) -> bool {
-        self.output_sent < self.output.len()
+        self.output_sent < self.output.len() || (!self.aborted && self.transport.wants_write())
     }
 
     /// Writes pending output until done or `WouldBlock`, and keeps WRITABLE interest (under
@@ -589,11 +661,15 @@ impl Connection {
     /// Why the connection was aborted, for the loop to log.
     pub fn flush_output(&mut self, registry: &Registry, token: Token) -> Result<(), FlushError> {
         let mut failed = false;
-        while self.has_output() {
+        let mut blocked = false;
+        while self.output_sent < self.output.len() {
             match self.transport.write(&self.output[self.output_sent..]) {
                 Ok(0) => failed = true,
                 Ok(n) => self.output_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => failed = true,
             }
@@ -601,11 +677,19 @@ impl Connection {
                 break;
             }
         }
+        if !failed && !blocked && !self.aborted {
+            // What TLS still holds: the end of the output, or handshake messages.
+            match self.transport.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => failed = true,
+            }
+        }
         let mut error = None;
         if failed {
             // The peer is gone; nothing more can be told to it.
             self.abort();
-        } else if !self.has_output() {
+        } else if self.output_sent >= self.output.len() {
             self.output = Vec::new();
             self.output_sent = 0;
         } else if self.output.len() - self.output_sent > MAX_OUTPUT {

@@ -42,6 +42,7 @@ use super::session::http::web::Web;
 use super::session::{Context, Session};
 use super::shared::Shared;
 use super::ship::{ShipPort, ShipSettings};
+use super::tls::Alpn;
 use super::traffic::{Counts, Traffic};
 use crate::apps::connections::PUBLISH_EVERY;
 use crate::config::{self, Config, GrpcLimits};
@@ -418,6 +419,17 @@ impl EventLoop {
                     "connection from {peer}: cannot set keepalive: {e}"
                 ));
             }
+            // TLS when the server has a certificate (`server::tls`: one port, one mode).
+            let stream = match self.shared.tls().stream(Alpn::None, stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    self.shared.stats().connection_closed();
+                    self.log.error(format_args!(
+                        "connection from {peer}: cannot start TLS: {e}"
+                    ));
+                    continue;
+                }
+            };
             let serial = self.next_serial;
             self.next_serial += 1;
             let entry = self.conns.vacant_entry();
@@ -822,6 +834,7 @@ impl EventLoop {
         }
         self.close_overdue(now);
         self.ship.tick(now, self.poll.registry());
+        self.close_slow_handshakes(now);
         let Some(idle) = self.idle_timeout else {
             return;
         };
@@ -839,6 +852,30 @@ impl EventLoop {
                 idle.as_secs()
             ));
             conn.time_out(idle);
+            self.send_output(token);
+        }
+    }
+
+    /// Closes the connections whose TLS handshake did not finish in time (`server::tls`):
+    /// counted and logged as failed handshakes.
+    fn close_slow_handshakes(&mut self, now: Instant) {
+        let timeout = self.shared.tls().handshake_timeout();
+        if !self.shared.tls().enabled() {
+            return;
+        }
+        let slow: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.handshake_overdue(now, timeout))
+            .map(|(t, _)| t)
+            .collect();
+        for token in slow {
+            let conn = &mut self.conns[token];
+            let why = format!("not finished within {}s", timeout.as_secs_f64());
+            self.shared
+                .tls()
+                .handshake_failed(conn.peer(), &why, self.shared.stats(), &self.log);
+            conn.abort();
             self.send_output(token);
         }
     }

@@ -14,7 +14,7 @@ pub fn health_line(shared: &Shared) -> String {
     format!(
         "{status} name={} version={} uptime={}s connections={} records_written={} pending_bytes={} \
          partial_bytes={} shed={} refused_auth={} apps={} instances={} ship_connections={} \
-         ship_files={} ship_bytes={}{}\n",
+         ship_files={} ship_bytes={} tls_failed={}{}\n",
         shared
             .name()
             .replace(|c: char| c.is_whitespace() || c.is_control(), "_"),
@@ -31,6 +31,7 @@ pub fn health_line(shared: &Shared) -> String {
         stats.ship_connections(),
         stats.ship_files_created(),
         stats.ship_bytes(),
+        stats.tls_failures(),
         shared
             .forward()
             .health_fields(crate::storage::search::filter::now_ns()),

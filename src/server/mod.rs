@@ -24,6 +24,9 @@
 //! - [`health`]: the `health` line and gRPC's serving status.
 //! - [`http`]: HTTP/1.1 on the gRPC port: the hand-over from the port's detection, the routes,
 //!   `/healthz`, `/metrics` and the admin API.
+//! - [`tls`]: what a new connection's TLS is made of (certificate, key, client CAs), its
+//!   reload at `SIGHUP`, and failed handshakes' count and log; the bytes go through
+//!   `net::stream` in each connection.
 //! - [`traffic`]: records, bytes and connections per protocol and app, counted per loop and
 //!   published for `/metrics`.
 
@@ -36,6 +39,7 @@ pub mod health;
 pub mod session;
 pub mod shared;
 pub mod ship;
+pub mod tls;
 pub mod traffic;
 pub mod transport;
 
@@ -123,6 +127,8 @@ pub enum Error {
     Setup(io::Error),
     /// The signing secret cannot be used (`--secret-file`, `--auth`).
     Secret(crate::apps::secret::SecretError),
+    /// The TLS files cannot be used (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+    Tls(tls::TlsError),
     LoopFailed(String),
     RecordsLost(u64),
     /// A forwarder cannot start (`--forward`): its checkpoint or password file.
@@ -156,6 +162,7 @@ impl fmt::Display for Error {
                 f,
                 "{e} (the secret signs application tokens; --auth off runs without one)"
             ),
+            Error::Tls(e) => write!(f, "cannot serve TLS: {e}"),
             Error::LoopFailed(why) => write!(f, "an event loop failed: {why}"),
             Error::RecordsLost(n) => write!(
                 f,
@@ -308,9 +315,11 @@ impl Handle {
         self.shared.begin_shutdown();
     }
 
-    /// Reopen the record files and `_server.log` (after an external logrotate).
+    /// Reopen the record files and `_server.log` (after an external logrotate), and reload the
+    /// TLS certificate and key for new connections.
     pub fn reopen(&self) {
         self.log.reopen();
+        self.shared.tls().reload(&self.log);
         if self.writer_tx.send(Command::Reopen).is_err() {
             self.log
                 .warn(format_args!("SIGHUP: the writer is already stopped"));
@@ -345,6 +354,8 @@ impl Server {
         } = listeners;
         // First, before any record file is opened: a secret others can read stops the start.
         let gate = Gate::open(&config).map_err(Error::Secret)?;
+        let tls = tls::Tls::load(config.tls.as_ref(), config.tls_handshake_timeout)
+            .map_err(Error::Tls)?;
         let workers = config.workers.max(1);
         let mut polls = Vec::with_capacity(workers);
         let mut mailboxes = Vec::with_capacity(workers);
@@ -363,7 +374,8 @@ impl Server {
                 .with_forward(forward)
                 .with_max_input(config.max_input)
                 .with_gate(gate)
-                .with_cors(config.cors.clone()),
+                .with_cors(config.cors.clone())
+                .with_tls(tls),
         );
         let (writer_tx, writer_rx) = mpsc::channel();
         let writer = Writer::open(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::Balance;
 use super::budget::InputBudget;
+use super::tls::Tls;
 use super::traffic::TrafficBoard;
 use crate::apps::connections::Board;
 use crate::apps::gate::Gate;
@@ -39,6 +40,8 @@ pub struct Shared {
     /// The pages allowed to call gRPC-Web from a browser (`--cors-origin`), for gRPC-Web calls
     /// over h2 (the HTTP/1.1 side has its own copy in `session::http::web::Web`).
     cors: Cors,
+    /// What a new connection's TLS is made of (`--tls-cert`), reloaded at `SIGHUP`.
+    tls: Tls,
     /// The forwarders' figures (`--forward`), for `health`, `/metrics` and `status`.
     forward: Arc<crate::forward::Status>,
 }
@@ -62,8 +65,19 @@ impl Shared {
             gate: Gate::off(),
             traffic: TrafficBoard::new(loops),
             cors: Cors::default(),
+            tls: Tls::off(),
             forward: Arc::default(),
         }
+    }
+
+    /// Sets the TLS every TCP port speaks (`server::tls`); plain until then.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    pub fn tls(&self) -> &Tls {
+        &self.tls
     }
 
     /// Sets the forwarders' figures (`--forward`); none until then.

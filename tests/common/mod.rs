@@ -15,6 +15,7 @@ use logmill::protocol::frame::{self, Frame};
 use logmill::protocol::native::{self, Hello, ServerFrame};
 use logmill::record::{Body, Record};
 
+pub mod certs;
 pub mod clickhouse;
 pub mod http_client;
 pub mod page_server;

@@ -7,10 +7,11 @@
 //! | Python with `grpcio`, `grpcio-tools`, `websockets`, the OpenTelemetry SDK and its OTLP exporters | the `python_grpcio_*` tests, `web::websocket_*`, `otlp_clients::python_*` | a virtualenv made here |
 //! | Node with `@grpc/grpc-js`, `@grpc/proto-loader`, the OpenTelemetry logs SDK and its OTLP/HTTP exporter | the `node_grpc_js_*` tests, `otlp_clients::node_*` | `npm install` here |
 //! | Node (no npm package) | `client_js` | Debian's `nodejs`, already needed by the rows above |
-//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
+//! | Chromium, with `playwright-core` and `grpc-web` from npm | `browser`, `console_browser`, `tls::the_console_over_https_in_a_browser` | `scripts/install-browser.sh` (apt, as root) and `npm install` here |
 //! | `clickhouse-server`, `clickhouse-client` (Debian's 18.16) | `forward` | `scripts/install-tools.sh` (apt), run from here when root |
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
-//! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx`, `ship_tx` (`tests/ship/ship_rx.py`) | the system's Python |
+//! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx`, `ship_tx` (`tests/ship/ship_rx.py`), `tls::python_ssl_*` | the system's Python |
+//! | `openssl` | `tls::openssl_s_client_*` | `scripts/install-tools.sh` (apt) |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers`, `ship_rx::a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -129,6 +130,15 @@ pub fn go() -> Result<PathBuf, Missing> {
         "go",
         "go",
         "apt-get install golang-go, or run scripts/install-tools.sh as root",
+    )
+}
+
+/// The `openssl` command line (Debian package `openssl`), for `openssl s_client`.
+pub fn openssl() -> Result<PathBuf, Missing> {
+    apt_tool(
+        "openssl",
+        "openssl",
+        "apt-get install openssl, or run scripts/install-tools.sh as root",
     )
 }
 
@@ -398,6 +408,7 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
             root(),
         ),
         ("the client_go tests", go().map(drop)),
+        ("tls::openssl_s_client_*", openssl().map(drop)),
         (
             "the forward tests (clickhouse-server)",
             clickhouse_server().map(drop),

@@ -101,17 +101,26 @@ class Seen(logging.Filter):
         return True
 
 
-def exporter(kind, addr, token, gzip):
+def exporter(kind, addr, token, gzip, ca=None):
+    """ca: a CA file to trust; the exporter then speaks TLS (https)."""
     headers = {"authorization": f"Bearer {token}"} if token else None
+    scheme = "https" if ca else "http"
     # Short: a server that does not answer fails the test in seconds, not in minutes of retries.
     timeout = 10
     if kind == "grpc":
         from grpc import Compression
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
+        import grpc
+
+        credentials = None
+        if ca:
+            with open(ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
         return OTLPLogExporter(
-            endpoint=f"http://{addr}",
-            insecure=True,
+            endpoint=f"{scheme}://{addr}",
+            insecure=not ca,
+            credentials=credentials,
             headers=headers,
             timeout=timeout,
             compression=Compression.Gzip if gzip else Compression.NoCompression,
@@ -120,7 +129,8 @@ def exporter(kind, addr, token, gzip):
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     return OTLPLogExporter(
-        endpoint=f"http://{addr}/v1/logs",
+        endpoint=f"{scheme}://{addr}/v1/logs",
+        certificate_file=ca if ca else None,
         headers=headers,
         timeout=timeout,
         compression=Compression.Gzip if gzip else Compression.NoCompression,
@@ -147,6 +157,7 @@ def main():
     parser.add_argument("addr")
     parser.add_argument("--token")
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--ca", help="trust this CA file and export over TLS")
     args = parser.parse_args()
 
     # The SDK's own messages (a failed export, a retry, a partial success) go to the report and
@@ -159,7 +170,7 @@ def main():
         {"service.name": "checkout", "service.version": "1.2.3", "host.name": "web-7"}
     )
     provider = LoggerProvider(resource=resource)
-    recorded = Recorded(exporter(args.kind, args.addr, args.token, args.gzip))
+    recorded = Recorded(exporter(args.kind, args.addr, args.token, args.gzip, args.ca))
     # Exported by force_flush below, all in one batch: a long delay so no timer splits it.
     provider.add_log_record_processor(
         BatchLogRecordProcessor(recorded, schedule_delay_millis=60_000)

@@ -59,7 +59,7 @@
 //! pushed to the batch before its flow-control capacity is released; a call replies once every
 //! one of its records is written.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -71,7 +71,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::server::{Connection as H2Connection, Handshake};
 use h2::{Ping, PingPong, Reason};
-use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
@@ -80,6 +79,7 @@ use super::push::GrpcContext;
 use super::wake::{ReadyQueue, WakeState};
 use crate::config::GrpcLimits;
 use crate::net::h2_io::H2Io;
+use crate::net::stream::{Stream, TlsFailure};
 use crate::net::waker::waker_for;
 use crate::protocol::grpc::{self, Code, Preface, Status};
 use crate::storage::ConnKey;
@@ -104,7 +104,7 @@ pub enum Drive {
 enum State {
     /// Reading the first bytes: the HTTP/2 preface, or not.
     Detecting {
-        stream: TcpStream,
+        stream: Stream,
         first: Vec<u8>,
     },
     Handshake(Handshake<H2Io, Bytes>),
@@ -142,23 +142,29 @@ pub struct GrpcConnection {
     shutdown_at: Option<Instant>,
     /// Unfinished input last counted for the loop (`recount`).
     counted: usize,
+    /// On a TLS port: when an unfinished TLS handshake is closed (`server::tls`).
+    tls_deadline: Option<Instant>,
 }
 
 impl GrpcConnection {
-    /// Takes an accepted socket. Nothing is read until the first [`drive`](Self::drive).
+    /// Takes an accepted socket (plain or TLS: detection sees the decrypted bytes). Nothing is
+    /// read until the first [`drive`](Self::drive). A TLS handshake not finished
+    /// `tls_timeout` after now is closed.
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         key: ConnKey,
         peer: SocketAddr,
         limits: &GrpcLimits,
         ready: ReadyQueue,
+        tls_timeout: std::time::Duration,
     ) -> GrpcConnection {
         let now = Instant::now();
+        let tls_deadline = stream.is_tls().then(|| now + tls_timeout);
         let wake = Arc::new(WakeState::new(key, ready));
         GrpcConnection {
             key,
             peer,
-            fd: stream.as_raw_fd(),
+            fd: stream.tcp().as_raw_fd(),
             limits: limits.clone(),
             state: State::Detecting {
                 stream,
@@ -179,6 +185,7 @@ impl GrpcConnection {
             },
             shutdown_at: None,
             counted: 0,
+            tls_deadline,
         }
     }
 
@@ -321,6 +328,10 @@ impl GrpcConnection {
         }
         let handshake = self.created + self.limits.handshake_timeout;
         match &self.state {
+            State::Detecting { stream, .. } if stream.handshaking() => Some(
+                self.tls_deadline
+                    .map_or(handshake, |tls| tls.min(handshake)),
+            ),
             State::Detecting { .. } | State::Handshake(_) | State::Switching => Some(handshake),
             State::Serving(_) => {
                 let keepalive = match self.keepalive.ping_sent {
@@ -431,13 +442,32 @@ impl GrpcConnection {
                 Ok(n) => first.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if stream.handshaking() && self.tls_deadline.is_some_and(|at| now >= at) {
+                        let timeout = cx.shared.tls().handshake_timeout();
+                        let why = format!("not finished within {}s", timeout.as_secs_f64());
+                        let (stats, log) = (cx.shared.stats(), cx.log);
+                        cx.shared
+                            .tls()
+                            .handshake_failed(self.peer, &why, stats, log);
+                        return Drive::Closed;
+                    }
                     return if self.handshake_expired(now, cx, "HTTP/2 preface") {
                         Drive::Closed
                     } else {
                         Drive::Open
                     };
                 }
-                Err(_) => return Drive::Closed,
+                Err(e) => {
+                    if let Some(why) = TlsFailure::of(&e) {
+                        if matches!(why, TlsFailure::NotTls(_)) {
+                            // A plain client: a clean close, not a reset.
+                            stream.discard_waiting(1024 * 1024);
+                        }
+                        let (stats, log) = (cx.shared.stats(), cx.log);
+                        cx.shared.tls().handshake_failed(self.peer, why, stats, log);
+                    }
+                    return Drive::Closed;
+                }
             }
         };
         if decided != Preface::Http2 {
@@ -457,7 +487,7 @@ impl GrpcConnection {
             .initial_connection_window_size(self.limits.connection_window)
             .max_frame_size(64 * 1024)
             .max_send_buffer_size(64 * 1024);
-        let io = H2Io::new(stream, first);
+        let io = H2Io::over(stream, first);
         self.keepalive.bytes_read = io.bytes_read();
         self.state = State::Handshake(builder.handshake(io));
         self.wake.woken.store(true, Ordering::SeqCst);
@@ -467,7 +497,7 @@ impl GrpcConnection {
     /// After [`Drive::Http1`]: the socket and the bytes detection read from it (the start of an
     /// HTTP/1.1 request, or garbage, which the HTTP session answers with `400`). Deregister the
     /// connection first. `None` once HTTP/2 has begun.
-    pub fn into_http1(self) -> Option<(TcpStream, Vec<u8>)> {
+    pub fn into_http1(self) -> Option<(Stream, Vec<u8>)> {
         match self.state {
             State::Detecting { stream, first } => Some((stream, first)),
             _ => None,

@@ -27,7 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
@@ -37,7 +37,9 @@ use super::wake::ReadyQueue;
 use crate::apps::connections::Row;
 use crate::config::GrpcLimits;
 use crate::net::socket::tune_socket;
+use crate::net::stream::Stream;
 use crate::server::shared::Shared;
+use crate::server::tls::Alpn;
 use crate::storage::ConnKey;
 use crate::storage::server_log::ServerLog;
 
@@ -86,7 +88,7 @@ pub struct Driven {
 /// (`server::session::http`): its socket, its peer and the bytes detection read.
 #[derive(Debug)]
 pub struct Http1 {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub peer: SocketAddr,
     pub first: Vec<u8>,
 }
@@ -202,13 +204,32 @@ impl GrpcPort {
                 "gRPC connection from {peer}: cannot set keepalive: {e}"
             ));
         }
+        // TLS (ALPN http/1.1, h2) when the server has a certificate: detection below sees the
+        // decrypted bytes.
+        let stream = match shared.tls().stream(Alpn::Http, stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                shared.stats().connection_closed();
+                log.error(format_args!(
+                    "gRPC connection from {peer}: cannot start TLS: {e}"
+                ));
+                return Accepted::Skipped;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = ConnKey {
             token: GRPC_BASE + entry.key(),
             serial: self.next_serial,
         };
         self.next_serial += 1;
-        let conn = GrpcConnection::new(stream, key, peer, &self.limits, self.ready.clone());
+        let conn = GrpcConnection::new(
+            stream,
+            key,
+            peer,
+            &self.limits,
+            self.ready.clone(),
+            shared.tls().handshake_timeout(),
+        );
         if let Err(e) = conn.register(registry, Token(key.token)) {
             shared.stats().connection_closed();
             log.error(format_args!(

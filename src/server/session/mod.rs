@@ -188,6 +188,8 @@ impl Farewell {
 pub struct Sink<'a> {
     key: ConnKey,
     peer: SocketAddr,
+    /// The app a verified client certificate names (mutual TLS; `server::tls`).
+    certified: Option<&'a str>,
     origin: &'a mut Origin,
     in_flight: &'a mut u64,
     entry: &'a mut Entry,
@@ -198,6 +200,7 @@ impl<'a> Sink<'a> {
     pub fn new(
         key: ConnKey,
         peer: SocketAddr,
+        certified: Option<&'a str>,
         origin: &'a mut Origin,
         in_flight: &'a mut u64,
         entry: &'a mut Entry,
@@ -206,11 +209,18 @@ impl<'a> Sink<'a> {
         Sink {
             key,
             peer,
+            certified,
             origin,
             in_flight,
             entry,
             output,
         }
+    }
+
+    /// The app the client's verified certificate names (mutual TLS), if any: a credential as
+    /// a token is (`Gate::admit_certified`).
+    pub fn certified(&self) -> Option<&'a str> {
+        self.certified
     }
 
     /// The client's address (for log lines).
@@ -296,7 +306,9 @@ impl Session {
     /// closes; such a connection is never listed in `status`.
     pub fn start(protocol: Protocol, sink: &mut Sink<'_>, cx: &mut Context<'_>) -> Option<Self> {
         sink.entry.set_socket(Socket::of(protocol));
+        // A client certificate naming an app is the credential such a protocol cannot carry.
         if let Some(name) = carries_no_token(protocol)
+            && sink.certified.is_none()
             && !cx.shared.gate().admits_anonymous()
         {
             // `--auth required`, and this protocol has no place for a token: refused by name,

@@ -97,7 +97,10 @@ impl Native {
             batch.push(key, &record, origin, now_ns)
         }) {
             Ok(ClientFrame::Records(n)) => {
-                if !self.said_hello && !cx.shared.gate().admits_anonymous() {
+                if !self.said_hello
+                    && sink.certified().is_none()
+                    && !cx.shared.gate().admits_anonymous()
+                {
                     // Records with no hello, so no token, under `--auth required`: taken back
                     // before the batch leaves the loop.
                     cx.batch.rollback(mark);
@@ -164,7 +167,11 @@ impl Native {
             send_error(sink, ErrorKind::Undecodable, message);
             return Next::Go;
         }
-        let admitted = cx.shared.gate().admit(&hello.token, &hello.app, unix_now());
+        let gate = cx.shared.gate();
+        let admitted = match sink.certified() {
+            Some(app) => gate.admit_certified(&hello.token, &hello.app, app, unix_now()),
+            None => gate.admit(&hello.token, &hello.app, unix_now()),
+        };
         let origin = match admitted {
             Ok(Admit::App(app)) => {
                 let instance = default_instance(&app, hello.instance, sink.peer);

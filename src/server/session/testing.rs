@@ -84,6 +84,7 @@ impl Conn {
                 serial: 0,
             },
             "127.0.0.1:1".parse().unwrap(),
+            None,
             &mut self.origin,
             &mut self.in_flight,
             &mut self.entry,

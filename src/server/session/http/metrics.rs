@@ -64,12 +64,14 @@ pub fn render(shared: &Shared) -> String {
         "logmill_connections_refused_total",
         "counter",
         "Connections refused or closed by the server, by reason: --max-connections reached, \
-         shed to keep within --max-input, HTTP request head not complete in time.",
+         shed to keep within --max-input, HTTP request head not complete in time, TLS \
+         handshake failed or not finished in time.",
     );
     for (reason, n) in [
         ("max_connections", stats.refused_total()),
         ("input_shed", stats.shed()),
         ("header_timeout", stats.header_timeouts()),
+        ("tls_handshake", stats.tls_failures()),
     ] {
         sample(
             &mut out,
