@@ -718,7 +718,8 @@ fn a_plain_transmitter_on_the_tls_ship_port_is_refused_and_logged() {
 }
 
 /// Mutual TLS on the ship port: a transmitter without a client certificate is refused at the
-/// handshake, logged and counted, and nothing is stored.
+/// handshake, logged and counted, and nothing is stored; with `--cert --key` from the clients'
+/// CA its file arrives.
 #[test]
 fn mutual_tls_refuses_a_ship_transmitter_without_a_client_certificate() {
     let dir = TempDir::new("tls-ship-mutual-ca");
@@ -727,9 +728,10 @@ fn mutual_tls_refuses_a_ship_transmitter_without_a_client_certificate() {
     let (s, port, stored) = start_shipping("tls-ship-mutual", &["--tls-client-ca", &ca_path]);
     let input = s._dir.0.join("in");
     std::fs::create_dir_all(&input).unwrap();
-    std::fs::write(input.join("app.log"), b"needs a certificate\n").unwrap();
+    let content = b"needs a certificate\n";
+    std::fs::write(input.join("app.log"), content).unwrap();
     let ca = s.ca.pem_path.to_str().unwrap().to_owned();
-    let _tx = Retrying(
+    let tx = Retrying(
         ship_tx(port, &input, &["--tls", "--ca", &ca])
             .spawn()
             .unwrap(),
@@ -741,6 +743,23 @@ fn mutual_tls_refuses_a_ship_transmitter_without_a_client_certificate() {
         .unwrap();
     assert!(line.contains("TLS connection from 127.0.0.1"), "{line}");
     assert!(!stored.join("app.log").exists(), "nothing stored");
+    drop(tx);
+    let good = clients.client(&dir.0, "shipper", "shipper", false);
+    let summary = ship_once(
+        port,
+        &input,
+        &[
+            "--tls",
+            "--ca",
+            &ca,
+            "--cert",
+            good.cert.to_str().unwrap(),
+            "--key",
+            good.key.to_str().unwrap(),
+        ],
+    );
+    assert!(summary.contains("1 files up to date"), "{summary}");
+    wait_copy(&stored.join("app.log"), content);
 }
 
 /// The receiver's answers travel over TLS: the offset line to a name it takes, and to a name it

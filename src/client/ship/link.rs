@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::FileExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,13 +25,21 @@ pub struct TlsTarget {
 }
 
 impl TlsTarget {
-    /// `--ca FILE` and the name to check (`--server-name`, else `--host`).
+    /// `--ca FILE`, the name to check (`--server-name`, else `--host`), and `--cert FILE
+    /// --key FILE` for a receiver that asks for a client certificate.
     ///
     /// # Errors
-    /// The CA file cannot be used, or the name is neither a DNS name nor an IP address.
-    pub fn new(ca: &std::path::Path, name: &str) -> Result<TlsTarget, String> {
-        let config = crate::client::tls::client_config(ca)
-            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    /// A file cannot be used, or the name is neither a DNS name nor an IP address.
+    pub fn new(
+        ca: &Path,
+        name: &str,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<TlsTarget, String> {
+        let config = match identity {
+            None => crate::client::tls::client_config(ca)
+                .map_err(|e| format!("--ca {}: {e}", ca.display()))?,
+            Some((cert, key)) => crate::client::tls::client_config_with_cert(ca, cert, key)?,
+        };
         let name = rustls::pki_types::ServerName::try_from(name.to_owned())
             .map_err(|e| format!("server name {name:?}: {e}"))?;
         Ok(TlsTarget { config, name })

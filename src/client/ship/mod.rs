@@ -109,6 +109,13 @@ pub struct TxArgs {
     /// With --tls: the name the receiver's certificate must carry, when it is not --host.
     #[arg(long = "server-name", value_name = "NAME", requires = "tls")]
     server_name: Option<String>,
+    /// With --tls: a client certificate (PEM chain, leaf first), for a receiver with
+    /// --tls-client-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    cert: Option<PathBuf>,
+    /// With --cert: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 /// Why `logmill ship tx` could not start. Once it runs, nothing is fatal: a receiver that is
@@ -218,7 +225,8 @@ pub fn run(args: &TxArgs) -> Result<Summary, Error> {
     let tls = match &args.ca {
         Some(ca) if args.tls => {
             let name = args.server_name.as_deref().unwrap_or(&args.host);
-            Some(link::TlsTarget::new(ca, name).map_err(Error::Tls)?)
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            Some(link::TlsTarget::new(ca, name, identity).map_err(Error::Tls)?)
         }
         _ => None,
     };
