@@ -64,8 +64,16 @@ const READ_BUDGET: usize = 1 << 20;
 /// the whole chunk); TLS hands out one record's plaintext (16 KiB at most) per read, so for it
 /// reads go on until the chunk is full or nothing more is waiting, and the writer gets chunks
 /// the size it gets from plain connections. What was read before an end or an error is
-/// returned first; the end or error comes again at the next call.
-fn fill(stream: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
+/// returned first; the end comes again at the next call, and an error is kept in `deferred`
+/// for it (rustls may not say it twice).
+fn fill(
+    stream: &mut Stream,
+    buf: &mut [u8],
+    deferred: &mut Option<io::Error>,
+) -> io::Result<usize> {
+    if let Some(e) = deferred.take() {
+        return Err(e);
+    }
     let first = stream.read(buf)?;
     if first == 0 || !stream.is_tls() {
         return Ok(first);
@@ -76,7 +84,11 @@ fn fill(stream: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                *deferred = Some(e);
+                break;
+            }
         }
     }
     Ok(filled)
@@ -180,6 +192,8 @@ struct ShipConnection {
     accepted: Instant,
     /// WRITABLE interest is registered: TLS holds bytes the socket did not take yet.
     writing: bool,
+    /// A read error that came after bytes [`fill`] returned first.
+    deferred: Option<io::Error>,
     serial: u64,
     state: State,
     /// The socket may have bytes to read (its edge was not yet drained).
@@ -339,6 +353,7 @@ impl ShipPort {
             peer,
             accepted: now,
             writing: false,
+            deferred: None,
             serial,
             state: State::Name {
                 line: Vec::with_capacity(64),
@@ -617,7 +632,7 @@ impl ShipPort {
                     .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             }
             self.scratch.resize(CHUNK, 0);
-            match fill(&mut conn.stream, &mut self.scratch) {
+            match fill(&mut conn.stream, &mut self.scratch, &mut conn.deferred) {
                 Ok(0) => {
                     self.log.info(format_args!(
                         "ship connection from {}: {} done, {} received",
