@@ -23,6 +23,14 @@
 //! transmitter. The writer's `Drained` replies start reading again. Only shipping connections
 //! wait: the loop's other work never blocks on the disk.
 //!
+//! TLS (`--tls-cert`): the port speaks TLS only, as every TCP port (`server::tls`). A
+//! connection is a `net::stream::Stream`: its reads drive the handshake and hand out plaintext,
+//! so the states above see only the file's bytes; the offset and refusal lines go into rustls
+//! and out when the socket takes them (WRITABLE interest while it holds some). A plain client
+//! (its first byte not 0x16), a failed handshake or one not finished within the handshake
+//! limit is counted and logged as on the other ports and closed without a line. Backpressure is
+//! the same: a paused connection does not read, so neither rustls nor the kernel takes more.
+//!
 //! The loop (`server::event_loop`) calls: [`ShipPort::accept`] on the listener's event,
 //! [`ShipPort::event`] for a token [`ShipPort::owns`], [`ShipPort::take_replies`] and
 //! [`ShipPort::serve`] every turn, [`ShipPort::tick`] with its timer, [`ShipPort::close_all`]
