@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use common::certs::{self, Ca, Leaf};
-use common::{DEADLINE, Server, TempDir, http_client, wait_for};
+use common::{DEADLINE, Server, TempDir, http_client, wait_copy, wait_for};
 
 /// A server with TLS on both ports, its CA and its certificate.
 struct TlsServer {
@@ -603,24 +603,6 @@ fn ship_once(port: u16, input: &std::path::Path, extra: &[&str]) -> String {
     );
     assert!(out.status.success(), "ship tx --once failed: {text}");
     text
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Waits until `path` holds exactly `want` (compared by sha256).
-fn wait_copy(path: &std::path::Path, want: &[u8]) {
-    let want = sha256(want);
-    wait_for(
-        &format!("{} with sha256 {want}", path.display()),
-        DEADLINE,
-        || std::fs::read(path).ok().filter(|got| sha256(got) == want),
-    );
 }
 
 /// A transmitter that keeps retrying (it is refused), killed when dropped.
