@@ -160,6 +160,20 @@ fn two_nodes_forward_100k_records_into_one_table() {
          WHERE node = 'node-b' AND message = 'b record 7' FORMAT TSV",
     );
     assert_eq!(row.trim(), "INFO\tb record 7\t{\"k\":\"v\"}\t1");
+    // The time to the microsecond, as stored (RowBinary: DateTime seconds and time_us).
+    let stored = read_lines(&b_dir.0)
+        .into_iter()
+        .find(|l| l.contains(" b record 7 |"))
+        .unwrap();
+    let stamp = stored.split(' ').next().unwrap();
+    let at =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).unwrap();
+    let micros = at.unix_timestamp_nanos() / 1_000;
+    let got = ch.query(
+        "SELECT toUInt32(time) * 1000000 + time_us FROM default.t FINAL \
+         WHERE node = 'node-b' AND message = 'b record 7' FORMAT TSV",
+    );
+    assert_eq!(got.trim(), micros.to_string(), "{stored}");
     // Caught up: nothing left to forward, as health says.
     wait_for("lag 0", common::DEADLINE, || {
         let health = a.health();
@@ -431,4 +445,35 @@ fn otlp_sink_into_a_second_logmill_delivers_records_with_their_fields() {
     wait_for("caught up", common::DEADLINE, || {
         (sink_status(&edge)?["lag_records"] == 0).then_some(())
     });
+    // The forwarder thread runs at the lowest priority; the other threads (the loops, the
+    // writer) at the process's.
+    let nice = thread_nices(edge.child.id());
+    let forward = |name: &str| name.starts_with("logmill-forward");
+    let base = nice.iter().find(|(_, _, main)| *main).unwrap().1;
+    assert!(
+        nice.iter().any(|(name, n, _)| forward(name) && *n == 19),
+        "{nice:?}"
+    );
+    assert!(
+        nice.iter().all(|(name, n, _)| forward(name) || *n == base),
+        "{nice:?}"
+    );
+}
+
+/// Each thread of process `pid`: its name, its nice value (`/proc/PID/task/TID/stat`, field
+/// 19) and whether it is the main thread.
+fn thread_nices(pid: u32) -> Vec<(String, i64, bool)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let main = path.file_name()? == pid.to_string().as_str();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the name's closing parenthesis: state is field 3, nice field 19.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let nice = after.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim().to_string(), nice, main))
+        })
+        .collect()
 }

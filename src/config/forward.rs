@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The most records in one batch: ClickHouse is at its best with large inserts (each insert
-/// makes a part on disk), and this many JSON rows are a few MiB.
+/// makes a part on disk), and this many rows are a few MiB.
 pub const MAX_BATCH_ROWS: usize = 50_000;
 /// Where a sink is: `--forward URL`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 //! - [`reader`]: the buckets' files read in sequence order from the checkpoint into a batch.
 //! - [`http`]: a small blocking HTTP/1.1 client (a forwarder has nothing else to do while its
 //!   batch is in flight).
-//! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT JSONEachRow`, gzip) and its table.
-//! - [`otlp`]: the OTLP/HTTP sink (protobuf `POST /v1/logs`, gzip), to a Collector or another
+//! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT RowBinary`) and its table.
+//! - [`otlp`]: the OTLP/HTTP sink (protobuf `POST /v1/logs`), to a Collector or another
 //!   logmill.
 //!
 //! # Threads
@@ -324,10 +324,14 @@ impl Forwarders {
                         &format!("{database}.{table}"),
                         settings.node_id(),
                         credentials.clone(),
+                        compresses(host),
                     )),
-                    Target::OtlpHttp { host, port } => {
-                        Box::new(otlp::Otlp::new(host, *port, settings.node_id()))
-                    }
+                    Target::OtlpHttp { host, port } => Box::new(otlp::Otlp::new(
+                        host,
+                        *port,
+                        settings.node_id(),
+                        compresses(host),
+                    )),
                 }
             };
             let sinks = VecDeque::from([make(), make()]);
@@ -352,7 +356,10 @@ impl Forwarders {
             ));
             let thread = thread::Builder::new()
                 .name(format!("logmill-forward-{n}"))
-                .spawn(move || forwarder.run())
+                .spawn(move || {
+                    forwarder.lower_priority();
+                    forwarder.run();
+                })
                 .map_err(|e| format!("cannot start a forwarder thread: {e}"))?;
             forwarders.threads.push(thread);
             forwarders.stop.push(stop_tx);
@@ -438,6 +445,25 @@ enum Outcome {
 }
 
 impl Forwarder {
+    /// Runs this thread (and the sending threads it starts, which inherit it) at the lowest
+    /// priority, nice 19: a forwarder uses the CPU the event loops and the writer leave, so
+    /// under full ingest load it lags, and catches up from the files once the load drops.
+    /// Where that cannot be done, it says so and runs at normal priority.
+    fn lower_priority(&self) {
+        #[cfg(target_os = "linux")]
+        let result = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19)
+            .map_err(|e| e.to_string());
+        #[cfg(not(target_os = "linux"))]
+        let result: Result<(), String> = Err("not on this system".to_string());
+        if let Err(e) = result {
+            self.log.warn(format_args!(
+                "forward to {}: cannot lower the forwarder's priority ({e}); it competes with \
+                 ingestion for the CPU",
+                self.url
+            ));
+        }
+    }
+
     /// Fills a batch from the files while the previous one is in flight on a short-lived
     /// thread (pipelining: reading and encoding overlap the sink's work), then, once the
     /// previous is taken, sends this one. One batch in flight at a time keeps the
@@ -633,6 +659,17 @@ impl Forwarder {
     fn wait(&self, d: Duration) -> bool {
         !matches!(self.stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
     }
+}
+
+/// Whether batches to `host` are gzip-compressed: yes over a network, no to this host
+/// (`localhost`, `127.x.x.x`, `::1`), where compressing costs both sides CPU and saves
+/// nothing.
+pub fn compresses(host: &str) -> bool {
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// Compresses a batch into `out` (emptied first), once: a retried batch sends the same bytes.

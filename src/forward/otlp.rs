@@ -1,5 +1,5 @@
 //! The OTLP/HTTP sink: the records as OTLP logs (protobuf, [`crate::protocol::otlp::encode`]),
-//! one gzip-compressed `POST /v1/logs` per batch, to an OpenTelemetry Collector or to another
+//! one `POST /v1/logs` per batch (gzip-compressed unless the receiver is on this host), to an OpenTelemetry Collector or to another
 //! logmill's OTLP receiver (an aggregator tier).
 //!
 //! Each record carries the forwarder's attributes `logmill.node`, `logmill.bucket`,
@@ -20,8 +20,10 @@ pub struct Otlp {
     client: Client,
     node: String,
     encoder: Encoder,
-    /// The encoded batch, kept so a retry sends the same bytes.
-    gzipped: Vec<u8>,
+    /// Whether batches are sent gzip-compressed (not to this host: [`super::compresses`]).
+    compress: bool,
+    /// The encoded (and compressed) batch, kept so a retry sends the same bytes.
+    body: Vec<u8>,
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
@@ -34,12 +36,13 @@ fn text(key: &str, value: &str) -> KeyValue {
 }
 
 impl Otlp {
-    pub fn new(host: &str, port: u16, node: &str) -> Otlp {
+    pub fn new(host: &str, port: u16, node: &str, compress: bool) -> Otlp {
         Otlp {
             client: Client::new(host, port),
             node: node.to_string(),
             encoder: Encoder::new(),
-            gzipped: Vec::new(),
+            compress,
+            body: Vec::new(),
         }
     }
 }
@@ -65,7 +68,7 @@ impl Sink for Otlp {
             extra.push(text("logmill.instance", line.instance()));
         }
         self.encoder.push(line.record(), extra);
-        self.gzipped.clear();
+        self.body.clear();
     }
 
     fn rows(&self) -> usize {
@@ -80,16 +83,20 @@ impl Sink for Otlp {
         if self.encoder.records() == 0 {
             return Ok(());
         }
-        if self.gzipped.is_empty() {
-            super::gzip(&self.encoder.encode(), &mut self.gzipped)?;
+        if self.body.is_empty() {
+            if self.compress {
+                super::gzip(&self.encoder.encode(), &mut self.body)?;
+            } else {
+                self.body = self.encoder.encode();
+            }
         }
-        let headers = [
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "gzip"),
-        ];
+        let mut headers = vec![("Content-Type", "application/x-protobuf")];
+        if self.compress {
+            headers.push(("Content-Encoding", "gzip"));
+        }
         let response = self
             .client
-            .post("/v1/logs", &headers, &self.gzipped)
+            .post("/v1/logs", &headers, &self.body)
             .map_err(|e| SendError::Retry(format!("the OTLP receiver cannot be reached: {e}")))?;
         let status = response.status;
         if status == 200 {
@@ -114,6 +121,6 @@ impl Sink for Otlp {
 
     fn clear(&mut self) {
         self.encoder.clear();
-        self.gzipped.clear();
+        self.body.clear();
     }
 }
