@@ -477,3 +477,68 @@ fn thread_nices(pid: u32) -> Vec<(String, i64, bool)> {
         })
         .collect()
 }
+
+/// A receiver with `--auth required` takes forwarded records only with an application token:
+/// one from `--forward-token-file`, one from `LOGMILL_FORWARD_TOKEN` (sent as
+/// `Authorization: Bearer`); a forwarder without one stops, saying where a token goes, and its
+/// server keeps storing.
+#[test]
+fn otlp_sink_sends_its_token_to_a_logmill_with_auth_required() {
+    let dirs = ["hub", "by-file", "by-env", "none", "token"].map(TempDir::new);
+    let [hub_dir, file_dir, env_dir, none_dir, token_dir] = &dirs;
+    let token = common::issue_token(&hub_dir.0, "edges");
+    let (hub, otlp) =
+        common::http_client::start(&hub_dir.0, &["--format", "json", "--auth", "required"]);
+    let url = format!("otlp+http://{otlp}");
+    let token_file = token_dir.0.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let by_file = Server::start(
+        &file_dir.0,
+        &[
+            "--node-id",
+            "by-file",
+            "--forward",
+            &url,
+            "--forward-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
+        .arg(&env_dir.0)
+        .args(["--node-id", "by-env", "--forward", &url])
+        .env("LOGMILL_FORWARD_TOKEN", &token);
+    let by_env = Server::spawn(command, &env_dir.0);
+    let none = Server::start(&none_dir.0, &["--node-id", "none", "--forward", &url]);
+    for server in [&by_file, &by_env, &none] {
+        pipe(server, 100, "edge");
+    }
+    // The hub stores them in the bucket of the token's app.
+    let bucket = hub_dir.0.join("edges");
+    let lines: Vec<Json> = wait_for("200 records in the bucket edges", FORWARD_DEADLINE, || {
+        let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
+        (lines.len() >= 200).then_some(lines)
+    })
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    for node in ["by-file", "by-env"] {
+        let from = lines
+            .iter()
+            .filter(|l| l["fields"]["logmill.node"] == node)
+            .count();
+        assert_eq!(from, 100, "{node}");
+    }
+    assert!(lines.iter().all(|l| l["app"] == "edges"), "{:?}", lines[0]);
+    let sink = wait_for("the tokenless forwarder stopped", FORWARD_DEADLINE, || {
+        sink_status(&none).filter(|s| s["state"] == "stopped")
+    });
+    let error = sink["error"].as_str().unwrap();
+    assert!(
+        error.contains("HTTP 401") && error.contains("LOGMILL_FORWARD_TOKEN"),
+        "{error}"
+    );
+    assert_eq!(read_lines(&none.dir).len(), 100);
+    assert!(hub.lines().is_empty(), "a record got in without a token");
+}

@@ -1,4 +1,5 @@
-//! What `--forward`, `--node-id`, `--forward-max-lag` and `--forward-password-file` say, parsed
+//! What `--forward`, `--node-id`, `--forward-max-lag`, `--forward-password-file` and
+//! `--forward-token-file` say, parsed
 //! and checked: the sinks' URLs ([`Target`]) and the settings the forwarders start from. Below
 //! the forwarders (`crate::forward`), which start from them; it reads nothing of the crate.
 
@@ -115,13 +116,14 @@ fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String
 }
 
 /// The forwarding settings (`--forward`, `--node-id`, `--forward-max-lag`,
-/// `--forward-password-file`).
+/// `--forward-password-file`, `--forward-token-file`).
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     sinks: Vec<Target>,
     node_id: String,
     max_lag: u64,
     password_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
     batch_rows: usize,
 }
 
@@ -137,6 +139,7 @@ impl Settings {
             node_id,
             max_lag,
             password_file,
+            token_file: None,
             batch_rows: MAX_BATCH_ROWS,
         }
     }
@@ -146,6 +149,16 @@ impl Settings {
     pub fn with_batch_rows(mut self, rows: usize) -> Settings {
         self.batch_rows = rows.clamp(1, MAX_BATCH_ROWS);
         self
+    }
+
+    /// `--forward-token-file`: where the OTLP sinks' application token is read from.
+    pub fn with_token_file(mut self, path: Option<PathBuf>) -> Settings {
+        self.token_file = path;
+        self
+    }
+
+    pub fn token_file(&self) -> Option<&std::path::Path> {
+        self.token_file.as_deref()
     }
 
     pub fn sinks(&self) -> &[Target] {

@@ -294,7 +294,7 @@ impl Forwarders {
     /// on the same settings).
     ///
     /// # Errors
-    /// A checkpoint that cannot be read, a password file that cannot be read, or a thread
+    /// A checkpoint that cannot be read, a password or token file that cannot be read, or a thread
     /// that cannot be started: a start-up error, before anything is sent.
     pub fn start(
         dir: &Path,
@@ -303,6 +303,11 @@ impl Forwarders {
         log: Arc<ServerLog>,
     ) -> Result<Forwarders, String> {
         let credentials = credentials(settings)?;
+        let token = secret(
+            settings.token_file(),
+            "LOGMILL_FORWARD_TOKEN",
+            "--forward-token-file",
+        )?;
         let mut forwarders = Forwarders {
             threads: Vec::new(),
             stop: Vec::new(),
@@ -331,6 +336,7 @@ impl Forwarders {
                         *port,
                         settings.node_id(),
                         compresses(host),
+                        token.clone(),
                     )),
                 }
             };
@@ -388,6 +394,30 @@ fn state_path(dir: &Path, target: &Target) -> PathBuf {
         .join(format!("forward-{}.json", target.id()))
 }
 
+/// A secret from `file` (its first line's end trimmed) or else from the environment variable
+/// `var` (empty is none): never from the command line, where `ps` would show it.
+/// It goes into an HTTP header, so a control character in it (a second line) is refused.
+fn secret(file: Option<&Path>, var: &str, flag: &str) -> Result<Option<String>, String> {
+    let (value, from) = match file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))?,
+            format!("{flag} {}", path.display()),
+        ),
+        None => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => (v, var.to_string()),
+            _ => return Ok(None),
+        },
+    };
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "{from}: the secret has a control character (more than one line?)"
+        ));
+    }
+    Ok(Some(value))
+}
+
 /// The ClickHouse login: user from `LOGMILL_CLICKHOUSE_USER`; password from
 /// `--forward-password-file` or `LOGMILL_CLICKHOUSE_PASSWORD` (never from the command line,
 /// where `ps` would show it).
@@ -395,20 +425,11 @@ fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
     let user = std::env::var("LOGMILL_CLICKHOUSE_USER")
         .ok()
         .filter(|u| !u.is_empty());
-    let password = match settings.password_file() {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    format!(
-                        "cannot read --forward-password-file {}: {e}",
-                        path.display()
-                    )
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ),
-        None => std::env::var("LOGMILL_CLICKHOUSE_PASSWORD").ok(),
-    };
+    let password = secret(
+        settings.password_file(),
+        "LOGMILL_CLICKHOUSE_PASSWORD",
+        "--forward-password-file",
+    )?;
     Ok(clickhouse::Credentials::new(user, password))
 }
 

@@ -20,6 +20,8 @@ pub struct Otlp {
     client: Client,
     node: String,
     encoder: Encoder,
+    /// `Authorization: Bearer TOKEN` (an application token, for a logmill with `--auth`).
+    authorization: Option<String>,
     /// Whether batches are sent gzip-compressed (not to this host: [`super::compresses`]).
     compress: bool,
     /// The encoded (and compressed) batch, kept so a retry sends the same bytes.
@@ -36,8 +38,9 @@ fn text(key: &str, value: &str) -> KeyValue {
 }
 
 impl Otlp {
-    pub fn new(host: &str, port: u16, node: &str, compress: bool) -> Otlp {
+    pub fn new(host: &str, port: u16, node: &str, compress: bool, token: Option<String>) -> Otlp {
         Otlp {
+            authorization: token.map(|t| format!("Bearer {t}")),
             client: Client::new(host, port),
             node: node.to_string(),
             encoder: Encoder::new(),
@@ -94,6 +97,9 @@ impl Sink for Otlp {
         if self.compress {
             headers.push(("Content-Encoding", "gzip"));
         }
+        if let Some(authorization) = &self.authorization {
+            headers.push(("Authorization", authorization));
+        }
         let response = self
             .client
             .post("/v1/logs", &headers, &self.body)
@@ -106,12 +112,16 @@ impl Sink for Otlp {
         let message = String::from_utf8_lossy(&response.body);
         let message: String = message
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && *c != char::REPLACEMENT_CHARACTER)
             .take(500)
             .collect();
         match status {
             429 | 500..=599 => Err(SendError::Retry(format!(
                 "the OTLP receiver answered HTTP {status}: {message}"
+            ))),
+            401 | 403 => Err(SendError::Fatal(format!(
+                "the OTLP receiver refused the token (HTTP {status}): {message}; give the \
+                 forwarder one in LOGMILL_FORWARD_TOKEN or --forward-token-file"
             ))),
             _ => Err(SendError::Fatal(format!(
                 "the OTLP receiver refused the batch (HTTP {status}): {message}"
