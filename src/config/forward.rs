@@ -72,10 +72,15 @@ impl Target {
                 port,
                 database,
                 table,
-            } => format!("clickhouse-{host}-{port}-{database}.{table}"),
-            Target::OtlpHttp { host, port } => format!("otlp-http-{host}-{port}"),
+            } => format!("clickhouse-{}-{port}-{database}.{table}", id_host(host)),
+            Target::OtlpHttp { host, port } => format!("otlp-http-{}-{port}", id_host(host)),
         }
     }
+}
+
+/// A host in a file name: an IPv6 address's `:` become `_` (`clickhouse-__1-8123-db.t`).
+fn id_host(host: &str) -> String {
+    host.replace(':', "_")
 }
 
 impl fmt::Display for Target {
@@ -86,22 +91,44 @@ impl fmt::Display for Target {
                 port,
                 database,
                 table,
-            } => write!(f, "clickhouse+http://{host}:{port}/{database}.{table}"),
-            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{host}:{port}"),
+            } => write!(
+                f,
+                "clickhouse+http://{}/{database}.{table}",
+                authority(host, *port)
+            ),
+            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{}", authority(host, *port)),
         }
     }
 }
 
-/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address).
+/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address), or an
+/// IPv6 address in brackets (`[::1]:8123`, kept without them).
 fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let port_of = |port: &str| {
+        port.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("bad port {port:?}"))
+    };
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad host {authority:?}: no closing ]"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("bad IPv6 address {host:?}"));
+        }
+        let port = match after {
+            "" => default_port,
+            _ => port_of(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("bad port {after:?}"))?,
+            )?,
+        };
+        return Ok((host.to_string(), port));
+    }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("bad port {port:?}"))?,
-        ),
+        Some((host, port)) => (host, port_of(port)?),
         None => (authority, default_port),
     };
     let ok = !host.is_empty()
@@ -113,6 +140,15 @@ fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String
         return Err(format!("bad host {host:?}"));
     }
     Ok((host.to_string(), port))
+}
+
+/// `HOST:PORT`, an IPv6 address in brackets (`[::1]:8123`): for URLs and the `Host` header.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The forwarding settings (`--forward`, `--node-id`, `--forward-max-lag`,

@@ -90,9 +90,8 @@ impl Client {
             None => self.stream.insert(connect(&self.host, self.port)?),
         };
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: {}\r\n",
-            self.host,
-            self.port,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            crate::config::forward::authority(&self.host, self.port),
             body.len()
         );
         for (name, value) in headers {

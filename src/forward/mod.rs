@@ -739,6 +739,13 @@ mod tests {
         assert_eq!(t.to_string(), "otlp+http://collector:4318");
         assert_eq!(t.id(), "otlp-http-collector-4318");
         assert!(Target::parse("otlp+grpc://collector:4317").is_err());
+        let t = Target::parse("clickhouse+http://[::1]:8123/db.t").unwrap();
+        assert_eq!(t.to_string(), "clickhouse+http://[::1]:8123/db.t");
+        assert_eq!(t.id(), "clickhouse-__1-8123-db.t");
+        let t = Target::parse("otlp+http://[fd00::7]/").unwrap();
+        assert_eq!(t.to_string(), "otlp+http://[fd00::7]:4318");
+        assert!(!compresses("::1") && !compresses("127.0.0.2") && !compresses("localhost"));
+        assert!(compresses("fd00::7") && compresses("ch.internal"));
         for bad in [
             "http://h/db.t",
             "clickhouse+http://h",
@@ -748,6 +755,10 @@ mod tests {
             "clickhouse+http://a b/db.t",
             "clickhouse+http://h/db.t;drop",
             "clickhouse+http://u:p@h/db.t",
+            "clickhouse+http://[::1/db.t",
+            "clickhouse+http://[nope]:8123/db.t",
+            "clickhouse+http://[::1]8123/db.t",
+            "clickhouse+http://::1:8123/db.t",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
