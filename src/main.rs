@@ -225,8 +225,8 @@ struct ServeArgs {
     console_session_ttl: Span,
     /// Forward the stored records to a sink, at least once, from the files:
     /// clickhouse+http://HOST:8123/DB.TABLE (the table `logmill forward schema clickhouse`
-    /// prints), or otlp+http://HOST:4318 (OTLP logs, protobuf, to a Collector or another
-    /// logmill). Repeatable. The login comes from LOGMILL_CLICKHOUSE_USER and
+    /// prints), otlp+http://HOST:4318 or otlp+grpc://HOST:4317 (OTLP logs, protobuf, to a
+    /// Collector or another logmill). Repeatable. The login comes from LOGMILL_CLICKHOUSE_USER and
     /// LOGMILL_CLICKHOUSE_PASSWORD (or --forward-password-file), never from the command line.
     #[arg(long = "forward", value_name = "URL", value_parser = logmill::forward::Target::parse)]
     forward: Vec<logmill::forward::Target>,

@@ -542,3 +542,75 @@ fn otlp_sink_sends_its_token_to_a_logmill_with_auth_required() {
     assert_eq!(read_lines(&none.dir).len(), 100);
     assert!(hub.lines().is_empty(), "a record got in without a token");
 }
+
+/// OTLP over gRPC (`otlp+grpc://`) into a second logmill's receiver (`--grpc-port`, `--auth
+/// required`): a forwarder started while the receiver is down retries (connection refused)
+/// and delivers everything once it is up, with the fields and the token's app (the token goes
+/// as `authorization` metadata); one without a token stops on `UNAUTHENTICATED`.
+#[test]
+fn otlp_grpc_sink_retries_a_receiver_that_is_down_then_delivers_records_with_their_fields() {
+    let dirs = ["hub", "edge", "bare"].map(TempDir::new);
+    let [hub_dir, edge_dir, bare_dir] = &dirs;
+    let token = common::issue_token(&hub_dir.0, "edges");
+    let port = common::free_port();
+    let url = format!("otlp+grpc://127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
+        .arg(&edge_dir.0)
+        .args(["--node-id", "edge-1", "--forward", &url])
+        .env("LOGMILL_FORWARD_TOKEN", &token);
+    let edge = Server::spawn(command, &edge_dir.0);
+    pipe(&edge, 1_000, "edge");
+    wait_for("the forwarder retrying", FORWARD_DEADLINE, || {
+        sink_status(&edge).filter(|s| s["state"] == "retrying")
+    });
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--grpc-port",
+            &port.to_string(),
+            "--dir",
+        ])
+        .arg(&hub_dir.0)
+        .args(["--format", "json", "--auth", "required"]);
+    let hub = Server::spawn(command, &hub_dir.0);
+    let bucket = hub_dir.0.join("edges");
+    let lines: Vec<Json> = wait_for("1000 records in the bucket edges", FORWARD_DEADLINE, || {
+        let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
+        (lines.len() >= 1_000).then_some(lines)
+    })
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let stored: Vec<u64> = read_lines(&edge_dir.0).iter().map(|l| seq_of(l)).collect();
+    assert_eq!(lines.len(), stored.len());
+    for (line, seq) in lines.iter().zip(&stored) {
+        let fields = &line["fields"];
+        assert_eq!(fields["k"], "v", "{line}");
+        assert_eq!(fields["logmill.node"], "edge-1", "{line}");
+        assert_eq!(fields["logmill.seq"], *seq, "{line}");
+        assert_eq!(line["app"], "edges", "{line}");
+    }
+    assert_eq!(lines[7]["message"], "edge record 7");
+    let sink = wait_for("caught up", common::DEADLINE, || {
+        sink_status(&edge).filter(|s| s["lag_records"] == 0 && s["state"] == "ok")
+    });
+    assert!(sink["retries"].as_u64().unwrap() > 0, "{sink}");
+
+    let bare = Server::start(&bare_dir.0, &["--forward", &url]);
+    pipe(&bare, 10, "bare");
+    let sink = wait_for("the tokenless forwarder stopped", FORWARD_DEADLINE, || {
+        sink_status(&bare).filter(|s| s["state"] == "stopped")
+    });
+    let error = sink["error"].as_str().unwrap();
+    assert!(
+        error.contains("gRPC status 16") && error.contains("LOGMILL_FORWARD_TOKEN"),
+        "{error}"
+    );
+    assert!(hub.lines().is_empty(), "a record got in without a token");
+}

@@ -21,6 +21,8 @@ pub enum Target {
     },
     /// `otlp+http://HOST:PORT` (POST /v1/logs, protobuf)
     OtlpHttp { host: String, port: u16 },
+    /// `otlp+grpc://HOST:PORT` (the gRPC `LogsService/Export` call)
+    OtlpGrpc { host: String, port: u16 },
 }
 
 impl Target {
@@ -34,14 +36,15 @@ impl Target {
             let (host, port) = host_port(authority, 4318).map_err(|e| format!("{url}: {e}"))?;
             return Ok(Target::OtlpHttp { host, port });
         }
-        if url.starts_with("otlp+grpc://") {
-            return Err(format!(
-                "{url}: otlp+grpc is not supported yet; use otlp+http://HOST:4318"
-            ));
+        if let Some(rest) = url.strip_prefix("otlp+grpc://") {
+            let authority = rest.strip_suffix('/').unwrap_or(rest);
+            let (host, port) = host_port(authority, 4317).map_err(|e| format!("{url}: {e}"))?;
+            return Ok(Target::OtlpGrpc { host, port });
         }
         let Some(rest) = url.strip_prefix("clickhouse+http://") else {
             return Err(format!(
-                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE or otlp+http://HOST:PORT"
+                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE, otlp+http://HOST:PORT or \
+                 otlp+grpc://HOST:PORT"
             ));
         };
         let (authority, path) = rest
@@ -74,6 +77,7 @@ impl Target {
                 table,
             } => format!("clickhouse-{}-{port}-{database}.{table}", id_host(host)),
             Target::OtlpHttp { host, port } => format!("otlp-http-{}-{port}", id_host(host)),
+            Target::OtlpGrpc { host, port } => format!("otlp-grpc-{}-{port}", id_host(host)),
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Display for Target {
                 authority(host, *port)
             ),
             Target::OtlpHttp { host, port } => write!(f, "otlp+http://{}", authority(host, *port)),
+            Target::OtlpGrpc { host, port } => write!(f, "otlp+grpc://{}", authority(host, *port)),
         }
     }
 }

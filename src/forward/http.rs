@@ -111,7 +111,7 @@ impl Client {
     }
 }
 
-fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+pub(super) fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
     for addr in addrs {

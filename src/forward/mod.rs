@@ -7,8 +7,9 @@
 //! - [`http`]: a small blocking HTTP/1.1 client (a forwarder has nothing else to do while its
 //!   batch is in flight).
 //! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT RowBinary`) and its table.
-//! - [`otlp`]: the OTLP/HTTP sink (protobuf `POST /v1/logs`), to a Collector or another
-//!   logmill.
+//! - [`grpc`]: a small blocking gRPC client (`h2` driven by hand, no runtime).
+//! - [`otlp`]: the OTLP sink (protobuf, over HTTP `POST /v1/logs` or a gRPC `Export` call), to a
+//!   Collector or another logmill.
 //!
 //! # Threads
 //!
@@ -26,6 +27,7 @@
 
 pub mod checkpoint;
 pub mod clickhouse;
+pub mod grpc;
 pub mod http;
 pub mod otlp;
 pub mod reader;
@@ -74,6 +76,10 @@ pub trait Sink: Send {
     fn rows(&self) -> usize;
     /// Encoded bytes in the batch.
     fn bytes(&self) -> usize;
+    /// The most encoded bytes in one batch.
+    fn max_bytes(&self) -> usize {
+        MAX_BATCH_BYTES
+    }
     /// Sends the batch; empties it only when the sink took it, so a retry sends the same one.
     ///
     /// # Errors
@@ -332,8 +338,13 @@ impl Forwarders {
                         compresses(host),
                     )),
                     Target::OtlpHttp { host, port } => Box::new(otlp::Otlp::new(
-                        host,
-                        *port,
+                        otlp::Transport::Http(http::Client::new(host, *port)),
+                        settings.node_id(),
+                        compresses(host),
+                        token.clone(),
+                    )),
+                    Target::OtlpGrpc { host, port } => Box::new(otlp::Otlp::new(
+                        otlp::Transport::Grpc(grpc::Client::new(host, *port)),
                         settings.node_id(),
                         compresses(host),
                         token.clone(),
@@ -500,11 +511,9 @@ impl Forwarder {
                 return self.stopped();
             }
             let sink = &mut self.sinks[0];
-            if sink.rows() < self.batch_rows && sink.bytes() < MAX_BATCH_BYTES {
-                let filled = match self
-                    .reader
-                    .fill(&mut **sink, self.batch_rows, MAX_BATCH_BYTES)
-                {
+            let max_bytes = sink.max_bytes();
+            if sink.rows() < self.batch_rows && sink.bytes() < max_bytes {
+                let filled = match self.reader.fill(&mut **sink, self.batch_rows, max_bytes) {
                     Ok(filled) => filled,
                     Err(e) => {
                         self.log.warn(format_args!(
@@ -533,7 +542,7 @@ impl Forwarder {
                     continue;
                 }
                 let started = *batch_started.get_or_insert_with(Instant::now);
-                let full = sink.rows() >= self.batch_rows || sink.bytes() >= MAX_BATCH_BYTES;
+                let full = sink.rows() >= self.batch_rows || sink.bytes() >= max_bytes;
                 let waited = started.elapsed();
                 if !full && filled.at_end && waited < BATCH_WAIT {
                     if self.wait(POLL.min(BATCH_WAIT - waited)) {
@@ -738,7 +747,9 @@ mod tests {
         let t = Target::parse("otlp+http://collector").unwrap();
         assert_eq!(t.to_string(), "otlp+http://collector:4318");
         assert_eq!(t.id(), "otlp-http-collector-4318");
-        assert!(Target::parse("otlp+grpc://collector:4317").is_err());
+        let t = Target::parse("otlp+grpc://collector").unwrap();
+        assert_eq!(t.to_string(), "otlp+grpc://collector:4317");
+        assert_eq!(t.id(), "otlp-grpc-collector-4317");
         let t = Target::parse("clickhouse+http://[::1]:8123/db.t").unwrap();
         assert_eq!(t.to_string(), "clickhouse+http://[::1]:8123/db.t");
         assert_eq!(t.id(), "clickhouse-__1-8123-db.t");
