@@ -776,6 +776,26 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_comes_from_its_file_without_the_line_end_and_never_with_a_second_line() {
+        let dir = std::env::temp_dir().join(format!("logmill-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "abc.def\r\n").unwrap();
+        let got = secret(Some(&file), "LOGMILL_TEST_UNSET_SECRET", "--x-file");
+        assert_eq!(got, Ok(Some("abc.def".to_string())));
+        std::fs::write(&file, "abc\nX-Injected: 1\n").unwrap();
+        let err = secret(Some(&file), "LOGMILL_TEST_UNSET_SECRET", "--x-file").unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+        let err = secret(Some(&dir.join("none")), "V", "--x-file").unwrap_err();
+        assert!(err.contains("cannot read --x-file"), "{err}");
+        assert_eq!(
+            secret(None, "LOGMILL_TEST_UNSET_SECRET", "--x-file"),
+            Ok(None)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn jitter_stays_between_half_and_all() {
         for _ in 0..100 {
             let j = jitter(Duration::from_secs(2));
