@@ -503,26 +503,13 @@ fn otlp_sink_sends_its_token_to_a_logmill_with_auth_required() {
             token_file.to_str().unwrap(),
         ],
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
-        .arg(&env_dir.0)
-        .args(["--node-id", "by-env", "--forward", &url])
-        .env("LOGMILL_FORWARD_TOKEN", &token);
-    let by_env = Server::spawn(command, &env_dir.0);
+    let by_env = start_with_token(&env_dir.0, "by-env", &url, &token);
     let none = Server::start(&none_dir.0, &["--node-id", "none", "--forward", &url]);
     for server in [&by_file, &by_env, &none] {
         pipe(server, 100, "edge");
     }
     // The hub stores them in the bucket of the token's app.
-    let bucket = hub_dir.0.join("edges");
-    let lines: Vec<Json> = wait_for("200 records in the bucket edges", FORWARD_DEADLINE, || {
-        let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
-        (lines.len() >= 200).then_some(lines)
-    })
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let lines = wait_bucket_json(&hub_dir.0, "edges", 200);
     for node in ["by-file", "by-env"] {
         let from = lines
             .iter()
@@ -531,14 +518,7 @@ fn otlp_sink_sends_its_token_to_a_logmill_with_auth_required() {
         assert_eq!(from, 100, "{node}");
     }
     assert!(lines.iter().all(|l| l["app"] == "edges"), "{:?}", lines[0]);
-    let sink = wait_for("the tokenless forwarder stopped", FORWARD_DEADLINE, || {
-        sink_status(&none).filter(|s| s["state"] == "stopped")
-    });
-    let error = sink["error"].as_str().unwrap();
-    assert!(
-        error.contains("HTTP 401") && error.contains("LOGMILL_FORWARD_TOKEN"),
-        "{error}"
-    );
+    assert_stopped_for_a_token(&none, "HTTP 401");
     assert_eq!(read_lines(&none.dir).len(), 100);
     assert!(hub.lines().is_empty(), "a record got in without a token");
 }
@@ -554,13 +534,7 @@ fn otlp_grpc_sink_retries_a_receiver_that_is_down_then_delivers_records_with_the
     let token = common::issue_token(&hub_dir.0, "edges");
     let port = common::free_port();
     let url = format!("otlp+grpc://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
-    command
-        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
-        .arg(&edge_dir.0)
-        .args(["--node-id", "edge-1", "--forward", &url])
-        .env("LOGMILL_FORWARD_TOKEN", &token);
-    let edge = Server::spawn(command, &edge_dir.0);
+    let edge = start_with_token(&edge_dir.0, "edge-1", &url, &token);
     pipe(&edge, 1_000, "edge");
     wait_for("the forwarder retrying", FORWARD_DEADLINE, || {
         sink_status(&edge).filter(|s| s["state"] == "retrying")
@@ -579,14 +553,7 @@ fn otlp_grpc_sink_retries_a_receiver_that_is_down_then_delivers_records_with_the
         .arg(&hub_dir.0)
         .args(["--format", "json", "--auth", "required"]);
     let hub = Server::spawn(command, &hub_dir.0);
-    let bucket = hub_dir.0.join("edges");
-    let lines: Vec<Json> = wait_for("1000 records in the bucket edges", FORWARD_DEADLINE, || {
-        let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
-        (lines.len() >= 1_000).then_some(lines)
-    })
-    .iter()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
+    let lines = wait_bucket_json(&hub_dir.0, "edges", 1_000);
     let stored: Vec<u64> = read_lines(&edge_dir.0).iter().map(|l| seq_of(l)).collect();
     assert_eq!(lines.len(), stored.len());
     for (line, seq) in lines.iter().zip(&stored) {
@@ -604,13 +571,48 @@ fn otlp_grpc_sink_retries_a_receiver_that_is_down_then_delivers_records_with_the
 
     let bare = Server::start(&bare_dir.0, &["--forward", &url]);
     pipe(&bare, 10, "bare");
+    assert_stopped_for_a_token(&bare, "gRPC status 16");
+    assert!(hub.lines().is_empty(), "a record got in without a token");
+}
+
+/// Starts logmill in `dir` as `node`, forwarding to `url` with `token` in
+/// `LOGMILL_FORWARD_TOKEN` (as a user would give it).
+fn start_with_token(dir: &Path, node: &str, url: &str, token: &str) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logmill"));
+    command
+        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
+        .arg(dir)
+        .args(["--node-id", node, "--forward", url])
+        .env("LOGMILL_FORWARD_TOKEN", token);
+    Server::spawn(command, dir)
+}
+
+/// Waits until the bucket of `app` in `dir` (a server with `--format json`) holds `n` records,
+/// and returns them parsed.
+fn wait_bucket_json(dir: &Path, app: &str, n: usize) -> Vec<Json> {
+    let bucket = dir.join(app);
+    wait_for(
+        &format!("{n} records in the bucket {app}"),
+        FORWARD_DEADLINE,
+        || {
+            let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
+            (lines.len() >= n).then_some(lines)
+        },
+    )
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// Waits until `server`'s forwarder stopped, refused for want of a token (`answer`: what the
+/// receiver said), with the advice where a token goes.
+fn assert_stopped_for_a_token(server: &Server, answer: &str) {
     let sink = wait_for("the tokenless forwarder stopped", FORWARD_DEADLINE, || {
-        sink_status(&bare).filter(|s| s["state"] == "stopped")
+        sink_status(server).filter(|s| s["state"] == "stopped")
     });
     let error = sink["error"].as_str().unwrap();
     assert!(
-        error.contains("gRPC status 16") && error.contains("LOGMILL_FORWARD_TOKEN"),
+        error.contains(answer) && error.contains("LOGMILL_FORWARD_TOKEN"),
         "{error}"
     );
-    assert!(hub.lines().is_empty(), "a record got in without a token");
 }

@@ -230,45 +230,10 @@ async fn unary(
     Ok(Reply {
         http,
         code: status("grpc-status").and_then(|c| c.parse().ok()),
+        // `grpc-message` is percent-encoded.
         message: status("grpc-message")
-            .map(percent_decode)
+            .map(crate::protocol::grpc::percent_decode)
             .unwrap_or_default(),
         body: data,
     })
-}
-
-/// `grpc-message` is percent-encoded; an invalid escape is kept as it is.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn grpc_messages_are_percent_decoded() {
-        assert_eq!(percent_decode("token%20refused%3A x"), "token refused: x");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 }
