@@ -72,8 +72,10 @@ impl Client {
     }
 
     /// One unary call of `path` with `headers` (besides `content-type` and `te`) and `message`,
-    /// one gRPC-framed message. A connection that fails is dropped, so the next call opens a
-    /// new one.
+    /// one gRPC-framed message. A connection that fails is dropped; when a kept-alive one fails
+    /// (the server closed it while idle), the call is made once more on a new one, so a live
+    /// server is not reported as an error for that (a batch sent twice is a duplicate, which
+    /// at least once allows).
     ///
     /// # Errors
     /// Connecting, HTTP/2 errors, no answer within [`CALL_TIMEOUT`].
@@ -83,9 +85,16 @@ impl Client {
         headers: HeaderMap,
         message: Bytes,
     ) -> Result<Reply, String> {
-        let result = self.try_call(path, headers, message);
+        let reused = self.conn.is_some();
+        let mut result = self.try_call(path, headers.clone(), message.clone());
         if result.is_err() {
             self.conn = None;
+            if reused {
+                result = self.try_call(path, headers, message);
+                if result.is_err() {
+                    self.conn = None;
+                }
+            }
         }
         result
     }
