@@ -574,7 +574,6 @@ impl ServerTls {
         ) -> io::Result<()>,
     ) -> io::Result<bool> {
         use rustls::unbuffered::{ConnectionState, UnbufferedStatus};
-        let mut out = Vec::new();
         loop {
             // The input is what is held of an incomplete record: rustls may be joining a
             // handshake message over records in it, and expects to see it again.
@@ -593,8 +592,7 @@ impl ServerTls {
                     }
                 }
                 ConnectionState::WriteTraffic(mut write) => {
-                    f(&mut write, &mut out)?;
-                    self.outgoing.append(&mut out);
+                    f(&mut write, &mut self.outgoing)?;
                     finished = Some(true);
                 }
                 _ => finished = Some(false),
@@ -639,25 +637,29 @@ impl ServerTls {
         if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut plain = Vec::with_capacity(room.min(total));
-        for b in bufs {
-            let take = b.len().min(room - plain.len());
-            plain.extend_from_slice(&b[..take]);
-            if plain.len() == room {
-                break;
-            }
-        }
+        // What fits of the slices, in order: one record (or more) per slice.
+        let pieces = || {
+            let mut left = room;
+            bufs.iter().filter(|b| !b.is_empty()).map_while(move |b| {
+                let take = b.len().min(left);
+                left -= take;
+                (take > 0).then(|| &b[..take])
+            })
+        };
         self.encrypt_waiting()?;
         let encrypted = self.waiting.is_empty()
-            && self.with_write_traffic(|write, out| encrypt(write, &plain, out))?;
+            && self.with_write_traffic(|write, out| {
+                pieces().try_for_each(|piece| encrypt(write, piece, out))
+            })?;
         if !encrypted {
-            self.waiting.extend_from_slice(&plain);
+            pieces().for_each(|piece| self.waiting.extend_from_slice(piece));
         }
         ignore_would_block(self.send(&mut &*tcp))?;
-        Ok(plain.len())
+        Ok(pieces().map(<[u8]>::len).sum())
     }
 
-    /// Queues a `close_notify` (after the handshake; before it, nothing: the peer is dropped).
+    /// Queues a `close_notify` once the handshake has finished (before, there is no session to
+    /// close: the FIN alone ends it).
     fn close_notify(&mut self) -> io::Result<()> {
         self.encrypt_waiting()?;
         self.with_write_traffic(|write, out| {
@@ -784,7 +786,10 @@ fn encode_into(
             }
             Err(Ok(required)) if out.len() < len + required => out.resize(len + required, 0),
             Err(Ok(_)) => return Err(io::Error::other("rustls asked for room it had")),
-            Err(Err(e)) => return Err(e),
+            Err(Err(e)) => {
+                out.truncate(len);
+                return Err(e);
+            }
         }
     }
 }
