@@ -10,8 +10,15 @@
 //! have bytes waiting to go out although the caller wrote nothing ([`Stream::wants_write`]);
 //! it keeps WRITABLE interest while that is true and calls [`Stream::flush`] on the event.
 //!
+//! Server connections ([`Stream::tls_server`]) use rustls's unbuffered API instead, for memory:
+//! the buffered `Connection` keeps a 4 KiB read buffer per connection for good, which is half of
+//! what an idle TLS connection costs. [`ServerTls`] reads the socket into the thread's scratch
+//! buffer and keeps per connection only what is in flight (an incomplete record, plaintext not
+//! read yet, ciphertext not sent yet), freed as soon as it is empty. Same behaviour outside.
+//!
 //! What it does not do: choose certificates, log, count (that is `server::tls`), buffer
-//! plaintext beyond what rustls holds (rustls bounds both directions), or block.
+//! plaintext beyond what rustls holds (rustls bounds both directions; the unbuffered side holds
+//! at most a record's plaintext and a 64 KiB send limit), or block.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
