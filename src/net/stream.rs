@@ -156,19 +156,12 @@ impl Stream {
         if self.server.is_some() {
             return self.read_server(buf);
         }
+        if self.tls.is_some() && !self.check_first_byte()? {
+            return Ok(0);
+        }
         let Some(tls) = &mut self.tls else {
             return self.tcp.read(buf);
         };
-        if !self.first_checked {
-            let mut first = [0u8; 1];
-            match self.tcp.peek(&mut first)? {
-                0 => return Ok(0),
-                _ if first[0] != TLS_HANDSHAKE => {
-                    return Err(TlsFailure::NotTls(first[0]).into_io());
-                }
-                _ => self.first_checked = true,
-            }
-        }
         if tls.wants_write() {
             // Handshake messages the socket did not take before: a peer waiting for them sends
             // nothing until it has them, so they go first (a drive on a WRITABLE edge comes here
@@ -202,13 +195,19 @@ impl Stream {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.server.is_some() && !self.check_first_byte()? {
+            return Ok(0);
+        }
         if let Some(server) = &mut self.server {
             if server.received.is_empty() && !server.peer_closed {
                 // Nothing decrypted yet: take one read's worth from the socket, then look again.
                 let pumped = server.pump(&mut &self.tcp, &mut []);
                 let sent = server.send(&mut &self.tcp);
-                pumped?;
+                let pumped = pumped?;
                 ignore_would_block(sent)?;
+                if pumped.would_block && server.received.is_empty() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
             }
             let n = server.received.len().min(buf.len());
             buf[..n].copy_from_slice(&server.received[..n]);
@@ -353,17 +352,27 @@ impl Stream {
 }
 
 impl Stream {
+    /// Checks the first byte the client sent, once (see [`TlsFailure::NotTls`]). False at the
+    /// end of the stream.
+    fn check_first_byte(&mut self) -> io::Result<bool> {
+        if self.first_checked {
+            return Ok(true);
+        }
+        let mut first = [0u8; 1];
+        match self.tcp.peek(&mut first)? {
+            0 => Ok(false),
+            _ if first[0] != TLS_HANDSHAKE => Err(TlsFailure::NotTls(first[0]).into_io()),
+            _ => {
+                self.first_checked = true;
+                Ok(true)
+            }
+        }
+    }
+
     /// [`read`](Self::read) for a [`ServerTls`] stream.
     fn read_server(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.first_checked {
-            let mut first = [0u8; 1];
-            match self.tcp.peek(&mut first)? {
-                0 => return Ok(0),
-                _ if first[0] != TLS_HANDSHAKE => {
-                    return Err(TlsFailure::NotTls(first[0]).into_io());
-                }
-                _ => self.first_checked = true,
-            }
+        if !self.check_first_byte()? {
+            return Ok(0);
         }
         let Some(server) = &mut self.server else {
             return Ok(0);
