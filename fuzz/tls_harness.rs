@@ -1,6 +1,6 @@
 //! The `tls` fuzz harness: a server TLS connection (`server::tls`, as a port with ALPN makes
-//! it) fed arbitrary bytes through `net::stream::receive`, the receiving step every TLS
-//! connection of the server takes, with the answers written to memory.
+//! it) fed arbitrary bytes through `net::stream::receive_server`, the receiving step every TLS
+//! connection of the server takes (rustls's unbuffered API), with the answers written to memory.
 //!
 //! Its own file, as `http1_harness.rs` is: `fuzz_targets/tls.rs` includes it with `#[path]`,
 //! and `tests/tls_fuzz_corpus.rs` includes it to write the seeds and replay the corpus. The
@@ -16,11 +16,10 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::sync::OnceLock;
 
 use logmill::config::TlsFiles;
-use logmill::net::stream::receive;
+use logmill::net::stream::{ServerTls, receive_server, take_plaintext};
 use logmill::server::tls::{Alpn, Tls};
 
 /// What the server may answer to one input, at most: its handshake flight (certificate
@@ -73,10 +72,10 @@ pub fn tls(data: &[u8]) -> TlsOutcome {
     };
     let read = (usize::from(control >> 1) + 1) * 64;
     let conn = server_tls()
-        .connection(alpn)
+        .unbuffered(alpn)
         .expect("a connection")
         .expect("TLS is on");
-    let mut conn = rustls::Connection::from(conn);
+    let mut conn = ServerTls::new(conn);
     let mut outcome = TlsOutcome::default();
     let mut answer = Vec::new();
     let mut plain = vec![0u8; 16 * 1024];
@@ -84,7 +83,7 @@ pub fn tls(data: &[u8]) -> TlsOutcome {
     while !rest.is_empty() {
         let mut chunk = &rest[..read.min(rest.len())];
         let before = chunk.len();
-        let step = receive(&mut conn, &mut chunk, &mut answer);
+        let step = receive_server(&mut conn, &mut chunk, &mut answer);
         let taken = before - chunk.len();
         assert!(taken <= before, "a step takes no more than it was given");
         rest = &rest[taken..];
@@ -103,10 +102,9 @@ pub fn tls(data: &[u8]) -> TlsOutcome {
             }
         }
         loop {
-            match conn.reader().read(&mut plain) {
-                Ok(0) => break,
-                Ok(n) => outcome.plaintext += n,
-                Err(_) => break,
+            match take_plaintext(&mut conn, &mut plain) {
+                0 => break,
+                n => outcome.plaintext += n,
             }
         }
         if taken == 0 {

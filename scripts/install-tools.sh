@@ -3,7 +3,8 @@
 # what is missing, and runs apt-get only then):
 #   capnp     (capnproto)  the schema drift test regenerates src/logmill_capnp.rs and compares;
 #   rsyslogd  (rsyslog)    the forwarding interop test runs rsyslogd in the foreground;
-#   logger    (bsdutils)   the syslog client tests (on every Debian machine; checked so a gap is plain);
+#   logger, script (bsdutils)  the syslog client tests; `script` gives `ship tx` a terminal in the
+#             progress test (on every Debian machine; checked so a gap is plain);
 #   go        (golang-go)  the Go client's tests (clients/go, `go test`; Debian's 1.19 is enough);
 #   openssl   (openssl)    the TLS test's `openssl s_client` handshake (tests/tls.rs);
 #   clickhouse-server, clickhouse-client (18.16)  the forwarding tests (tests/forward.rs) start a
@@ -19,6 +20,7 @@ need=()
 command -v capnp >/dev/null || need+=(capnproto)
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 command -v logger >/dev/null || need+=(bsdutils)
+command -v script >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
 command -v openssl >/dev/null || need+=(openssl)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The logship benchmark: one 1 GiB file and 1,000 small files shipped over loopback by
-# `logmill ship tx` to a minimal Rust receiver (examples/ship_rx.rs, until `logmill serve`'s own
-# receiver is merged) and to the Python stand-in of the tests (tests/ship/ship_rx.py), and the
+# `logmill ship tx` to `logmill serve`'s receiver, to a minimal Rust receiver (examples/ship_rx.rs,
+# the floor) and to the Python stand-in of the tests (tests/ship/ship_rx.py), and the
 # same files copied by rsync to an rsync daemon on 127.0.0.1, as references. Prints MB/s and CPU
 # seconds per GiB of both sides; every copy is checked by SHA-256. Needs rsync
 # (scripts/install-tools.sh installs it) and about 3 GiB free under $TMPDIR.

@@ -71,9 +71,9 @@
 //!   hello, gRPC call); `logmill token`; the console's admin password (argon2id) and
 //!   `logmill admin set-password`; the registry of live connections the loops keep and
 //!   publish (`apps::connections`), which `status` and `health` read.
-//! - [`forward`]: forwarders, one thread per `--forward` sink (ClickHouse), reading the stored
-//!   files from a durable checkpoint and sending batches, at least once; the server starts them
-//!   and shows their lag.
+//! - [`forward`]: forwarders, one thread per `--forward` sink (ClickHouse, OTLP over HTTP or
+//!   gRPC), reading the stored files from a durable checkpoint and sending batches, at least
+//!   once, at the lowest CPU priority; the server starts them and shows their lag.
 //! - logship (issue 15): [`protocol::ship`] is the wire protocol, [`server::ship`] the receiver's
 //!   connections on each loop, [`storage::ship`] the thread that writes the shipped files.
 //! - [`bench`]: `logmill bench`, a load client with its own event loop, on the client's framing.

@@ -337,8 +337,8 @@ struct ServeArgs {
     tls_handshake_timeout: Span,
     /// Forward the stored records to a sink, at least once, from the files:
     /// clickhouse+http://HOST:8123/DB.TABLE (the table `logmill forward schema clickhouse`
-    /// prints), or otlp+http://HOST:4318 (OTLP logs, protobuf, to a Collector or another
-    /// logmill). Repeatable. The login comes from LOGMILL_CLICKHOUSE_USER and
+    /// prints), otlp+http://HOST:4318 or otlp+grpc://HOST:4317 (OTLP logs, protobuf, to a
+    /// Collector or another logmill). Repeatable. The login comes from LOGMILL_CLICKHOUSE_USER and
     /// LOGMILL_CLICKHOUSE_PASSWORD (or --forward-password-file), never from the command line.
     #[arg(long = "forward", value_name = "URL", value_parser = logmill::forward::Target::parse)]
     forward: Vec<logmill::forward::Target>,
@@ -354,6 +354,10 @@ struct ServeArgs {
     /// A file holding the sink's password (ClickHouse), instead of LOGMILL_CLICKHOUSE_PASSWORD.
     #[arg(long = "forward-password-file", value_name = "FILE")]
     forward_password_file: Option<PathBuf>,
+    /// A file holding the application token an OTLP sink wants (another logmill with
+    /// --auth required), instead of LOGMILL_FORWARD_TOKEN; sent as `Authorization: Bearer`.
+    #[arg(long = "forward-token-file", value_name = "FILE")]
+    forward_token_file: Option<PathBuf>,
     /// Records per forwarded batch at most. Hidden: for tests and measurements.
     #[arg(long = "forward-batch-rows", hide = true, default_value_t = logmill::forward::MAX_BATCH_ROWS)]
     forward_batch_rows: usize,
@@ -450,7 +454,8 @@ impl ServeArgs {
                 self.forward_max_lag.0,
                 self.forward_password_file,
             )
-            .with_batch_rows(self.forward_batch_rows),
+            .with_batch_rows(self.forward_batch_rows)
+            .with_token_file(self.forward_token_file),
             // Each value was checked by parse_cors_origin.
             cors: logmill::protocol::grpc_web::Cors::parse(
                 self.cors_origin.iter().map(String::as_str),

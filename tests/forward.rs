@@ -160,6 +160,20 @@ fn two_nodes_forward_100k_records_into_one_table() {
          WHERE node = 'node-b' AND message = 'b record 7' FORMAT TSV",
     );
     assert_eq!(row.trim(), "INFO\tb record 7\t{\"k\":\"v\"}\t1");
+    // The time to the microsecond, as stored (RowBinary: DateTime seconds and time_us).
+    let stored = read_lines(&b_dir.0)
+        .into_iter()
+        .find(|l| l.contains(" b record 7 |"))
+        .unwrap();
+    let stamp = stored.split(' ').next().unwrap();
+    let at =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).unwrap();
+    let micros = at.unix_timestamp_nanos() / 1_000;
+    let got = ch.query(
+        "SELECT toUInt32(time) * 1000000 + time_us FROM default.t FINAL \
+         WHERE node = 'node-b' AND message = 'b record 7' FORMAT TSV",
+    );
+    assert_eq!(got.trim(), micros.to_string(), "{stored}");
     // Caught up: nothing left to forward, as health says.
     wait_for("lag 0", common::DEADLINE, || {
         let health = a.health();
@@ -431,4 +445,174 @@ fn otlp_sink_into_a_second_logmill_delivers_records_with_their_fields() {
     wait_for("caught up", common::DEADLINE, || {
         (sink_status(&edge)?["lag_records"] == 0).then_some(())
     });
+    // The forwarder thread runs at the lowest priority; the other threads (the loops, the
+    // writer) at the process's.
+    let nice = thread_nices(edge.child.id());
+    let forward = |name: &str| name.starts_with("logmill-forward");
+    let base = nice.iter().find(|(_, _, main)| *main).unwrap().1;
+    assert!(
+        nice.iter().any(|(name, n, _)| forward(name) && *n == 19),
+        "{nice:?}"
+    );
+    assert!(
+        nice.iter().all(|(name, n, _)| forward(name) || *n == base),
+        "{nice:?}"
+    );
+}
+
+/// Each thread of process `pid`: its name, its nice value (`/proc/PID/task/TID/stat`, field
+/// 19) and whether it is the main thread.
+fn thread_nices(pid: u32) -> Vec<(String, i64, bool)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let main = path.file_name()? == pid.to_string().as_str();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the name's closing parenthesis: state is field 3, nice field 19.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let nice = after.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim().to_string(), nice, main))
+        })
+        .collect()
+}
+
+/// A receiver with `--auth required` takes forwarded records only with an application token:
+/// one from `--forward-token-file`, one from `LOGMILL_FORWARD_TOKEN` (sent as
+/// `Authorization: Bearer`); a forwarder without one stops, saying where a token goes, and its
+/// server keeps storing.
+#[test]
+fn otlp_sink_sends_its_token_to_a_logmill_with_auth_required() {
+    let dirs = ["hub", "by-file", "by-env", "none", "token"].map(TempDir::new);
+    let [hub_dir, file_dir, env_dir, none_dir, token_dir] = &dirs;
+    let token = common::issue_token(&hub_dir.0, "edges");
+    let (hub, otlp) =
+        common::http_client::start(&hub_dir.0, &["--format", "json", "--auth", "required"]);
+    let url = format!("otlp+http://{otlp}");
+    let token_file = token_dir.0.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let by_file = Server::start(
+        &file_dir.0,
+        &[
+            "--node-id",
+            "by-file",
+            "--forward",
+            &url,
+            "--forward-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let by_env = start_with_token(&env_dir.0, "by-env", &url, &token);
+    let none = Server::start(&none_dir.0, &["--node-id", "none", "--forward", &url]);
+    for server in [&by_file, &by_env, &none] {
+        pipe(server, 100, "edge");
+    }
+    // The hub stores them in the bucket of the token's app.
+    let lines = wait_bucket_json(&hub_dir.0, "edges", 200);
+    for node in ["by-file", "by-env"] {
+        let from = lines
+            .iter()
+            .filter(|l| l["fields"]["logmill.node"] == node)
+            .count();
+        assert_eq!(from, 100, "{node}");
+    }
+    assert!(lines.iter().all(|l| l["app"] == "edges"), "{:?}", lines[0]);
+    assert_stopped_for_a_token(&none, "HTTP 401");
+    assert_eq!(read_lines(&none.dir).len(), 100);
+    assert!(hub.lines().is_empty(), "a record got in without a token");
+}
+
+/// OTLP over gRPC (`otlp+grpc://`) into a second logmill's receiver (`--grpc-port`, `--auth
+/// required`): a forwarder started while the receiver is down retries (connection refused)
+/// and delivers everything once it is up, with the fields and the token's app (the token goes
+/// as `authorization` metadata); one without a token stops on `UNAUTHENTICATED`.
+#[test]
+fn otlp_grpc_sink_retries_a_receiver_that_is_down_then_delivers_records_with_their_fields() {
+    let dirs = ["hub", "edge", "bare"].map(TempDir::new);
+    let [hub_dir, edge_dir, bare_dir] = &dirs;
+    let token = common::issue_token(&hub_dir.0, "edges");
+    let port = common::free_port();
+    let url = format!("otlp+grpc://127.0.0.1:{port}");
+    let edge = start_with_token(&edge_dir.0, "edge-1", &url, &token);
+    pipe(&edge, 1_000, "edge");
+    wait_for("the forwarder retrying", FORWARD_DEADLINE, || {
+        sink_status(&edge).filter(|s| s["state"] == "retrying")
+    });
+
+    let mut command = common::logmill();
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--grpc-port",
+            &port.to_string(),
+            "--dir",
+        ])
+        .arg(&hub_dir.0)
+        .args(["--format", "json", "--auth", "required"]);
+    let hub = Server::spawn(command, &hub_dir.0);
+    let lines = wait_bucket_json(&hub_dir.0, "edges", 1_000);
+    let stored: Vec<u64> = read_lines(&edge_dir.0).iter().map(|l| seq_of(l)).collect();
+    assert_eq!(lines.len(), stored.len());
+    for (line, seq) in lines.iter().zip(&stored) {
+        let fields = &line["fields"];
+        assert_eq!(fields["k"], "v", "{line}");
+        assert_eq!(fields["logmill.node"], "edge-1", "{line}");
+        assert_eq!(fields["logmill.seq"], *seq, "{line}");
+        assert_eq!(line["app"], "edges", "{line}");
+    }
+    assert_eq!(lines[7]["message"], "edge record 7");
+    let sink = wait_for("caught up", common::DEADLINE, || {
+        sink_status(&edge).filter(|s| s["lag_records"] == 0 && s["state"] == "ok")
+    });
+    assert!(sink["retries"].as_u64().unwrap() > 0, "{sink}");
+
+    let bare = Server::start(&bare_dir.0, &["--forward", &url]);
+    pipe(&bare, 10, "bare");
+    assert_stopped_for_a_token(&bare, "gRPC status 16");
+    assert!(hub.lines().is_empty(), "a record got in without a token");
+}
+
+/// Starts logmill in `dir` as `node`, forwarding to `url` with `token` in
+/// `LOGMILL_FORWARD_TOKEN` (as a user would give it).
+fn start_with_token(dir: &Path, node: &str, url: &str, token: &str) -> Server {
+    let mut command = common::logmill();
+    command
+        .args(["serve", "--tcp-only", "--port", "0", "--dir"])
+        .arg(dir)
+        .args(["--node-id", node, "--forward", url])
+        .env("LOGMILL_FORWARD_TOKEN", token);
+    Server::spawn(command, dir)
+}
+
+/// Waits until the bucket of `app` in `dir` (a server with `--format json`) holds `n` records,
+/// and returns them parsed.
+fn wait_bucket_json(dir: &Path, app: &str, n: usize) -> Vec<Json> {
+    let bucket = dir.join(app);
+    wait_for(
+        &format!("{n} records in the bucket {app}"),
+        FORWARD_DEADLINE,
+        || {
+            let lines = common::read_lines_while_written(bucket.exists().then_some(&bucket)?);
+            (lines.len() >= n).then_some(lines)
+        },
+    )
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// Waits until `server`'s forwarder stopped, refused for want of a token (`answer`: what the
+/// receiver said), with the advice where a token goes.
+fn assert_stopped_for_a_token(server: &Server, answer: &str) {
+    let sink = wait_for("the tokenless forwarder stopped", FORWARD_DEADLINE, || {
+        sink_status(server).filter(|s| s["state"] == "stopped")
+    });
+    let error = sink["error"].as_str().unwrap();
+    assert!(
+        error.contains(answer) && error.contains("LOGMILL_FORWARD_TOKEN"),
+        "{error}"
+    );
 }

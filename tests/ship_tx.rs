@@ -593,3 +593,85 @@ fn logmill_transmitter_to_logmill_receiver() {
     s.wait_copy("app.log~1", &after, DEADLINE);
     s.wait_copy("app.log", &[log, more].concat(), DEADLINE);
 }
+
+/// On a terminal (a pseudo-terminal made by `script`), `ship tx` draws a bar per file with its
+/// stored name, bytes and rate; with stderr not a terminal (every other test here) it draws
+/// none, and the summary line is printed either way.
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    let Some(python) = python("progress_bars_on_a_terminal_only") else {
+        return;
+    };
+    let Some(script) = tools::require("progress_bars_on_a_terminal_only", tools::script()) else {
+        return;
+    };
+    let s = Setup::new("ship-progress");
+    // Throttled, so the transfer lasts a few of the bars' 200 ms ticks.
+    let rx = Rx::start(&python, &s.output, 0, &["--rate", "2000000"]);
+    let data = binary(3 << 20, 5);
+    s.write("slow.log", &data);
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let command = [
+        env!("CARGO_BIN_EXE_logmill").to_owned(),
+        "ship".into(),
+        "tx".into(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        rx.port.to_string(),
+        "--glob".into(),
+        s.input.join("*.log").display().to_string(),
+        "--state".into(),
+        s.state.display().to_string(),
+        "--once".into(),
+    ]
+    .iter()
+    .map(|a| quote(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    // `script -q -e -c CMD /dev/null`: CMD on a new pseudo-terminal, its output (stdout and
+    // stderr, as the terminal shows them) on ours, its exit status as script's.
+    let out = Command::new(script)
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ship tx on a terminal: {shown}");
+    s.wait_copy("slow.log", &data, DEADLINE);
+    assert!(
+        shown.contains("slow.log"),
+        "no bar names the file: {shown:?}"
+    );
+    assert!(
+        shown.contains("MiB/s") || shown.contains("KiB/s"),
+        "no rate drawn: {shown:?}"
+    );
+    assert!(shown.contains("ship: "), "no summary line: {shown:?}");
+    // Not on a terminal (stderr a pipe): the summary only, no bar, no escape sequence.
+    s.write("slow.log", &[data.clone(), b"more".to_vec()].concat());
+    let piped = common::logmill()
+        .args([
+            "ship",
+            "tx",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &rx.port.to_string(),
+        ])
+        .arg("--glob")
+        .arg(s.input.join("*.log"))
+        .arg("--state")
+        .arg(&s.state)
+        .arg("--once")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("/s") && !stderr.contains('\u{1b}'),
+        "a bar drawn off a terminal: {stderr:?}"
+    );
+    assert!(String::from_utf8_lossy(&piped.stdout).starts_with("ship: "));
+}

@@ -366,7 +366,7 @@ fn a_key_that_does_not_match_the_certificate_stops_the_start() {
     let ca = Ca::new(&dir.0, "m");
     let a = ca.server(&dir.0, "a");
     let b = ca.server(&dir.0, "b");
-    let out = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let out = common::logmill()
         .args(["serve", "--port", "0", "--tcp-only", "--dir"])
         .arg(dir.0.join("data"))
         .arg("--tls-cert")
@@ -411,7 +411,7 @@ fn send_and_pipe_over_tls_store_what_they_are_given() {
     let s = start("tls-send", &["--format", "json"]);
     let addr = format!("localhost:{}", s.server.addr.port());
     let ca = s.ca.pem_path.to_str().unwrap().to_string();
-    let sent = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let sent = common::logmill()
         .args([
             "send", "--tls", "--ca", &ca, "--addr", &addr, "sent", "over", "tls",
         ])
@@ -419,8 +419,7 @@ fn send_and_pipe_over_tls_store_what_they_are_given() {
         .unwrap();
     assert!(sent.status.success(), "{sent:?}");
     let (ok, out) = run_with_input(
-        Command::new(env!("CARGO_BIN_EXE_logmill"))
-            .args(["pipe", "--tls", "--ca", &ca, "--addr", &addr]),
+        common::logmill().args(["pipe", "--tls", "--ca", &ca, "--addr", &addr]),
         b"piped one\npiped two\n",
     );
     assert!(ok, "{out}");
@@ -432,7 +431,7 @@ fn send_and_pipe_over_tls_store_what_they_are_given() {
         "{lines:?}"
     );
     // Without --tls the same command is a plain client on a TLS port: refused, not stored.
-    let plain = Command::new(env!("CARGO_BIN_EXE_logmill"))
+    let plain = common::logmill()
         .args(["send", "--addr", &addr, "in the clear"])
         .output()
         .unwrap();
@@ -503,7 +502,7 @@ fn the_console_over_https_in_a_browser() {
     let leaf = ca.server(&certs_dir, "server");
     let data = dir.0.join("data");
     let (ok, out) = run_with_input(
-        Command::new(env!("CARGO_BIN_EXE_logmill"))
+        common::logmill()
             .args(["admin", "set-password", "--dir"])
             .arg(&data),
         format!("{PASSWORD}\n").as_bytes(),

@@ -1,4 +1,5 @@
-//! What `--forward`, `--node-id`, `--forward-max-lag` and `--forward-password-file` say, parsed
+//! What `--forward`, `--node-id`, `--forward-max-lag`, `--forward-password-file` and
+//! `--forward-token-file` say, parsed
 //! and checked: the sinks' URLs ([`Target`]) and the settings the forwarders start from. Below
 //! the forwarders (`crate::forward`), which start from them; it reads nothing of the crate.
 
@@ -6,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The most records in one batch: ClickHouse is at its best with large inserts (each insert
-/// makes a part on disk), and this many JSON rows are a few MiB.
+/// makes a part on disk), and this many rows are a few MiB.
 pub const MAX_BATCH_ROWS: usize = 50_000;
 /// Where a sink is: `--forward URL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum Target {
     },
     /// `otlp+http://HOST:PORT` (POST /v1/logs, protobuf)
     OtlpHttp { host: String, port: u16 },
+    /// `otlp+grpc://HOST:PORT` (the gRPC `LogsService/Export` call)
+    OtlpGrpc { host: String, port: u16 },
 }
 
 impl Target {
@@ -33,14 +36,15 @@ impl Target {
             let (host, port) = host_port(authority, 4318).map_err(|e| format!("{url}: {e}"))?;
             return Ok(Target::OtlpHttp { host, port });
         }
-        if url.starts_with("otlp+grpc://") {
-            return Err(format!(
-                "{url}: otlp+grpc is not supported yet; use otlp+http://HOST:4318"
-            ));
+        if let Some(rest) = url.strip_prefix("otlp+grpc://") {
+            let authority = rest.strip_suffix('/').unwrap_or(rest);
+            let (host, port) = host_port(authority, 4317).map_err(|e| format!("{url}: {e}"))?;
+            return Ok(Target::OtlpGrpc { host, port });
         }
         let Some(rest) = url.strip_prefix("clickhouse+http://") else {
             return Err(format!(
-                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE or otlp+http://HOST:PORT"
+                "{url}: a sink is clickhouse+http://HOST:PORT/DB.TABLE, otlp+http://HOST:PORT or \
+                 otlp+grpc://HOST:PORT"
             ));
         };
         let (authority, path) = rest
@@ -71,10 +75,16 @@ impl Target {
                 port,
                 database,
                 table,
-            } => format!("clickhouse-{host}-{port}-{database}.{table}"),
-            Target::OtlpHttp { host, port } => format!("otlp-http-{host}-{port}"),
+            } => format!("clickhouse-{}-{port}-{database}.{table}", id_host(host)),
+            Target::OtlpHttp { host, port } => format!("otlp-http-{}-{port}", id_host(host)),
+            Target::OtlpGrpc { host, port } => format!("otlp-grpc-{}-{port}", id_host(host)),
         }
     }
+}
+
+/// A host in a file name: an IPv6 address's `:` become `_` (`clickhouse-__1-8123-db.t`).
+fn id_host(host: &str) -> String {
+    host.replace(':', "_")
 }
 
 impl fmt::Display for Target {
@@ -85,22 +95,45 @@ impl fmt::Display for Target {
                 port,
                 database,
                 table,
-            } => write!(f, "clickhouse+http://{host}:{port}/{database}.{table}"),
-            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{host}:{port}"),
+            } => write!(
+                f,
+                "clickhouse+http://{}/{database}.{table}",
+                authority(host, *port)
+            ),
+            Target::OtlpHttp { host, port } => write!(f, "otlp+http://{}", authority(host, *port)),
+            Target::OtlpGrpc { host, port } => write!(f, "otlp+grpc://{}", authority(host, *port)),
         }
     }
 }
 
-/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address).
+/// `HOST` or `HOST:PORT`; a host is letters, digits, `.`, `-` (a name or an IPv4 address), or an
+/// IPv6 address in brackets (`[::1]:8123`, kept without them).
 fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let port_of = |port: &str| {
+        port.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("bad port {port:?}"))
+    };
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad host {authority:?}: no closing ]"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("bad IPv6 address {host:?}"));
+        }
+        let port = match after {
+            "" => default_port,
+            _ => port_of(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("bad port {after:?}"))?,
+            )?,
+        };
+        return Ok((host.to_string(), port));
+    }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("bad port {port:?}"))?,
-        ),
+        Some((host, port)) => (host, port_of(port)?),
         None => (authority, default_port),
     };
     let ok = !host.is_empty()
@@ -114,14 +147,24 @@ fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String
     Ok((host.to_string(), port))
 }
 
+/// `HOST:PORT`, an IPv6 address in brackets (`[::1]:8123`): for URLs and the `Host` header.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The forwarding settings (`--forward`, `--node-id`, `--forward-max-lag`,
-/// `--forward-password-file`).
+/// `--forward-password-file`, `--forward-token-file`).
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     sinks: Vec<Target>,
     node_id: String,
     max_lag: u64,
     password_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
     batch_rows: usize,
 }
 
@@ -137,6 +180,7 @@ impl Settings {
             node_id,
             max_lag,
             password_file,
+            token_file: None,
             batch_rows: MAX_BATCH_ROWS,
         }
     }
@@ -146,6 +190,16 @@ impl Settings {
     pub fn with_batch_rows(mut self, rows: usize) -> Settings {
         self.batch_rows = rows.clamp(1, MAX_BATCH_ROWS);
         self
+    }
+
+    /// `--forward-token-file`: where the OTLP sinks' application token is read from.
+    pub fn with_token_file(mut self, path: Option<PathBuf>) -> Settings {
+        self.token_file = path;
+        self
+    }
+
+    pub fn token_file(&self) -> Option<&std::path::Path> {
+        self.token_file.as_deref()
     }
 
     pub fn sinks(&self) -> &[Target] {

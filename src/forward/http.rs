@@ -90,9 +90,8 @@ impl Client {
             None => self.stream.insert(connect(&self.host, self.port)?),
         };
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: {}\r\n",
-            self.host,
-            self.port,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            crate::config::forward::authority(&self.host, self.port),
             body.len()
         );
         for (name, value) in headers {
@@ -112,7 +111,7 @@ impl Client {
     }
 }
 
-fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+pub(super) fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
     for addr in addrs {

@@ -6,9 +6,10 @@
 //! - [`reader`]: the buckets' files read in sequence order from the checkpoint into a batch.
 //! - [`http`]: a small blocking HTTP/1.1 client (a forwarder has nothing else to do while its
 //!   batch is in flight).
-//! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT JSONEachRow`, gzip) and its table.
-//! - [`otlp`]: the OTLP/HTTP sink (protobuf `POST /v1/logs`, gzip), to a Collector or another
-//!   logmill.
+//! - [`clickhouse`]: the ClickHouse sink (`INSERT ... FORMAT RowBinary`) and its table.
+//! - [`grpc`]: a small blocking gRPC client (`h2` driven by hand, no runtime).
+//! - [`otlp`]: the OTLP sink (protobuf, over HTTP `POST /v1/logs` or a gRPC `Export` call), to a
+//!   Collector or another logmill.
 //!
 //! # Threads
 //!
@@ -26,6 +27,7 @@
 
 pub mod checkpoint;
 pub mod clickhouse;
+pub mod grpc;
 pub mod http;
 pub mod otlp;
 pub mod reader;
@@ -74,6 +76,10 @@ pub trait Sink: Send {
     fn rows(&self) -> usize;
     /// Encoded bytes in the batch.
     fn bytes(&self) -> usize;
+    /// The most encoded bytes in one batch.
+    fn max_bytes(&self) -> usize {
+        MAX_BATCH_BYTES
+    }
     /// Sends the batch; empties it only when the sink took it, so a retry sends the same one.
     ///
     /// # Errors
@@ -294,7 +300,7 @@ impl Forwarders {
     /// on the same settings).
     ///
     /// # Errors
-    /// A checkpoint that cannot be read, a password file that cannot be read, or a thread
+    /// A checkpoint that cannot be read, a password or token file that cannot be read, or a thread
     /// that cannot be started: a start-up error, before anything is sent.
     pub fn start(
         dir: &Path,
@@ -303,6 +309,11 @@ impl Forwarders {
         log: Arc<ServerLog>,
     ) -> Result<Forwarders, String> {
         let credentials = credentials(settings)?;
+        let token = secret(
+            settings.token_file(),
+            "LOGMILL_FORWARD_TOKEN",
+            "--forward-token-file",
+        )?;
         let mut forwarders = Forwarders {
             threads: Vec::new(),
             stop: Vec::new(),
@@ -324,10 +335,20 @@ impl Forwarders {
                         &format!("{database}.{table}"),
                         settings.node_id(),
                         credentials.clone(),
+                        compresses(host),
                     )),
-                    Target::OtlpHttp { host, port } => {
-                        Box::new(otlp::Otlp::new(host, *port, settings.node_id()))
-                    }
+                    Target::OtlpHttp { host, port } => Box::new(otlp::Otlp::new(
+                        otlp::Transport::Http(http::Client::new(host, *port)),
+                        settings.node_id(),
+                        compresses(host),
+                        token.clone(),
+                    )),
+                    Target::OtlpGrpc { host, port } => Box::new(otlp::Otlp::new(
+                        otlp::Transport::Grpc(grpc::Client::new(host, *port)),
+                        settings.node_id(),
+                        compresses(host),
+                        token.clone(),
+                    )),
                 }
             };
             let sinks = VecDeque::from([make(), make()]);
@@ -352,7 +373,10 @@ impl Forwarders {
             ));
             let thread = thread::Builder::new()
                 .name(format!("logmill-forward-{n}"))
-                .spawn(move || forwarder.run())
+                .spawn(move || {
+                    forwarder.lower_priority();
+                    forwarder.run();
+                })
                 .map_err(|e| format!("cannot start a forwarder thread: {e}"))?;
             forwarders.threads.push(thread);
             forwarders.stop.push(stop_tx);
@@ -381,6 +405,30 @@ fn state_path(dir: &Path, target: &Target) -> PathBuf {
         .join(format!("forward-{}.json", target.id()))
 }
 
+/// A secret from `file` (its first line's end trimmed) or else from the environment variable
+/// `var` (empty is none): never from the command line, where `ps` would show it.
+/// It goes into an HTTP header, so a control character in it (a second line) is refused.
+fn secret(file: Option<&Path>, var: &str, flag: &str) -> Result<Option<String>, String> {
+    let (value, from) = match file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))?,
+            format!("{flag} {}", path.display()),
+        ),
+        None => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => (v, var.to_string()),
+            _ => return Ok(None),
+        },
+    };
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "{from}: the secret has a control character (more than one line?)"
+        ));
+    }
+    Ok(Some(value))
+}
+
 /// The ClickHouse login: user from `LOGMILL_CLICKHOUSE_USER`; password from
 /// `--forward-password-file` or `LOGMILL_CLICKHOUSE_PASSWORD` (never from the command line,
 /// where `ps` would show it).
@@ -388,20 +436,11 @@ fn credentials(settings: &Settings) -> Result<clickhouse::Credentials, String> {
     let user = std::env::var("LOGMILL_CLICKHOUSE_USER")
         .ok()
         .filter(|u| !u.is_empty());
-    let password = match settings.password_file() {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    format!(
-                        "cannot read --forward-password-file {}: {e}",
-                        path.display()
-                    )
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ),
-        None => std::env::var("LOGMILL_CLICKHOUSE_PASSWORD").ok(),
-    };
+    let password = secret(
+        settings.password_file(),
+        "LOGMILL_CLICKHOUSE_PASSWORD",
+        "--forward-password-file",
+    )?;
     Ok(clickhouse::Credentials::new(user, password))
 }
 
@@ -438,6 +477,25 @@ enum Outcome {
 }
 
 impl Forwarder {
+    /// Runs this thread (and the sending threads it starts, which inherit it) at the lowest
+    /// priority, nice 19: a forwarder uses the CPU the event loops and the writer leave, so
+    /// under full ingest load it lags, and catches up from the files once the load drops.
+    /// Where that cannot be done, it says so and runs at normal priority.
+    fn lower_priority(&self) {
+        #[cfg(target_os = "linux")]
+        let result = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19)
+            .map_err(|e| e.to_string());
+        #[cfg(not(target_os = "linux"))]
+        let result: Result<(), String> = Err("not on this system".to_string());
+        if let Err(e) = result {
+            self.log.warn(format_args!(
+                "forward to {}: cannot lower the forwarder's priority ({e}); it competes with \
+                 ingestion for the CPU",
+                self.url
+            ));
+        }
+    }
+
     /// Fills a batch from the files while the previous one is in flight on a short-lived
     /// thread (pipelining: reading and encoding overlap the sink's work), then, once the
     /// previous is taken, sends this one. One batch in flight at a time keeps the
@@ -453,11 +511,9 @@ impl Forwarder {
                 return self.stopped();
             }
             let sink = &mut self.sinks[0];
-            if sink.rows() < self.batch_rows && sink.bytes() < MAX_BATCH_BYTES {
-                let filled = match self
-                    .reader
-                    .fill(&mut **sink, self.batch_rows, MAX_BATCH_BYTES)
-                {
+            let max_bytes = sink.max_bytes();
+            if sink.rows() < self.batch_rows && sink.bytes() < max_bytes {
+                let filled = match self.reader.fill(&mut **sink, self.batch_rows, max_bytes) {
                     Ok(filled) => filled,
                     Err(e) => {
                         self.log.warn(format_args!(
@@ -486,7 +542,7 @@ impl Forwarder {
                     continue;
                 }
                 let started = *batch_started.get_or_insert_with(Instant::now);
-                let full = sink.rows() >= self.batch_rows || sink.bytes() >= MAX_BATCH_BYTES;
+                let full = sink.rows() >= self.batch_rows || sink.bytes() >= max_bytes;
                 let waited = started.elapsed();
                 if !full && filled.at_end && waited < BATCH_WAIT {
                     if self.wait(POLL.min(BATCH_WAIT - waited)) {
@@ -635,6 +691,17 @@ impl Forwarder {
     }
 }
 
+/// Whether batches to `host` are gzip-compressed: yes over a network, no to this host
+/// (`localhost`, `127.x.x.x`, `::1`), where compressing costs both sides CPU and saves
+/// nothing.
+pub fn compresses(host: &str) -> bool {
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 /// Compresses a batch into `out` (emptied first), once: a retried batch sends the same bytes.
 /// Level 1: rows of logs are repetitive, and the fastest level already shrinks them several
 /// times over for a fraction of the time a higher one takes.
@@ -680,7 +747,16 @@ mod tests {
         let t = Target::parse("otlp+http://collector").unwrap();
         assert_eq!(t.to_string(), "otlp+http://collector:4318");
         assert_eq!(t.id(), "otlp-http-collector-4318");
-        assert!(Target::parse("otlp+grpc://collector:4317").is_err());
+        let t = Target::parse("otlp+grpc://collector").unwrap();
+        assert_eq!(t.to_string(), "otlp+grpc://collector:4317");
+        assert_eq!(t.id(), "otlp-grpc-collector-4317");
+        let t = Target::parse("clickhouse+http://[::1]:8123/db.t").unwrap();
+        assert_eq!(t.to_string(), "clickhouse+http://[::1]:8123/db.t");
+        assert_eq!(t.id(), "clickhouse-__1-8123-db.t");
+        let t = Target::parse("otlp+http://[fd00::7]/").unwrap();
+        assert_eq!(t.to_string(), "otlp+http://[fd00::7]:4318");
+        assert!(!compresses("::1") && !compresses("127.0.0.2") && !compresses("localhost"));
+        assert!(compresses("fd00::7") && compresses("ch.internal"));
         for bad in [
             "http://h/db.t",
             "clickhouse+http://h",
@@ -690,9 +766,33 @@ mod tests {
             "clickhouse+http://a b/db.t",
             "clickhouse+http://h/db.t;drop",
             "clickhouse+http://u:p@h/db.t",
+            "clickhouse+http://[::1/db.t",
+            "clickhouse+http://[nope]:8123/db.t",
+            "clickhouse+http://[::1]8123/db.t",
+            "clickhouse+http://::1:8123/db.t",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_secret_comes_from_its_file_without_the_line_end_and_never_with_a_second_line() {
+        let dir = std::env::temp_dir().join(format!("logmill-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "abc.def\r\n").unwrap();
+        let got = secret(Some(&file), "LOGMILL_TEST_UNSET_SECRET", "--x-file");
+        assert_eq!(got, Ok(Some("abc.def".to_string())));
+        std::fs::write(&file, "abc\nX-Injected: 1\n").unwrap();
+        let err = secret(Some(&file), "LOGMILL_TEST_UNSET_SECRET", "--x-file").unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+        let err = secret(Some(&dir.join("none")), "V", "--x-file").unwrap_err();
+        assert!(err.contains("cannot read --x-file"), "{err}");
+        assert_eq!(
+            secret(None, "LOGMILL_TEST_UNSET_SECRET", "--x-file"),
+            Ok(None)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

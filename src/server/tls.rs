@@ -142,30 +142,36 @@ impl Tls {
     /// # Errors
     /// rustls could not start a connection (it does not, with a configuration that loaded).
     pub fn stream(&self, alpn: Alpn, tcp: TcpStream) -> io::Result<Stream> {
-        match self.connection(alpn)? {
-            Some(conn) => Ok(Stream::tls(tcp, conn)),
+        match self.unbuffered(alpn)? {
+            Some(conn) => Ok(Stream::tls_server(tcp, conn)),
             None => Ok(Stream::plain(tcp)),
         }
     }
 
-    /// A new server connection with the current configuration; `None` when TLS is off.
+    /// A new server connection on rustls's unbuffered API (what [`stream`](Self::stream)
+    /// serves through); `None` when TLS is off.
     ///
     /// # Errors
     /// As [`stream`](Self::stream).
-    pub fn connection(&self, alpn: Alpn) -> io::Result<Option<rustls::ServerConnection>> {
-        let config = {
-            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-            match &*current {
-                None => return Ok(None),
-                Some(configs) => match alpn {
-                    Alpn::None => configs.plain.clone(),
-                    Alpn::Http => configs.http.clone(),
-                },
-            }
+    pub fn unbuffered(
+        &self,
+        alpn: Alpn,
+    ) -> io::Result<Option<rustls::server::UnbufferedServerConnection>> {
+        let Some(config) = self.config(alpn) else {
+            return Ok(None);
         };
-        rustls::ServerConnection::new(config)
+        rustls::server::UnbufferedServerConnection::new(config)
             .map(Some)
             .map_err(io::Error::other)
+    }
+
+    /// The current configuration for `alpn`; `None` when TLS is off.
+    fn config(&self, alpn: Alpn) -> Option<Arc<rustls::ServerConfig>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.as_ref().map(|configs| match alpn {
+            Alpn::None => configs.plain.clone(),
+            Alpn::Http => configs.http.clone(),
+        })
     }
 
     /// Reads the files again (`SIGHUP`): new connections take the new certificate, open ones

@@ -38,7 +38,7 @@ impl Transport {
     }
 
     /// The TLS state (client certificate, ALPN), on a TLS port.
-    pub fn tls(&self) -> Option<&rustls::Connection> {
+    pub fn tls(&self) -> Option<&rustls::CommonState> {
         self.stream.tls_state()
     }
 

@@ -12,6 +12,7 @@
 //! | `go` (1.19 or later) | `client_go` | `scripts/install-tools.sh` (apt `golang-go`), run from here when root |
 //! | `python3` (standard library only) | `client_python`, the `python_*` tests of `ship_rx`, `ship_tx` (`tests/ship/ship_rx.py`), `tls::python_ssl_*` | the system's Python |
 //! | `openssl` | `tls::openssl_s_client_*` | `scripts/install-tools.sh` (apt) |
+//! | `script` (bsdutils) | `ship_tx::progress_bars_on_a_terminal_only` | `scripts/install-tools.sh` (apt) |
 //! | root (to mount a tmpfs) | `lifecycle::full_disk_degrades_pushes_back_and_recovers`, `ship_rx::a_full_ship_disk_refuses_with_a_clear_line_and_the_copy_resumes` | run as root |
 //!
 //! What can be installed without root is installed by the test itself, once, into
@@ -139,6 +140,16 @@ pub fn openssl() -> Result<PathBuf, Missing> {
         "openssl",
         "openssl",
         "apt-get install openssl, or run scripts/install-tools.sh as root",
+    )
+}
+
+/// `script` (Debian package `bsdutils`): runs a command on a new pseudo-terminal, for the test of
+/// what `ship tx` draws on a terminal.
+pub fn script() -> Result<PathBuf, Missing> {
+    apt_tool(
+        "script",
+        "script",
+        "apt-get install bsdutils, or run scripts/install-tools.sh as root",
     )
 }
 
@@ -409,6 +420,10 @@ pub fn every_tool() -> Vec<(&'static str, Result<(), Missing>)> {
         ),
         ("the client_go tests", go().map(drop)),
         ("tls::openssl_s_client_*", openssl().map(drop)),
+        (
+            "ship_tx::progress_bars_on_a_terminal_only (script)",
+            script().map(drop),
+        ),
         (
             "the forward tests (clickhouse-server)",
             clickhouse_server().map(drop),
