@@ -13,7 +13,12 @@ from /proc/<pid>/stat and getrusage):
   logmill ship tx --once  ->  tests/ship/ship_rx.py (the Python stand-in of the tests)
   rsync -a --whole-file   ->  rsync --daemon on 127.0.0.1 (a reference file copier)
 
+With --tls-vs-plain: only the large file, only into `logmill serve`, over TLS (`ship tx --tls
+--ca` into `serve --tls-cert --tls-key`, a certificate made here with the openssl command) and
+plain, interleaved (plain, TLS, plain, TLS, ...), --runs rounds.
+
 usage: ship_bench.py LOGMILL SHIP_RX_EXAMPLE [--big-mib N] [--small N] [--small-kib N]
+                     [--tls-vs-plain]
 """
 
 import argparse
@@ -175,6 +180,56 @@ def run_rsync(src, dst, tmp):
     return wall, c_cpu, d_cpu
 
 
+def make_certs(tmp):
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl): (ca, cert, key)."""
+    d = os.path.join(tmp, "certs")
+    os.makedirs(d)
+    p = lambda n: os.path.join(d, n)
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("ca.key"),
+                    "-out", p("ca.pem"), "-days", "2", "-subj", "/CN=ship-bench CA"], **quiet)
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("server.key"),
+                    "-out", p("server.csr"), "-subj", "/CN=127.0.0.1"], **quiet)
+    with open(p("ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"),
+                    "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("server.pem"),
+                    "-days", "2", "-extfile", p("ext")], **quiet)
+    return p("ca.pem"), p("server.pem"), p("server.key")
+
+
+def tls_vs_plain(args, tmp, big):
+    """The large file into `logmill serve`, plain and over TLS, interleaved."""
+    ca, cert, key = make_certs(tmp)
+    serve = lambda extra: lambda d: [args.logmill, "serve", "--tcp-only", "--port", "0",
+                                     "--ship-port", "0", "--dir", d + ".logs",
+                                     "--ship-dir", d] + extra
+    variants = [("ship tx -> logmill serve, plain", serve([]), []),
+                ("ship tx --tls -> serve --tls-cert", serve(["--tls-cert", cert, "--tls-key", key]),
+                 ["--tls", "--ca", ca])]
+    size = total_size(big)
+    want = digest_dir(big)
+    print("%-36s %-14s %9s %9s %14s %14s" % ("sender -> receiver", "files", "MB", "MB/s",
+                                             "tx CPU s/GiB", "rx CPU s/GiB"))
+    for n in range(args.runs):
+        for name, rx_cmd, extra in variants:
+            dst = os.path.join(tmp, "out")
+            os.makedirs(dst)
+            state = os.path.join(tmp, "ship.state")
+            wall, tx_cpu, rx_cpu = run_ship(args.logmill, rx_cmd, big, dst, state, extra)
+            assert digest_dir(dst) == want, "%s: copy differs" % name
+            gib = size / GIB
+            print("%-36s %-14s %9.0f %9.0f %14.2f %14.2f" % (
+                name + " #%d" % (n + 1), "1 x %d MiB" % args.big_mib, size / 1e6,
+                size / 1e6 / wall, tx_cpu / gib, rx_cpu / gib), flush=True)
+            shutil.rmtree(dst)
+            shutil.rmtree(dst + ".logs", ignore_errors=True)
+            if os.path.exists(state):
+                os.remove(state)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -193,10 +248,16 @@ def main():
     ap.add_argument("--dir", default=None, help="where to put the files (default: a temp dir)")
     ap.add_argument("--runs", type=int, default=2,
                     help="runs of each (the first also pays for the page cache making room)")
+    ap.add_argument("--tls-vs-plain", action="store_true",
+                    help="only the large file into logmill serve, over TLS and plain")
     args = ap.parse_args()
     python_rx = os.path.join(ROOT, "tests", "ship", "ship_rx.py")
     tmp = tempfile.mkdtemp(prefix="ship-bench-", dir=args.dir)
     try:
+        if args.tls_vs_plain:
+            big, _ = make_inputs(tmp, args.big_mib, 0, args.small_kib)
+            tls_vs_plain(args, tmp, big)
+            return
         big, small = make_inputs(tmp, args.big_mib, args.small, args.small_kib)
         receivers = [
             ("ship tx -> Rust ship_rx", lambda d: [args.ship_rx, "127.0.0.1:0", d]),

@@ -68,7 +68,8 @@ enum Command {
     /// Forwarding: `logmill forward schema clickhouse` prints the table a sink expects.
     Forward(ForwardArgs),
     /// logship: ship growing files to a receiver (`ship tx`), or receive them (`ship rx`).
-    Ship(ShipArgs),
+    /// Boxed, as `Serve`: the transmitter's flags (TLS among them) make it the largest.
+    Ship(Box<ShipArgs>),
 }
 
 #[derive(Args)]
@@ -485,11 +486,11 @@ fn main() -> ExitCode {
         Some(Command::Query(args)) => return logmill::client::query::query(&args),
         Some(Command::Tail(args)) => return logmill::client::query::tail(&args),
         Some(Command::Forward(args)) => return forward(&args),
-        Some(Command::Ship(ShipArgs {
-            command: Some(ShipCommand::Rx(args)),
-            ..
-        })) => args.into_config(),
-        Some(Command::Ship(
+        Some(Command::Ship(args)) => match *args {
+            ShipArgs {
+                command: Some(ShipCommand::Rx(args)),
+                ..
+            } => args.into_config(),
             ShipArgs {
                 command: Some(ShipCommand::Tx(tx)),
                 ..
@@ -497,15 +498,15 @@ fn main() -> ExitCode {
             | ShipArgs {
                 command: None,
                 tx: Some(tx),
-            },
-        )) => return ship(&tx),
-        Some(Command::Ship(ShipArgs {
-            command: None,
-            tx: None,
-        })) => {
-            eprintln!("logmill ship: give --host and --glob (or a subcommand: tx, rx)");
-            return ExitCode::from(2);
-        }
+            } => return ship(&tx),
+            ShipArgs {
+                command: None,
+                tx: None,
+            } => {
+                eprintln!("logmill ship: give --host and --glob (or a subcommand: tx, rx)");
+                return ExitCode::from(2);
+            }
+        },
     };
     // Values that parse but cannot work are refused like any bad flag (exit code 2).
     if let Err(e) = config.validate() {

@@ -17,8 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{DEADLINE, Server, TempDir, wait_for};
-use sha2::{Digest, Sha256};
+use common::{DEADLINE, Server, TempDir, wait_copy, wait_for};
 
 /// The receiver's address from the listening line.
 fn ship_addr(server: &Server) -> SocketAddr {
@@ -89,27 +88,6 @@ fn ship(addr: SocketAddr, name: &str, data: &[u8]) -> u64 {
     let offset = open.offset();
     open.finish(&data[usize::try_from(offset).unwrap()..]);
     offset
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Waits until `path` holds exactly `expected` (the writer thread stores after the connection
-/// closed), comparing sha256.
-fn wait_copy(path: &Path, expected: &[u8]) {
-    let want = sha256(expected);
-    wait_for(
-        &format!("{} to hold the file", path.display()),
-        DEADLINE,
-        || {
-            let got = std::fs::read(path).ok()?;
-            (got.len() == expected.len() && sha256(&got) == want).then_some(())
-        },
-    );
 }
 
 fn wait_size(path: &Path, size: u64) {

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use common::certs::{self, Ca, Leaf};
-use common::{DEADLINE, Server, TempDir, http_client, wait_for};
+use common::{DEADLINE, Server, TempDir, http_client, wait_copy, wait_for};
 
 /// A server with TLS on both ports, its CA and its certificate.
 struct TlsServer {
@@ -338,11 +338,12 @@ fn sighup_reloads_the_certificate_for_new_connections_only_and_keeps_it_on_a_bro
 }
 
 /// A client that connects and never finishes its handshake is closed at the (hidden, here
-/// short) handshake timeout, on both ports, and counted.
+/// short) handshake timeout, on all three ports, and counted.
 #[test]
 fn a_handshake_not_finished_in_time_is_closed_and_counted() {
-    let s = start("tls-timeout", &["--tls-handshake-timeout", "1s"]);
-    for addr in [s.server.addr, s.grpc] {
+    let (s, ship, _) = start_shipping("tls-timeout", &["--tls-handshake-timeout", "1s"]);
+    let ship = SocketAddr::from(([127, 0, 0, 1], ship));
+    for addr in [s.server.addr, s.grpc, ship] {
         let mut silent = TcpStream::connect(addr).unwrap();
         silent.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut rest = Vec::new();
@@ -355,7 +356,7 @@ fn a_handshake_not_finished_in_time_is_closed_and_counted() {
     let log = s.wait_log("not finished within 1s");
     assert!(log.contains("handshake failed"), "{log}");
     let health = s.health();
-    assert!(health.contains(" tls_failed=2"), "{health}");
+    assert!(health.contains(" tls_failed=3"), "{health}");
 }
 
 /// Start-up refuses TLS files that cannot work, naming the flag.
@@ -418,8 +419,7 @@ fn send_and_pipe_over_tls_store_what_they_are_given() {
         .unwrap();
     assert!(sent.status.success(), "{sent:?}");
     let (ok, out) = run_with_input(
-        common::logmill()
-            .args(["pipe", "--tls", "--ca", &ca, "--addr", &addr]),
+        common::logmill().args(["pipe", "--tls", "--ca", &ca, "--addr", &addr]),
         b"piped one\npiped two\n",
     );
     assert!(ok, "{out}");
@@ -550,4 +550,220 @@ fn the_console_over_https_in_a_browser() {
     );
     assert_eq!(seen["healthz"], "OK\n", "{report}");
     assert!(seen["page"].is_string(), "{report}");
+}
+
+/// A `logmill serve` with TLS whose ship port stores into `<dir>/ship`, and its ship port.
+fn start_shipping(tag: &str, args: &[&str]) -> (TlsServer, u16, std::path::PathBuf) {
+    let s = start(tag, &[&["--ship-port", "0"], args].concat());
+    let ship: SocketAddr = s.server.listening["ship"]
+        .as_str()
+        .expect("a ship address in the listening line")
+        .parse()
+        .unwrap();
+    let stored = s.server.dir.join("ship");
+    (s, ship.port(), stored)
+}
+
+/// `logmill ship tx` at 127.0.0.1:`port`, shipping `<input>/*.log` (`extra`: `--tls` and the
+/// like), its output captured.
+fn ship_tx(port: u16, input: &std::path::Path, extra: &[&str]) -> Command {
+    let mut command = common::logmill();
+    command
+        .args([
+            "ship",
+            "tx",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .arg("--glob")
+        .arg(input.join("*.log"))
+        .arg("--state")
+        .arg(input.join("ship.state"))
+        .args(["--rescan-interval", "100ms", "--max-backoff", "300ms"])
+        .args(["--timeout", "5s", "--no-progress"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// `ship tx --once`: its summary line, after it succeeded.
+fn ship_once(port: u16, input: &std::path::Path, extra: &[&str]) -> String {
+    let out = ship_tx(port, input, &[&["--once"], extra].concat())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ship tx --once failed: {text}");
+    text
+}
+
+/// A transmitter that keeps retrying (it is refused), killed when dropped.
+struct Retrying(std::process::Child);
+
+impl Drop for Retrying {
+    fn drop(&mut self) {
+        // Already gone only if it died, which the test then reports through its asserts.
+        if self.0.kill().is_ok() {
+            let _status = self.0.wait();
+        }
+    }
+}
+
+/// `ship tx --tls --ca` into `logmill serve --tls-cert --tls-key`: a binary file and a text
+/// file arrive byte-exact over TLS; an append is resumed from the receiver's offset (only the
+/// new bytes go); `--server-name` checks the certificate against a name other than `--host`.
+#[test]
+fn ship_tx_over_tls_is_byte_exact_and_resumes_after_an_append() {
+    let (s, port, stored) = start_shipping("tls-ship", &[]);
+    let input = s._dir.0.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let bin: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let text: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("line {i} over tls\n").into_bytes())
+        .collect();
+    std::fs::write(input.join("data.log"), &bin).unwrap();
+    std::fs::write(input.join("app.log"), &text).unwrap();
+    let ca = s.ca.pem_path.to_str().unwrap().to_owned();
+    let tls = ["--tls", "--ca", ca.as_str()];
+    let summary = ship_once(port, &input, &tls);
+    assert!(summary.contains("2 files up to date"), "{summary}");
+    wait_copy(&stored.join("data.log"), &bin);
+    wait_copy(&stored.join("app.log"), &text);
+    let more = b"appended after the first run\n".repeat(100);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(input.join("app.log"))
+        .unwrap();
+    file.write_all(&more).unwrap();
+    let again = ship_once(
+        port,
+        &input,
+        &[&tls[..], &["--server-name", "localhost"]].concat(),
+    );
+    assert!(
+        again.contains(&format!(" {} bytes sent", more.len())),
+        "only the appended bytes go: {again}"
+    );
+    wait_copy(&stored.join("app.log"), &[text, more].concat());
+    let log = s.server_log();
+    assert!(!log.contains("handshake failed"), "{log}");
+}
+
+/// One port, one mode, on the ship port too: a plain transmitter is closed at its first byte
+/// (the name line), logged and counted; nothing is stored. A TLS transmitter that checks the
+/// certificate against a name it does not carry refuses the receiver.
+#[test]
+fn a_plain_transmitter_on_the_tls_ship_port_is_refused_and_logged() {
+    let (s, port, stored) = start_shipping("tls-ship-plain", &[]);
+    let input = s._dir.0.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("app.log"), b"not in the clear\n").unwrap();
+    let _tx = Retrying(ship_tx(port, &input, &[]).spawn().unwrap());
+    // The name line's first byte, 'a'.
+    s.wait_log("handshake failed, not TLS (first byte 0x61");
+    assert!(s.health().contains(" tls_failed="), "counted");
+    let ca = s.ca.pem_path.to_str().unwrap().to_owned();
+    let out = ship_tx(
+        port,
+        &input,
+        &[
+            "--once",
+            "--tls",
+            "--ca",
+            &ca,
+            "--server-name",
+            "elsewhere.example",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut wrong_name = Retrying(out);
+    let mut said = String::new();
+    let stderr = wrong_name.0.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    while !said.contains("retrying") {
+        let line = lines.next().expect("ship tx said why").unwrap();
+        said.push_str(&line);
+    }
+    assert!(said.contains("TLS handshake"), "{said}");
+    assert!(!stored.join("app.log").exists(), "nothing stored");
+}
+
+/// Mutual TLS on the ship port: a transmitter without a client certificate is refused at the
+/// handshake, logged and counted, and nothing is stored; with `--cert --key` from the clients'
+/// CA its file arrives.
+#[test]
+fn mutual_tls_refuses_a_ship_transmitter_without_a_client_certificate() {
+    let dir = TempDir::new("tls-ship-mutual-ca");
+    let clients = Ca::new(&dir.0, "clients");
+    let ca_path = clients.pem_path.to_str().unwrap().to_string();
+    let (s, port, stored) = start_shipping("tls-ship-mutual", &["--tls-client-ca", &ca_path]);
+    let input = s._dir.0.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let content = b"needs a certificate\n";
+    std::fs::write(input.join("app.log"), content).unwrap();
+    let ca = s.ca.pem_path.to_str().unwrap().to_owned();
+    let tx = Retrying(
+        ship_tx(port, &input, &["--tls", "--ca", &ca])
+            .spawn()
+            .unwrap(),
+    );
+    let log = s.wait_log("handshake failed");
+    let line = log
+        .lines()
+        .find(|l| l.contains("handshake failed"))
+        .unwrap();
+    assert!(line.contains("TLS connection from 127.0.0.1"), "{line}");
+    assert!(!stored.join("app.log").exists(), "nothing stored");
+    drop(tx);
+    let good = clients.client(&dir.0, "shipper", "shipper", false);
+    let summary = ship_once(
+        port,
+        &input,
+        &[
+            "--tls",
+            "--ca",
+            &ca,
+            "--cert",
+            good.cert.to_str().unwrap(),
+            "--key",
+            good.key.to_str().unwrap(),
+        ],
+    );
+    assert!(summary.contains("1 files up to date"), "{summary}");
+    wait_copy(&stored.join("app.log"), content);
+}
+
+/// The receiver's answers travel over TLS: the offset line to a name it takes, and to a name it
+/// refuses the `error:` line, then a clean close (`close_notify`, so the client reads an end).
+#[test]
+fn a_tls_ship_connection_gets_its_offset_line_and_its_refusal_line() {
+    let (s, port, stored) = start_shipping("tls-ship-lines", &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut good = certs::connect(s.ca.client_config(None), addr, None).unwrap();
+    good.write_all(b"first.log\n").unwrap();
+    good.flush().unwrap();
+    let mut offset = [0u8; 2];
+    good.read_exact(&mut offset).unwrap();
+    assert_eq!(&offset, b"0\n");
+    good.write_all(b"through rustls\n").unwrap();
+    good.conn.send_close_notify();
+    good.flush().unwrap();
+    wait_copy(&stored.join("first.log"), b"through rustls\n");
+    let mut bad = certs::connect(s.ca.client_config(None), addr, None).unwrap();
+    bad.write_all(b"../escape.log\n").unwrap();
+    bad.flush().unwrap();
+    let mut answer = String::new();
+    bad.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("error: "), "{answer:?}");
+    s.wait_log("file name contains '/'");
 }

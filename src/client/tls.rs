@@ -14,6 +14,41 @@ use rustls::pki_types::{CertificateDer, ServerName};
 /// # Errors
 /// The file cannot be read, holds no certificate, or one rustls refuses, said in words.
 pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    Ok(Arc::new(trusting(ca)?.with_no_client_auth()))
+}
+
+/// As [`client_config`], presenting the certificate chain of the PEM file `cert` (leaf first)
+/// with its key `key` to a server that asks for one (`--tls-client-ca`).
+///
+/// # Errors
+/// As [`client_config`], and for `cert` and `key`, each named.
+pub fn client_config_with_cert(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let builder = trusting(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--cert {}: no PEM certificate in it",
+            cert.display()
+        ));
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--key {}: {e}", key.display()))?;
+    let config = builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("--cert/--key: {e} (does the key belong to the certificate?)"))?;
+    Ok(Arc::new(config))
+}
+
+/// The configuration's first steps: TLS 1.3 and 1.2, ring, the roots of the PEM file `ca`.
+fn trusting(
+    ca: &Path,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
     let pem = std::fs::read(ca).map_err(|e| e.to_string())?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -24,12 +59,10 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
         return Err("no PEM certificate in it".into());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_root_certificates(roots))
 }
 
 /// The name the server's certificate must carry: the host of `addr` (`HOST:PORT`), an IP

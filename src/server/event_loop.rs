@@ -283,7 +283,9 @@ impl EventLoop {
                     SHIP_LISTENER => self.accept_ship(),
                     WAKER => {}
                     Token(token) if GrpcPort::owns(token) => self.drive_grpc(Token(token)),
-                    Token(token) if ShipPort::owns(token) => self.ship.event(Token(token)),
+                    Token(token) if ShipPort::owns(token) => {
+                        self.ship.event(Token(token), self.poll.registry());
+                    }
                     Token(token) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.mark_ready(token);

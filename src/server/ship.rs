@@ -23,23 +23,33 @@
 //! transmitter. The writer's `Drained` replies start reading again. Only shipping connections
 //! wait: the loop's other work never blocks on the disk.
 //!
+//! TLS (`--tls-cert`): the port speaks TLS only, as every TCP port (`server::tls`). A
+//! connection is a `net::stream::Stream`: its reads drive the handshake and hand out plaintext,
+//! so the states above see only the file's bytes; the offset and refusal lines go into rustls
+//! and out when the socket takes them (WRITABLE interest while it holds some). A plain client
+//! (its first byte not 0x16), a failed handshake or one not finished within the handshake
+//! limit is counted and logged as on the other ports and closed without a line. Backpressure is
+//! the same: a paused connection does not read, so neither rustls nor the kernel takes more.
+//!
 //! The loop (`server::event_loop`) calls: [`ShipPort::accept`] on the listener's event,
 //! [`ShipPort::event`] for a token [`ShipPort::owns`], [`ShipPort::take_replies`] and
 //! [`ShipPort::serve`] every turn, [`ShipPort::tick`] with its timer, [`ShipPort::close_all`]
 //! at shutdown.
 
 use std::collections::VecDeque;
-use std::io::{self, Read as _, Write as _};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::shared::Shared;
+use super::tls::Alpn;
 use crate::net::socket::tune_socket;
+use crate::net::stream::{Stream, TlsFailure};
 use crate::protocol::ship::{self, MAX_NAME_LINE, Read};
 use crate::storage::server_log::ServerLog;
 use crate::storage::ship::{Link, OpenError, Reply, Request, ShipKey};
@@ -58,6 +68,57 @@ pub const LOOP_QUEUE: usize = 32 << 20;
 const SPARE_BUFFERS: usize = 16;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 1 << 20;
+/// One read of file bytes into `buf`. A plain socket's read takes what the kernel has (up to
+/// the whole chunk); TLS hands out one record's plaintext (16 KiB at most) per read, so for it
+/// reads go on until the chunk is full or nothing more is waiting, and the writer gets chunks
+/// the size it gets from plain connections. What was read before an end or an error is
+/// returned first; the end comes again at the next call, and an error is kept in `deferred`
+/// for it (rustls may not say it twice).
+fn fill(
+    stream: &mut Stream,
+    buf: &mut [u8],
+    deferred: &mut Option<io::Error>,
+) -> io::Result<usize> {
+    if let Some(e) = deferred.take() {
+        return Err(e);
+    }
+    let first = stream.read(buf)?;
+    if first == 0 || !stream.is_tls() {
+        return Ok(first);
+    }
+    let mut filled = first;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                *deferred = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(filled)
+}
+
+/// Hands `line` (an offset or an error line, a few bytes) to the stream whole: a plain socket's
+/// buffer has room for it (it is the first thing, or the second short line, this connection
+/// sends); TLS takes it into its own buffer and sends what the socket takes, the rest when
+/// the socket is writable ([`ShipPort::watch_writes`]).
+fn send_line(stream: &mut Stream, line: &str) -> io::Result<()> {
+    let mut rest = line.as_bytes();
+    while !rest.is_empty() {
+        match stream.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The refusal of bytes sent before the offset was answered.
 const EARLY_DATA: &str =
     "data before the offset line: send the name, read the offset, then the file";
@@ -133,8 +194,14 @@ enum State {
 }
 
 struct ShipConnection {
-    stream: TcpStream,
+    /// Plain or TLS, as `--tls-cert` says (`server::tls`: one port, one mode).
+    stream: Stream,
     peer: SocketAddr,
+    accepted: Instant,
+    /// WRITABLE interest is registered: TLS holds bytes the socket did not take yet.
+    writing: bool,
+    /// A read error that came after bytes [`fill`] returned first.
+    deferred: Option<io::Error>,
     serial: u64,
     state: State,
     /// The socket may have bytes to read (its edge was not yet drained).
@@ -244,7 +311,7 @@ impl ShipPort {
         let Some(listener) = &self.listener else {
             return false;
         };
-        let (stream, peer) = loop {
+        let (tcp, peer) = loop {
             match listener.accept() {
                 Ok(pair) => break pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -266,21 +333,35 @@ impl ShipPort {
                  (--max-connections {}); {refused} refused so far",
                 self.settings.max_connections
             ));
-            return true; // dropping `stream` closes it
+            return true; // dropping `tcp` closes it
         }
         self.shared.stats().ship_connection_opened();
-        if let Err(e) = tune_socket(&stream) {
+        if let Err(e) = tune_socket(&tcp) {
             self.log.warn(format_args!(
                 "ship connection from {peer}: socket options: {e}"
             ));
         }
+        let stream = match self.shared.tls().stream(Alpn::None, tcp) {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.shared.stats().connection_closed();
+                self.shared.stats().ship_connection_closed();
+                self.log
+                    .error(format_args!("ship connection from {peer}: TLS: {e}"));
+                return true;
+            }
+        };
         let serial = self.next_serial;
         self.next_serial += 1;
         let entry = self.conns.vacant_entry();
         let token = entry.key();
+        let now = Instant::now();
         let mut conn = ShipConnection {
             stream,
             peer,
+            accepted: now,
+            writing: false,
+            deferred: None,
             serial,
             state: State::Name {
                 line: Vec::with_capacity(64),
@@ -293,7 +374,7 @@ impl ShipPort {
             received: 0,
         };
         if let Err(e) = registry.register(
-            &mut conn.stream,
+            conn.stream.tcp_mut(),
             Token(SHIP_BASE + token),
             Interest::READABLE,
         ) {
@@ -310,12 +391,51 @@ impl ShipPort {
         true
     }
 
-    /// A readiness event for one of this port's tokens.
-    pub fn event(&mut self, token: Token) {
+    /// A readiness event for one of this port's tokens: what TLS holds goes out (if the
+    /// socket takes it now), and the connection reads.
+    pub fn event(&mut self, token: Token, registry: &Registry) {
         let token = token.0 - SHIP_BASE;
         if let Some(conn) = self.conns.get_mut(token) {
             conn.readable = true;
+            if conn.stream.wants_write()
+                && let Err(e) = conn.stream.flush()
+                && e.kind() != io::ErrorKind::WouldBlock
+            {
+                self.log
+                    .info(format_args!("ship connection from {}: {e}", conn.peer));
+                self.close(token, registry);
+                return;
+            }
             self.push_ready(token);
+            self.watch_writes(token, registry);
+        }
+    }
+
+    /// Keeps WRITABLE interest exactly while TLS holds bytes the socket has not taken
+    /// (handshake messages, the offset or refusal line, an alert); a plain connection never
+    /// needs it (its few bytes out fit the socket's buffer).
+    fn watch_writes(&mut self, token: usize, registry: &Registry) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let wants = conn.stream.wants_write();
+        if wants == conn.writing {
+            return;
+        }
+        let interest = if wants {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match registry.reregister(conn.stream.tcp_mut(), Token(SHIP_BASE + token), interest) {
+            Ok(()) => conn.writing = wants,
+            Err(e) => {
+                self.log.warn(format_args!(
+                    "ship connection from {}: reregister: {e}",
+                    conn.peer
+                ));
+                self.close(token, registry);
+            }
         }
     }
 
@@ -356,6 +476,8 @@ impl ShipPort {
             State::Lingering { .. } => self.discard(token, registry),
             State::Opening { .. } => self.read_early(token, registry),
         }
+        // A TLS read may have left handshake messages for the socket.
+        self.watch_writes(token, registry);
     }
 
     /// Bytes while the offset is not yet answered: a transmitter must wait for it (it cannot
@@ -429,8 +551,23 @@ impl ShipPort {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.log
-                        .info(format_args!("ship connection from {}: {e}", conn.peer));
+                    match TlsFailure::of(&e) {
+                        Some(why) if line.is_empty() => {
+                            if matches!(why, TlsFailure::NotTls(_)) {
+                                // A plain client: a clean close (FIN), not a reset.
+                                conn.stream.discard_waiting(MAX_NAME_LINE);
+                            }
+                            self.shared.tls().handshake_failed(
+                                conn.peer,
+                                why,
+                                self.shared.stats(),
+                                &self.log,
+                            );
+                        }
+                        _ => self
+                            .log
+                            .info(format_args!("ship connection from {}: {e}", conn.peer)),
+                    }
                     self.close(token, registry);
                     return;
                 }
@@ -503,7 +640,7 @@ impl ShipPort {
                     .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             }
             self.scratch.resize(CHUNK, 0);
-            match conn.stream.read(&mut self.scratch) {
+            match fill(&mut conn.stream, &mut self.scratch, &mut conn.deferred) {
                 Ok(0) => {
                     self.log.info(format_args!(
                         "ship connection from {}: {} done, {} received",
@@ -588,7 +725,7 @@ impl ShipPort {
         let line = ship::error_line(why);
         // The first thing (or, mid-stream, the second short line) this connection sends: the
         // socket's buffer has room for it.
-        if let Err(e) = conn.stream.write_all(line.as_bytes()) {
+        if let Err(e) = send_line(&mut conn.stream, &line) {
             self.log.info(format_args!(
                 "ship connection from {}: cannot send the refusal: {e}",
                 conn.peer
@@ -598,7 +735,7 @@ impl ShipPort {
             self.send_close(key);
         }
         let conn = &mut self.conns[token];
-        if conn.stream.shutdown(Shutdown::Write).is_err() {
+        if conn.stream.shutdown_write().is_err() {
             self.close(token, registry);
             return;
         }
@@ -607,6 +744,7 @@ impl ShipPort {
         };
         conn.readable = true;
         self.push_ready(token);
+        self.watch_writes(token, registry);
     }
 
     /// The writer thread is gone (it panicked): close, saying so.
@@ -646,7 +784,7 @@ impl ShipPort {
         let Some(mut conn) = self.conns.try_remove(token) else {
             return;
         };
-        if let Err(e) = registry.deregister(&mut conn.stream) {
+        if let Err(e) = registry.deregister(conn.stream.tcp_mut()) {
             self.log.warn(format_args!(
                 "ship connection from {}: deregister: {e}",
                 conn.peer
@@ -732,7 +870,7 @@ impl ShipPort {
             Ok(offset) => {
                 let line = ship::offset_line(offset);
                 // The connection's first bytes out: a few digits fit any socket buffer.
-                match conn.stream.write_all(line.as_bytes()) {
+                match send_line(&mut conn.stream, &line) {
                     Ok(()) => {
                         self.log.info(format_args!(
                             "ship connection from {}: {name} from offset {offset}",
@@ -741,6 +879,7 @@ impl ShipPort {
                         conn.state = State::Streaming { name };
                         conn.last_read = Instant::now();
                         self.push_ready(token);
+                        self.watch_writes(token, registry);
                     }
                     Err(e) => {
                         self.log.info(format_args!(
@@ -778,10 +917,19 @@ impl ShipPort {
     pub fn tick(&mut self, now: Instant, registry: &Registry) {
         let name_timeout = self.settings.name_timeout();
         let idle = self.settings.idle_timeout;
+        let handshake_timeout = self.shared.tls().handshake_timeout();
+        let mut slow_handshakes = Vec::new();
         let mut late_names = Vec::new();
         let mut silent = Vec::new();
         let mut lingered = Vec::new();
         for (token, conn) in &self.conns {
+            if conn.stream.handshaking() {
+                // Only the handshake's own limit, as on the other ports (`server::tls`).
+                if now.duration_since(conn.accepted) >= handshake_timeout {
+                    slow_handshakes.push(token);
+                }
+                continue;
+            }
             match &conn.state {
                 State::Name { since, .. } if now.duration_since(*since) >= name_timeout => {
                     late_names.push(token);
@@ -796,6 +944,14 @@ impl ShipPort {
                 State::Lingering { until } if now >= *until => lingered.push(token),
                 _ => {}
             }
+        }
+        for token in slow_handshakes {
+            let why = format!("not finished within {}s", handshake_timeout.as_secs_f64());
+            let peer = self.conns[token].peer;
+            self.shared
+                .tls()
+                .handshake_failed(peer, &why, self.shared.stats(), &self.log);
+            self.close(token, registry);
         }
         for token in late_names {
             let why = format!("no file name line within {}s", name_timeout.as_secs_f64());
@@ -844,6 +1000,7 @@ mod tests {
     use crate::storage::mailbox::{Handoff, Mailbox};
     use crate::storage::ship::ShipWriter;
     use mio::{Events, Poll};
+    use std::io::{Read as _, Write as _};
 
     /// A port on a real loopback listener with a ship writer that runs only when the test says:
     /// while it is held still, the connection's bytes waiting for it stay within the cap and
@@ -897,7 +1054,7 @@ mod tests {
                 .unwrap();
             for event in events.iter() {
                 if ShipPort::owns(event.token().0) {
-                    port.event(event.token());
+                    port.event(event.token(), poll.registry());
                 }
             }
             while port.accept(poll.registry()) {}

@@ -436,3 +436,26 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Waits until `path` holds exactly `expected` (a shipped file: the ship writer stores after
+/// the connection's bytes arrived), comparing SHA-256.
+pub fn wait_copy(path: &Path, expected: &[u8]) {
+    let want = sha256_hex(expected);
+    wait_for(
+        &format!("{} to hold the file", path.display()),
+        DEADLINE,
+        || {
+            let got = std::fs::read(path).ok()?;
+            (got.len() == expected.len() && sha256_hex(&got) == want).then_some(())
+        },
+    );
+}

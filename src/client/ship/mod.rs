@@ -24,6 +24,7 @@
 //! inotify, which would save little at these intervals and not cover network file systems.
 
 pub mod glob;
+pub mod link;
 pub mod progress;
 pub mod state;
 pub mod worker;
@@ -98,6 +99,23 @@ pub struct TxArgs {
     /// No progress bars, even on a terminal.
     #[arg(long = "no-progress")]
     no_progress: bool,
+    /// Connect over TLS (the receiver runs with --tls-cert); its certificate is checked
+    /// against --host, or --server-name.
+    #[arg(long, requires = "ca")]
+    tls: bool,
+    /// With --tls: the CA certificate (PEM) the receiver's certificate must chain to.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<PathBuf>,
+    /// With --tls: the name the receiver's certificate must carry, when it is not --host.
+    #[arg(long = "server-name", value_name = "NAME", requires = "tls")]
+    server_name: Option<String>,
+    /// With --tls: a client certificate (PEM chain, leaf first), for a receiver with
+    /// --tls-client-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    cert: Option<PathBuf>,
+    /// With --cert: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 /// Why `logmill ship tx` could not start. Once it runs, nothing is fatal: a receiver that is
@@ -110,6 +128,8 @@ pub enum Error {
     Resolve { host: String, why: String },
     /// The state file cannot be read or is not one.
     State(String),
+    /// `--ca` or the server name cannot be used.
+    Tls(String),
     /// SIGINT/SIGTERM could not be handled.
     Signal(std::io::Error),
 }
@@ -117,7 +137,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Glob(why) | Error::State(why) => f.write_str(why),
+            Error::Glob(why) | Error::State(why) | Error::Tls(why) => f.write_str(why),
             Error::Resolve { host, why } => write!(f, "cannot resolve {host}: {why}"),
             Error::Signal(e) => write!(f, "cannot handle SIGINT/SIGTERM: {e}"),
         }
@@ -202,6 +222,14 @@ enum Event {
 pub fn run(args: &TxArgs) -> Result<Summary, Error> {
     let glob = Glob::parse(&args.glob).map_err(Error::Glob)?;
     let addr = resolve(&args.host, args.port)?;
+    let tls = match &args.ca {
+        Some(ca) if args.tls => {
+            let name = args.server_name.as_deref().unwrap_or(&args.host);
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            Some(link::TlsTarget::new(ca, name, identity).map_err(Error::Tls)?)
+        }
+        _ => None,
+    };
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
     let state = State::load(&state_path).map_err(Error::State)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -214,6 +242,7 @@ pub fn run(args: &TxArgs) -> Result<Summary, Error> {
     }
     let settings = Arc::new(Settings {
         addr,
+        tls,
         timeout: args.timeout.0,
         max_backoff: args.max_backoff.0,
         follow_interval: args.follow_interval.0,

@@ -1,5 +1,5 @@
 //! One file's shipping, on its own thread: connect, send the name line, read the receiver's
-//! offset, send the bytes from there with `sendfile`, follow appends, and on any network error
+//! offset, send the bytes from there with `sendfile` (through rustls with `--tls`: `link.rs`), follow appends, and on any network error
 //! reconnect with capped exponential backoff and jitter and resume from the receiver's offset
 //! again. The scanner (`mod.rs`) decides which files get a worker and when; a worker ends by
 //! returning an [`Outcome`].
@@ -8,8 +8,8 @@
 //! deleted while shipping is finished from what it was.
 
 use std::fs::File;
-use std::io::{self, Read as _, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 
+use super::link::{Link, TlsTarget};
 use crate::protocol::ship::{self, Answer, Read};
 
 /// The most bytes one `sendfile` call is asked for: large enough that the per-call cost
@@ -25,7 +26,8 @@ const SENDFILE_CHUNK: usize = 8 << 20;
 
 /// The buffer of the read-and-write fallback, where `sendfile` is not supported (some file
 /// systems, e.g. older FUSE or procfs-like ones).
-const COPY_BUFFER: usize = 1 << 20;
+/// Also the read size of a TLS connection's bytes (`link.rs`).
+pub(super) const COPY_BUFFER: usize = 1 << 20;
 
 /// How long one blocking socket write or read may wait before the worker looks at its flags
 /// again (a stop request, a release); waiting on, not an error.
@@ -44,6 +46,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Settings {
     pub(super) addr: SocketAddr,
+    /// `--tls`: every connection speaks TLS to the receiver.
+    pub(super) tls: Option<TlsTarget>,
     pub(super) timeout: Duration,
     pub(super) max_backoff: Duration,
     pub(super) follow_interval: Duration,
@@ -152,8 +156,9 @@ fn session(
     if settings.once && offset == size {
         return Ok(Some(Outcome::Done { offset }));
     }
-    stream.set_write_timeout(Some(SOCKET_SLICE))?;
+    stream.tcp().set_write_timeout(Some(SOCKET_SLICE))?;
     let mut pos = offset;
+    let mut buf = Vec::new();
     let mut copy = Copy::Sendfile;
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -167,14 +172,18 @@ fn session(
         }
         if size > pos {
             let before = pos;
-            let sent = send(
-                &stream,
-                &job.file,
-                &mut pos,
-                size,
-                &mut copy,
-                &settings.stop,
-            );
+            let sent = if stream.is_tls() {
+                stream.send_tls(&job.file, &mut pos, size, &mut buf, &settings.stop)
+            } else {
+                send(
+                    stream.tcp(),
+                    &job.file,
+                    &mut pos,
+                    size,
+                    &mut copy,
+                    &settings.stop,
+                )
+            };
             settings.sent.fetch_add(pos - before, Ordering::Relaxed);
             sent?;
             job.position.store(pos, Ordering::Relaxed);
@@ -183,7 +192,7 @@ fn session(
         }
         // At the end of the file.
         if settings.once {
-            finish(&mut stream, settings.timeout)?;
+            finish(&mut stream, settings.timeout, &settings.stop)?;
             return Ok(None);
         }
         let quiet = quiet_since.get_or_insert_with(Instant::now).elapsed();
@@ -198,7 +207,7 @@ fn session(
     }
 }
 
-fn connect(settings: &Settings) -> io::Result<TcpStream> {
+fn connect(settings: &Settings) -> io::Result<Link> {
     let stream = TcpStream::connect_timeout(&settings.addr, settings.timeout)?;
     stream.set_nodelay(true)?;
     let keepalive = TcpKeepalive::new()
@@ -206,14 +215,14 @@ fn connect(settings: &Settings) -> io::Result<TcpStream> {
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
     SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-    Ok(stream)
+    Link::new(stream, settings.tls.as_ref(), settings.timeout)
 }
 
 /// Reads the receiver's answer, byte by byte up to its newline (it is at most a few bytes, and
 /// nothing after it may be consumed: a receiver sends nothing more anyway). Bounded by
 /// `protocol::ship`'s limits (`MAX_ANSWER_LINE`) and by `timeout`.
-fn read_offset(stream: &mut TcpStream, timeout: Duration) -> io::Result<u64> {
-    stream.set_read_timeout(Some(timeout))?;
+fn read_offset(stream: &mut Link, timeout: Duration) -> io::Result<u64> {
+    stream.tcp().set_read_timeout(Some(timeout))?;
     let mut buf = Vec::with_capacity(32);
     let mut byte = [0u8; 1];
     loop {
@@ -331,9 +340,9 @@ fn read_write(mut stream: &TcpStream, file: &File, pos: u64, buf: &mut [u8]) -> 
 
 /// `--once` after the last byte: close our side, then wait (bounded) for the receiver to close
 /// its own, which a receiver does once it has stored everything before the end.
-fn finish(stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
-    stream.shutdown(Shutdown::Write)?;
-    stream.set_read_timeout(Some(timeout))?;
+fn finish(stream: &mut Link, timeout: Duration, stop: &AtomicBool) -> io::Result<()> {
+    stream.shutdown_write(stop)?;
+    stream.tcp().set_read_timeout(Some(timeout))?;
     let mut sink = [0u8; 512];
     loop {
         match stream.read(&mut sink) {
