@@ -16,6 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The read size of a TLS connection's file bytes, and of the workers' read-and-write fallback
+/// where `sendfile` is not supported (some file systems, e.g. older FUSE or procfs-like ones).
+pub(super) const COPY_BUFFER: usize = 1 << 20;
+
 /// What `--tls` gives every worker: the client configuration and the name the receiver's
 /// certificate must carry.
 #[derive(Debug, Clone)]
@@ -157,7 +161,7 @@ impl Link {
         let Some(tls) = &mut self.tls else {
             return Err(io::Error::other("send_tls on a plain connection"));
         };
-        buf.resize(super::worker::COPY_BUFFER, 0);
+        buf.resize(COPY_BUFFER, 0);
         while *pos < end {
             let want = usize::try_from(end - *pos)
                 .unwrap_or(usize::MAX)

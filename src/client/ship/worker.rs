@@ -17,17 +17,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 
-use super::link::{Link, TlsTarget};
+use super::link::{COPY_BUFFER, Link, TlsTarget};
 use crate::protocol::ship::{self, Answer, Read};
 
 /// The most bytes one `sendfile` call is asked for: large enough that the per-call cost
 /// vanishes at memory speed, small enough that a stop request is seen within a moment.
 const SENDFILE_CHUNK: usize = 8 << 20;
-
-/// The buffer of the read-and-write fallback, where `sendfile` is not supported (some file
-/// systems, e.g. older FUSE or procfs-like ones).
-/// Also the read size of a TLS connection's bytes (`link.rs`).
-pub(super) const COPY_BUFFER: usize = 1 << 20;
 
 /// How long one blocking socket write or read may wait before the worker looks at its flags
 /// again (a stop request, a release); waiting on, not an error.
