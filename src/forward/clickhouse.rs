@@ -250,11 +250,11 @@ impl Sink for ClickHouse {
             .client
             .post(&self.path, &headers, body)
             .map_err(|e| SendError::Retry(format!("ClickHouse cannot be reached: {e}")))?;
-        if response.status == 200 {
+        if response.status() == 200 {
             self.clear();
             return Ok(());
         }
-        Err(classify(response.status, &response.body))
+        Err(classify(response.status(), response.body()))
     }
 
     fn clear(&mut self) {

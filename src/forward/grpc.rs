@@ -31,13 +31,31 @@ const MAX_REPLY: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Reply {
     /// The HTTP status (200 for every gRPC answer, whatever its `grpc-status`).
-    pub http: u16,
+    http: u16,
     /// `grpc-status` (trailers, or headers for a trailers-only answer); `None` when absent.
-    pub code: Option<u32>,
+    code: Option<u32>,
     /// `grpc-message`, percent-decoded where it can be.
-    pub message: String,
+    message: String,
     /// The reply's messages, gRPC-framed, up to [`MAX_REPLY`] bytes.
-    pub body: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn http(&self) -> u16 {
+        self.http
+    }
+
+    pub fn code(&self) -> Option<u32> {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// One server's connection, opened on demand and opened again after an error.

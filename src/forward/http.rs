@@ -24,8 +24,20 @@ const MAX_HEAD: usize = 16 * 1024;
 /// A response: its status and (up to [`MAX_RESPONSE_BODY`] bytes of) its body.
 #[derive(Debug)]
 pub struct Response {
-    pub status: u16,
-    pub body: Vec<u8>,
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body, as much of it as was kept.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// One server's connection, opened on demand and reopened after an error.

@@ -171,8 +171,8 @@ fn send_http(
     let response = client
         .post("/v1/logs", &headers, body)
         .map_err(|e| SendError::Retry(format!("the OTLP receiver cannot be reached: {e}")))?;
-    let status = response.status;
-    let message = printable(&String::from_utf8_lossy(&response.body));
+    let status = response.status();
+    let message = printable(&String::from_utf8_lossy(response.body()));
     match status {
         200 => Ok(()),
         429 | 500..=599 => Err(SendError::Retry(format!(
@@ -222,8 +222,8 @@ fn send_grpc(
     let reply = client
         .call(EXPORT, headers, Bytes::from(message))
         .map_err(|e| SendError::Retry(format!("the OTLP receiver cannot be reached: {e}")))?;
-    let message = printable(&reply.message);
-    match (reply.http, reply.code) {
+    let message = printable(reply.message());
+    match (reply.http(), reply.code()) {
         (200, Some(0)) => Ok(()),
         (200, Some(code @ (1 | 4 | 8 | 10 | 11 | 14 | 15))) => Err(SendError::Retry(format!(
             "the OTLP receiver answered gRPC status {code}: {message}"
