@@ -463,17 +463,7 @@ fn python_otel_sdk_exports_over_tls() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{exporter}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("{exporter}: no report in {stdout}"));
+        let report = report_of(&out, exporter);
         let exports = report["exports"].as_array().unwrap();
         assert!(
             exports.len() == 1 && exports[0]["result"] == "SUCCESS",
@@ -527,17 +517,7 @@ fn the_console_over_https_in_a_browser() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "https.mjs: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no report in {stdout}"));
+    let report = report_of(&out, "https.mjs");
     let seen = &report["seen"];
     assert_eq!(seen["step"], "done", "{report}");
     assert_eq!(seen["login_status"], 200, "{report}");
@@ -766,4 +746,19 @@ fn a_tls_ship_connection_gets_its_offset_line_and_its_refusal_line() {
     bad.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("error: "), "{answer:?}");
     s.wait_log("file name contains '/'");
+}
+
+/// The report a test script printed last (its last JSON line), once it exited with success.
+fn report_of(out: &std::process::Output, script: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{script}: no report in {stdout}"))
 }
